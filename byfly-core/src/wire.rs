@@ -1,0 +1,873 @@
+//! The request and response bodies of the HTTP API (`spec/API.md` §3), shared by server and client
+//! so the two cannot drift. Field names and order follow the guide; our additions come after the
+//! guide's fields and are skipped when they have nothing to say only where the guide has no such field.
+//!
+//! Requests arrive from clients written in any language, so [`InitPaymentInput`] reads them
+//! leniently (amounts as numbers or numeric strings, ids as numbers or strings) and
+//! [`InitPaymentInput::validate`] turns them into a checked [`NewPayment`] or the exact
+//! [`ApiError`] of the contract.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{Secret, TransactionId};
+use crate::method::PaymentMethod;
+use crate::money::{Money, MoneyError, Percent, decimal_from_json_token};
+use crate::status::PaymentStatus;
+use crate::webhook::BodyEncoding;
+
+/// `{"success": true, "message"?: "...", "data": ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Always true.
+    pub success: bool,
+    /// A human message, where the guide shows one (`Платеж создан`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The answer.
+    pub data: T,
+}
+
+impl<T> Envelope<T> {
+    /// A success without a message.
+    pub fn data(data: T) -> Envelope<T> {
+        Envelope {
+            success: true,
+            message: None,
+            data,
+        }
+    }
+
+    /// A success with the guide's message.
+    pub fn with_message(message: &str, data: T) -> Envelope<T> {
+        Envelope {
+            success: true,
+            message: Some(message.to_owned()),
+            data,
+        }
+    }
+}
+
+/// Limits of the init request that come from configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitLimits {
+    /// `max_amount` (default 100 000 000).
+    pub max_amount: Money,
+}
+
+impl Default for InitLimits {
+    fn default() -> Self {
+        InitLimits {
+            max_amount: Money::from_tenge(100_000_000),
+        }
+    }
+}
+
+/// Largest configurable `max_amount`: with commissions, every amount then keeps at most 15
+/// significant digits, which a receiver's double (JavaScript, PHP floats) holds exactly.
+pub const MAX_AMOUNT_CEILING: i64 = 1_000_000_000_000;
+/// Longest `webhook_url`.
+pub const MAX_WEBHOOK_URL_LEN: usize = 2048;
+/// Longest `webhook_secret`.
+pub const MAX_WEBHOOK_SECRET_LEN: usize = 256;
+/// Longest `description`.
+pub const MAX_DESCRIPTION_LEN: usize = 1000;
+/// Longest customer field.
+pub const MAX_CUSTOMER_FIELD_LEN: usize = 255;
+/// Largest `metadata`, in bytes of its JSON text.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Deepest `metadata` nesting: PHP's `json_decode` gives up at 512, and nothing real needs more than a few.
+pub const MAX_METADATA_DEPTH: usize = 32;
+
+/// `POST /api/payment/init` as a client sends it (the guide's fields).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct InitPaymentRequest {
+    /// Amount without commission.
+    pub amount: Money,
+    /// Default `KZT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Shown to the customer and sent in webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Customer's name (never shown on public endpoints).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_name: Option<String>,
+    /// Customer's phone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_phone: Option<String>,
+    /// Customer's e-mail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_email: Option<String>,
+    /// Preferred method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_method_id: Option<i64>,
+    /// Where webhooks go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    /// HMAC key of the webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// Any JSON object, returned verbatim in webhooks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `POST /api/payment/init` as the server reads it: every field optional and loosely typed, so
+/// that each problem gets its own error instead of a generic parse failure.
+#[derive(Debug, Default, Deserialize)]
+pub struct InitPaymentInput {
+    amount: Option<Box<RawValue>>,
+    currency: Option<String>,
+    description: Option<String>,
+    customer_name: Option<String>,
+    customer_phone: Option<String>,
+    customer_email: Option<String>,
+    #[serde(default, deserialize_with = "lenient_id")]
+    payment_method_id: Option<i64>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    metadata: Option<Box<RawValue>>,
+}
+
+/// A checked init request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPayment {
+    /// A₀, > 0 and ≤ `max_amount`.
+    pub amount: Money,
+    /// An active method's currency.
+    pub currency: String,
+    /// ≤ 1000 characters.
+    pub description: Option<String>,
+    /// ≤ 255 characters.
+    pub customer_name: Option<String>,
+    /// ≤ 255 characters.
+    pub customer_phone: Option<String>,
+    /// ≤ 255 characters.
+    pub customer_email: Option<String>,
+    /// An active method.
+    pub payment_method_id: Option<i64>,
+    /// Absolute http(s), ≤ 2048 characters; its host still has to be resolved and checked.
+    pub webhook_url: Option<WebhookUrl>,
+    /// ≤ 256 characters.
+    pub webhook_secret: Option<Secret<String>>,
+    /// The merchant's JSON object text, exactly as sent.
+    pub metadata: Option<String>,
+}
+
+/// Reads an id given as a JSON integer or a string of digits (PHP forms often send `"1"`).
+fn lenient_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    let Some(raw) = Option::<Box<RawValue>>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let token = raw.get().trim();
+    let text = if token.starts_with('"') {
+        serde_json::from_str::<String>(token).map_err(serde::de::Error::custom)?
+    } else {
+        token.to_owned()
+    };
+    if text == "null" {
+        return Ok(None);
+    }
+    text.trim()
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| serde::de::Error::custom("payment_method_id must be an integer"))
+}
+
+fn check_len(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(text) if text.chars().count() > max => Err(ApiError::with_message(
+            ErrorCode::FieldTooLong,
+            format!("Поле {field} слишком длинное: не больше {max} символов"),
+        )),
+        other => Ok(other),
+    }
+}
+
+impl InitPaymentInput {
+    /// Parses the body; a body that is not a JSON object with fields of the right types is
+    /// [`ErrorCode::InvalidJson`] with the parser's reason.
+    pub fn from_json(body: &[u8]) -> Result<InitPaymentInput, ApiError> {
+        serde_json::from_slice(body).map_err(|err| {
+            ApiError::with_message(
+                ErrorCode::InvalidJson,
+                format!("Некорректный JSON в теле запроса: {err}"),
+            )
+        })
+    }
+
+    /// Applies every rule of `spec/API.md` §3.1 that needs no IO: the amount, the currency and
+    /// method against the active methods, field lengths, the webhook URL's form, and metadata.
+    pub fn validate(
+        self,
+        limits: &InitLimits,
+        active_methods: &[PaymentMethod],
+    ) -> Result<NewPayment, ApiError> {
+        let amount = match &self.amount {
+            None => return Err(ErrorCode::InvalidAmount.into()),
+            Some(raw) => match decimal_from_json_token(raw.get()).and_then(Money::from_decimal) {
+                Ok(amount) => amount,
+                Err(MoneyError::OutOfRange(_)) => return Err(ErrorCode::AmountTooLarge.into()),
+                Err(_) => return Err(ErrorCode::InvalidAmount.into()),
+            },
+        };
+        if !amount.is_positive() {
+            return Err(ErrorCode::InvalidAmount.into());
+        }
+        if amount > limits.max_amount {
+            return Err(ApiError::with_message(
+                ErrorCode::AmountTooLarge,
+                format!("Сумма превышает максимально допустимую ({})", limits.max_amount),
+            ));
+        }
+        let currency = self
+            .currency
+            .map(|c| c.trim().to_uppercase())
+            .filter(|c| !c.is_empty());
+        let currency = currency.unwrap_or_else(|| "KZT".to_owned());
+        if !active_methods.iter().any(|m| m.payment_currency == currency) {
+            return Err(ErrorCode::InvalidCurrency.into());
+        }
+        if let Some(id) = self.payment_method_id
+            && !active_methods.iter().any(|m| m.id == id)
+        {
+            return Err(ErrorCode::InvalidPaymentMethod.into());
+        }
+        let webhook_url = match self.webhook_url.filter(|url| !url.trim().is_empty()) {
+            Some(url) => Some(WebhookUrl::parse(&url)?),
+            None => None,
+        };
+        let webhook_secret = check_len("webhook_secret", self.webhook_secret, MAX_WEBHOOK_SECRET_LEN)?;
+        let metadata = match self.metadata {
+            Some(raw) => check_metadata(raw.get())?,
+            None => None,
+        };
+        Ok(NewPayment {
+            amount,
+            currency,
+            description: check_len("description", self.description, MAX_DESCRIPTION_LEN)?,
+            customer_name: check_len("customer_name", self.customer_name, MAX_CUSTOMER_FIELD_LEN)?,
+            customer_phone: check_len("customer_phone", self.customer_phone, MAX_CUSTOMER_FIELD_LEN)?,
+            customer_email: check_len("customer_email", self.customer_email, MAX_CUSTOMER_FIELD_LEN)?,
+            payment_method_id: self.payment_method_id,
+            webhook_url,
+            webhook_secret: webhook_secret.filter(|s| !s.is_empty()).map(Secret::new),
+            metadata,
+        })
+    }
+}
+
+/// `null` is no metadata; otherwise an object within the size and depth limits, kept as sent.
+fn check_metadata(text: &str) -> Result<Option<String>, ApiError> {
+    let text = text.trim();
+    if text == "null" {
+        return Ok(None);
+    }
+    if !text.starts_with('{') || text.len() > MAX_METADATA_BYTES || json_depth(text) > MAX_METADATA_DEPTH {
+        return Err(ErrorCode::InvalidMetadata.into());
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// Nesting depth of a JSON text (brackets outside strings).
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// A syntactically valid webhook URL: absolute `http` or `https`, at most 2048 characters, with a
+/// host. Whether the host is allowed is decided with [`is_internal_address`] once resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUrl {
+    url: String,
+    host: String,
+}
+
+impl WebhookUrl {
+    /// Checks the form of a webhook URL.
+    pub fn parse(text: &str) -> Result<WebhookUrl, ApiError> {
+        let text = text.trim();
+        if text.len() > MAX_WEBHOOK_URL_LEN {
+            return Err(ErrorCode::InvalidWebhookUrl.into());
+        }
+        let parsed = url::Url::parse(text).map_err(|_| ApiError::new(ErrorCode::InvalidWebhookUrl))?;
+        let host = match parsed.host() {
+            Some(url::Host::Domain(domain)) => domain.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(ErrorCode::InvalidWebhookUrl.into()),
+        };
+        if !matches!(parsed.scheme(), "http" | "https") || host.is_empty() || !parsed.username().is_empty() {
+            return Err(ErrorCode::InvalidWebhookUrl.into());
+        }
+        Ok(WebhookUrl {
+            url: text.to_owned(),
+            host,
+        })
+    }
+
+    /// The URL as given.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// The host to resolve (a domain, or an IP literal without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The host as an IP address, when it is a literal.
+    pub fn literal_ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+}
+
+/// Addresses a webhook must not reach in production: loopback, private, link-local, carrier-grade
+/// NAT, unspecified, multicast, broadcast, documentation and unique-local ranges (and their
+/// IPv4-mapped IPv6 forms). Sending webhooks there would let a merchant probe our own network.
+pub fn is_internal_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+        }
+    }
+}
+
+/// `201` answer of init.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InitPaymentResponse {
+    /// The new payment's id.
+    pub transaction_id: TransactionId,
+    /// A₀.
+    pub amount: Money,
+    /// `KZT`.
+    pub currency: String,
+    /// `pending`.
+    pub status: PaymentStatus,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub expires_at: String,
+    /// Addition: the hosted payment page for the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_page_url: Option<String>,
+}
+
+/// `GET /api/payment/{id}`: the public view (never customer data, webhook settings or metadata).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentView {
+    /// The id.
+    pub transaction_id: TransactionId,
+    /// A₀ + commissions.
+    pub amount: Money,
+    /// `KZT`.
+    pub currency: String,
+    /// Current status.
+    pub status: PaymentStatus,
+    /// The merchant's description.
+    pub description: Option<String>,
+    /// Kaspi payment link of the current operation.
+    pub payment_url: Option<String>,
+    /// QR text of the current operation.
+    pub qr_code: Option<String>,
+    /// Σ R.
+    pub paid_amount: Money,
+    /// max(0, amount − paid).
+    pub remaining_amount: Money,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub created_at: String,
+    /// When it became paid.
+    pub paid_at: Option<String>,
+    /// Addition: A₀.
+    pub original_amount: Money,
+    /// Addition: commissions included in `amount`.
+    pub commission_amount: Money,
+    /// Addition: max(0, paid − amount).
+    pub overpaid_amount: Money,
+    /// Addition: Σ confirmed refunds.
+    pub refunded_amount: Money,
+    /// Addition: when the payment expires if unpaid.
+    pub expires_at: String,
+    /// Addition: the current operation's method.
+    pub payment_method: Option<String>,
+    /// Addition: when the current terminal operation ends if nobody pays.
+    pub operation_expires_at: Option<String>,
+}
+
+/// `GET /api/payment/{id}/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentStatusView {
+    /// The id.
+    pub transaction_id: TransactionId,
+    /// Current status (after asking the terminal when `processing`).
+    pub status: PaymentStatus,
+    /// A₀ + commissions.
+    pub amount: Money,
+    /// Σ R.
+    pub paid_amount: Money,
+    /// max(0, amount − paid).
+    pub remaining_amount: Money,
+    /// Addition: A₀.
+    pub original_amount: Money,
+    /// Addition: commissions included in `amount`.
+    pub commission_amount: Money,
+    /// Addition: max(0, paid − amount).
+    pub overpaid_amount: Money,
+    /// Addition: Σ confirmed refunds.
+    pub refunded_amount: Money,
+    /// Addition: when it became paid.
+    pub paid_at: Option<String>,
+}
+
+/// `POST /api/payment/{id}/kaspi` body.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KaspiRequest {
+    /// A method code (aliases accepted); absent means `kaspi_gold`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
+}
+
+/// `POST /api/payment/{id}/kaspi` answer: the operation's figures, exactly as the guide shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KaspiResponse {
+    /// The payment.
+    pub transaction_id: TransactionId,
+    /// The operation's charge `B + C`.
+    pub amount: Money,
+    /// The operation's base `B` (A₀ for the first one; what remained for a top-up).
+    pub original_amount: Money,
+    /// The operation's commission `C`.
+    pub commission_amount: Money,
+    /// The percent added to the charge.
+    pub commission_percent: Percent,
+    /// `https://pay.kaspi.kz/pay/...`.
+    pub payment_url: String,
+    /// `https://qr.kaspi.kz/...`, as read from the terminal's screen.
+    pub qr_code: String,
+    /// The terminal running the operation.
+    pub terminal_id: i64,
+    /// Addition: when the terminal operation ends if nobody pays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// `POST /api/payment/{id}/cancel` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelResponse {
+    /// The payment.
+    pub transaction_id: TransactionId,
+    /// `cancelled`.
+    pub status: PaymentStatus,
+}
+
+/// `POST /api/payment/{id}/refund` body.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RefundRequest {
+    /// Default: everything received and not yet refunded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+}
+
+/// Where a refund stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// The terminal shows a QR the customer must confirm in the Kaspi app.
+    WaitingConfirmation,
+    /// The terminal confirmed the refund.
+    Completed,
+    /// The terminal refused it, or the customer did not confirm in time.
+    Failed,
+}
+
+/// A refund (answer of `POST /refund` and `GET /refund/{refund_id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundView {
+    /// The refund's id.
+    pub refund_id: String,
+    /// The payment.
+    pub transaction_id: TransactionId,
+    /// Amount refunded.
+    pub amount: Money,
+    /// Progress.
+    pub status: RefundStatus,
+    /// The confirmation link for the customer while waiting.
+    pub refund_url: Option<String>,
+    /// The confirmation QR text while waiting.
+    pub qr_code: Option<String>,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub created_at: String,
+}
+
+/// `GET /api/payments` query.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PaymentListQuery {
+    /// Only payments in this status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PaymentStatus>,
+    /// Page size, 1..=100 (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// One row of `GET /api/payments`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentSummary {
+    /// The id.
+    pub transaction_id: TransactionId,
+    /// Current status.
+    pub status: PaymentStatus,
+    /// A₀ + commissions.
+    pub amount: Money,
+    /// A₀.
+    pub original_amount: Money,
+    /// Σ R.
+    pub paid_amount: Money,
+    /// max(0, amount − paid).
+    pub remaining_amount: Money,
+    /// `KZT`.
+    pub currency: String,
+    /// The merchant's description.
+    pub description: Option<String>,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub created_at: String,
+    /// When it became paid.
+    pub paid_at: Option<String>,
+}
+
+/// A page of `GET /api/payments`, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentList {
+    /// The payments.
+    pub items: Vec<PaymentSummary>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Terminal pool summary of `/api/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolHealth {
+    /// Enabled terminals.
+    pub total: u32,
+    /// Enabled and answering.
+    pub healthy: u32,
+    /// Running an operation.
+    pub busy: u32,
+}
+
+/// `GET /api/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// `ok`, or `degraded` when no terminal is healthy.
+    pub status: String,
+    /// `ok` when the database answered.
+    pub database: String,
+    /// The pool.
+    pub terminals: PoolHealth,
+    /// The server's version.
+    pub version: String,
+}
+
+/// `POST /api/admin/sources` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSourceRequest {
+    /// A name for people.
+    pub name: String,
+    /// Body encoding of this source's webhooks (default `php`).
+    #[serde(default)]
+    pub webhook_json: BodyEncoding,
+}
+
+/// A source as the admin API shows it (never its token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceView {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Body encoding of its webhooks.
+    pub webhook_json: BodyEncoding,
+    /// False once revoked.
+    pub active: bool,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub created_at: String,
+}
+
+/// The answer that shows a new source's token, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedSource {
+    /// The source.
+    pub source: SourceView,
+    /// The API token in clear; it is not stored and cannot be shown again.
+    pub api_token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(json: &str) -> Result<NewPayment, ApiError> {
+        InitPaymentInput::from_json(json.as_bytes())?
+            .validate(&InitLimits::default(), &PaymentMethod::seeded())
+    }
+
+    fn code_of(json: &str) -> ErrorCode {
+        validate(json).unwrap_err().code
+    }
+
+    #[test]
+    fn the_guides_init_example_is_accepted_as_is() {
+        let body = r#"{
+          "amount": 50000, "currency": "KZT", "description": "Оплата тура в Дубай #12345",
+          "customer_name": "Иванов Иван Иванович", "customer_phone": "+77001234567",
+          "customer_email": "ivan@example.com", "payment_method_id": 1,
+          "webhook_url": "https://your-system.com/webhooks/payment", "webhook_secret": "your_secret_key_for_hmac",
+          "metadata": {"order_id": "12345", "tour_name": "Дубай 7 дней", "customer_id": "CU-456", "any_custom_field": "custom_value"}
+        }"#;
+        let payment = validate(body).unwrap();
+        assert_eq!(payment.amount, Money::from_tenge(50_000));
+        assert_eq!(payment.currency, "KZT");
+        assert_eq!(payment.payment_method_id, Some(1));
+        assert_eq!(payment.webhook_url.as_ref().unwrap().host(), "your-system.com");
+        assert_eq!(
+            payment.webhook_secret.as_ref().unwrap().expose(),
+            "your_secret_key_for_hmac"
+        );
+        assert!(
+            payment
+                .metadata
+                .as_ref()
+                .unwrap()
+                .starts_with(r#"{"order_id": "12345", "tour_name""#)
+        );
+    }
+
+    #[test]
+    fn lenient_forms_are_accepted() {
+        let payment =
+            validate(r#"{"amount": "12281.255", "payment_method_id": "3", "currency": "kzt", "extra": 1}"#)
+                .unwrap();
+        assert_eq!(payment.amount.to_string(), "12281.26");
+        assert_eq!(payment.payment_method_id, Some(3));
+        assert_eq!(payment.currency, "KZT");
+        let payment =
+            validate(r#"{"amount": 1, "metadata": null, "webhook_url": "", "webhook_secret": ""}"#).unwrap();
+        assert_eq!(
+            (payment.metadata, payment.webhook_url, payment.webhook_secret),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn every_rule_has_its_error() {
+        let long = |n: usize| "x".repeat(n);
+        let cases: Vec<(String, ErrorCode)> = vec![
+            ("{}".into(), ErrorCode::InvalidAmount),
+            (r#"{"amount": 0}"#.into(), ErrorCode::InvalidAmount),
+            (r#"{"amount": -5}"#.into(), ErrorCode::InvalidAmount),
+            (r#"{"amount": 0.004}"#.into(), ErrorCode::InvalidAmount),
+            (r#"{"amount": "abc"}"#.into(), ErrorCode::InvalidAmount),
+            (r#"{"amount": true}"#.into(), ErrorCode::InvalidAmount),
+            (r#"{"amount": null}"#.into(), ErrorCode::InvalidAmount),
+            (r#"{"amount": 100000000.01}"#.into(), ErrorCode::AmountTooLarge),
+            (r#"{"amount": 1e300}"#.into(), ErrorCode::AmountTooLarge),
+            (
+                r#"{"amount": 1, "currency": "USD"}"#.into(),
+                ErrorCode::InvalidCurrency,
+            ),
+            (
+                r#"{"amount": 1, "payment_method_id": 99}"#.into(),
+                ErrorCode::InvalidPaymentMethod,
+            ),
+            (
+                r#"{"amount": 1, "payment_method_id": "x"}"#.into(),
+                ErrorCode::InvalidJson,
+            ),
+            (
+                r#"{"amount": 1, "webhook_url": "ftp://a.kz/x"}"#.into(),
+                ErrorCode::InvalidWebhookUrl,
+            ),
+            (
+                r#"{"amount": 1, "webhook_url": "/relative"}"#.into(),
+                ErrorCode::InvalidWebhookUrl,
+            ),
+            (
+                r#"{"amount": 1, "webhook_url": "https://user:pw@a.kz/"}"#.into(),
+                ErrorCode::InvalidWebhookUrl,
+            ),
+            (
+                format!(r#"{{"amount": 1, "webhook_url": "https://a.kz/{}"}}"#, long(2040)),
+                ErrorCode::InvalidWebhookUrl,
+            ),
+            (
+                format!(r#"{{"amount": 1, "webhook_secret": "{}"}}"#, long(257)),
+                ErrorCode::FieldTooLong,
+            ),
+            (
+                format!(r#"{{"amount": 1, "description": "{}"}}"#, long(1001)),
+                ErrorCode::FieldTooLong,
+            ),
+            (
+                format!(r#"{{"amount": 1, "customer_name": "{}"}}"#, long(256)),
+                ErrorCode::FieldTooLong,
+            ),
+            (
+                format!(r#"{{"amount": 1, "customer_phone": "{}"}}"#, long(256)),
+                ErrorCode::FieldTooLong,
+            ),
+            (
+                format!(r#"{{"amount": 1, "customer_email": "{}"}}"#, long(256)),
+                ErrorCode::FieldTooLong,
+            ),
+            (
+                r#"{"amount": 1, "metadata": [1, 2]}"#.into(),
+                ErrorCode::InvalidMetadata,
+            ),
+            (
+                r#"{"amount": 1, "metadata": "text"}"#.into(),
+                ErrorCode::InvalidMetadata,
+            ),
+            (
+                format!(r#"{{"amount": 1, "metadata": {{"a": "{}"}}}}"#, long(16 * 1024)),
+                ErrorCode::InvalidMetadata,
+            ),
+            (
+                format!(
+                    r#"{{"amount": 1, "metadata": {}1{}}}"#,
+                    r#"{"a":"#.repeat(33),
+                    "}".repeat(33)
+                ),
+                ErrorCode::InvalidMetadata,
+            ),
+            ("not json".into(), ErrorCode::InvalidJson),
+            ("[1]".into(), ErrorCode::InvalidJson),
+            (
+                r#"{"amount": 1, "description": 5}"#.into(),
+                ErrorCode::InvalidJson,
+            ),
+        ];
+        for (body, code) in cases {
+            assert_eq!(code_of(&body), code, "{}", &body[..body.len().min(80)]);
+        }
+        assert_eq!(
+            validate(r#"{"amount": 0}"#).unwrap_err().message,
+            "Сумма должна быть больше 0"
+        );
+        // Exactly at the limits is fine.
+        assert!(
+            validate(&format!(
+                r#"{{"amount": 100000000, "description": "{}"}}"#,
+                "я".repeat(1000)
+            ))
+            .is_ok()
+        );
+        let deepest_allowed = format!(
+            r#"{{"amount": 1, "metadata": {}1{}}}"#,
+            r#"{"a":"#.repeat(32),
+            "}".repeat(32)
+        );
+        assert!(validate(&deepest_allowed).is_ok());
+    }
+
+    #[test]
+    fn internal_addresses_are_recognised() {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::",
+            "224.0.0.1",
+            "198.18.0.1",
+        ] {
+            assert!(is_internal_address(internal.parse().unwrap()), "{internal}");
+        }
+        for public in ["8.8.8.8", "95.56.1.1", "2a00:1450::1", "100.128.0.1"] {
+            assert!(!is_internal_address(public.parse().unwrap()), "{public}");
+        }
+        let url = WebhookUrl::parse("http://[::1]:8080/hook").unwrap();
+        assert_eq!(url.literal_ip(), Some("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn answers_serialize_with_the_guides_fields() {
+        let answer = KaspiResponse {
+            transaction_id: TransactionId::parse("A3F5D9E2B1C8").unwrap(),
+            amount: Money::from_tenge(57_000),
+            original_amount: Money::from_tenge(50_000),
+            commission_amount: Money::from_tenge(7_000),
+            commission_percent: Percent::whole(14),
+            payment_url: "https://pay.kaspi.kz/pay/abc123".into(),
+            qr_code: "https://qr.kaspi.kz/abc123".into(),
+            terminal_id: 1,
+            expires_at: None,
+        };
+        let json =
+            serde_json::to_string(&Envelope::with_message("Платеж инициирован", answer.clone())).unwrap();
+        assert_eq!(
+            json,
+            r#"{"success":true,"message":"Платеж инициирован","data":{"transaction_id":"A3F5D9E2B1C8","amount":57000,"original_amount":50000,"commission_amount":7000,"commission_percent":14,"payment_url":"https://pay.kaspi.kz/pay/abc123","qr_code":"https://qr.kaspi.kz/abc123","terminal_id":1}}"#
+        );
+        let back: Envelope<KaspiResponse> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.data, answer);
+        let request = InitPaymentRequest {
+            amount: Money::from_tenge(50_000),
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_string(&request).unwrap(), r#"{"amount":50000}"#);
+    }
+}

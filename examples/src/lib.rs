@@ -1,0 +1,1 @@
+//! Runnable examples of the SDK will live here (`cargo run --example ...`).
