@@ -236,10 +236,12 @@ fn php_number(token: &str) -> String {
     let Some(shortest) = ShortestDigits::of(token) else {
         return "0".to_owned();
     };
-    let sign = if shortest.negative { "-" } else { "" };
     if shortest.is_zero() {
-        return format!("{sign}0"); // PHP keeps the sign of -0.0
+        // PHP prints the float -0.0 as `-0`, but a receiver reads `-0` back as the integer 0 and
+        // prints `0`: the body must already be what the receiver prints, so `0` it is.
+        return "0".to_owned();
     }
+    let sign = if shortest.negative { "-" } else { "" };
     let body = if shortest.point < -3 || shortest.point > 17 {
         let exponent = shortest.point - 1;
         let exp_sign = if exponent < 0 { '-' } else { '+' };
@@ -413,7 +415,7 @@ mod tests {
             ("1.0", "1", "1"),
             ("1e3", "1000", "1000"),
             ("-0", "0", "0"),
-            ("-0.0", "-0", "0"),
+            ("-0.0", "0", "0"),
             ("0.0001", "0.0001", "0.0001"),
             ("0.00001", "1.0e-5", "0.00001"),
             ("0.0000001", "1.0e-7", "1e-7"),
