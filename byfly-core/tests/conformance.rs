@@ -6,6 +6,9 @@
 //! These tests need `node` and `php` on the PATH (`.ci/run` installs `php-cli`); without them they
 //! fail, never skip.
 
+// Test code: a panic is a failed assertion with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

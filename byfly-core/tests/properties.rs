@@ -1,6 +1,9 @@
 //! Property tests of the money rules: random amounts, methods and payment sequences, run through
 //! the ledger and the status machine the way the server runs them.
 
+// Test code: a panic is a failed assertion with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use byfly_core::ledger::{Ledger, TerminalOutcome};
 use byfly_core::{Money, PaymentEvent, PaymentMethod, PaymentStatus, Percent};
 use proptest::prelude::*;
