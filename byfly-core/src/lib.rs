@@ -19,6 +19,29 @@
 //! - [`time`]: the API's `YYYY-MM-DD HH:MM:SS` date-times in a configured UTC offset.
 //! - [`wire`]: the request and response bodies of the HTTP API, shared by server and client.
 //! - [`error`]: the catalogue of API errors: stable `code`, HTTP status and Russian message.
+//!
+//! # Example: scenario 2 of the guide
+//!
+//! ```
+//! use byfly_core::ledger::{Ledger, TerminalOutcome};
+//! use byfly_core::{Money, PaymentEvent, PaymentMethod, PaymentStatus};
+//!
+//! let kredit = PaymentMethod::seeded().remove(2);
+//! let mut ledger = Ledger::new(Money::from_tenge(100_000));
+//! let quote = ledger.quote_next(&kredit).unwrap();
+//! assert_eq!(quote.charge.to_string(), "114000"); // +14 %
+//!
+//! let status = PaymentStatus::Pending.apply(&PaymentEvent::OperationStarted).unwrap().to;
+//! let op = ledger.start(quote);
+//! let paid = TerminalOutcome::Succeeded {
+//!     gross: Money::from_tenge(114_000),
+//!     product_method: kredit.code.clone(),
+//!     product_percent: kredit.effective_percent(),
+//! };
+//! let event = ledger.settle(op, paid).unwrap().unwrap();
+//! assert_eq!(status.apply(&event).unwrap().to, PaymentStatus::Paid);
+//! assert_eq!(ledger.figures().remaining_amount, Money::ZERO);
+//! ```
 
 pub mod error;
 pub mod ids;

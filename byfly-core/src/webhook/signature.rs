@@ -179,6 +179,20 @@ fn body_timestamp(body: &[u8]) -> Option<i64> {
 /// Verifies a received webhook: every signature header present must match the exact body bytes,
 /// at least one must be present, and the signed timestamp must be within `tolerance` seconds of
 /// `now`. Returns the signed timestamp.
+///
+/// ```
+/// use byfly_core::webhook::signature::{verify, ReceivedSignatures, SignedHeaders, DEFAULT_TOLERANCE_SECS};
+///
+/// let body = br#"{"event":"paid","timestamp":1736775000}"#;
+/// // What the server sends (and what a receiver's own tests can produce):
+/// let sent = SignedHeaders::sign(b"secret", body, 1_736_775_000);
+/// let received = ReceivedSignatures {
+///     signature: Some(&sent.signature),
+///     signature_v2: Some(&sent.signature_v2),
+/// };
+/// assert_eq!(verify(b"secret", body, received, 1_736_775_030, DEFAULT_TOLERANCE_SECS), Ok(1_736_775_000));
+/// assert!(verify(b"wrong", body, received, 1_736_775_030, DEFAULT_TOLERANCE_SECS).is_err());
+/// ```
 pub fn verify(
     secret: &[u8],
     body: &[u8],
