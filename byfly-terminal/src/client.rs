@@ -36,6 +36,9 @@ pub struct TerminalConfig {
     pub base_url: String,
     /// Certificate checking.
     pub tls: TlsMode,
+    /// PEM certificates of the authorities to trust for this terminal *instead of* the system's
+    /// roots (for terminals whose certificates come from a private CA). `None`: the system's roots.
+    pub ca_certificates_pem: Option<String>,
     /// The integration name given to `register` and `revoke`.
     pub integration_name: String,
     /// TCP connect timeout (default 3 s).
@@ -50,6 +53,7 @@ impl TerminalConfig {
         TerminalConfig {
             base_url: base_url.into(),
             tls: TlsMode::Verify,
+            ca_certificates_pem: None,
             integration_name: "ByFly Payment Center".to_owned(),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(10),
@@ -87,6 +91,16 @@ impl Terminal {
             .timeout(config.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy();
+        if let Some(pem) = &config.ca_certificates_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|err| TerminalError::Config(format!("CA certificates: {err}")))?;
+            if roots.is_empty() {
+                return Err(TerminalError::Config(
+                    "CA certificates: no certificate in the PEM text".to_owned(),
+                ));
+            }
+            builder = builder.tls_certs_only(roots);
+        }
         match &config.tls {
             TlsMode::Verify => {}
             TlsMode::Insecure => builder = builder.tls_danger_accept_invalid_certs(true),
