@@ -1,6 +1,51 @@
-//! ByFly Payment Center reference server (work in progress).
+//! ByFly Payment Center reference server.
 //!
-//! This crate will own configuration, storage (SQLite by default, PostgreSQL for several
-//! processes), the HTTP routes of `spec/API.md`, the services behind them, the background workers
-//! (operation poller, expiry sweeper, webhook dispatcher, terminal health checker), the hosted
-//! payment page, metrics and the OpenAPI document. Its binary is `byfly-server`.
+//! # Layout
+//!
+//! - [`config`]: defaults → TOML file → `BYFLY_*` environment → checked [`config::Settings`].
+//! - [`store`]: the [`store::Store`] trait and its SQLite implementation (migrations embedded,
+//!   money in tiyn, durable commits).
+//! - [`http`]: the router of `spec/API.md`, the error envelope for every failure, extractors.
+//! - [`random`]: the operating system's CSPRNG behind byfly-core's `SecureRandom`.
+//!
+//! Built so far: init (with `Idempotency-Key`), the public payment views, the source's payment
+//! list, active methods and health. Terminal operations, workers, webhooks and the admin API
+//! follow (see README, section Status).
+
+pub mod config;
+pub mod http;
+pub mod random;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::http::AppState;
+use crate::store::{SqliteStore, Store};
+
+/// Opens the configured database and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let store = SqliteStore::open(&settings.database_url).await?;
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}
+
+/// Serves the API on an already bound listener until `shutdown` resolves; requests in flight are
+/// finished first.
+pub async fn run(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = AppState {
+        store,
+        settings: Arc::new(settings),
+    };
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

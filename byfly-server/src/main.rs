@@ -1,6 +1,117 @@
-//! `byfly-server` binary (work in progress): see the crate docs.
+//! `byfly-server`: serve the API, migrate the database, create sources.
 
-fn main() {
-    eprintln!("byfly-server: not built yet; see README.md, section Status");
-    std::process::exit(2);
+use std::path::PathBuf;
+
+use anyhow::Context;
+use byfly_core::{ApiToken, BodyEncoding};
+use byfly_server::config::{Config, LogFormat, Settings};
+use byfly_server::random::OsRandom;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "byfly-server",
+    version,
+    about = "ByFly Payment Center reference server"
+)]
+struct Cli {
+    /// TOML configuration file (settings not in it come from BYFLY_* variables, then defaults).
+    #[arg(long, global = true, env = "BYFLY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage merchant systems.
+    Source {
+        #[command(subcommand)]
+        command: SourceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SourceCommand {
+    /// Create a source and print its API token (shown once, stored only as a hash).
+    Create {
+        /// A name for people.
+        #[arg(long)]
+        name: String,
+        /// Body encoding of its webhooks.
+        #[arg(long, default_value = "php", value_parser = ["php", "js"])]
+        webhook_json: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BYFLY_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return interrupt.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or(());
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings: Settings = Config::load(cli.config.as_deref(), |name| std::env::var(name).ok())?
+        .validate()
+        .context("configuration")?;
+    init_logging(settings.log_format);
+    let store = byfly_server::open_store(&settings).await.context("database")?;
+    match cli.command {
+        Command::Migrate => {
+            println!("database is up to date: {}", settings.database_url);
+        }
+        Command::Source {
+            command: SourceCommand::Create { name, webhook_json },
+        } => {
+            let token = ApiToken::generate(&mut OsRandom);
+            let encoding = BodyEncoding::parse(&webhook_json).unwrap_or_default();
+            let source = store
+                .create_source(&name, &token.hash(), encoding, byfly_server::http::now())
+                .await?;
+            println!(
+                "source #{} {:?} created (webhook_json = {})",
+                source.id,
+                source.name,
+                encoding.as_str()
+            );
+            println!("API token (shown once, keep it safe): {}", token.expose());
+        }
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(settings.bind)
+                .await
+                .with_context(|| format!("bind {}", settings.bind))?;
+            tracing::info!(address = %listener.local_addr()?, "listening");
+            byfly_server::run(listener, store, settings, shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+    }
+    Ok(())
 }

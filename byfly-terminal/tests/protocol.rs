@@ -52,9 +52,10 @@ async fn control(simulator: &Simulator, path: &str, body: Value) -> (u16, Value)
     (status, response.json().await.unwrap())
 }
 
-/// Polls `status` until the process leaves `wait` (bounded: 100 polls).
+/// Polls `status` until the process leaves `wait` (bounded: 10 s).
 async fn wait_final(terminal: &Terminal, process_id: &str) -> OperationStatus {
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
         let status = terminal.status(process_id).await.unwrap();
         if status.status != ProcessStatus::Wait {
             return status;
@@ -140,7 +141,7 @@ async fn one_operation_at_a_time() {
             product: "Red".into(),
             amount: None,
             outcome: Outcome::Success,
-            after_ms: 150,
+            after_ms: 1500,
         })
         .unwrap();
     assert_eq!(
@@ -382,23 +383,21 @@ async fn every_fault_mode_maps_to_its_error() {
     };
     let no_qr = read_qr(&camera(&simulator), scan).await;
     assert!(
-        matches!(no_qr, Err(CameraError::QrNotFound { frames, .. }) if frames >= 2),
+        matches!(no_qr, Err(CameraError::QrNotFound { frames, .. }) if frames >= 1),
         "{no_qr:?}"
     );
 
     // A fault with a duration ends by itself.
-    let (code, _) = control(&simulator, "fault", json!({"mode": "garbage", "for_ms": 100})).await;
+    let (code, _) = control(&simulator, "fault", json!({"mode": "garbage", "for_ms": 1000})).await;
     assert_eq!(code, 200);
     assert!(terminal.device_info().await.is_err());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut recovered = false;
-    for _ in 0..50 {
-        if terminal.device_info().await.is_ok() {
-            recovered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    while !recovered && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        recovered = terminal.device_info().await.is_ok();
     }
-    assert!(recovered);
+    assert!(recovered, "the fault ended by itself");
     assert_eq!(
         read_qr(&camera(&simulator), fast_scan()).await.map(|qr| qr.len()),
         Ok(36)

@@ -266,6 +266,21 @@ mod tests {
     }
 
     #[test]
+    fn bmp_frames_from_a_camera_decode() {
+        let style = CameraStyle::default();
+        let text = "https://qr.kaspi.kz/bmp";
+        let frame = render_frame(Some(text), &style, 3).unwrap();
+        let mut bmp = Vec::new();
+        frame
+            .write_to(&mut Cursor::new(&mut bmp), ImageFormat::Bmp)
+            .unwrap();
+        assert_eq!(
+            decode_frame(&image::load_from_memory(&bmp).unwrap()).as_deref(),
+            Some(text)
+        );
+    }
+
+    #[test]
     fn png_frames_are_lossless() {
         let style = CameraStyle {
             format: FrameFormat::Png,

@@ -1,0 +1,300 @@
+//! Configuration: compiled-in defaults → an optional TOML file → `BYFLY_*` environment variables →
+//! validation with errors that name the field. Every setting, its default and its variable are in
+//! this one file.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use byfly_core::Money;
+use byfly_core::ids::Secret;
+use byfly_core::time::DisplayOffset;
+use byfly_core::wire::{InitLimits, MAX_AMOUNT_CEILING};
+use serde::Deserialize;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The server's settings. Field docs give the default and the environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`; `BYFLY_BIND`.
+    pub bind: SocketAddr,
+    /// Database URL. Default `sqlite://byfly.db` (created on first start); `BYFLY_DATABASE_URL`.
+    pub database_url: String,
+    /// UTC offset of the API's date-times. Default `+00:00` (Kazakhstan: `+05:00`); `BYFLY_UTC_OFFSET`.
+    pub utc_offset: String,
+    /// How long a payment stays payable, seconds. Default 3600; `BYFLY_PAYMENT_TTL_SECS`.
+    pub payment_ttl_secs: u64,
+    /// Largest accepted payment, whole tenge. Default 100 000 000, at most 10^12; `BYFLY_MAX_AMOUNT`.
+    pub max_amount: i64,
+    /// Largest accepted request body, bytes. Default 65 536; `BYFLY_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+    /// Bearer token of `/api/admin/*`; the admin API is closed while unset. `BYFLY_ADMIN_TOKEN`.
+    pub admin_token: Option<String>,
+    /// Public base URL for links given to customers (`payment_page_url`). Default none; `BYFLY_PUBLIC_BASE_URL`.
+    pub public_base_url: Option<String>,
+    /// Accept webhook URLs that resolve to loopback/private/link-local addresses. Default false
+    /// (true in `demo`); `BYFLY_ALLOW_PRIVATE_WEBHOOK_HOSTS`.
+    pub allow_private_webhook_hosts: bool,
+    /// `text` or `json`. Default `text`; `BYFLY_LOG_FORMAT`.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://byfly.db".to_owned(),
+            utc_offset: "+00:00".to_owned(),
+            payment_ttl_secs: 3600,
+            max_amount: 100_000_000,
+            max_body_bytes: 64 * 1024,
+            admin_token: None,
+            public_base_url: None,
+            allow_private_webhook_hosts: false,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// A setting that cannot be used, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read or parsed.
+    #[error("config file {path}: {reason}")]
+    File { path: String, reason: String },
+    /// A setting (from the file or the environment) is invalid.
+    #[error("setting `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Settings checked and converted into the types the server uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// Database URL.
+    pub database_url: String,
+    /// Offset of the API's date-times.
+    pub offset: DisplayOffset,
+    /// Payment lifetime.
+    pub payment_ttl: Duration,
+    /// Init limits.
+    pub limits: InitLimits,
+    /// Body size limit.
+    pub max_body_bytes: usize,
+    /// Admin bearer token.
+    pub admin_token: Option<Secret<String>>,
+    /// Base of customer links, without a trailing slash.
+    pub public_base_url: Option<String>,
+    /// See [`Config::allow_private_webhook_hosts`].
+    pub allow_private_webhook_hosts: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|err| ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: err.to_string(),
+                })?;
+                toml::from_str(&text).map_err(|err| ConfigError::File {
+                    path: path.display().to_string(),
+                    reason: err.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value
+                .trim()
+                .parse()
+                .map_err(|err: T::Err| invalid(field, format!("{value:?}: {err}")))
+        }
+        if let Some(v) = env("BYFLY_BIND") {
+            self.bind = parsed("bind", &v)?;
+        }
+        if let Some(v) = env("BYFLY_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = env("BYFLY_UTC_OFFSET") {
+            self.utc_offset = v;
+        }
+        if let Some(v) = env("BYFLY_PAYMENT_TTL_SECS") {
+            self.payment_ttl_secs = parsed("payment_ttl_secs", &v)?;
+        }
+        if let Some(v) = env("BYFLY_MAX_AMOUNT") {
+            self.max_amount = parsed("max_amount", &v)?;
+        }
+        if let Some(v) = env("BYFLY_MAX_BODY_BYTES") {
+            self.max_body_bytes = parsed("max_body_bytes", &v)?;
+        }
+        if let Some(v) = env("BYFLY_ADMIN_TOKEN") {
+            self.admin_token = Some(v);
+        }
+        if let Some(v) = env("BYFLY_PUBLIC_BASE_URL") {
+            self.public_base_url = Some(v);
+        }
+        if let Some(v) = env("BYFLY_ALLOW_PRIVATE_WEBHOOK_HOSTS") {
+            self.allow_private_webhook_hosts = parsed("allow_private_webhook_hosts", &v)?;
+        }
+        if let Some(v) = env("BYFLY_LOG_FORMAT") {
+            self.log_format = match v.trim() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(invalid("log_format", format!("{other:?}: expected text or json"))),
+            };
+        }
+        Ok(())
+    }
+
+    /// Checks every setting.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let offset =
+            DisplayOffset::parse(&self.utc_offset).map_err(|err| invalid("utc_offset", err.to_string()))?;
+        if self.payment_ttl_secs < 60 || self.payment_ttl_secs > 30 * 24 * 3600 {
+            return Err(invalid("payment_ttl_secs", "must be between 60 s and 30 days"));
+        }
+        if self.max_amount < 1 || self.max_amount > MAX_AMOUNT_CEILING {
+            return Err(invalid(
+                "max_amount",
+                format!("must be between 1 and {MAX_AMOUNT_CEILING}"),
+            ));
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
+            return Err(invalid("max_body_bytes", "must be between 1 KiB and 16 MiB"));
+        }
+        if !(self.database_url.starts_with("sqlite:")) {
+            return Err(invalid(
+                "database_url",
+                "only sqlite: URLs are supported by this build",
+            ));
+        }
+        let admin_token = match self.admin_token {
+            Some(token) if token.trim().len() < 16 => {
+                return Err(invalid("admin_token", "must be at least 16 characters"));
+            }
+            other => other.map(Secret::new),
+        };
+        let public_base_url = match self.public_base_url {
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                return Err(invalid("public_base_url", "must be an absolute http(s) URL"));
+            }
+            other => other.map(|url| url.trim_end_matches('/').to_owned()),
+        };
+        Ok(Settings {
+            bind: self.bind,
+            database_url: self.database_url,
+            offset,
+            payment_ttl: Duration::from_secs(self.payment_ttl_secs),
+            limits: InitLimits {
+                max_amount: Money::from_tenge(self.max_amount),
+            },
+            max_body_bytes: self.max_body_bytes,
+            admin_token,
+            public_base_url,
+            allow_private_webhook_hosts: self.allow_private_webhook_hosts,
+            log_format: self.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = Config::load(None, env(&[])).unwrap().validate().unwrap();
+        assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.payment_ttl, Duration::from_secs(3600));
+        assert!(!settings.allow_private_webhook_hosts);
+        assert!(settings.admin_token.is_none());
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = std::env::temp_dir().join(format!("byfly-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("byfly.toml");
+        std::fs::write(
+            &file,
+            "utc_offset = \"+05:00\"\nmax_amount = 5000\nbind = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
+        let settings = Config::load(
+            Some(&file),
+            env(&[
+                ("BYFLY_MAX_AMOUNT", "7000"),
+                ("BYFLY_ADMIN_TOKEN", "0123456789abcdef"),
+            ]),
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(settings.offset.as_text(), "+05:00");
+        assert_eq!(settings.limits.max_amount, Money::from_tenge(7000));
+        assert_eq!(settings.bind.port(), 9000);
+        assert_eq!(format!("{:?}", settings.admin_token), "Some([redacted])");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let check = |pairs: &[(&str, &str)], field: &str| {
+            let err = Config::load(None, env(pairs))
+                .and_then(Config::validate)
+                .unwrap_err();
+            assert!(err.to_string().contains(&format!("`{field}`")), "{err}");
+        };
+        check(&[("BYFLY_BIND", "nowhere")], "bind");
+        check(&[("BYFLY_UTC_OFFSET", "UTC")], "utc_offset");
+        check(&[("BYFLY_PAYMENT_TTL_SECS", "5")], "payment_ttl_secs");
+        check(&[("BYFLY_MAX_AMOUNT", "0")], "max_amount");
+        check(&[("BYFLY_MAX_AMOUNT", "10000000000000")], "max_amount");
+        check(&[("BYFLY_ADMIN_TOKEN", "short")], "admin_token");
+        check(&[("BYFLY_DATABASE_URL", "mysql://x")], "database_url");
+        check(&[("BYFLY_LOG_FORMAT", "xml")], "log_format");
+        check(&[("BYFLY_PUBLIC_BASE_URL", "example.kz")], "public_base_url");
+        let unknown = toml::from_str::<Config>("colour = \"blue\"").unwrap_err();
+        assert!(unknown.to_string().contains("colour"));
+    }
+}

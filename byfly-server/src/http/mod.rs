@@ -1,0 +1,50 @@
+//! The HTTP layer: the router, the error envelope for every failure, and the extractors.
+
+mod errors;
+mod extract;
+mod payments;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use errors::HttpError;
+
+use crate::config::Settings;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Arc<dyn Store>,
+    /// Checked configuration.
+    pub settings: Arc<Settings>,
+}
+
+/// Unix seconds now. The one place the server reads the wall clock for business time.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// The whole API. Every failure — unknown route, wrong method, bad body, panic — answers with the
+/// envelope of `spec/API.md` §1.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/payment/init", post(payments::init))
+        .route("/payment/{id}", get(payments::show))
+        .route("/payment/{id}/status", get(payments::status))
+        .route("/payment-methods/active", get(payments::active_methods))
+        .route("/payments", get(payments::list))
+        .route("/health", get(payments::health));
+    Router::new()
+        .nest("/api", api)
+        .fallback(errors::route_not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .layer(CatchPanicLayer::custom(errors::panic_response))
+        .with_state(state)
+}

@@ -1,0 +1,341 @@
+//! Payment endpoints: init (with `Idempotency-Key`), the public views, the source's list, the
+//! active methods, and health.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use byfly_core::error::ApiError;
+use byfly_core::ledger::Ledger;
+use byfly_core::wire::{
+    Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, PaymentList, PaymentListQuery,
+    PaymentStatusView, PaymentSummary, PaymentView, PoolHealth, WebhookUrl, is_internal_address,
+};
+use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
+use sha2::{Digest, Sha256};
+
+use super::errors::json_response;
+use super::extract::{JsonBytes, Source};
+use super::{AppState, HttpError, now};
+use crate::random::OsRandom;
+use crate::store::{
+    IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, PaymentRecord, StoredResponse,
+};
+
+/// How long an `Idempotency-Key` claim may stay in flight before another request takes it over.
+const IDEMPOTENCY_STALE_SECS: i64 = 60;
+/// Longest `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> {
+    methods
+        .into_iter()
+        .filter(|(_, is_active)| *is_active)
+        .map(|(method, _)| method)
+        .collect()
+}
+
+/// Refuses webhook hosts that resolve to internal addresses unless configured otherwise. A host
+/// that does not resolve now is accepted: DNS may be down for a moment, and delivery checks again.
+async fn check_webhook_host(url: &WebhookUrl, state: &AppState) -> Result<(), HttpError> {
+    if state.settings.allow_private_webhook_hosts {
+        return Ok(());
+    }
+    let addresses: Vec<std::net::IpAddr> = match url.literal_ip() {
+        Some(ip) => vec![ip],
+        None => match tokio::net::lookup_host((url.host(), 443)).await {
+            Ok(found) => found.map(|address| address.ip()).collect(),
+            Err(_) => Vec::new(),
+        },
+    };
+    if addresses.into_iter().any(is_internal_address) {
+        return Err(HttpError::code(ErrorCode::WebhookHostNotAllowed));
+    }
+    Ok(())
+}
+
+/// The `201` answer of init, encoded once so a replay is byte-identical.
+fn created_body(record: &NewPaymentRow, state: &AppState) -> String {
+    let data = InitPaymentResponse {
+        transaction_id: record.transaction_id.clone(),
+        amount: record.payment.amount,
+        currency: record.payment.currency.clone(),
+        status: PaymentStatus::Pending,
+        expires_at: state.settings.offset.format(record.expires_at),
+        payment_page_url: state
+            .settings
+            .public_base_url
+            .as_ref()
+            .map(|base| format!("{base}/pay/{}", record.transaction_id)),
+    };
+    serde_json::to_string(&Envelope::with_message("Платеж создан", data)).unwrap_or_default()
+}
+
+fn error_body(error: &ApiError) -> StoredResponse {
+    StoredResponse {
+        status: error.code.http_status(),
+        body: serde_json::to_string(&error.envelope()).unwrap_or_default(),
+    }
+}
+
+/// Validates and stores a new payment.
+async fn create(state: &AppState, source_id: i64, body: &[u8]) -> Result<NewPaymentRow, HttpError> {
+    let methods = active(state.store.payment_methods().await?);
+    let payment = InitPaymentInput::from_json(body)?.validate(&state.settings.limits, &methods)?;
+    if let Some(url) = &payment.webhook_url {
+        check_webhook_host(url, state).await?;
+    }
+    let created_at = now();
+    let ttl = i64::try_from(state.settings.payment_ttl.as_secs()).unwrap_or(i64::MAX);
+    Ok(NewPaymentRow {
+        transaction_id: TransactionId::generate(&mut OsRandom),
+        source_id,
+        payment,
+        created_at,
+        expires_at: created_at.saturating_add(ttl),
+    })
+}
+
+/// `POST /api/payment/init`.
+pub async fn init(
+    State(state): State<AppState>,
+    Source(source): Source,
+    headers: HeaderMap,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, HttpError> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => {
+            let key = value.to_str().map(str::trim).unwrap_or("");
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(HttpError::code(ErrorCode::InvalidIdempotencyKey));
+            }
+            Some(key.to_owned())
+        }
+    };
+    if let Some(key) = &key {
+        let request_hash = hex::encode(Sha256::digest(&body));
+        match state
+            .store
+            .begin_idempotent(source.id, key, &request_hash, now(), IDEMPOTENCY_STALE_SECS)
+            .await?
+        {
+            IdempotencyStart::Fresh => {}
+            IdempotencyStart::Replay(stored) => return Ok(json_response(stored.status, stored.body)),
+            IdempotencyStart::Conflict => return Err(HttpError::code(ErrorCode::IdempotencyConflict)),
+            IdempotencyStart::InFlight => return Err(HttpError::code(ErrorCode::IdempotencyInFlight)),
+        }
+    }
+    let completion = |response: StoredResponse| {
+        key.as_ref().map(|key| IdempotencyCompletion {
+            source_id: source.id,
+            key: key.clone(),
+            response,
+        })
+    };
+    let mut row = match create(&state, source.id, &body).await {
+        Ok(row) => row,
+        Err(HttpError(error)) => {
+            // A refused request is answered the same way when repeated; a failure of ours is not
+            // remembered, so a retry can succeed.
+            if let Some(key) = &key {
+                if error.code.http_status() < 500 {
+                    if let Some(done) = completion(error_body(&error)) {
+                        state.store.complete_idempotent(done).await?;
+                    }
+                } else {
+                    state.store.release_idempotent(source.id, key).await?;
+                }
+            }
+            return Err(HttpError(error));
+        }
+    };
+    // 48 random bits: a collision is rare, and a new id settles it.
+    for _ in 0..5 {
+        let body = created_body(&row, &state);
+        let done = completion(StoredResponse {
+            status: 201,
+            body: body.clone(),
+        });
+        match state.store.insert_payment(&row, done.as_ref()).await {
+            Ok(Inserted::Yes) => return Ok(json_response(201, body)),
+            Ok(Inserted::IdCollision) => row.transaction_id = TransactionId::generate(&mut OsRandom),
+            Err(err) => {
+                if let Some(key) = &key {
+                    state.store.release_idempotent(source.id, key).await.ok();
+                }
+                return Err(err.into());
+            }
+        }
+    }
+    Err(HttpError::internal("five transaction id collisions in a row"))
+}
+
+/// Looks a payment up by a path segment; a malformed id is the same 404 as an unknown one.
+async fn find(state: &AppState, id: &str) -> Result<PaymentRecord, HttpError> {
+    let id = TransactionId::parse(id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
+    state
+        .store
+        .payment(&id)
+        .await?
+        .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))
+}
+
+/// The payment's ledger. Terminal operations join it once the terminal pool lands; until then a
+/// payment is its original amount and its refunds.
+fn ledger(record: &PaymentRecord) -> Ledger {
+    let mut ledger = Ledger::new(record.original_amount);
+    ledger.refunded_amount = record.refunded_amount;
+    ledger
+}
+
+fn view(record: &PaymentRecord, state: &AppState) -> PaymentView {
+    let figures = ledger(record).figures();
+    let offset = state.settings.offset;
+    PaymentView {
+        transaction_id: record.transaction_id.clone(),
+        amount: figures.amount,
+        currency: record.currency.clone(),
+        status: record.status,
+        description: record.description.clone(),
+        payment_url: None,
+        qr_code: None,
+        paid_amount: figures.paid_amount,
+        remaining_amount: figures.remaining_amount,
+        created_at: offset.format(record.created_at),
+        paid_at: record.paid_at.map(|at| offset.format(at)),
+        original_amount: figures.original_amount,
+        commission_amount: figures.commission_amount,
+        overpaid_amount: figures.overpaid_amount,
+        refunded_amount: figures.refunded_amount,
+        expires_at: offset.format(record.expires_at),
+        payment_method: None,
+        operation_expires_at: None,
+    }
+}
+
+/// `GET /api/payment/{id}` (public).
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<PaymentView>>, HttpError> {
+    let record = find(&state, &id).await?;
+    Ok(Json(Envelope::data(view(&record, &state))))
+}
+
+/// `GET /api/payment/{id}/status` (public).
+pub async fn status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<PaymentStatusView>>, HttpError> {
+    let record = find(&state, &id).await?;
+    let figures = ledger(&record).figures();
+    Ok(Json(Envelope::data(PaymentStatusView {
+        transaction_id: record.transaction_id.clone(),
+        status: record.status,
+        amount: figures.amount,
+        paid_amount: figures.paid_amount,
+        remaining_amount: figures.remaining_amount,
+        original_amount: figures.original_amount,
+        commission_amount: figures.commission_amount,
+        overpaid_amount: figures.overpaid_amount,
+        refunded_amount: figures.refunded_amount,
+        paid_at: record.paid_at.map(|at| state.settings.offset.format(at)),
+    })))
+}
+
+/// `GET /api/payment-methods/active` (public).
+pub async fn active_methods(
+    State(state): State<AppState>,
+) -> Result<Json<Envelope<Vec<PaymentMethod>>>, HttpError> {
+    Ok(Json(Envelope::data(active(state.store.payment_methods().await?))))
+}
+
+/// Page size bounds of `GET /api/payments`.
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
+
+/// `GET /api/payments` (token): the source's own payments, newest first.
+pub async fn list(
+    State(state): State<AppState>,
+    Source(source): Source,
+    query: Result<Query<PaymentListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Envelope<PaymentList>>, HttpError> {
+    let Query(query) = query.map_err(|err| {
+        HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            format!("Некорректные параметры запроса: {err}"),
+        ))
+    })?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            "limit должен быть от 1 до 100",
+        )));
+    }
+    let before = match query.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(
+            i64::from_str_radix(cursor, 16)
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| {
+                    HttpError(ApiError::with_message(
+                        ErrorCode::ValidationError,
+                        "Некорректный cursor",
+                    ))
+                })?,
+        ),
+    };
+    let mut records = state
+        .store
+        .list_payments(source.id, query.status, before, limit + 1)
+        .await?;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| records.last().map(|last| format!("{:x}", last.id)))
+        .flatten();
+    let offset = state.settings.offset;
+    let items = records
+        .iter()
+        .map(|record| {
+            let figures = ledger(record).figures();
+            PaymentSummary {
+                transaction_id: record.transaction_id.clone(),
+                status: record.status,
+                amount: figures.amount,
+                original_amount: figures.original_amount,
+                paid_amount: figures.paid_amount,
+                remaining_amount: figures.remaining_amount,
+                currency: record.currency.clone(),
+                description: record.description.clone(),
+                created_at: offset.format(record.created_at),
+                paid_at: record.paid_at.map(|at| offset.format(at)),
+            }
+        })
+        .collect();
+    Ok(Json(Envelope::data(PaymentList { items, next_cursor })))
+}
+
+/// `GET /api/health` (public): 200 when the database answers, 503 otherwise.
+pub async fn health(State(state): State<AppState>) -> Response {
+    let database_ok = state.store.ping().await.is_ok();
+    let body = HealthResponse {
+        status: if database_ok { "ok" } else { "unavailable" }.to_owned(),
+        database: if database_ok { "ok" } else { "unavailable" }.to_owned(),
+        terminals: PoolHealth {
+            total: 0,
+            healthy: 0,
+            busy: 0,
+        },
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let status = if database_ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Envelope::data(body))).into_response()
+}
