@@ -48,6 +48,9 @@ pub struct Config {
     pub allow_private_webhook_hosts: bool,
     /// `text` or `json`. Default `text`; `BYFLY_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// Seconds between health checks (`deviceinfo`) of each terminal. Default 30;
+    /// `BYFLY_HEALTH_CHECK_INTERVAL_SECS`.
+    pub health_check_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             public_base_url: None,
             allow_private_webhook_hosts: false,
             log_format: LogFormat::Text,
+            health_check_interval_secs: 30,
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct Settings {
     pub allow_private_webhook_hosts: bool,
     /// Log format.
     pub log_format: LogFormat,
+    /// Interval of terminal health checks.
+    pub health_check_interval: Duration,
 }
 
 impl Config {
@@ -167,6 +173,9 @@ impl Config {
         if let Some(v) = env("BYFLY_ALLOW_PRIVATE_WEBHOOK_HOSTS") {
             self.allow_private_webhook_hosts = parsed("allow_private_webhook_hosts", &v)?;
         }
+        if let Some(v) = env("BYFLY_HEALTH_CHECK_INTERVAL_SECS") {
+            self.health_check_interval_secs = parsed("health_check_interval_secs", &v)?;
+        }
         if let Some(v) = env("BYFLY_LOG_FORMAT") {
             self.log_format = match v.trim() {
                 "text" => LogFormat::Text,
@@ -192,6 +201,12 @@ impl Config {
         }
         if self.max_body_bytes < 1024 || self.max_body_bytes > 16 * 1024 * 1024 {
             return Err(invalid("max_body_bytes", "must be between 1 KiB and 16 MiB"));
+        }
+        if self.health_check_interval_secs == 0 || self.health_check_interval_secs > 3600 {
+            return Err(invalid(
+                "health_check_interval_secs",
+                "must be between 1 s and 1 h",
+            ));
         }
         if !(self.database_url.starts_with("sqlite:")) {
             return Err(invalid(
@@ -224,6 +239,7 @@ impl Config {
             public_base_url,
             allow_private_webhook_hosts: self.allow_private_webhook_hosts,
             log_format: self.log_format,
+            health_check_interval: Duration::from_secs(self.health_check_interval_secs),
         })
     }
 }
@@ -293,6 +309,10 @@ mod tests {
         check(&[("BYFLY_ADMIN_TOKEN", "short")], "admin_token");
         check(&[("BYFLY_DATABASE_URL", "mysql://x")], "database_url");
         check(&[("BYFLY_LOG_FORMAT", "xml")], "log_format");
+        check(
+            &[("BYFLY_HEALTH_CHECK_INTERVAL_SECS", "0")],
+            "health_check_interval_secs",
+        );
         check(&[("BYFLY_PUBLIC_BASE_URL", "example.kz")], "public_base_url");
         let unknown = toml::from_str::<Config>("colour = \"blue\"").unwrap_err();
         assert!(unknown.to_string().contains("colour"));

@@ -7,15 +7,19 @@
 //!   money in tiyn, durable commits).
 //! - [`http`]: the router of `spec/API.md`, the error envelope for every failure, extractors.
 //! - [`random`]: the operating system's CSPRNG behind byfly-core's `SecureRandom`.
+//! - [`pool`]: clients of the pool's terminals and their health check.
+//! - [`workers`]: background loops of "claim due rows, work, write back".
 //!
 //! Built so far: init (with `Idempotency-Key`), the public payment views, the source's payment
-//! list, active methods and health. Terminal operations, workers, webhooks and the admin API
-//! follow (see README, section Status).
+//! list, active methods, health with the terminal pool, terminal registration and health checks.
+//! Terminal operations, webhooks and the admin API follow (see README, section Status).
 
 pub mod config;
 pub mod http;
+pub mod pool;
 pub mod random;
 pub mod store;
+pub mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,11 +45,22 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let pool = Arc::new(pool::TerminalPool::new(store.clone()));
+    let health = tokio::spawn(workers::health_checker(
+        pool,
+        settings.health_check_interval,
+        workers_stopped,
+    ));
     let state = AppState {
         store,
         settings: Arc::new(settings),
     };
-    axum::serve(listener, http::router(state))
+    let served = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    // Requests are done; let each worker finish its iteration.
+    stop_workers.send(true).ok();
+    health.await.ok();
+    served
 }

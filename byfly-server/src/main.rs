@@ -6,6 +6,7 @@ use anyhow::Context;
 use byfly_core::{ApiToken, BodyEncoding};
 use byfly_server::config::{Config, LogFormat, Settings};
 use byfly_server::random::OsRandom;
+use byfly_server::store::{NewTerminal, TerminalTls};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -32,6 +33,33 @@ enum Command {
     Source {
         #[command(subcommand)]
         command: SourceCommand,
+    },
+    /// Manage the terminal pool.
+    Terminal {
+        #[command(subcommand)]
+        command: TerminalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TerminalCommand {
+    /// Add a terminal to the pool (it is registered and checked by the running server).
+    Add {
+        /// A unique name for people (`Касса 1`).
+        #[arg(long)]
+        name: String,
+        /// The terminal's base URL, e.g. `https://192.168.1.50:8080`.
+        #[arg(long)]
+        url: String,
+        /// The snapshot URL of the camera pointed at its screen.
+        #[arg(long)]
+        camera_url: String,
+        /// `verify` the certificate (default) or accept any (`insecure`).
+        #[arg(long, default_value = "verify", value_parser = ["verify", "insecure"])]
+        tls: String,
+        /// Verify the certificate as this name (e.g. `pos.kaspipos.kz`) while connecting by IP.
+        #[arg(long)]
+        tls_server_name: Option<String>,
     },
 }
 
@@ -103,6 +131,33 @@ async fn main() -> anyhow::Result<()> {
                 encoding.as_str()
             );
             println!("API token (shown once, keep it safe): {}", token.expose());
+        }
+        Command::Terminal {
+            command:
+                TerminalCommand::Add {
+                    name,
+                    url,
+                    camera_url,
+                    tls,
+                    tls_server_name,
+                },
+        } => {
+            let tls = match tls.as_str() {
+                "insecure" => TerminalTls::Insecure,
+                _ => TerminalTls::Verify {
+                    server_name: tls_server_name,
+                },
+            };
+            let terminal = NewTerminal {
+                name,
+                base_url: url,
+                camera_url,
+                tls,
+            };
+            match store.add_terminal(&terminal, byfly_server::http::now()).await? {
+                Some(added) => println!("terminal #{} {:?} added", added.id, added.terminal.name),
+                None => anyhow::bail!("a terminal named {:?} already exists", terminal.name),
+            }
         }
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(settings.bind)

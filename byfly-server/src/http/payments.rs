@@ -319,23 +319,31 @@ pub async fn list(
     Ok(Json(Envelope::data(PaymentList { items, next_cursor })))
 }
 
-/// `GET /api/health` (public): 200 when the database answers, 503 otherwise.
+/// `GET /api/health` (public): 200 when the database answers (`degraded` while no terminal is
+/// healthy), 503 otherwise.
 pub async fn health(State(state): State<AppState>) -> Response {
-    let database_ok = state.store.ping().await.is_ok();
+    let counts = state.store.pool_counts().await;
+    let database_ok = counts.is_ok();
+    let counts = counts.unwrap_or_default();
+    let status = match (database_ok, counts.healthy) {
+        (false, _) => "unavailable",
+        (true, 0) => "degraded",
+        (true, _) => "ok",
+    };
     let body = HealthResponse {
-        status: if database_ok { "ok" } else { "unavailable" }.to_owned(),
+        status: status.to_owned(),
         database: if database_ok { "ok" } else { "unavailable" }.to_owned(),
         terminals: PoolHealth {
-            total: 0,
-            healthy: 0,
+            total: counts.enabled,
+            healthy: counts.healthy,
             busy: 0,
         },
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    let status = if database_ok {
+    let code = if database_ok {
         axum::http::StatusCode::OK
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(Envelope::data(body))).into_response()
+    (code, Json(Envelope::data(body))).into_response()
 }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use byfly_core::ids::{Secret, TokenHash};
 use byfly_core::wire::NewPayment;
 use byfly_core::{BodyEncoding, Money, PaymentMethod, PaymentStatus, TransactionId};
+use byfly_terminal::Tokens;
 
 pub use sqlite::SqliteStore;
 
@@ -141,6 +142,60 @@ pub enum Inserted {
     IdCollision,
 }
 
+/// How the server checks a terminal's certificate (`spec/KASPI_TERMINAL.md` §1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalTls {
+    /// Verify against the system's roots, as the URL's host or as `server_name` when given.
+    Verify { server_name: Option<String> },
+    /// Accept any certificate.
+    Insecure,
+}
+
+/// A terminal to add to the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTerminal {
+    /// Unique name for people (`Касса 1`).
+    pub name: String,
+    /// `https://IP:8080` (or `http://` for a simulator).
+    pub base_url: String,
+    /// The camera's snapshot URL.
+    pub camera_url: String,
+    /// Certificate checking.
+    pub tls: TerminalTls,
+}
+
+/// A terminal of the pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TerminalRecord {
+    /// Id (the `terminal_id` of `/kaspi` answers).
+    pub id: i64,
+    /// Connection settings.
+    pub terminal: NewTerminal,
+    /// Operators can take a terminal out of the pool.
+    pub enabled: bool,
+    /// Answered its last health check.
+    pub healthy: bool,
+    /// Why the last check failed.
+    pub last_error: Option<String>,
+    /// The device's tokens, once registered.
+    pub tokens: Option<Tokens>,
+    /// `terminalId` from `deviceinfo`.
+    pub device_terminal_id: Option<String>,
+    /// Unix seconds of its last operation (least recently used goes first).
+    pub last_used_at: i64,
+    /// Unix seconds of its last health check.
+    pub last_checked_at: Option<i64>,
+}
+
+/// Terminal counts for `/api/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolCounts {
+    /// Enabled terminals.
+    pub enabled: u32,
+    /// Enabled and healthy.
+    pub healthy: u32,
+}
+
 /// Everything the services need from a database.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -187,6 +242,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Inserted, StoreError>;
     /// A payment by its public id.
     async fn payment(&self, id: &TransactionId) -> Result<Option<PaymentRecord>, StoreError>;
+    /// Adds a terminal (names are unique: `None` when the name is taken).
+    async fn add_terminal(
+        &self,
+        terminal: &NewTerminal,
+        now: i64,
+    ) -> Result<Option<TerminalRecord>, StoreError>;
+    /// Every terminal, by id.
+    async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError>;
+    /// Claims the enabled terminals whose last health check is at least `interval` seconds old,
+    /// marking them checked now, atomically — so several processes never check one terminal twice.
+    async fn claim_health_checks(&self, now: i64, interval: i64) -> Result<Vec<TerminalRecord>, StoreError>;
+    /// Records a health check's result.
+    async fn record_health(
+        &self,
+        id: i64,
+        healthy: bool,
+        error: Option<&str>,
+        device_terminal_id: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Stores tokens the terminal issued (register, or a refresh).
+    async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens) -> Result<(), StoreError>;
+    /// Counts for `/api/health`.
+    async fn pool_counts(&self) -> Result<PoolCounts, StoreError>;
+
     /// A source's payments, newest first, optionally in one status, with row ids below `before`.
     async fn list_payments(
         &self,

@@ -16,16 +16,27 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlStr, SqlitePool};
 
 use super::{
-    IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, PaymentRecord, SourceRecord, Store,
-    StoreError, StoredResponse,
+    IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, NewTerminal, PaymentRecord, PoolCounts,
+    SourceRecord, Store, StoreError, StoredResponse, TerminalRecord, TerminalTls,
 };
+use byfly_terminal::Tokens;
+
+/// How token expiry times are stored (the terminal's local time, as it gave them).
+const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The migrations, embedded in the binary.
-const MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "terminals",
+        include_str!("../../migrations/sqlite/0002_terminals.sql"),
+    ),
+];
 
 /// How long idempotency records are kept.
 const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
@@ -118,6 +129,46 @@ impl SqliteStore {
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
             paid_at: row.try_get("paid_at")?,
+        })
+    }
+
+    fn terminal(row: &SqliteRow) -> Result<TerminalRecord, StoreError> {
+        let mode: String = row.try_get("tls_mode")?;
+        let tls = match mode.as_str() {
+            "verify" => TerminalTls::Verify {
+                server_name: row.try_get("tls_server_name")?,
+            },
+            "insecure" => TerminalTls::Insecure,
+            other => return Err(corrupt(format!("tls_mode {other:?}"))),
+        };
+        let access: Option<String> = row.try_get("access_token")?;
+        let tokens = match access {
+            Some(access_token) => Some(Tokens {
+                access_token,
+                refresh_token: row
+                    .try_get::<Option<String>, _>("refresh_token")?
+                    .unwrap_or_default(),
+                expires_at: row
+                    .try_get::<Option<String>, _>("token_expires_at")?
+                    .and_then(|text| chrono::NaiveDateTime::parse_from_str(&text, TOKEN_TIME_FORMAT).ok()),
+            }),
+            None => None,
+        };
+        Ok(TerminalRecord {
+            id: row.try_get("id")?,
+            terminal: NewTerminal {
+                name: row.try_get("name")?,
+                base_url: row.try_get("base_url")?,
+                camera_url: row.try_get("camera_url")?,
+                tls,
+            },
+            enabled: row.try_get("enabled")?,
+            healthy: row.try_get("healthy")?,
+            last_error: row.try_get("last_error")?,
+            tokens,
+            device_terminal_id: row.try_get("device_terminal_id")?,
+            last_used_at: row.try_get("last_used_at")?,
+            last_checked_at: row.try_get("last_checked_at")?,
         })
     }
 
@@ -357,6 +408,101 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(Self::payment_row).transpose()
+    }
+
+    async fn add_terminal(
+        &self,
+        terminal: &NewTerminal,
+        now: i64,
+    ) -> Result<Option<TerminalRecord>, StoreError> {
+        let (mode, server_name) = match &terminal.tls {
+            TerminalTls::Verify { server_name } => ("verify", server_name.as_deref()),
+            TerminalTls::Insecure => ("insecure", None),
+        };
+        let row = sqlx::query(
+            "INSERT INTO terminals (name, base_url, camera_url, tls_mode, tls_server_name, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *",
+        )
+        .bind(&terminal.name)
+        .bind(&terminal.base_url)
+        .bind(&terminal.camera_url)
+        .bind(mode)
+        .bind(server_name)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::terminal).transpose()
+    }
+
+    async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM terminals ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::terminal).collect()
+    }
+
+    async fn claim_health_checks(&self, now: i64, interval: i64) -> Result<Vec<TerminalRecord>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE terminals SET last_checked_at = ? \
+             WHERE enabled = 1 AND (last_checked_at IS NULL OR last_checked_at <= ?) RETURNING *",
+        )
+        .bind(now)
+        .bind(now - interval)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::terminal).collect()
+    }
+
+    async fn record_health(
+        &self,
+        id: i64,
+        healthy: bool,
+        error: Option<&str>,
+        device_terminal_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE terminals SET healthy = ?, last_error = ?, \
+             device_terminal_id = COALESCE(?, device_terminal_id) WHERE id = ?",
+        )
+        .bind(healthy)
+        .bind(error)
+        .bind(device_terminal_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ? WHERE id = ?",
+        )
+        .bind(&tokens.access_token)
+        .bind(&tokens.refresh_token)
+        .bind(
+            tokens
+                .expires_at
+                .map(|at| at.format(TOKEN_TIME_FORMAT).to_string()),
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pool_counts(&self) -> Result<PoolCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(enabled), 0) AS enabled, COALESCE(SUM(enabled AND healthy), 0) AS healthy FROM terminals",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let count = |column: &str| -> Result<u32, StoreError> {
+            u32::try_from(row.try_get::<i64, _>(column)?).map_err(corrupt)
+        };
+        Ok(PoolCounts {
+            enabled: count("enabled")?,
+            healthy: count("healthy")?,
+        })
     }
 
     async fn list_payments(

@@ -1,0 +1,32 @@
+//! Background workers. Each is a loop of "claim due rows in the database, do the work, write the
+//! result", so any number of server processes can run them side by side, and each stops between
+//! iterations when told to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::http::now;
+use crate::pool::TerminalPool;
+
+/// How often a worker looks for due work at most; due-ness itself is decided by the claims.
+const MAX_TICK: Duration = Duration::from_secs(5);
+
+/// Checks every enabled terminal once per `interval` (`deviceinfo`, registering it first if needed).
+pub async fn health_checker(pool: Arc<TerminalPool>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let interval_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
+    let tick = interval.min(MAX_TICK);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(err) = pool.check_due(now(), interval_secs).await {
+            tracing::error!(%err, "terminal health check round failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The terminal pool against real simulators over TCP: registration, token storage, health checks
+//! and what `/api/health` reports.
+
+// Test code: a panic is a failed assertion with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use byfly_server::config::Config;
+use byfly_server::pool::TerminalPool;
+use byfly_server::store::{NewTerminal, Store, TerminalTls};
+use byfly_terminal::simulator::{FaultMode, Simulator, SimulatorConfig};
+
+async fn store() -> (Arc<dyn Store>, std::path::PathBuf) {
+    let mut suffix = [0u8; 6];
+    rand::fill(&mut suffix);
+    let dir = std::env::temp_dir().join(format!("byfly-pool-{}", hex::encode(suffix)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = Config {
+        database_url: format!("sqlite://{}", dir.join("byfly.db").display()),
+        ..Config::default()
+    }
+    .validate()
+    .unwrap();
+    (byfly_server::open_store(&settings).await.unwrap(), dir)
+}
+
+fn simulated(name: &str, simulator: &Simulator) -> NewTerminal {
+    NewTerminal {
+        name: name.to_owned(),
+        base_url: simulator.base_url(),
+        camera_url: simulator.camera_url(),
+        tls: TerminalTls::Verify { server_name: None },
+    }
+}
+
+#[tokio::test]
+async fn terminals_are_registered_once_and_checked_when_due() {
+    let (store, dir) = store().await;
+    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+    let added = store
+        .add_terminal(&simulated("Касса 1", &simulator), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .add_terminal(&simulated("Касса 1", &simulator), 0)
+            .await
+            .unwrap()
+            .is_none(),
+        "names are unique"
+    );
+    assert!(!added.healthy && added.tokens.is_none());
+
+    let pool = TerminalPool::with_timeouts(
+        store.clone(),
+        Duration::from_millis(500),
+        Duration::from_millis(1500),
+    );
+    assert_eq!(pool.check_due(1_000, 30).await.unwrap(), 1);
+    let checked = &store.terminals().await.unwrap()[0];
+    assert!(checked.healthy, "{:?}", checked.last_error);
+    assert!(checked.tokens.is_some(), "the terminal's tokens are stored");
+    assert_eq!(checked.device_terminal_id.as_deref(), Some("30012345"));
+    assert_eq!(checked.last_checked_at, Some(1_000));
+
+    // Not due again before the interval; due after it, and the stored token is reused.
+    assert_eq!(pool.check_due(1_010, 30).await.unwrap(), 0);
+    assert_eq!(pool.check_due(1_030, 30).await.unwrap(), 1);
+    assert_eq!(simulator.counters().calls["register"], 1);
+    assert_eq!(simulator.counters().calls["deviceinfo"], 2);
+
+    // A fresh pool (another process) starts from the stored tokens, and refreshes them when they expire.
+    simulator.expire_tokens();
+    let other_process = TerminalPool::with_timeouts(
+        store.clone(),
+        Duration::from_millis(500),
+        Duration::from_millis(1500),
+    );
+    assert_eq!(other_process.check_due(2_000, 30).await.unwrap(), 1);
+    let refreshed = &store.terminals().await.unwrap()[0];
+    assert!(refreshed.healthy);
+    assert_ne!(
+        refreshed.tokens.as_ref().unwrap().access_token,
+        checked.tokens.as_ref().unwrap().access_token
+    );
+    assert_eq!(
+        simulator.counters().calls["register"],
+        1,
+        "refreshed, not registered again"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn an_unreachable_terminal_is_marked_unhealthy_and_recovers() {
+    let (store, dir) = store().await;
+    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+    store
+        .add_terminal(&simulated("Касса 2", &simulator), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let pool = TerminalPool::with_timeouts(
+        store.clone(),
+        Duration::from_millis(500),
+        Duration::from_millis(1500),
+    );
+    pool.check_due(100, 30).await.unwrap();
+    assert_eq!(store.pool_counts().await.unwrap().healthy, 1);
+
+    simulator.set_fault(FaultMode::Down, None);
+    pool.check_due(200, 30).await.unwrap();
+    let down = &store.terminals().await.unwrap()[0];
+    assert!(!down.healthy);
+    assert!(
+        down.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("unreachable")),
+        "{:?}",
+        down.last_error
+    );
+    let counts = store.pool_counts().await.unwrap();
+    assert_eq!((counts.enabled, counts.healthy), (1, 0));
+
+    simulator.set_fault(FaultMode::None, None);
+    pool.check_due(300, 30).await.unwrap();
+    assert!(store.terminals().await.unwrap()[0].healthy);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn health_endpoint_reports_the_pool_and_the_server_checks_terminals_itself() {
+    let (store, dir) = store().await;
+    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+    store
+        .add_terminal(&simulated("Касса 3", &simulator), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let settings = Config {
+        database_url: format!("sqlite://{}", dir.join("byfly.db").display()),
+        health_check_interval_secs: 1,
+        ..Config::default()
+    }
+    .validate()
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/health", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(byfly_server::run(listener, store.clone(), settings, async {
+        stopped.await.ok();
+    }));
+    // The server's own health checker registers and checks the terminal; wait for it (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut body = serde_json::Value::Null;
+    while std::time::Instant::now() < deadline {
+        body = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        if body["data"]["status"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(body["data"]["status"], "ok", "{body}");
+    assert_eq!(
+        body["data"]["terminals"],
+        serde_json::json!({"total": 1, "healthy": 1, "busy": 0})
+    );
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}
