@@ -51,6 +51,16 @@ pub struct Config {
     /// Seconds between health checks (`deviceinfo`) of each terminal. Default 30;
     /// `BYFLY_HEALTH_CHECK_INTERVAL_SECS`.
     pub health_check_interval_secs: u64,
+    /// Milliseconds between camera frames while reading a QR. Default 300; `BYFLY_QR_SCAN_INTERVAL_MS`.
+    pub qr_scan_interval_ms: u64,
+    /// Milliseconds to try reading the QR before giving up. Default 10 000; `BYFLY_QR_SCAN_DEADLINE_MS`.
+    pub qr_scan_deadline_ms: u64,
+    /// Seconds between polls of an operation in flight. Default 1; `BYFLY_POLL_INTERVAL_SECS`.
+    pub poll_interval_secs: u64,
+    /// Seconds a terminal operation may run (QR scan + confirmation). Default 300; `BYFLY_OPERATION_TIMEOUT_SECS`.
+    pub operation_timeout_secs: u64,
+    /// Seconds of `unknown` before an operation is flagged for review. Default 180; `BYFLY_UNKNOWN_REVIEW_AFTER_SECS`.
+    pub unknown_review_after_secs: u64,
 }
 
 impl Default for Config {
@@ -67,6 +77,11 @@ impl Default for Config {
             allow_private_webhook_hosts: false,
             log_format: LogFormat::Text,
             health_check_interval_secs: 30,
+            qr_scan_interval_ms: 300,
+            qr_scan_deadline_ms: 10_000,
+            poll_interval_secs: 1,
+            operation_timeout_secs: 300,
+            unknown_review_after_secs: 180,
         }
     }
 }
@@ -80,6 +95,10 @@ pub enum ConfigError {
     /// A setting (from the file or the environment) is invalid.
     #[error("setting `{field}`: {reason}")]
     Invalid { field: &'static str, reason: String },
+}
+
+fn secs(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -114,6 +133,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Interval of terminal health checks.
     pub health_check_interval: Duration,
+    /// Timing of terminal operations.
+    pub timing: crate::operations::OperationTiming,
 }
 
 impl Config {
@@ -176,6 +197,21 @@ impl Config {
         if let Some(v) = env("BYFLY_HEALTH_CHECK_INTERVAL_SECS") {
             self.health_check_interval_secs = parsed("health_check_interval_secs", &v)?;
         }
+        if let Some(v) = env("BYFLY_QR_SCAN_INTERVAL_MS") {
+            self.qr_scan_interval_ms = parsed("qr_scan_interval_ms", &v)?;
+        }
+        if let Some(v) = env("BYFLY_QR_SCAN_DEADLINE_MS") {
+            self.qr_scan_deadline_ms = parsed("qr_scan_deadline_ms", &v)?;
+        }
+        if let Some(v) = env("BYFLY_POLL_INTERVAL_SECS") {
+            self.poll_interval_secs = parsed("poll_interval_secs", &v)?;
+        }
+        if let Some(v) = env("BYFLY_OPERATION_TIMEOUT_SECS") {
+            self.operation_timeout_secs = parsed("operation_timeout_secs", &v)?;
+        }
+        if let Some(v) = env("BYFLY_UNKNOWN_REVIEW_AFTER_SECS") {
+            self.unknown_review_after_secs = parsed("unknown_review_after_secs", &v)?;
+        }
         if let Some(v) = env("BYFLY_LOG_FORMAT") {
             self.log_format = match v.trim() {
                 "text" => LogFormat::Text,
@@ -207,6 +243,18 @@ impl Config {
                 "health_check_interval_secs",
                 "must be between 1 s and 1 h",
             ));
+        }
+        if self.qr_scan_interval_ms < 10 || self.qr_scan_deadline_ms < self.qr_scan_interval_ms {
+            return Err(invalid(
+                "qr_scan_deadline_ms",
+                "must be at least qr_scan_interval_ms (≥ 10 ms)",
+            ));
+        }
+        if self.poll_interval_secs == 0 || self.poll_interval_secs > 60 {
+            return Err(invalid("poll_interval_secs", "must be between 1 and 60"));
+        }
+        if self.operation_timeout_secs < 30 {
+            return Err(invalid("operation_timeout_secs", "must be at least 30"));
         }
         if !(self.database_url.starts_with("sqlite:")) {
             return Err(invalid(
@@ -240,6 +288,16 @@ impl Config {
             allow_private_webhook_hosts: self.allow_private_webhook_hosts,
             log_format: self.log_format,
             health_check_interval: Duration::from_secs(self.health_check_interval_secs),
+            timing: crate::operations::OperationTiming {
+                qr_scan: byfly_terminal::QrScan {
+                    interval: Duration::from_millis(self.qr_scan_interval_ms),
+                    deadline: Duration::from_millis(self.qr_scan_deadline_ms),
+                },
+                poll_interval: secs(self.poll_interval_secs),
+                actualize_interval: 10,
+                unknown_review_after: secs(self.unknown_review_after_secs),
+                operation_deadline: secs(self.operation_timeout_secs),
+            },
         })
     }
 }

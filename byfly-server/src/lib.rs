@@ -16,8 +16,10 @@
 
 pub mod config;
 pub mod http;
+pub mod operations;
 pub mod pool;
 pub mod random;
+pub mod settle;
 pub mod store;
 pub mod workers;
 
@@ -48,19 +50,24 @@ pub async fn run(
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let pool = Arc::new(pool::TerminalPool::new(store.clone()));
     let health = tokio::spawn(workers::health_checker(
-        pool,
+        pool.clone(),
         settings.health_check_interval,
-        workers_stopped,
+        workers_stopped.clone(),
     ));
+    let timing = settings.timing;
     let state = AppState {
         store,
         settings: Arc::new(settings),
+        pool,
+        timing,
     };
+    let poller = tokio::spawn(workers::operation_poller(state.clone(), workers_stopped));
     let served = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await;
     // Requests are done; let each worker finish its iteration.
     stop_workers.send(true).ok();
     health.await.ok();
+    poller.await.ok();
     served
 }

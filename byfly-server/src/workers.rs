@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::http::now;
+use crate::http::{AppState, now};
 use crate::pool::TerminalPool;
 
 /// How often a worker looks for due work at most; due-ness itself is decided by the claims.
@@ -23,6 +23,23 @@ pub async fn health_checker(pool: Arc<TerminalPool>, interval: Duration, mut sto
         }
         if let Err(err) = pool.check_due(now(), interval_secs).await {
             tracing::error!(%err, "terminal health check round failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Follows every operation in flight: asks its terminal when due, settles it when final.
+pub async fn operation_poller(state: AppState, mut stop: watch::Receiver<bool>) {
+    let tick = Duration::from_millis(250);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(err) = crate::operations::poll_due(&state, None).await {
+            tracing::error!(%err, "operation poll round failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

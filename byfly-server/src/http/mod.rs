@@ -13,6 +13,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use errors::HttpError;
 
 use crate::config::Settings;
+use crate::operations::OperationTiming;
+use crate::pool::TerminalPool;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -22,6 +24,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Checked configuration.
     pub settings: Arc<Settings>,
+    /// Clients of the terminals.
+    pub pool: Arc<TerminalPool>,
+    /// Timing of terminal operations.
+    pub timing: OperationTiming,
 }
 
 /// Unix seconds now. The one place the server reads the wall clock for business time.
@@ -38,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/payment/init", post(payments::init))
         .route("/payment/{id}", get(payments::show))
         .route("/payment/{id}/status", get(payments::status))
+        .route("/payment/{id}/kaspi", post(payments::kaspi))
         .route("/payment-methods/active", get(payments::active_methods))
         .route("/payments", get(payments::list))
         .route("/health", get(payments::health));

@@ -5,11 +5,12 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use byfly_core::Figures;
 use byfly_core::error::ApiError;
-use byfly_core::ledger::Ledger;
 use byfly_core::wire::{
-    Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, PaymentList, PaymentListQuery,
-    PaymentStatusView, PaymentSummary, PaymentView, PoolHealth, WebhookUrl, is_internal_address,
+    Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, KaspiRequest, KaspiResponse,
+    PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth, WebhookUrl,
+    is_internal_address,
 };
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
@@ -17,7 +18,9 @@ use sha2::{Digest, Sha256};
 use super::errors::json_response;
 use super::extract::{JsonBytes, Source};
 use super::{AppState, HttpError, now};
+use crate::operations;
 use crate::random::OsRandom;
+use crate::settle::{OpState, OperationRecord, ledger_of};
 use crate::store::{
     IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, PaymentRecord, StoredResponse,
 };
@@ -181,25 +184,31 @@ async fn find(state: &AppState, id: &str) -> Result<PaymentRecord, HttpError> {
         .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))
 }
 
-/// The payment's ledger. Terminal operations join it once the terminal pool lands; until then a
-/// payment is its original amount and its refunds.
-fn ledger(record: &PaymentRecord) -> Ledger {
-    let mut ledger = Ledger::new(record.original_amount);
-    ledger.refunded_amount = record.refunded_amount;
-    ledger
+/// A payment's figures and its current operation, from its stored operations.
+async fn figures(
+    state: &AppState,
+    record: &PaymentRecord,
+) -> Result<(Figures, Option<OperationRecord>), HttpError> {
+    let operations = state.store.operations(record.id).await?;
+    let (ledger, _) = ledger_of(record, &operations);
+    let current = operations
+        .into_iter()
+        .rev()
+        .find(|op| op.is_current && matches!(op.state, OpState::InFlight | OpState::Starting));
+    Ok((ledger.figures(), current))
 }
 
-fn view(record: &PaymentRecord, state: &AppState) -> PaymentView {
-    let figures = ledger(record).figures();
+async fn view(record: &PaymentRecord, state: &AppState) -> Result<PaymentView, HttpError> {
+    let (figures, current) = figures(state, record).await?;
     let offset = state.settings.offset;
-    PaymentView {
+    Ok(PaymentView {
         transaction_id: record.transaction_id.clone(),
         amount: figures.amount,
         currency: record.currency.clone(),
         status: record.status,
         description: record.description.clone(),
-        payment_url: None,
-        qr_code: None,
+        payment_url: current.as_ref().and_then(|op| op.payment_url.clone()),
+        qr_code: current.as_ref().and_then(|op| op.qr_code.clone()),
         paid_amount: figures.paid_amount,
         remaining_amount: figures.remaining_amount,
         created_at: offset.format(record.created_at),
@@ -209,9 +218,9 @@ fn view(record: &PaymentRecord, state: &AppState) -> PaymentView {
         overpaid_amount: figures.overpaid_amount,
         refunded_amount: figures.refunded_amount,
         expires_at: offset.format(record.expires_at),
-        payment_method: None,
-        operation_expires_at: None,
-    }
+        payment_method: current.as_ref().map(|op| op.quote.method.to_string()),
+        operation_expires_at: current.as_ref().map(|op| offset.format(op.deadline_at)),
+    })
 }
 
 /// `GET /api/payment/{id}` (public).
@@ -220,16 +229,21 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<PaymentView>>, HttpError> {
     let record = find(&state, &id).await?;
-    Ok(Json(Envelope::data(view(&record, &state))))
+    Ok(Json(Envelope::data(view(&record, &state).await?)))
 }
 
-/// `GET /api/payment/{id}/status` (public).
+/// `GET /api/payment/{id}/status` (public): a `processing` payment's terminal is asked first (at
+/// most once per second per payment: concurrent callers share the one call through its claim).
 pub async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<PaymentStatusView>>, HttpError> {
-    let record = find(&state, &id).await?;
-    let figures = ledger(&record).figures();
+    let mut record = find(&state, &id).await?;
+    if record.status == PaymentStatus::Processing {
+        operations::poll_due(&state, Some(record.id)).await?;
+        record = find(&state, &id).await?;
+    }
+    let (figures, _) = figures(&state, &record).await?;
     Ok(Json(Envelope::data(PaymentStatusView {
         transaction_id: record.transaction_id.clone(),
         status: record.status,
@@ -242,6 +256,27 @@ pub async fn status(
         refunded_amount: figures.refunded_amount,
         paid_at: record.paid_at.map(|at| state.settings.offset.format(at)),
     })))
+}
+
+/// `POST /api/payment/{id}/kaspi` (public).
+pub async fn kaspi(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Envelope<KaspiResponse>>, HttpError> {
+    let record = find(&state, &id).await?;
+    let request: KaspiRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        KaspiRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            HttpError(ApiError::with_message(
+                ErrorCode::InvalidJson,
+                format!("Некорректный JSON в теле запроса: {err}"),
+            ))
+        })?
+    };
+    let answer = operations::start(&state, record, request.payment_method.as_deref()).await?;
+    Ok(Json(Envelope::with_message("Платеж инициирован", answer)))
 }
 
 /// `GET /api/payment-methods/active` (public).
@@ -298,24 +333,22 @@ pub async fn list(
         .then(|| records.last().map(|last| format!("{:x}", last.id)))
         .flatten();
     let offset = state.settings.offset;
-    let items = records
-        .iter()
-        .map(|record| {
-            let figures = ledger(record).figures();
-            PaymentSummary {
-                transaction_id: record.transaction_id.clone(),
-                status: record.status,
-                amount: figures.amount,
-                original_amount: figures.original_amount,
-                paid_amount: figures.paid_amount,
-                remaining_amount: figures.remaining_amount,
-                currency: record.currency.clone(),
-                description: record.description.clone(),
-                created_at: offset.format(record.created_at),
-                paid_at: record.paid_at.map(|at| offset.format(at)),
-            }
-        })
-        .collect();
+    let mut items = Vec::with_capacity(records.len());
+    for record in &records {
+        let (figures, _) = figures(&state, record).await?;
+        items.push(PaymentSummary {
+            transaction_id: record.transaction_id.clone(),
+            status: record.status,
+            amount: figures.amount,
+            original_amount: figures.original_amount,
+            paid_amount: figures.paid_amount,
+            remaining_amount: figures.remaining_amount,
+            currency: record.currency.clone(),
+            description: record.description.clone(),
+            created_at: offset.format(record.created_at),
+            paid_at: record.paid_at.map(|at| offset.format(at)),
+        });
+    }
     Ok(Json(Envelope::data(PaymentList { items, next_cursor })))
 }
 

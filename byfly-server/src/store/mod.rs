@@ -9,9 +9,13 @@ mod sqlite;
 
 use async_trait::async_trait;
 use byfly_core::ids::{Secret, TokenHash};
+use byfly_core::ledger::OperationQuote;
 use byfly_core::wire::NewPayment;
 use byfly_core::{BodyEncoding, Money, PaymentMethod, PaymentStatus, TransactionId};
+use byfly_core::{Figures, WebhookEvent};
 use byfly_terminal::Tokens;
+
+use crate::settle::{FinalAnswer, OperationRecord, SettlementPlan};
 
 pub use sqlite::SqliteStore;
 
@@ -196,6 +200,64 @@ pub struct PoolCounts {
     pub healthy: u32,
 }
 
+/// A request to claim a free terminal and start an operation on it.
+#[derive(Debug, Clone)]
+pub struct TerminalClaim {
+    /// The payment.
+    pub payment_id: i64,
+    /// The status the decision was made on; the claim fails if it changed meanwhile.
+    pub expected_status: PaymentStatus,
+    /// The price.
+    pub quote: OperationQuote,
+    /// Whole tenge to ask of the terminal.
+    pub terminal_amount: i64,
+    /// Terminals already tried by this request.
+    pub excluded_terminals: Vec<i64>,
+    /// The current in-flight operation a method switch abandons.
+    pub replace_operation: Option<i64>,
+    /// Unix seconds.
+    pub now: i64,
+    /// Unix seconds when the terminal gives up on it.
+    pub deadline_at: i64,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// The terminal is this operation's until the terminal's final answer.
+    Claimed {
+        /// The new operation.
+        operation_id: i64,
+        /// Its terminal.
+        terminal: Box<TerminalRecord>,
+    },
+    /// Every healthy enabled terminal (not excluded) is busy.
+    NoFreeTerminal,
+    /// The payment changed status, or another request opened an operation on it first.
+    PaymentChanged,
+}
+
+/// A webhook event of the outbox, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Stable id (`X-Webhook-Id`).
+    pub event_id: String,
+    /// Its payment.
+    pub payment_id: i64,
+    /// The event.
+    pub event: WebhookEvent,
+    /// The payment's status then.
+    pub status: PaymentStatus,
+    /// The payment's figures then.
+    pub figures: Figures,
+    /// R of the operation that caused it.
+    pub actual_amount_received: Money,
+    /// Method of the operation that caused it.
+    pub payment_method: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
 /// Everything the services need from a database.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -265,6 +327,65 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens) -> Result<(), StoreError>;
     /// Counts for `/api/health`.
     async fn pool_counts(&self) -> Result<PoolCounts, StoreError>;
+
+    /// A payment's operations, in start order.
+    async fn operations(&self, payment_id: i64) -> Result<Vec<OperationRecord>, StoreError>;
+    /// Claims the least recently used free, healthy, enabled terminal and opens an operation on it.
+    async fn claim_terminal(&self, claim: &TerminalClaim) -> Result<ClaimOutcome, StoreError>;
+    /// `/v2/payment` failed: the operation never existed on the terminal; the terminal is free
+    /// (and marked unhealthy with `unhealthy` as the reason, when given); an abandoned predecessor
+    /// becomes current again.
+    async fn start_failed(&self, operation_id: i64, unhealthy: Option<&str>) -> Result<(), StoreError>;
+    /// The terminal started the process: store its id (polling resumes from it after a restart)
+    /// and move the payment from `from` to `to`.
+    async fn operation_started(
+        &self,
+        operation_id: i64,
+        process_id: &str,
+        now: i64,
+        from: PaymentStatus,
+        to: PaymentStatus,
+    ) -> Result<(), StoreError>;
+    /// The QR was read from the camera.
+    async fn operation_qr(
+        &self,
+        operation_id: i64,
+        qr_code: &str,
+        payment_url: &str,
+    ) -> Result<(), StoreError>;
+    /// The QR could not be read: the operation is abandoned (still followed until final) and the
+    /// payment returns to the status it had.
+    async fn abandon_unreadable(&self, operation_id: i64) -> Result<(), StoreError>;
+    /// Claims operations holding a terminal whose next poll is due (of one payment, or all),
+    /// pushing their next poll `lease` seconds ahead so no other caller polls them meanwhile.
+    async fn claim_due_operations(
+        &self,
+        now: i64,
+        lease: i64,
+        payment_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<OperationRecord>, StoreError>;
+    /// Records a non-final answer: the raw JSON, when to ask again, since when it is `unknown`.
+    async fn record_poll(
+        &self,
+        operation_id: i64,
+        raw_answer: &str,
+        next_poll_at: i64,
+        unknown_since: Option<i64>,
+        needs_review: bool,
+    ) -> Result<(), StoreError>;
+    /// Records a final answer, in one transaction: the operation, the freed terminal, the payment's
+    /// status, and the webhook event. `None` when the operation was already settled.
+    async fn settle(
+        &self,
+        operation_id: i64,
+        answer: &FinalAnswer,
+        raw_answer: &str,
+        now: i64,
+        event_id: &str,
+    ) -> Result<Option<SettlementPlan>, StoreError>;
+    /// The outbox events of a payment, oldest first.
+    async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// A source's payments, newest first, optionally in one status, with row ids below `before`.
     async fn list_payments(

@@ -16,16 +16,20 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlStr, SqlitePool};
 
 use super::{
-    IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, NewTerminal, PaymentRecord, PoolCounts,
-    SourceRecord, Store, StoreError, StoredResponse, TerminalRecord, TerminalTls,
+    ClaimOutcome, IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, NewTerminal,
+    PaymentRecord, PoolCounts, SourceRecord, Store, StoreError, StoredEvent, StoredResponse, TerminalClaim,
+    TerminalRecord, TerminalTls,
 };
+use crate::settle::{FinalAnswer, OpState, OperationRecord, SettlementPlan, plan_settlement};
+use byfly_core::ledger::OperationQuote;
+use byfly_core::{Figures, MethodCode, WebhookEvent};
 use byfly_terminal::Tokens;
 
 /// How token expiry times are stored (the terminal's local time, as it gave them).
 const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The migrations, embedded in the binary.
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (
         1,
         "initial",
@@ -35,6 +39,11 @@ const MIGRATIONS: [(i64, &str, &str); 2] = [
         2,
         "terminals",
         include_str!("../../migrations/sqlite/0002_terminals.sql"),
+    ),
+    (
+        3,
+        "operations",
+        include_str!("../../migrations/sqlite/0003_operations.sql"),
     ),
 ];
 
@@ -169,6 +178,45 @@ impl SqliteStore {
             device_terminal_id: row.try_get("device_terminal_id")?,
             last_used_at: row.try_get("last_used_at")?,
             last_checked_at: row.try_get("last_checked_at")?,
+        })
+    }
+
+    fn operation(row: &SqliteRow) -> Result<OperationRecord, StoreError> {
+        let money =
+            |column: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(row.try_get(column)?)) };
+        let optional_money = |column: &str| -> Result<Option<Money>, StoreError> {
+            Ok(row.try_get::<Option<i64>, _>(column)?.map(Money::from_minor))
+        };
+        let state: String = row.try_get("state")?;
+        let previous: String = row.try_get("previous_status")?;
+        Ok(OperationRecord {
+            id: row.try_get("id")?,
+            payment_id: row.try_get("payment_id")?,
+            terminal_id: row.try_get("terminal_id")?,
+            quote: OperationQuote {
+                method: MethodCode::new(row.try_get::<String, _>("method_code")?),
+                percent: Self::percent(row, "percent")?,
+                base: money("base_minor")?,
+                commission: money("commission_minor")?,
+                charge: money("charge_minor")?,
+            },
+            terminal_amount: row.try_get("terminal_amount")?,
+            state: OpState::parse(&state).ok_or_else(|| corrupt(format!("operation state {state:?}")))?,
+            is_current: row.try_get("is_current")?,
+            holds_terminal: row.try_get("holds_terminal")?,
+            previous_status: PaymentStatus::parse(&previous)
+                .ok_or_else(|| corrupt(format!("status {previous:?}")))?,
+            process_id: row.try_get("process_id")?,
+            qr_code: row.try_get("qr_code")?,
+            payment_url: row.try_get("payment_url")?,
+            credited: optional_money("credited_minor")?,
+            gross: optional_money("gross_minor")?,
+            product_method: row
+                .try_get::<Option<String>, _>("product_method")?
+                .map(MethodCode::new),
+            started_at: row.try_get("started_at")?,
+            deadline_at: row.try_get("deadline_at")?,
+            unknown_since: row.try_get("unknown_since")?,
         })
     }
 
@@ -503,6 +551,375 @@ impl Store for SqliteStore {
             enabled: count("enabled")?,
             healthy: count("healthy")?,
         })
+    }
+
+    async fn operations(&self, payment_id: i64) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
+            .bind(payment_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::operation).collect()
+    }
+
+    async fn claim_terminal(&self, claim: &TerminalClaim) -> Result<ClaimOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM payments WHERE id = ?")
+            .bind(claim.payment_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if status.as_deref() != Some(claim.expected_status.as_str()) {
+            return Ok(ClaimOutcome::PaymentChanged);
+        }
+        if let Some(replaced) = claim.replace_operation {
+            sqlx::query("UPDATE operations SET is_current = 0 WHERE id = ? AND payment_id = ?")
+                .bind(replaced)
+                .bind(claim.payment_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let excluded = serde_json::to_string(&claim.excluded_terminals).map_err(corrupt)?;
+        let terminal = sqlx::query(
+            "SELECT * FROM terminals t WHERE t.enabled = 1 AND t.healthy = 1 \
+             AND t.id NOT IN (SELECT value FROM json_each(?)) \
+             AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.terminal_id = t.id AND o.holds_terminal = 1) \
+             ORDER BY t.last_used_at, t.id LIMIT 1",
+        )
+        .bind(excluded)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(terminal) = terminal else {
+            return Ok(ClaimOutcome::NoFreeTerminal);
+        };
+        let terminal = Self::terminal(&terminal)?;
+        let quote = &claim.quote;
+        let inserted = sqlx::query(
+            "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
+             charge_minor, terminal_amount, state, is_current, holds_terminal, replaces_operation_id, previous_status, \
+             started_at, deadline_at, next_poll_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting', 1, 1, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(claim.payment_id)
+        .bind(terminal.id)
+        .bind(quote.method.as_str())
+        .bind(quote.percent.to_string())
+        .bind(quote.base.to_minor())
+        .bind(quote.commission.to_minor())
+        .bind(quote.charge.to_minor())
+        .bind(claim.terminal_amount)
+        .bind(claim.replace_operation)
+        .bind(claim.expected_status.as_str())
+        .bind(claim.now)
+        .bind(claim.deadline_at)
+        .bind(i64::MAX)
+        .fetch_one(&mut *tx)
+        .await;
+        let operation_id: i64 = match inserted {
+            Ok(row) => row.try_get("id")?,
+            // A unique index refused it: another request opened an operation on this payment.
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                return Ok(ClaimOutcome::PaymentChanged);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        sqlx::query("UPDATE terminals SET last_used_at = ? WHERE id = ?")
+            .bind(claim.now)
+            .bind(terminal.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ClaimOutcome::Claimed {
+            operation_id,
+            terminal: Box::new(terminal),
+        })
+    }
+
+    async fn start_failed(&self, operation_id: i64, unhealthy: Option<&str>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "UPDATE operations SET state = 'start_failed', is_current = 0, holds_terminal = 0 \
+             WHERE id = ? AND state = 'starting' RETURNING terminal_id, replaces_operation_id",
+        )
+        .bind(operation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
+            if let Some(replaced) = replaced {
+                sqlx::query("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
+                    .bind(replaced)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(reason) = unhealthy {
+                sqlx::query("UPDATE terminals SET healthy = 0, last_error = ? WHERE id = ?")
+                    .bind(reason)
+                    .bind(row.try_get::<i64, _>("terminal_id")?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn operation_started(
+        &self,
+        operation_id: i64,
+        process_id: &str,
+        now: i64,
+        from: PaymentStatus,
+        to: PaymentStatus,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let payment_id: i64 = sqlx::query_scalar(
+            "UPDATE operations SET state = 'in_flight', process_id = ?, next_poll_at = ? WHERE id = ? RETURNING payment_id",
+        )
+        .bind(process_id)
+        .bind(now + 1)
+        .bind(operation_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE payments SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
+            .bind(to.as_str())
+            .bind(now)
+            .bind(payment_id)
+            .bind(from.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn operation_qr(
+        &self,
+        operation_id: i64,
+        qr_code: &str,
+        payment_url: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE operations SET qr_code = ?, payment_url = ? WHERE id = ?")
+            .bind(qr_code)
+            .bind(payment_url)
+            .bind(operation_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn abandon_unreadable(&self, operation_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(
+            "UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1 \
+             RETURNING payment_id, previous_status, replaces_operation_id",
+        )
+        .bind(operation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let payment_id: i64 = row.try_get("payment_id")?;
+            let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
+            let restored = match replaced {
+                Some(replaced) => {
+                    sqlx::query("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
+                        .bind(replaced)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                }
+                None => 0,
+            };
+            if restored == 0 {
+                let previous: String = row.try_get("previous_status")?;
+                sqlx::query("UPDATE payments SET status = ? WHERE id = ? AND status = 'processing'")
+                    .bind(previous)
+                    .bind(payment_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_due_operations(
+        &self,
+        now: i64,
+        lease: i64,
+        payment_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE operations SET next_poll_at = ? WHERE id IN (\
+               SELECT id FROM operations WHERE holds_terminal = 1 AND state = 'in_flight' AND next_poll_at <= ? \
+               AND (? IS NULL OR payment_id = ?) ORDER BY next_poll_at LIMIT ?) RETURNING *",
+        )
+        .bind(now + lease)
+        .bind(now)
+        .bind(payment_id)
+        .bind(payment_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::operation).collect()
+    }
+
+    async fn record_poll(
+        &self,
+        operation_id: i64,
+        raw_answer: &str,
+        next_poll_at: i64,
+        unknown_since: Option<i64>,
+        needs_review: bool,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE operations SET last_answer = ?, next_poll_at = ?, unknown_since = ?, needs_review = ? \
+             WHERE id = ? AND holds_terminal = 1",
+        )
+        .bind(raw_answer)
+        .bind(next_poll_at)
+        .bind(unknown_since)
+        .bind(needs_review)
+        .bind(operation_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn settle(
+        &self,
+        operation_id: i64,
+        answer: &FinalAnswer,
+        raw_answer: &str,
+        now: i64,
+        event_id: &str,
+    ) -> Result<Option<SettlementPlan>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let payment_id: Option<i64> = sqlx::query_scalar("SELECT payment_id FROM operations WHERE id = ?")
+            .bind(operation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(payment_id) = payment_id else {
+            return Ok(None);
+        };
+        let payment = sqlx::query(select_payments!("id = ?"))
+            .bind(payment_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let payment = Self::payment_row(&payment)?;
+        let operations = sqlx::query("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
+            .bind(payment_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(Self::operation)
+            .collect::<Result<Vec<_>, _>>()?;
+        let methods = sqlx::query("SELECT * FROM payment_methods")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Self::method(row).map(|(method, _)| method))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(plan) = plan_settlement(&payment, &operations, operation_id, answer, &methods) else {
+            return Ok(None);
+        };
+        let (state, gross) = match answer {
+            FinalAnswer::Succeeded { gross, .. } => (OpState::Succeeded, Some(gross.to_minor())),
+            FinalAnswer::Failed => (OpState::Failed, None),
+        };
+        let updated = sqlx::query(
+            "UPDATE operations SET state = ?, holds_terminal = 0, gross_minor = ?, product_method = ?, \
+             credited_minor = ?, last_answer = ?, finished_at = ? WHERE id = ? AND state = 'in_flight'",
+        )
+        .bind(state.as_str())
+        .bind(gross)
+        .bind(plan.product_method.as_ref().map(MethodCode::as_str))
+        .bind(plan.credited.to_minor())
+        .bind(raw_answer)
+        .bind(now)
+        .bind(operation_id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE payments SET status = ?, paid_at = CASE WHEN ? THEN ? ELSE paid_at END, updated_at = ? WHERE id = ?",
+        )
+        .bind(plan.status.as_str())
+        .bind(plan.becomes_paid)
+        .bind(now)
+        .bind(now)
+        .bind(payment_id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(event) = plan.event {
+            let f = &plan.figures;
+            let method = operations
+                .iter()
+                .find(|op| op.id == operation_id)
+                .map(|op| op.quote.method.to_string());
+            sqlx::query(
+                "INSERT INTO webhook_events (event_id, payment_id, event, status, amount_minor, paid_minor, \
+                 actual_received_minor, remaining_minor, overpaid_minor, commission_minor, refunded_minor, \
+                 payment_method, paid_at, created_at, next_attempt_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT paid_at FROM payments WHERE id = ?), ?, ?)",
+            )
+            .bind(event_id)
+            .bind(payment_id)
+            .bind(event.as_str())
+            .bind(plan.status.as_str())
+            .bind(f.amount.to_minor())
+            .bind(f.paid_amount.to_minor())
+            .bind(plan.credited.to_minor())
+            .bind(f.remaining_amount.to_minor())
+            .bind(f.overpaid_amount.to_minor())
+            .bind(f.commission_amount.to_minor())
+            .bind(f.refunded_amount.to_minor())
+            .bind(method)
+            .bind(payment_id)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(plan))
+    }
+
+    async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM webhook_events WHERE payment_id = ? ORDER BY id")
+            .bind(payment_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let money = |column: &str| -> Result<Money, StoreError> {
+                    Ok(Money::from_minor(row.try_get(column)?))
+                };
+                let event: String = row.try_get("event")?;
+                let status: String = row.try_get("status")?;
+                let amount = money("amount_minor")?;
+                Ok(StoredEvent {
+                    event_id: row.try_get("event_id")?,
+                    payment_id: row.try_get("payment_id")?,
+                    event: WebhookEvent::parse(&event).ok_or_else(|| corrupt(format!("event {event:?}")))?,
+                    status: PaymentStatus::parse(&status)
+                        .ok_or_else(|| corrupt(format!("status {status:?}")))?,
+                    figures: Figures {
+                        original_amount: amount - money("commission_minor")?,
+                        commission_amount: money("commission_minor")?,
+                        amount,
+                        paid_amount: money("paid_minor")?,
+                        remaining_amount: money("remaining_minor")?,
+                        overpaid_amount: money("overpaid_minor")?,
+                        refunded_amount: money("refunded_minor")?,
+                        tolerance: byfly_core::ledger::tolerance(amount),
+                    },
+                    actual_amount_received: money("actual_received_minor")?,
+                    payment_method: row.try_get("payment_method")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn list_payments(

@@ -1,0 +1,216 @@
+//! From stored operations to byfly-core's ledger, and the plan of what a terminal's final answer
+//! changes. Pure, so every storage backend runs the same decision inside its own transaction.
+
+use byfly_core::ledger::{Ledger, Operation, OperationQuote, OperationState, TerminalOutcome};
+use byfly_core::{MethodCode, Money, PaymentMethod, PaymentStatus, Percent, WebhookEvent};
+
+use crate::store::PaymentRecord;
+
+/// Where an operation stands, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpState {
+    /// A terminal is claimed; the terminal has not answered `/v2/payment` yet.
+    Starting,
+    /// The terminal runs it (`processId` known).
+    InFlight,
+    /// Paid.
+    Succeeded,
+    /// Definitively failed.
+    Failed,
+    /// `/v2/payment` itself failed: it never existed on the terminal.
+    StartFailed,
+}
+
+impl OpState {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpState::Starting => "starting",
+            OpState::InFlight => "in_flight",
+            OpState::Succeeded => "succeeded",
+            OpState::Failed => "failed",
+            OpState::StartFailed => "start_failed",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(text: &str) -> Option<OpState> {
+        [
+            OpState::Starting,
+            OpState::InFlight,
+            OpState::Succeeded,
+            OpState::Failed,
+            OpState::StartFailed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
+}
+
+/// An operation as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationRecord {
+    /// Id.
+    pub id: i64,
+    /// Its payment.
+    pub payment_id: i64,
+    /// The terminal running it.
+    pub terminal_id: i64,
+    /// Price fixed at start.
+    pub quote: OperationQuote,
+    /// Whole tenge asked of the terminal.
+    pub terminal_amount: i64,
+    /// Progress.
+    pub state: OpState,
+    /// Decides the payment's status (false once abandoned).
+    pub is_current: bool,
+    /// Holds its terminal until the terminal's final answer.
+    pub holds_terminal: bool,
+    /// The payment's status before this operation started.
+    pub previous_status: PaymentStatus,
+    /// The terminal's process id.
+    pub process_id: Option<String>,
+    /// QR text read from the camera.
+    pub qr_code: Option<String>,
+    /// Customer's Kaspi link.
+    pub payment_url: Option<String>,
+    /// R, once succeeded.
+    pub credited: Option<Money>,
+    /// G, once succeeded.
+    pub gross: Option<Money>,
+    /// Method of the product used, once succeeded.
+    pub product_method: Option<MethodCode>,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds: when the terminal gives up on it.
+    pub deadline_at: i64,
+    /// Unix seconds since the terminal answered `unknown`.
+    pub unknown_since: Option<i64>,
+}
+
+/// The ledger of a payment: operations that exist on a terminal, in start order.
+pub fn ledger_of(payment: &PaymentRecord, operations: &[OperationRecord]) -> (Ledger, Vec<i64>) {
+    let mut ledger = Ledger::new(payment.original_amount);
+    ledger.refunded_amount = payment.refunded_amount;
+    let mut ids = Vec::new();
+    for op in operations {
+        let state = match op.state {
+            OpState::InFlight => OperationState::InFlight,
+            OpState::Failed => OperationState::Failed,
+            OpState::Succeeded => OperationState::Succeeded {
+                gross: op.gross.unwrap_or(Money::ZERO),
+                product_method: op
+                    .product_method
+                    .clone()
+                    .unwrap_or_else(|| op.quote.method.clone()),
+                credited: op.credited.unwrap_or(Money::ZERO),
+            },
+            OpState::Starting | OpState::StartFailed => continue,
+        };
+        ledger.operations.push(Operation {
+            quote: op.quote.clone(),
+            current: op.is_current,
+            state,
+        });
+        ids.push(op.id);
+    }
+    (ledger, ids)
+}
+
+/// A terminal's final answer about an operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FinalAnswer {
+    /// Paid: the gross amount and the product, as the terminal reported them.
+    Succeeded {
+        /// G.
+        gross: Money,
+        /// The product's method, when the terminal named a known product.
+        product_method: Option<MethodCode>,
+    },
+    /// Definitively failed (or unknown to a healthy terminal).
+    Failed,
+}
+
+/// What one settlement writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettlementPlan {
+    /// R (zero for a failure).
+    pub credited: Money,
+    /// The product's method (succeeded only).
+    pub product_method: Option<MethodCode>,
+    /// The payment's status afterwards.
+    pub status: PaymentStatus,
+    /// `paid_at` to set (only when the payment becomes paid).
+    pub becomes_paid: bool,
+    /// The webhook event to append, with the figures afterwards.
+    pub event: Option<WebhookEvent>,
+    /// The payment's figures afterwards.
+    pub figures: byfly_core::Figures,
+}
+
+/// Decides what `answer` about operation `operation_id` changes. `None` when the operation is not
+/// open (already settled by another caller: nothing to do, nothing doubled).
+pub fn plan_settlement(
+    payment: &PaymentRecord,
+    operations: &[OperationRecord],
+    operation_id: i64,
+    answer: &FinalAnswer,
+    methods: &[PaymentMethod],
+) -> Option<SettlementPlan> {
+    let (mut ledger, ids) = ledger_of(payment, operations);
+    let index = ids.iter().position(|id| *id == operation_id)?;
+    let operation = &ledger.operations[index];
+    let outcome = match answer {
+        FinalAnswer::Succeeded {
+            gross,
+            product_method,
+        } => {
+            let method = product_method
+                .clone()
+                .unwrap_or_else(|| operation.quote.method.clone());
+            let percent = methods
+                .iter()
+                .find(|m| m.code == method)
+                .map_or(operation.quote.percent, PaymentMethod::effective_percent);
+            TerminalOutcome::Succeeded {
+                gross: *gross,
+                product_method: method,
+                product_percent: percent,
+            }
+        }
+        FinalAnswer::Failed => TerminalOutcome::Failed,
+    };
+    let product_method = match &outcome {
+        TerminalOutcome::Succeeded { product_method, .. } => Some(product_method.clone()),
+        TerminalOutcome::Failed => None,
+    };
+    let event = ledger.settle(index, outcome).ok()?;
+    let credited = ledger.operations[index].credited();
+    let transition = match event {
+        Some(event) => match payment.status.apply(&event) {
+            Ok(transition) => transition,
+            // Money is never ignored: credited even where the status cannot move (logged by the caller).
+            Err(_) => byfly_core::status::Transition {
+                to: payment.status,
+                webhook: None,
+            },
+        },
+        None => byfly_core::status::Transition {
+            to: payment.status,
+            webhook: None,
+        },
+    };
+    Some(SettlementPlan {
+        credited,
+        product_method,
+        status: transition.to,
+        becomes_paid: transition.to == PaymentStatus::Paid && payment.status != PaymentStatus::Paid,
+        event: transition.webhook,
+        figures: ledger.figures(),
+    })
+}
+
+/// The percent text stored for an operation.
+pub fn percent_text(percent: Percent) -> String {
+    percent.to_string()
+}

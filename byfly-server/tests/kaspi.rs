@@ -1,0 +1,521 @@
+//! `/kaspi` end to end over real TCP: the server, simulated terminals with their cameras, and the
+//! guide's four scenarios figure by figure, with the outbox events each one writes.
+
+// Test code: a panic is a failed assertion with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, TransactionId, WebhookEvent};
+use byfly_server::config::Config;
+use byfly_server::pool::TerminalPool;
+use byfly_server::random::OsRandom;
+use byfly_server::store::{NewTerminal, Store, TerminalTls};
+use byfly_terminal::simulator::{FaultMode, Outcome, PayRequest, Simulator, SimulatorConfig};
+use serde_json::{Value, json};
+
+struct App {
+    base: String,
+    token: String,
+    store: Arc<dyn Store>,
+    simulators: Vec<Simulator>,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+async fn spawn_app(terminals: usize) -> App {
+    // Server logs go to the test's output, shown when a test fails.
+    tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("byfly_server=info")
+        .try_init()
+        .ok();
+    let mut suffix = [0u8; 6];
+    rand::fill(&mut suffix);
+    let dir = std::env::temp_dir().join(format!("byfly-kaspi-{}", hex::encode(suffix)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let settings = Config {
+        database_url: format!("sqlite://{}", dir.join("byfly.db").display()),
+        qr_scan_interval_ms: 50,
+        qr_scan_deadline_ms: 5_000,
+        ..Config::default()
+    }
+    .validate()
+    .unwrap();
+    let store = byfly_server::open_store(&settings).await.unwrap();
+    let token = ApiToken::generate(&mut OsRandom);
+    store
+        .create_source("CRM", &token.hash(), BodyEncoding::Php, 0)
+        .await
+        .unwrap();
+    let mut simulators = Vec::new();
+    for n in 0..terminals {
+        let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+        let terminal = NewTerminal {
+            name: format!("Касса {}", n + 1),
+            base_url: simulator.base_url(),
+            camera_url: simulator.camera_url(),
+            tls: TerminalTls::Verify { server_name: None },
+        };
+        store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+        simulators.push(simulator);
+    }
+    // Register and check every terminal before serving, as the health checker would.
+    TerminalPool::new(store.clone())
+        .check_due(byfly_server::http::now(), 30)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(byfly_server::run(listener, store.clone(), settings, async {
+        stopped.await.ok();
+    }));
+    App {
+        base,
+        token: token.expose().to_owned(),
+        store,
+        simulators,
+        http: reqwest::Client::new(),
+        _stop: stop,
+        dir,
+    }
+}
+
+impl App {
+    async fn init(&self, amount: i64) -> String {
+        let created: Value = self
+            .http
+            .post(format!("{}/payment/init", self.base))
+            .header("X-API-Token", &self.token)
+            .json(&json!({"amount": amount}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created["data"]["transaction_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn kaspi(&self, id: &str, method: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/payment/{id}/kaspi", self.base))
+            .json(&json!({"payment_method": method}))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn status(&self, id: &str) -> Value {
+        let body: Value = self
+            .http
+            .get(format!("{}/payment/{id}/status", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["data"].clone()
+    }
+
+    /// Polls `/status` (which asks the terminal) until the payment leaves `processing` (bounded).
+    async fn settled(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = self.status(id).await;
+            if status["status"] != "processing" || Instant::now() > deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The simulator running this payment's current operation.
+    fn simulator_with(&self, qr: &str) -> &Simulator {
+        self.simulators
+            .iter()
+            .find(|s| s.state()["current"]["qr"] == json!(qr))
+            .expect("a terminal shows this QR")
+    }
+
+    async fn events(&self, id: &str) -> Vec<(WebhookEvent, PaymentStatus, String, String, String)> {
+        let payment = self
+            .store
+            .payment(&TransactionId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        self.store
+            .webhook_events(payment.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.event,
+                    e.status,
+                    e.figures.paid_amount.to_string(),
+                    e.figures.remaining_amount.to_string(),
+                    e.actual_amount_received.to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn pay(product: &str, amount: Option<i64>) -> PayRequest {
+    PayRequest {
+        product: product.to_owned(),
+        amount,
+        outcome: Outcome::Success,
+        after_ms: 0,
+    }
+}
+
+#[tokio::test]
+async fn scenario_1_gold_50000() {
+    let app = spawn_app(1).await;
+    let id = app.init(50_000).await;
+    let (code, body) = app.kaspi(&id, "kaspi_gold").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["message"], json!("Платеж инициирован"));
+    let data = &body["data"];
+    assert_eq!(
+        (
+            &data["amount"],
+            &data["original_amount"],
+            &data["commission_amount"],
+            &data["commission_percent"]
+        ),
+        (&json!(50000), &json!(50000), &json!(0), &json!(0))
+    );
+    let qr = data["qr_code"].as_str().unwrap();
+    assert_eq!(
+        data["payment_url"],
+        json!(qr.replace("https://qr.kaspi.kz/", "https://pay.kaspi.kz/pay/"))
+    );
+    assert_eq!(data["terminal_id"], json!(1));
+    assert_eq!(app.status(&id).await["status"], json!("processing"));
+    let shown: Value = app
+        .http
+        .get(format!("{}/payment/{id}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["data"]["qr_code"], json!(qr));
+
+    app.simulator_with(qr).pay(pay("Gold", None)).unwrap();
+    let status = app.settled(&id).await;
+    assert_eq!(
+        (
+            &status["status"],
+            &status["amount"],
+            &status["paid_amount"],
+            &status["remaining_amount"]
+        ),
+        (&json!("paid"), &json!(50000), &json!(50000), &json!(0))
+    );
+    assert!(status["paid_at"].is_string());
+    assert_eq!(
+        app.events(&id).await,
+        [(
+            WebhookEvent::Paid,
+            PaymentStatus::Paid,
+            "50000".into(),
+            "0".into(),
+            "50000".into()
+        )]
+    );
+    // Paid is final for /kaspi.
+    let (code, body) = app.kaspi(&id, "kaspi_gold").await;
+    assert_eq!(
+        (code, &body["code"], &body["message"]),
+        (400, &json!("already_paid"), &json!("Платеж уже оплачен"))
+    );
+}
+
+#[tokio::test]
+async fn scenario_2_kredit_100000() {
+    let app = spawn_app(1).await;
+    let id = app.init(100_000).await;
+    let (code, body) = app.kaspi(&id, "kaspi_kredit").await;
+    assert_eq!(code, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!(
+        (
+            &data["amount"],
+            &data["original_amount"],
+            &data["commission_amount"],
+            &data["commission_percent"]
+        ),
+        (&json!(114000), &json!(100000), &json!(14000), &json!(14))
+    );
+    assert_eq!(
+        app.simulators[0].state()["current"]["amount"],
+        json!(114000),
+        "the terminal is asked for 114 000"
+    );
+    app.simulator_with(data["qr_code"].as_str().unwrap())
+        .pay(pay("Loan", None))
+        .unwrap();
+    let status = app.settled(&id).await;
+    assert_eq!(
+        (
+            &status["status"],
+            &status["amount"],
+            &status["paid_amount"],
+            &status["remaining_amount"],
+            &status["commission_amount"]
+        ),
+        (
+            &json!("paid"),
+            &json!(114000),
+            &json!(114000),
+            &json!(0),
+            &json!(14000)
+        )
+    );
+    assert_eq!(
+        app.events(&id).await,
+        [(
+            WebhookEvent::Paid,
+            PaymentStatus::Paid,
+            "114000".into(),
+            "0".into(),
+            "114000".into()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn scenario_3_gold_priced_paid_by_credit_then_topped_up() {
+    let app = spawn_app(1).await;
+    let id = app.init(100_000).await;
+    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Loan", Some(100_000)))
+        .unwrap();
+    let status = app.settled(&id).await;
+    assert_eq!(
+        (
+            &status["status"],
+            &status["amount"],
+            &status["paid_amount"],
+            &status["remaining_amount"]
+        ),
+        (
+            &json!("partially_paid"),
+            &json!(100000),
+            &json!(87719),
+            &json!(12281)
+        )
+    );
+    let (code, body) = app.kaspi(&id, "kaspi_gold").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (&body["data"]["amount"], &body["data"]["original_amount"]),
+        (&json!(12281), &json!(12281))
+    );
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", None))
+        .unwrap();
+    let status = app.settled(&id).await;
+    assert_eq!(
+        (
+            &status["status"],
+            &status["amount"],
+            &status["paid_amount"],
+            &status["remaining_amount"]
+        ),
+        (&json!("paid"), &json!(100000), &json!(100000), &json!(0))
+    );
+    assert_eq!(
+        app.events(&id).await,
+        [
+            (
+                WebhookEvent::PartiallyPaid,
+                PaymentStatus::PartiallyPaid,
+                "87719".into(),
+                "12281".into(),
+                "87719".into()
+            ),
+            (
+                WebhookEvent::Paid,
+                PaymentStatus::Paid,
+                "100000".into(),
+                "0".into(),
+                "12281".into()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn scenario_4_kredit_priced_paid_by_gold() {
+    let app = spawn_app(1).await;
+    let id = app.init(100_000).await;
+    let (_, body) = app.kaspi(&id, "kaspi_kredit").await;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", Some(100_000)))
+        .unwrap();
+    let status = app.settled(&id).await;
+    assert_eq!(
+        (
+            &status["status"],
+            &status["amount"],
+            &status["paid_amount"],
+            &status["remaining_amount"]
+        ),
+        (
+            &json!("partially_paid"),
+            &json!(114000),
+            &json!(100000),
+            &json!(14000)
+        )
+    );
+    assert_eq!(
+        app.events(&id).await,
+        [(
+            WebhookEvent::PartiallyPaid,
+            PaymentStatus::PartiallyPaid,
+            "100000".into(),
+            "14000".into(),
+            "100000".into()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn concurrent_and_repeated_kaspi_calls_make_one_operation() {
+    let app = spawn_app(2).await;
+    let id = app.init(5_000).await;
+    let (first, second) = tokio::join!(app.kaspi(&id, "kaspi_gold"), app.kaspi(&id, "kaspi_gold"));
+    assert_eq!((first.0, second.0), (200, 200), "{} / {}", first.1, second.1);
+    assert_eq!(first.1["data"]["qr_code"], second.1["data"]["qr_code"]);
+    let (_, third) = app.kaspi(&id, "kaspi_gold").await;
+    assert_eq!(
+        third["data"]["qr_code"], first.1["data"]["qr_code"],
+        "the same method again answers the same operation"
+    );
+    let payment_calls: u64 = app
+        .simulators
+        .iter()
+        .map(|s| s.counters().calls.get("payment").copied().unwrap_or(0))
+        .sum();
+    assert_eq!(payment_calls, 1);
+    let payment = app
+        .store
+        .payment(&TransactionId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(app.store.operations(payment.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn failover_busy_unavailable_and_unreadable_qr() {
+    let app = spawn_app(2).await;
+    // The least recently used terminal is down: the other one takes the payment.
+    app.simulators[0].set_fault(FaultMode::Down, None);
+    let id = app.init(1_000).await;
+    let (code, body) = app.kaspi(&id, "kaspi_gold").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["terminal_id"], json!(2));
+    assert!(
+        !app.store.terminals().await.unwrap()[0].healthy,
+        "the dead terminal left the pool"
+    );
+
+    // The only healthy terminal is busy now.
+    let other = app.init(2_000).await;
+    let (code, body) = app.kaspi(&other, "kaspi_gold").await;
+    assert_eq!((code, &body["code"]), (400, &json!("terminals_busy")), "{body}");
+    assert_eq!(body["message"], json!("Все терминалы заняты, попробуйте позже"));
+
+    // A terminal that cannot be asked keeps its operation (the customer may be paying).
+    app.simulators[1].set_fault(FaultMode::Down, None);
+    assert_eq!(app.status(&id).await["status"], json!("processing"));
+
+    // The camera never shows a QR: the terminal's operation is abandoned, the payment untouched.
+    let fresh = spawn_app(1).await;
+    fresh.simulators[0].set_fault(FaultMode::NoQr, None);
+    let id = fresh.init(3_000).await;
+    let (code, body) = fresh.kaspi(&id, "kaspi_gold").await;
+    assert_eq!((code, &body["code"]), (400, &json!("qr_not_found")), "{body}");
+    assert_eq!(
+        fresh.status(&id).await["status"],
+        json!("pending"),
+        "the payment returns to the status it had"
+    );
+    assert!(
+        fresh.events(&id).await.is_empty(),
+        "no webhook for a failed /kaspi"
+    );
+
+    let down = spawn_app(1).await;
+    down.simulators[0].set_fault(FaultMode::Down, None);
+    let id = down.init(3_000).await;
+    let (code, body) = down.kaspi(&id, "kaspi_gold").await;
+    assert_eq!(
+        (code, &body["code"]),
+        (400, &json!("terminal_unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        body["message"],
+        json!("Терминал недоступен. Проверьте подключение к сети терминалов")
+    );
+}
+
+#[tokio::test]
+async fn a_declined_payment_fails_and_can_be_retried() {
+    let app = spawn_app(1).await;
+    let id = app.init(7_000).await;
+    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+    let mut declined = pay("Gold", None);
+    declined.outcome = Outcome::Fail;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(declined)
+        .unwrap();
+    assert_eq!(app.settled(&id).await["status"], json!("failed"));
+    assert_eq!(
+        app.events(&id).await,
+        [(
+            WebhookEvent::Failed,
+            PaymentStatus::Failed,
+            "0".into(),
+            "7000".into(),
+            "0".into()
+        )]
+    );
+    let (code, body) = app.kaspi(&id, "kaspi_red").await;
+    assert_eq!(code, 200, "{body}");
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Red", None))
+        .unwrap();
+    assert_eq!(app.settled(&id).await["status"], json!("paid"));
+    let (code, body) = app.kaspi("A3F5D9E2B1C8", "kaspi_gold").await;
+    assert_eq!((code, &body["code"]), (404, &json!("transaction_not_found")));
+    let fresh = app.init(10).await;
+    let (code, body) = app.kaspi(&fresh, "paypal").await;
+    assert_eq!(
+        (code, &body["code"]),
+        (400, &json!("invalid_payment_method")),
+        "{body}"
+    );
+}
