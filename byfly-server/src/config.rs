@@ -135,6 +135,9 @@ pub struct Settings {
     pub health_check_interval: Duration,
     /// Timing of terminal operations.
     pub timing: crate::operations::OperationTiming,
+    /// Demo mode (`byfly-server demo`): adds `POST /api/dev/simulate/{id}`, which drives the
+    /// simulated terminals. Never set from configuration.
+    pub demo_mode: bool,
 }
 
 impl Config {
@@ -298,6 +301,7 @@ impl Config {
                 unknown_review_after: secs(self.unknown_review_after_secs),
                 operation_deadline: secs(self.operation_timeout_secs),
             },
+            demo_mode: false,
         })
     }
 }

@@ -39,6 +39,22 @@ enum Command {
         #[command(subcommand)]
         command: TerminalCommand,
     },
+    /// Run a complete demo on this machine: SQLite under --data-dir, two simulated terminals with
+    /// cameras, a demo source, and `POST /api/dev/simulate/{id}` to play the customer.
+    Demo {
+        /// Where the demo database lives (kept between runs).
+        #[arg(long, default_value = "./byfly-demo")]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// The demo source's API token (64 characters [A-Za-z0-9]); generated and printed when absent.
+        #[arg(long)]
+        token: Option<String>,
+        /// The admin token (at least 16 characters); generated and printed when absent.
+        #[arg(long)]
+        admin_token: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,9 +123,17 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings: Settings = Config::load(cli.config.as_deref(), |name| std::env::var(name).ok())?
-        .validate()
-        .context("configuration")?;
+    let config = Config::load(cli.config.as_deref(), |name| std::env::var(name).ok())?;
+    if let Command::Demo {
+        data_dir,
+        bind,
+        token,
+        admin_token,
+    } = cli.command
+    {
+        return demo::run(config, data_dir, bind, token, admin_token).await;
+    }
+    let settings: Settings = config.validate().context("configuration")?;
     init_logging(settings.log_format);
     let store = byfly_server::open_store(&settings).await.context("database")?;
     match cli.command {
@@ -167,6 +191,104 @@ async fn main() -> anyhow::Result<()> {
             byfly_server::run(listener, store, settings, shutdown_signal()).await?;
             tracing::info!("stopped");
         }
+        Command::Demo { .. } => {}
     }
     Ok(())
+}
+
+mod demo {
+    //! `byfly-server demo`: everything on one machine, nothing to install.
+
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+
+    use anyhow::Context;
+    use byfly_core::{ApiToken, BodyEncoding};
+    use byfly_server::config::Config;
+    use byfly_server::pool::TerminalPool;
+    use byfly_server::random::OsRandom;
+    use byfly_server::store::{NewTerminal, TerminalTls};
+    use byfly_terminal::simulator::{Simulator, SimulatorConfig};
+
+    pub async fn run(
+        config: Config,
+        data_dir: PathBuf,
+        bind: SocketAddr,
+        token: Option<String>,
+        admin_token: Option<String>,
+    ) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
+        let admin_token =
+            admin_token.unwrap_or_else(|| ApiToken::generate(&mut OsRandom).expose().to_owned());
+        let config = Config {
+            bind,
+            database_url: format!("sqlite://{}", data_dir.join("byfly.db").display()),
+            allow_private_webhook_hosts: true,
+            admin_token: Some(admin_token.clone()),
+            ..config
+        };
+        let mut settings = config.validate().context("configuration")?;
+        settings.demo_mode = true;
+        super::init_logging(settings.log_format);
+        let store = byfly_server::open_store(&settings).await.context("database")?;
+
+        let mut simulators = Vec::new();
+        for n in 1..=2 {
+            let simulator = Simulator::start_local(SimulatorConfig::default()).await?;
+            let terminal = NewTerminal {
+                name: format!("Демо-терминал {n}"),
+                base_url: simulator.base_url(),
+                camera_url: simulator.camera_url(),
+                tls: TerminalTls::Verify { server_name: None },
+            };
+            store
+                .upsert_terminal(&terminal, byfly_server::http::now())
+                .await?;
+            simulators.push(simulator);
+        }
+        TerminalPool::new(store.clone())
+            .check_due(byfly_server::http::now(), 0)
+            .await?;
+
+        let token = match token {
+            Some(given) => ApiToken::parse(&given).context("--token must be 64 characters [A-Za-z0-9]")?,
+            None => ApiToken::generate(&mut OsRandom),
+        };
+        if store.source_by_token_hash(&token.hash()).await?.is_none() {
+            store
+                .create_source(
+                    "Demo",
+                    &token.hash(),
+                    BodyEncoding::Php,
+                    byfly_server::http::now(),
+                )
+                .await?;
+        }
+
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("bind {bind}"))?;
+        let base = format!("http://{}/api", listener.local_addr()?);
+        let t = token.expose();
+        println!(
+            "ByFly Payment Center demo: {base} (SQLite in {}, 2 simulated terminals)",
+            data_dir.display()
+        );
+        println!("  API token:   {t}");
+        println!("  admin token: {admin_token}");
+        println!("Walkthrough (Kaspi Кредит, 100 000 ₸ + 14 %):");
+        println!(
+            "  curl -s -X POST {base}/payment/init -H 'X-API-Token: {t}' -H 'Content-Type: application/json' -d '{{\"amount\": 100000, \"description\": \"Тур в Турцию\"}}'"
+        );
+        println!(
+            "  curl -s -X POST {base}/payment/ID/kaspi -H 'Content-Type: application/json' -d '{{\"payment_method\": \"kaspi_kredit\"}}'"
+        );
+        println!(
+            "  curl -s -X POST {base}/dev/simulate/ID -H 'Content-Type: application/json' -d '{{\"product\": \"Loan\"}}'"
+        );
+        println!("  curl -s {base}/payment/ID/status");
+        byfly_server::run(listener, store, settings, super::shutdown_signal()).await?;
+        drop(simulators);
+        Ok(())
+    }
 }

@@ -32,6 +32,10 @@ impl Drop for App {
 }
 
 async fn spawn_app(terminals: usize) -> App {
+    spawn_app_with(terminals, false).await
+}
+
+async fn spawn_app_with(terminals: usize, demo_mode: bool) -> App {
     // Server logs go to the test's output, shown when a test fails.
     tracing_subscriber::fmt()
         .with_test_writer()
@@ -50,6 +54,10 @@ async fn spawn_app(terminals: usize) -> App {
     }
     .validate()
     .unwrap();
+    let settings = byfly_server::config::Settings {
+        demo_mode,
+        ..settings
+    };
     let store = byfly_server::open_store(&settings).await.unwrap();
     let token = ApiToken::generate(&mut OsRandom);
     store
@@ -518,4 +526,46 @@ async fn a_declined_payment_fails_and_can_be_retried() {
         (400, &json!("invalid_payment_method")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn demo_mode_plays_the_customer_and_other_modes_do_not_have_the_route() {
+    let app = spawn_app_with(1, true).await;
+    let id = app.init(100_000).await;
+    let simulate = |body: Value| {
+        app.http
+            .post(format!("{}/dev/simulate/{id}", app.base))
+            .json(&body)
+            .send()
+    };
+    let before: Value = simulate(json!({"product": "Loan"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        before["code"],
+        json!("invalid_status"),
+        "nothing to pay before /kaspi: {before}"
+    );
+    app.kaspi(&id, "kaspi_kredit").await;
+    let response = simulate(json!({"product": "Loan"})).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let status = app.settled(&id).await;
+    assert_eq!(
+        (&status["status"], &status["paid_amount"]),
+        (&json!("paid"), &json!(114000))
+    );
+
+    let plain = spawn_app(1).await;
+    let id = plain.init(1_000).await;
+    let response = plain
+        .http
+        .post(format!("{}/dev/simulate/{id}", plain.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
 }

@@ -1,5 +1,6 @@
 //! The HTTP layer: the router, the error envelope for every failure, and the extractors.
 
+mod dev;
 mod errors;
 mod extract;
 mod payments;
@@ -48,6 +49,11 @@ pub fn router(state: AppState) -> Router {
         .route("/payment-methods/active", get(payments::active_methods))
         .route("/payments", get(payments::list))
         .route("/health", get(payments::health));
+    let api = if state.settings.demo_mode {
+        api.route("/dev/simulate/{id}", post(dev::simulate))
+    } else {
+        api
+    };
     Router::new()
         .nest("/api", api)
         .fallback(errors::route_not_found)

@@ -369,7 +369,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         terminals: PoolHealth {
             total: counts.enabled,
             healthy: counts.healthy,
-            busy: 0,
+            busy: counts.busy,
         },
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };

@@ -198,6 +198,8 @@ pub struct PoolCounts {
     pub enabled: u32,
     /// Enabled and healthy.
     pub healthy: u32,
+    /// Held by an operation.
+    pub busy: u32,
 }
 
 /// A request to claim a free terminal and start an operation on it.
@@ -310,6 +312,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         terminal: &NewTerminal,
         now: i64,
     ) -> Result<Option<TerminalRecord>, StoreError>;
+    /// Adds a terminal, or points the terminal of that name at new URLs (its stored tokens are
+    /// dropped: a different device needs its own registration).
+    async fn upsert_terminal(&self, terminal: &NewTerminal, now: i64) -> Result<TerminalRecord, StoreError>;
+    /// A source by id.
+    async fn source(&self, id: i64) -> Result<Option<SourceRecord>, StoreError>;
     /// Every terminal, by id.
     async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError>;
     /// Claims the enabled terminals whose last health check is at least `interval` seconds old,

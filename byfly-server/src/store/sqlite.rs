@@ -102,7 +102,7 @@ impl SqliteStore {
         Ok((method, row.try_get("is_active")?))
     }
 
-    fn source(row: &SqliteRow) -> Result<SourceRecord, StoreError> {
+    fn source_row(row: &SqliteRow) -> Result<SourceRecord, StoreError> {
         let encoding: String = row.try_get("webhook_json")?;
         Ok(SourceRecord {
             id: row.try_get("id")?,
@@ -310,7 +310,7 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        Self::source(&row)
+        Self::source_row(&row)
     }
 
     async fn source_by_token_hash(&self, hash: &TokenHash) -> Result<Option<SourceRecord>, StoreError> {
@@ -320,7 +320,7 @@ impl Store for SqliteStore {
         .bind(hash.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(Self::source).transpose()
+        row.as_ref().map(Self::source_row).transpose()
     }
 
     async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError> {
@@ -482,6 +482,37 @@ impl Store for SqliteStore {
         row.as_ref().map(Self::terminal).transpose()
     }
 
+    async fn upsert_terminal(&self, terminal: &NewTerminal, now: i64) -> Result<TerminalRecord, StoreError> {
+        let (mode, server_name) = match &terminal.tls {
+            TerminalTls::Verify { server_name } => ("verify", server_name.as_deref()),
+            TerminalTls::Insecure => ("insecure", None),
+        };
+        let row = sqlx::query(
+            "INSERT INTO terminals (name, base_url, camera_url, tls_mode, tls_server_name, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET base_url = excluded.base_url, \
+             camera_url = excluded.camera_url, tls_mode = excluded.tls_mode, tls_server_name = excluded.tls_server_name, \
+             access_token = NULL, refresh_token = NULL, token_expires_at = NULL, healthy = 0, last_checked_at = NULL \
+             RETURNING *",
+        )
+        .bind(&terminal.name)
+        .bind(&terminal.base_url)
+        .bind(&terminal.camera_url)
+        .bind(mode)
+        .bind(server_name)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Self::terminal(&row)
+    }
+
+    async fn source(&self, id: i64) -> Result<Option<SourceRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, name, webhook_json, active, created_at FROM sources WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::source_row).transpose()
+    }
+
     async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM terminals ORDER BY id")
             .fetch_all(&self.pool)
@@ -540,7 +571,8 @@ impl Store for SqliteStore {
 
     async fn pool_counts(&self) -> Result<PoolCounts, StoreError> {
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(enabled), 0) AS enabled, COALESCE(SUM(enabled AND healthy), 0) AS healthy FROM terminals",
+            "SELECT COALESCE(SUM(enabled), 0) AS enabled, COALESCE(SUM(enabled AND healthy), 0) AS healthy, \
+             (SELECT COUNT(*) FROM operations WHERE holds_terminal = 1) AS busy FROM terminals",
         )
         .fetch_one(&self.pool)
         .await?;
@@ -550,6 +582,7 @@ impl Store for SqliteStore {
         Ok(PoolCounts {
             enabled: count("enabled")?,
             healthy: count("healthy")?,
+            busy: count("busy")?,
         })
     }
 
