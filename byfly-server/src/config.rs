@@ -61,6 +61,13 @@ pub struct Config {
     pub operation_timeout_secs: u64,
     /// Seconds of `unknown` before an operation is flagged for review. Default 180; `BYFLY_UNKNOWN_REVIEW_AFTER_SECS`.
     pub unknown_review_after_secs: u64,
+    /// Webhook retry delays, seconds. Default 60, 300, 1800, 7200, 21600, 43200, 86400 (±20 % jitter);
+    /// `BYFLY_WEBHOOK_BACKOFF_SECS` as a comma-separated list.
+    pub webhook_backoff_secs: Vec<u64>,
+    /// Webhook request timeout, seconds. Default 10; `BYFLY_WEBHOOK_TIMEOUT_SECS`.
+    pub webhook_timeout_secs: u64,
+    /// Webhook deliveries in flight at once. Default 8; `BYFLY_WEBHOOK_CONCURRENCY`.
+    pub webhook_concurrency: usize,
 }
 
 impl Default for Config {
@@ -82,6 +89,9 @@ impl Default for Config {
             poll_interval_secs: 1,
             operation_timeout_secs: 300,
             unknown_review_after_secs: 180,
+            webhook_backoff_secs: vec![60, 300, 1800, 7200, 21600, 43200, 86400],
+            webhook_timeout_secs: 10,
+            webhook_concurrency: 8,
         }
     }
 }
@@ -135,6 +145,12 @@ pub struct Settings {
     pub health_check_interval: Duration,
     /// Timing of terminal operations.
     pub timing: crate::operations::OperationTiming,
+    /// Webhook delivery.
+    pub webhook_backoff: Vec<i64>,
+    /// Webhook request timeout.
+    pub webhook_timeout: Duration,
+    /// Webhook deliveries in flight at once.
+    pub webhook_concurrency: usize,
     /// Demo mode (`byfly-server demo`): adds `POST /api/dev/simulate/{id}`, which drives the
     /// simulated terminals. Never set from configuration.
     pub demo_mode: bool,
@@ -215,6 +231,18 @@ impl Config {
         if let Some(v) = env("BYFLY_UNKNOWN_REVIEW_AFTER_SECS") {
             self.unknown_review_after_secs = parsed("unknown_review_after_secs", &v)?;
         }
+        if let Some(v) = env("BYFLY_WEBHOOK_BACKOFF_SECS") {
+            self.webhook_backoff_secs = v
+                .split(',')
+                .map(|part| parsed("webhook_backoff_secs", part))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = env("BYFLY_WEBHOOK_TIMEOUT_SECS") {
+            self.webhook_timeout_secs = parsed("webhook_timeout_secs", &v)?;
+        }
+        if let Some(v) = env("BYFLY_WEBHOOK_CONCURRENCY") {
+            self.webhook_concurrency = parsed("webhook_concurrency", &v)?;
+        }
         if let Some(v) = env("BYFLY_LOG_FORMAT") {
             self.log_format = match v.trim() {
                 "text" => LogFormat::Text,
@@ -259,6 +287,18 @@ impl Config {
         if self.operation_timeout_secs < 30 {
             return Err(invalid("operation_timeout_secs", "must be at least 30"));
         }
+        if self.webhook_backoff_secs.is_empty() || self.webhook_backoff_secs.contains(&0) {
+            return Err(invalid(
+                "webhook_backoff_secs",
+                "must be a non-empty list of positive delays",
+            ));
+        }
+        if self.webhook_timeout_secs == 0 || self.webhook_timeout_secs > 60 {
+            return Err(invalid("webhook_timeout_secs", "must be between 1 and 60"));
+        }
+        if self.webhook_concurrency == 0 || self.webhook_concurrency > 256 {
+            return Err(invalid("webhook_concurrency", "must be between 1 and 256"));
+        }
         if !(self.database_url.starts_with("sqlite:")) {
             return Err(invalid(
                 "database_url",
@@ -301,6 +341,9 @@ impl Config {
                 unknown_review_after: secs(self.unknown_review_after_secs),
                 operation_deadline: secs(self.operation_timeout_secs),
             },
+            webhook_backoff: self.webhook_backoff_secs.iter().map(|d| secs(*d)).collect(),
+            webhook_timeout: Duration::from_secs(self.webhook_timeout_secs),
+            webhook_concurrency: self.webhook_concurrency,
             demo_mode: false,
         })
     }

@@ -21,6 +21,7 @@ pub mod pool;
 pub mod random;
 pub mod settle;
 pub mod store;
+pub mod webhooks;
 pub mod workers;
 
 use std::future::Future;
@@ -49,11 +50,20 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let pool = Arc::new(pool::TerminalPool::new(store.clone()));
+    let delivery = webhooks::DeliverySettings {
+        backoff: settings.webhook_backoff.clone(),
+        timeout: settings.webhook_timeout,
+        concurrency: settings.webhook_concurrency,
+        allow_private_hosts: settings.allow_private_webhook_hosts,
+        offset: settings.offset,
+    };
+    let dispatcher = webhooks::Dispatcher::new(store.clone(), delivery).map_err(std::io::Error::other)?;
     let health = tokio::spawn(workers::health_checker(
         pool.clone(),
         settings.health_check_interval,
         workers_stopped.clone(),
     ));
+    let sender = tokio::spawn(workers::webhook_dispatcher(dispatcher, workers_stopped.clone()));
     let timing = settings.timing;
     let state = AppState {
         store,
@@ -65,9 +75,10 @@ pub async fn run(
     let served = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(shutdown)
         .await;
-    // Requests are done; let each worker finish its iteration.
+    // Requests are done; let each worker finish its iteration (and deliveries in flight).
     stop_workers.send(true).ok();
-    health.await.ok();
-    poller.await.ok();
+    for worker in [health, poller, sender] {
+        worker.await.ok();
+    }
     served
 }

@@ -47,3 +47,21 @@ pub async fn operation_poller(state: AppState, mut stop: watch::Receiver<bool>) 
         }
     }
 }
+
+/// Sends due webhooks; on stop, waits for the deliveries in flight.
+pub async fn webhook_dispatcher(dispatcher: crate::webhooks::Dispatcher, mut stop: watch::Receiver<bool>) {
+    let tick = Duration::from_millis(250);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(err) = dispatcher.dispatch_due().await {
+            tracing::error!(%err, "webhook dispatch round failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    dispatcher.drain().await;
+}

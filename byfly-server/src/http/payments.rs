@@ -10,7 +10,6 @@ use byfly_core::error::ApiError;
 use byfly_core::wire::{
     Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, KaspiRequest, KaspiResponse,
     PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth, WebhookUrl,
-    is_internal_address,
 };
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
@@ -41,17 +40,7 @@ fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> {
 /// Refuses webhook hosts that resolve to internal addresses unless configured otherwise. A host
 /// that does not resolve now is accepted: DNS may be down for a moment, and delivery checks again.
 async fn check_webhook_host(url: &WebhookUrl, state: &AppState) -> Result<(), HttpError> {
-    if state.settings.allow_private_webhook_hosts {
-        return Ok(());
-    }
-    let addresses: Vec<std::net::IpAddr> = match url.literal_ip() {
-        Some(ip) => vec![ip],
-        None => match tokio::net::lookup_host((url.host(), 443)).await {
-            Ok(found) => found.map(|address| address.ip()).collect(),
-            Err(_) => Vec::new(),
-        },
-    };
-    if addresses.into_iter().any(is_internal_address) {
+    if !state.settings.allow_private_webhook_hosts && crate::webhooks::resolves_to_internal(url).await {
         return Err(HttpError::code(ErrorCode::WebhookHostNotAllowed));
     }
     Ok(())

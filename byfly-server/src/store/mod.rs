@@ -256,8 +256,55 @@ pub struct StoredEvent {
     pub actual_amount_received: Money,
     /// Method of the operation that caused it.
     pub payment_method: Option<String>,
+    /// `paid_at` of the payment then (Unix seconds).
+    pub paid_at: Option<i64>,
     /// Unix seconds.
     pub created_at: i64,
+}
+
+/// An event claimed for delivery, with what the body needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueEvent {
+    /// Row id (the log refers to it).
+    pub row_id: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The event and its figures then.
+    pub event: StoredEvent,
+    /// The payment (description, metadata, webhook URL and secret).
+    pub payment: PaymentRecord,
+    /// The source's body encoding.
+    pub encoding: BodyEncoding,
+}
+
+/// One delivery attempt, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    /// `automatic` or `manual`.
+    pub manual: bool,
+    /// Where it was sent.
+    pub url: String,
+    /// The exact body.
+    pub request_body: String,
+    /// HTTP status, when an answer came.
+    pub response_code: Option<u16>,
+    /// First 64 KiB of the answer.
+    pub response_body: Option<String>,
+    /// Transport error or refusal reason.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// A logged attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryLog {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The attempt.
+    pub details: DeliveryAttempt,
 }
 
 /// Everything the services need from a database.
@@ -391,6 +438,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         event_id: &str,
     ) -> Result<Option<SettlementPlan>, StoreError>;
+    /// Claims up to `limit` undelivered events whose next attempt is due, leasing them for
+    /// `lease` seconds so that no other process sends them meanwhile.
+    async fn claim_due_events(&self, now: i64, lease: i64, limit: u32) -> Result<Vec<DueEvent>, StoreError>;
+    /// Logs an attempt and records its result: delivered, or the next attempt's time
+    /// (`None`: no more automatic attempts).
+    async fn record_delivery(
+        &self,
+        row_id: i64,
+        attempt: &DeliveryAttempt,
+        delivered: bool,
+        next_attempt_at: Option<i64>,
+    ) -> Result<(), StoreError>;
+    /// The delivery log of an event, oldest first.
+    async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError>;
     /// The outbox events of a payment, oldest first.
     async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError>;
 

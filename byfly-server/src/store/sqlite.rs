@@ -16,9 +16,9 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlStr, SqlitePool};
 
 use super::{
-    ClaimOutcome, IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, NewTerminal,
-    PaymentRecord, PoolCounts, SourceRecord, Store, StoreError, StoredEvent, StoredResponse, TerminalClaim,
-    TerminalRecord, TerminalTls,
+    ClaimOutcome, DeliveryAttempt, DeliveryLog, DueEvent, IdempotencyCompletion, IdempotencyStart, Inserted,
+    NewPaymentRow, NewTerminal, PaymentRecord, PoolCounts, SourceRecord, Store, StoreError, StoredEvent,
+    StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
 };
 use crate::settle::{FinalAnswer, OpState, OperationRecord, SettlementPlan, plan_settlement};
 use byfly_core::ledger::OperationQuote;
@@ -29,7 +29,7 @@ use byfly_terminal::Tokens;
 const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The migrations, embedded in the binary.
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (
         1,
         "initial",
@@ -44,6 +44,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         3,
         "operations",
         include_str!("../../migrations/sqlite/0003_operations.sql"),
+    ),
+    (
+        4,
+        "webhook delivery",
+        include_str!("../../migrations/sqlite/0004_webhook_delivery.sql"),
     ),
 ];
 
@@ -217,6 +222,35 @@ impl SqliteStore {
             started_at: row.try_get("started_at")?,
             deadline_at: row.try_get("deadline_at")?,
             unknown_since: row.try_get("unknown_since")?,
+        })
+    }
+
+    fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+        let money =
+            |column: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(row.try_get(column)?)) };
+        let event: String = row.try_get("event")?;
+        let status: String = row.try_get("status")?;
+        let amount = money("amount_minor")?;
+        let commission = money("commission_minor")?;
+        Ok(StoredEvent {
+            event_id: row.try_get("event_id")?,
+            payment_id: row.try_get("payment_id")?,
+            event: WebhookEvent::parse(&event).ok_or_else(|| corrupt(format!("event {event:?}")))?,
+            status: PaymentStatus::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,
+            figures: Figures {
+                original_amount: amount - commission,
+                commission_amount: commission,
+                amount,
+                paid_amount: money("paid_minor")?,
+                remaining_amount: money("remaining_minor")?,
+                overpaid_amount: money("overpaid_minor")?,
+                refunded_amount: money("refunded_minor")?,
+                tolerance: byfly_core::ledger::tolerance(amount),
+            },
+            actual_amount_received: money("actual_received_minor")?,
+            payment_method: row.try_get("payment_method")?,
+            paid_at: row.try_get("paid_at")?,
+            created_at: row.try_get("created_at")?,
         })
     }
 
@@ -923,33 +957,108 @@ impl Store for SqliteStore {
             .bind(payment_id)
             .fetch_all(&self.pool)
             .await?;
+        rows.iter().map(Self::stored_event).collect()
+    }
+
+    async fn claim_due_events(&self, now: i64, lease: i64, limit: u32) -> Result<Vec<DueEvent>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE webhook_events SET claimed_until = ? WHERE id IN (\
+               SELECT id FROM webhook_events WHERE delivered_at IS NULL AND next_attempt_at <= ? \
+               AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?) RETURNING *",
+        )
+        .bind(now + lease)
+        .bind(now)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event = Self::stored_event(row)?;
+            let payment = sqlx::query(select_payments!("id = ?"))
+                .bind(event.payment_id)
+                .fetch_one(&self.pool)
+                .await?;
+            let payment = Self::payment_row(&payment)?;
+            let encoding: String = sqlx::query_scalar("SELECT webhook_json FROM sources WHERE id = ?")
+                .bind(payment.source_id)
+                .fetch_one(&self.pool)
+                .await?;
+            due.push(DueEvent {
+                row_id: row.try_get("id")?,
+                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).map_err(corrupt)?,
+                event,
+                payment,
+                encoding: BodyEncoding::parse(&encoding)
+                    .ok_or_else(|| corrupt(format!("webhook_json {encoding:?}")))?,
+            });
+        }
+        Ok(due)
+    }
+
+    async fn record_delivery(
+        &self,
+        row_id: i64,
+        attempt: &DeliveryAttempt,
+        delivered: bool,
+        next_attempt_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let attempts: i64 = sqlx::query_scalar(
+            "UPDATE webhook_events SET attempts = attempts + 1, claimed_until = NULL, \
+             delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, next_attempt_at = ? WHERE id = ? RETURNING attempts",
+        )
+        .bind(delivered)
+        .bind(attempt.at)
+        .bind(next_attempt_at.unwrap_or(i64::MAX))
+        .bind(row_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO webhook_logs (event_row_id, attempt, trigger, url, request_body, response_code, response_body, \
+             error, duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(row_id)
+        .bind(attempts)
+        .bind(if attempt.manual { "manual" } else { "automatic" })
+        .bind(&attempt.url)
+        .bind(&attempt.request_body)
+        .bind(attempt.response_code.map(i64::from))
+        .bind(&attempt.response_body)
+        .bind(&attempt.error)
+        .bind(attempt.duration_ms)
+        .bind(attempt.at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT l.* FROM webhook_logs l JOIN webhook_events e ON e.id = l.event_row_id WHERE e.event_id = ? ORDER BY l.id",
+        )
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
-                let money = |column: &str| -> Result<Money, StoreError> {
-                    Ok(Money::from_minor(row.try_get(column)?))
-                };
-                let event: String = row.try_get("event")?;
-                let status: String = row.try_get("status")?;
-                let amount = money("amount_minor")?;
-                Ok(StoredEvent {
-                    event_id: row.try_get("event_id")?,
-                    payment_id: row.try_get("payment_id")?,
-                    event: WebhookEvent::parse(&event).ok_or_else(|| corrupt(format!("event {event:?}")))?,
-                    status: PaymentStatus::parse(&status)
-                        .ok_or_else(|| corrupt(format!("status {status:?}")))?,
-                    figures: Figures {
-                        original_amount: amount - money("commission_minor")?,
-                        commission_amount: money("commission_minor")?,
-                        amount,
-                        paid_amount: money("paid_minor")?,
-                        remaining_amount: money("remaining_minor")?,
-                        overpaid_amount: money("overpaid_minor")?,
-                        refunded_amount: money("refunded_minor")?,
-                        tolerance: byfly_core::ledger::tolerance(amount),
+                let trigger: String = row.try_get("trigger")?;
+                Ok(DeliveryLog {
+                    attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).map_err(corrupt)?,
+                    details: DeliveryAttempt {
+                        manual: trigger == "manual",
+                        url: row.try_get("url")?,
+                        request_body: row.try_get("request_body")?,
+                        response_code: row
+                            .try_get::<Option<i64>, _>("response_code")?
+                            .map(|code| u16::try_from(code).map_err(corrupt))
+                            .transpose()?,
+                        response_body: row.try_get("response_body")?,
+                        error: row.try_get("error")?,
+                        duration_ms: row.try_get("duration_ms")?,
+                        at: row.try_get("created_at")?,
                     },
-                    actual_amount_received: money("actual_received_minor")?,
-                    payment_method: row.try_get("payment_method")?,
-                    created_at: row.try_get("created_at")?,
                 })
             })
             .collect()

@@ -1,0 +1,194 @@
+//! Shared helpers of the server's end-to-end tests: a server on a fresh SQLite file with simulated
+//! terminals, a source, and typed request helpers.
+
+// Each test binary uses a different part of these helpers.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, TransactionId, WebhookEvent};
+use byfly_server::config::Config;
+use byfly_server::pool::TerminalPool;
+use byfly_server::random::OsRandom;
+use byfly_server::store::{NewTerminal, Store, TerminalTls};
+use byfly_terminal::simulator::{Outcome, PayRequest, Simulator, SimulatorConfig};
+use serde_json::{Value, json};
+
+pub struct App {
+    pub base: String,
+    pub token: String,
+    pub store: Arc<dyn Store>,
+    pub simulators: Vec<Simulator>,
+    pub http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+pub async fn spawn_app(terminals: usize) -> App {
+    spawn_app_with(terminals, false, |_| {}).await
+}
+
+pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl FnOnce(&mut Config)) -> App {
+    // Server logs go to the test's output, shown when a test fails.
+    tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("byfly_server=info")
+        .try_init()
+        .ok();
+    let mut suffix = [0u8; 6];
+    rand::fill(&mut suffix);
+    let dir = std::env::temp_dir().join(format!("byfly-kaspi-{}", hex::encode(suffix)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = Config {
+        database_url: format!("sqlite://{}", dir.join("byfly.db").display()),
+        qr_scan_interval_ms: 50,
+        qr_scan_deadline_ms: 5_000,
+        allow_private_webhook_hosts: true,
+        ..Config::default()
+    };
+    configure(&mut config);
+    let settings = config.validate().unwrap();
+    let settings = byfly_server::config::Settings {
+        demo_mode,
+        ..settings
+    };
+    let store = byfly_server::open_store(&settings).await.unwrap();
+    let token = ApiToken::generate(&mut OsRandom);
+    store
+        .create_source("CRM", &token.hash(), BodyEncoding::Php, 0)
+        .await
+        .unwrap();
+    let mut simulators = Vec::new();
+    for n in 0..terminals {
+        let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+        let terminal = NewTerminal {
+            name: format!("Касса {}", n + 1),
+            base_url: simulator.base_url(),
+            camera_url: simulator.camera_url(),
+            tls: TerminalTls::Verify { server_name: None },
+        };
+        store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+        simulators.push(simulator);
+    }
+    // Register and check every terminal before serving, as the health checker would.
+    TerminalPool::new(store.clone())
+        .check_due(byfly_server::http::now(), 30)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(byfly_server::run(listener, store.clone(), settings, async {
+        stopped.await.ok();
+    }));
+    App {
+        base,
+        token: token.expose().to_owned(),
+        store,
+        simulators,
+        http: reqwest::Client::new(),
+        _stop: stop,
+        dir,
+    }
+}
+
+impl App {
+    pub async fn init(&self, amount: i64) -> String {
+        let created: Value = self
+            .http
+            .post(format!("{}/payment/init", self.base))
+            .header("X-API-Token", &self.token)
+            .json(&json!({"amount": amount}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created["data"]["transaction_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn kaspi(&self, id: &str, method: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/payment/{id}/kaspi", self.base))
+            .json(&json!({"payment_method": method}))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    pub async fn status(&self, id: &str) -> Value {
+        let body: Value = self
+            .http
+            .get(format!("{}/payment/{id}/status", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["data"].clone()
+    }
+
+    /// Polls `/status` (which asks the terminal) until the payment leaves `processing` (bounded).
+    pub async fn settled(&self, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let status = self.status(id).await;
+            if status["status"] != "processing" || Instant::now() > deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The simulator running this payment's current operation.
+    pub fn simulator_with(&self, qr: &str) -> &Simulator {
+        self.simulators
+            .iter()
+            .find(|s| s.state()["current"]["qr"] == json!(qr))
+            .expect("a terminal shows this QR")
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<(WebhookEvent, PaymentStatus, String, String, String)> {
+        let payment = self
+            .store
+            .payment(&TransactionId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        self.store
+            .webhook_events(payment.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                (
+                    e.event,
+                    e.status,
+                    e.figures.paid_amount.to_string(),
+                    e.figures.remaining_amount.to_string(),
+                    e.actual_amount_received.to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+pub fn pay(product: &str, amount: Option<i64>) -> PayRequest {
+    PayRequest {
+        product: product.to_owned(),
+        amount,
+        outcome: Outcome::Success,
+        after_ms: 0,
+    }
+}

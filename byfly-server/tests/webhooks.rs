@@ -1,0 +1,259 @@
+//! Webhook delivery over real HTTP to a real local receiver: the exact body bytes, both signatures,
+//! the headers, one `paid` per payment, retries on the backoff schedule while the receiver fails,
+//! and the attempt log.
+
+// Test code: a panic is a failed assertion with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use byfly_core::webhook::signature::{ReceivedSignatures, verify};
+use byfly_core::{BodyEncoding, TransactionId, WebhookPayload};
+use common::{pay, spawn_app_with};
+use serde_json::{Value, json};
+
+/// What the receiver got, in order.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HeaderMap,
+    body: String,
+}
+
+#[derive(Clone, Default)]
+struct Receiver {
+    received: Arc<Mutex<Vec<Received>>>,
+    /// Answer 500 to this many requests first.
+    failures_left: Arc<Mutex<u32>>,
+}
+
+async fn hook(State(receiver): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    receiver.received.lock().unwrap().push(Received { headers, body });
+    let mut left = receiver.failures_left.lock().unwrap();
+    if *left > 0 {
+        *left -= 1;
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn start_receiver(failures: u32) -> (String, Receiver) {
+    let receiver = Receiver {
+        failures_left: Arc::new(Mutex::new(failures)),
+        ..Receiver::default()
+    };
+    let app = axum::Router::new()
+        .route("/hook", post(hook))
+        .with_state(receiver.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, receiver)
+}
+
+impl Receiver {
+    async fn wait_for(&self, count: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let received = self.received.lock().unwrap().clone();
+            if received.len() >= count {
+                return received;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the receiver got {} of {count} requests",
+            self.received.lock().unwrap().len()
+        );
+    }
+}
+
+/// The delivery log of an event once it has `count` attempts (bounded wait): the receiver may
+/// answer before the server has logged the attempt.
+async fn wait_for_log(
+    app: &common::App,
+    event_id: &str,
+    count: usize,
+) -> Vec<byfly_server::store::DeliveryLog> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = app.store.delivery_log(event_id).await.unwrap();
+        if log.len() >= count || Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn paid_payment(app: &common::App, webhook_url: &str) -> String {
+    let created: Value = app
+        .http
+        .post(format!("{}/payment/init", app.base))
+        .header("X-API-Token", &app.token)
+        .json(&json!({
+            "amount": 100000, "description": "Тур в Турцию / Анталья", "webhook_url": webhook_url,
+            "webhook_secret": "your_secret_key", "metadata": {"order_id": "12345", "tour": "Анталья"}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
+    let (_, body) = app.kaspi(&id, "kaspi_kredit").await;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Loan", None))
+        .unwrap();
+    assert_eq!(app.settled(&id).await["status"], json!("paid"));
+    id
+}
+
+#[tokio::test]
+async fn a_paid_webhook_is_delivered_once_signed_and_byte_exact() {
+    let (url, receiver) = start_receiver(0).await;
+    let app = spawn_app_with(1, false, |_| {}).await;
+    let id = paid_payment(&app, &url).await;
+    let received = receiver.wait_for(1).await;
+    let request = &received[0];
+    let event_id = request.headers["x-webhook-id"].to_str().unwrap().to_owned();
+    wait_for_log(&app, &event_id, 1).await;
+    let header = |name: &str| request.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(header("user-agent").as_deref(), Some("ByFly-Payment-Center/1.0"));
+    assert_eq!(header("x-webhook-event").as_deref(), Some("paid"));
+
+    // Both signatures verify over the exact bytes, and are fresh.
+    let payload: WebhookPayload = serde_json::from_str(&request.body).unwrap();
+    let (v1, v2) = (header("x-webhook-signature"), header("x-webhook-signature-v2"));
+    let signatures = ReceivedSignatures {
+        signature: v1.as_deref(),
+        signature_v2: v2.as_deref(),
+    };
+    let signed_at = verify(
+        b"your_secret_key",
+        request.body.as_bytes(),
+        signatures,
+        payload.timestamp,
+        300,
+    )
+    .unwrap();
+    assert_eq!(header("x-webhook-timestamp"), Some(signed_at.to_string()));
+    assert_eq!(header("x-webhook-id"), Some(payload.event_id.clone()));
+    assert!(
+        verify(
+            b"wrong",
+            request.body.as_bytes(),
+            signatures,
+            payload.timestamp,
+            300
+        )
+        .is_err()
+    );
+
+    // The guide's figures, and the PHP encoding (the source's setting) as a fixed point.
+    assert_eq!(payload.transaction_id, TransactionId::parse(&id).unwrap());
+    assert_eq!(
+        (
+            payload.amount.to_string(),
+            payload.original_amount.to_string(),
+            payload.paid_amount.to_string()
+        ),
+        ("114000".into(), "100000".into(), "114000".into())
+    );
+    assert_eq!(
+        (
+            payload.actual_amount_received.to_string(),
+            payload.remaining_amount.to_string()
+        ),
+        ("114000".into(), "0".into())
+    );
+    assert!(payload.paid_at.is_some());
+    assert!(
+        request
+            .body
+            .contains(r#""description":"\u0422\u0443\u0440 \u0432 \u0422\u0443\u0440\u0446\u0438\u044e \/ "#),
+        "{}",
+        request.body
+    );
+    assert_eq!(
+        payload.encode(BodyEncoding::Php).unwrap(),
+        request.body,
+        "the body is PHP's re-serialization of itself"
+    );
+    assert!(request.body.starts_with(r#"{"event":"paid","transaction_id":"#));
+
+    // Delivered once: the successful attempt is logged in the same transaction that marks the event
+    // delivered, and delivered events are never claimed again.
+    let log = app.store.delivery_log(&payload.event_id).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (
+            log[0].attempt,
+            log[0].details.response_code,
+            log[0].details.manual
+        ),
+        (1, Some(200), false)
+    );
+    assert_eq!(log[0].details.request_body, request.body);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_event_again_on_the_schedule() {
+    let (url, receiver) = start_receiver(2).await;
+    let app = spawn_app_with(1, false, |config| config.webhook_backoff_secs = vec![1, 1, 1]).await;
+    paid_payment(&app, &url).await;
+    let received = receiver.wait_for(3).await;
+    let ids: Vec<_> = received
+        .iter()
+        .map(|r| r.headers["x-webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "the same event id on every retry: {ids:?}"
+    );
+    // The receiver answers before the server logs the attempt: wait for the third log entry.
+    let log = wait_for_log(&app, &ids[0], 3).await;
+    let codes: Vec<_> = log.iter().map(|entry| entry.details.response_code).collect();
+    assert_eq!(codes, [Some(500), Some(500), Some(200)]);
+    assert!(
+        log.windows(2)
+            .all(|pair| pair[1].details.at > pair[0].details.at),
+        "retries wait for the backoff"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_receiver_is_logged_and_retried_without_blocking_the_api() {
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook", listener.local_addr().unwrap())
+    };
+    let app = spawn_app_with(1, false, |config| config.webhook_backoff_secs = vec![1, 1]).await;
+    let id = paid_payment(&app, &dead).await;
+    let payment = app
+        .store
+        .payment(&TransactionId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let event = app.store.webhook_events(payment.id).await.unwrap().remove(0);
+    let log = wait_for_log(&app, &event.event_id, 3).await;
+    assert_eq!(
+        log.len(),
+        3,
+        "first attempt + the two scheduled retries, then no more"
+    );
+    assert!(
+        log.iter()
+            .all(|entry| entry.details.response_code.is_none() && entry.details.error.is_some())
+    );
+    // Meanwhile the API answers as usual.
+    assert_eq!(app.status(&id).await["status"], json!("paid"));
+}
