@@ -64,6 +64,7 @@ pub async fn run(
         workers_stopped.clone(),
     ));
     let sender = tokio::spawn(workers::webhook_dispatcher(dispatcher, workers_stopped.clone()));
+    let sweeper = tokio::spawn(workers::expiry_sweeper(store.clone(), workers_stopped.clone()));
     let timing = settings.timing;
     let state = AppState {
         store,
@@ -77,7 +78,7 @@ pub async fn run(
         .await;
     // Requests are done; let each worker finish its iteration (and deliveries in flight).
     stop_workers.send(true).ok();
-    for worker in [health, poller, sender] {
+    for worker in [health, poller, sender, sweeper] {
         worker.await.ok();
     }
     served

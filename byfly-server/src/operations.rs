@@ -39,7 +39,8 @@ impl Default for OperationTiming {
     }
 }
 
-fn event_id() -> String {
+/// A new outbox event id (`evt_` + 128 random bits), stable across the event's delivery attempts.
+pub fn event_id() -> String {
     let mut bytes = [0u8; 16];
     rand::fill(&mut bytes);
     format!("evt_{}", hex::encode(bytes))
@@ -293,7 +294,7 @@ async fn run_on_terminal(
 
 /// Asks the terminal to end an abandoned operation early; the operation still holds the terminal
 /// until the terminal reports a final status (a customer may be paying right now).
-async fn cancel_on_terminal(state: &AppState, terminal: &TerminalRecord, op: &OperationRecord) {
+pub async fn cancel_on_terminal(state: &AppState, terminal: &TerminalRecord, op: &OperationRecord) {
     if let (Ok(client), Some(process)) = (state.pool.client(terminal), op.process_id.as_deref())
         && let Err(err) = client.cancel(process).await
     {

@@ -65,3 +65,20 @@ pub async fn webhook_dispatcher(dispatcher: crate::webhooks::Dispatcher, mut sto
     }
     dispatcher.drain().await;
 }
+
+/// Expires payments past `expires_at` (never while an operation holds a terminal), with their
+/// `expired` event. Rows are never deleted.
+pub async fn expiry_sweeper(store: std::sync::Arc<dyn crate::store::Store>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(err) = store.expire_due(now(), 100, &crate::operations::event_id).await {
+            tracing::error!(%err, "expiry sweep failed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(MAX_TICK) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -223,8 +223,7 @@ async fn a_failing_receiver_gets_the_event_again_on_the_schedule() {
     let codes: Vec<_> = log.iter().map(|entry| entry.details.response_code).collect();
     assert_eq!(codes, [Some(500), Some(500), Some(200)]);
     assert!(
-        log.windows(2)
-            .all(|pair| pair[1].details.at > pair[0].details.at),
+        log.windows(2).all(|pair| pair[1].details.at > pair[0].details.at),
         "retries wait for the backoff"
     );
 }

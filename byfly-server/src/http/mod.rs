@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/payment/{id}", get(payments::show))
         .route("/payment/{id}/status", get(payments::status))
         .route("/payment/{id}/kaspi", post(payments::kaspi))
+        .route("/payment/{id}/cancel", post(payments::cancel))
         .route("/payment-methods/active", get(payments::active_methods))
         .route("/payments", get(payments::list))
         .route("/health", get(payments::health));

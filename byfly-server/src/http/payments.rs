@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use byfly_core::Figures;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
-    Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, KaspiRequest, KaspiResponse,
-    PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth, WebhookUrl,
+    CancelResponse, Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, KaspiRequest,
+    KaspiResponse, PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth,
+    WebhookUrl,
 };
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
@@ -266,6 +267,45 @@ pub async fn kaspi(
     };
     let answer = operations::start(&state, record, request.payment_method.as_deref()).await?;
     Ok(Json(Envelope::with_message("Платеж инициирован", answer)))
+}
+
+/// `POST /api/payment/{id}/cancel` (token): a source cancels its own payment; its terminal
+/// operation, if any, is asked to end (and still followed: money it takes is credited).
+pub async fn cancel(
+    State(state): State<AppState>,
+    Source(source): Source,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<CancelResponse>>, HttpError> {
+    let record = find(&state, &id).await?;
+    if record.source_id != source.id {
+        return Err(HttpError::code(ErrorCode::TransactionNotFound));
+    }
+    let refused = match record.status {
+        PaymentStatus::Paid => Some(ErrorCode::AlreadyPaid),
+        PaymentStatus::Cancelled => Some(ErrorCode::PaymentCancelled),
+        PaymentStatus::Expired => Some(ErrorCode::PaymentExpired),
+        PaymentStatus::Refunded => Some(ErrorCode::PaymentRefunded),
+        _ => None,
+    };
+    if let Some(code) = refused {
+        return Err(HttpError::code(code));
+    }
+    let abandoned = state
+        .store
+        .cancel_payment(record.id, record.status, now(), &operations::event_id())
+        .await?
+        .ok_or_else(|| HttpError::code(ErrorCode::InvalidStatus))?;
+    let terminals = state.store.terminals().await?;
+    for op in &abandoned {
+        if let Some(terminal) = terminals.iter().find(|t| t.id == op.terminal_id) {
+            operations::cancel_on_terminal(&state, terminal, op).await;
+        }
+    }
+    let answer = CancelResponse {
+        transaction_id: record.transaction_id,
+        status: PaymentStatus::Cancelled,
+    };
+    Ok(Json(Envelope::with_message("Платеж отменен", answer)))
 }
 
 /// `GET /api/payment-methods/active` (public).

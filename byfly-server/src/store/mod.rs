@@ -452,6 +452,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// The delivery log of an event, oldest first.
     async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError>;
+    /// Cancels a payment that is still in `expected` status: its current operation is abandoned
+    /// (still followed; money it takes is still credited) and `cancelled` is appended, in one
+    /// transaction. Returns the abandoned operations still holding a terminal, or `None` when the
+    /// status changed meanwhile.
+    async fn cancel_payment(
+        &self,
+        payment_id: i64,
+        expected: PaymentStatus,
+        now: i64,
+        event_id: &str,
+    ) -> Result<Option<Vec<OperationRecord>>, StoreError>;
+    /// Expires up to `limit` payments past `expires_at` that are `pending` or `failed`, with nothing
+    /// received and no operation holding a terminal, each with its `expired` event. Returns how many.
+    async fn expire_due(
+        &self,
+        now: i64,
+        limit: u32,
+        event_ids: &(dyn Fn() -> String + Sync),
+    ) -> Result<usize, StoreError>;
     /// The outbox events of a payment, oldest first.
     async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError>;
 

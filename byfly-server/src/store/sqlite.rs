@@ -20,7 +20,7 @@ use super::{
     NewPaymentRow, NewTerminal, PaymentRecord, PoolCounts, SourceRecord, Store, StoreError, StoredEvent,
     StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
 };
-use crate::settle::{FinalAnswer, OpState, OperationRecord, SettlementPlan, plan_settlement};
+use crate::settle::{FinalAnswer, OpState, OperationRecord, SettlementPlan, ledger_of, plan_settlement};
 use byfly_core::ledger::OperationQuote;
 use byfly_core::{Figures, MethodCode, WebhookEvent};
 use byfly_terminal::Tokens;
@@ -867,18 +867,7 @@ impl Store for SqliteStore {
         let Some(payment_id) = payment_id else {
             return Ok(None);
         };
-        let payment = sqlx::query(select_payments!("id = ?"))
-            .bind(payment_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let payment = Self::payment_row(&payment)?;
-        let operations = sqlx::query("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
-            .bind(payment_id)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(Self::operation)
-            .collect::<Result<Vec<_>, _>>()?;
+        let (payment, operations) = payment_with_operations(&mut tx, payment_id).await?;
         let methods = sqlx::query("SELECT * FROM payment_methods")
             .fetch_all(&mut *tx)
             .await?
@@ -919,37 +908,98 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if let Some(event) = plan.event {
-            let f = &plan.figures;
             let method = operations
                 .iter()
                 .find(|op| op.id == operation_id)
                 .map(|op| op.quote.method.to_string());
-            sqlx::query(
-                "INSERT INTO webhook_events (event_id, payment_id, event, status, amount_minor, paid_minor, \
-                 actual_received_minor, remaining_minor, overpaid_minor, commission_minor, refunded_minor, \
-                 payment_method, paid_at, created_at, next_attempt_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT paid_at FROM payments WHERE id = ?), ?, ?)",
-            )
-            .bind(event_id)
-            .bind(payment_id)
-            .bind(event.as_str())
-            .bind(plan.status.as_str())
-            .bind(f.amount.to_minor())
-            .bind(f.paid_amount.to_minor())
-            .bind(plan.credited.to_minor())
-            .bind(f.remaining_amount.to_minor())
-            .bind(f.overpaid_amount.to_minor())
-            .bind(f.commission_amount.to_minor())
-            .bind(f.refunded_amount.to_minor())
-            .bind(method)
-            .bind(payment_id)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            let new = NewEvent {
+                event,
+                status: plan.status,
+                figures: &plan.figures,
+                actual: plan.credited,
+                method,
+            };
+            append_event(&mut tx, payment_id, &new, now, event_id).await?;
         }
         tx.commit().await?;
         Ok(Some(plan))
+    }
+
+    async fn cancel_payment(
+        &self,
+        payment_id: i64,
+        expected: PaymentStatus,
+        now: i64,
+        event_id: &str,
+    ) -> Result<Option<Vec<OperationRecord>>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let updated = sqlx::query(
+            "UPDATE payments SET status = 'cancelled', updated_at = ? WHERE id = ? AND status = ?",
+        )
+        .bind(now)
+        .bind(payment_id)
+        .bind(expected.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE operations SET is_current = 0 WHERE payment_id = ? AND is_current = 1")
+            .bind(payment_id)
+            .execute(&mut *tx)
+            .await?;
+        let (payment, operations) = payment_with_operations(&mut tx, payment_id).await?;
+        let figures = ledger_of(&payment, &operations).0.figures();
+        let new = NewEvent {
+            event: WebhookEvent::Cancelled,
+            status: PaymentStatus::Cancelled,
+            figures: &figures,
+            actual: Money::ZERO,
+            method: None,
+        };
+        append_event(&mut tx, payment_id, &new, now, event_id).await?;
+        tx.commit().await?;
+        Ok(Some(
+            operations
+                .into_iter()
+                .filter(|op| op.holds_terminal && op.process_id.is_some())
+                .collect(),
+        ))
+    }
+
+    async fn expire_due(
+        &self,
+        now: i64,
+        limit: u32,
+        event_ids: &(dyn Fn() -> String + Sync),
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let expired: Vec<i64> = sqlx::query_scalar(
+            "UPDATE payments SET status = 'expired', updated_at = ? WHERE id IN (\
+               SELECT p.id FROM payments p WHERE p.status IN ('pending', 'failed') AND p.expires_at <= ? \
+               AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.payment_id = p.id \
+                               AND (o.holds_terminal = 1 OR o.state = 'succeeded')) \
+               ORDER BY p.expires_at LIMIT ?) RETURNING id",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        for payment_id in &expired {
+            let (payment, operations) = payment_with_operations(&mut tx, *payment_id).await?;
+            let figures = ledger_of(&payment, &operations).0.figures();
+            let new = NewEvent {
+                event: WebhookEvent::Expired,
+                status: PaymentStatus::Expired,
+                figures: &figures,
+                actual: Money::ZERO,
+                method: None,
+            };
+            append_event(&mut tx, *payment_id, &new, now, &event_ids()).await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len())
     }
 
     async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
@@ -1084,6 +1134,69 @@ impl Store for SqliteStore {
         .await?;
         rows.iter().map(Self::payment_row).collect()
     }
+}
+
+/// An outbox event to append.
+struct NewEvent<'a> {
+    event: WebhookEvent,
+    status: PaymentStatus,
+    figures: &'a Figures,
+    actual: Money,
+    method: Option<String>,
+}
+
+/// Appends an event to the outbox inside the transaction of the change it reports.
+async fn append_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    payment_id: i64,
+    new: &NewEvent<'_>,
+    now: i64,
+    event_id: &str,
+) -> Result<(), StoreError> {
+    let f = new.figures;
+    sqlx::query(
+        "INSERT INTO webhook_events (event_id, payment_id, event, status, amount_minor, paid_minor, \
+         actual_received_minor, remaining_minor, overpaid_minor, commission_minor, refunded_minor, \
+         payment_method, paid_at, created_at, next_attempt_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT paid_at FROM payments WHERE id = ?), ?, ?)",
+    )
+    .bind(event_id)
+    .bind(payment_id)
+    .bind(new.event.as_str())
+    .bind(new.status.as_str())
+    .bind(f.amount.to_minor())
+    .bind(f.paid_amount.to_minor())
+    .bind(new.actual.to_minor())
+    .bind(f.remaining_amount.to_minor())
+    .bind(f.overpaid_amount.to_minor())
+    .bind(f.commission_amount.to_minor())
+    .bind(f.refunded_amount.to_minor())
+    .bind(&new.method)
+    .bind(payment_id)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A payment and its operations, read inside a transaction.
+async fn payment_with_operations(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    payment_id: i64,
+) -> Result<(PaymentRecord, Vec<OperationRecord>), StoreError> {
+    let payment = sqlx::query(select_payments!("id = ?"))
+        .bind(payment_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let operations = sqlx::query("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
+        .bind(payment_id)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(SqliteStore::operation)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((SqliteStore::payment_row(&payment)?, operations))
 }
 
 async fn complete(
