@@ -228,46 +228,19 @@ async fn run_on_terminal(
 ) -> Result<(), Failure> {
     let client = match state.pool.client(terminal) {
         Ok(client) => client,
-        Err(err) => {
-            state
-                .store
-                .start_failed(operation_id, Some(&err.to_string()))
-                .await?;
-            return Err(Failure::TryNext(err.to_string()));
+        Err(err) => return Err(release(state, operation_id, &err).await?),
+    };
+    if client.tokens().is_none() {
+        match client.register().await {
+            Ok(tokens) => state.store.save_terminal_tokens(terminal.id, &tokens).await?,
+            Err(err) => return Err(release(state, operation_id, &err).await?),
         }
-    };
-    let registered = match client.tokens() {
-        Some(_) => Ok(()),
-        None => match client.register().await {
-            Ok(tokens) => state
-                .store
-                .save_terminal_tokens(terminal.id, &tokens)
-                .await
-                .map_err(Failure::from),
-            Err(err) => {
-                state
-                    .store
-                    .start_failed(operation_id, Some(&err.to_string()))
-                    .await?;
-                return Err(Failure::TryNext(err.to_string()));
-            }
-        },
-    };
-    registered?;
+    }
     let started = client.payment(amount, false).await;
     state.pool.persist_refreshed_tokens(terminal.id, &client).await?;
     let process = match started {
         Ok(process) => process,
-        Err(err) => {
-            // Unreachable or broken: out of the pool until its health check passes. Busy: someone
-            // else uses it; leave it healthy and try another.
-            let unhealthy = !matches!(err, TerminalError::Busy(_));
-            state
-                .store
-                .start_failed(operation_id, unhealthy.then(|| err.to_string()).as_deref())
-                .await?;
-            return Err(Failure::TryNext(err.to_string()));
-        }
+        Err(err) => return Err(release(state, operation_id, &err).await?),
     };
     state
         .store
@@ -290,6 +263,18 @@ async fn run_on_terminal(
             Err(Failure::Stop(HttpError::code(ErrorCode::QrNotFound)))
         }
     }
+}
+
+/// `/v2/payment` could not start on the claimed terminal: the operation is released and the next
+/// terminal is to be tried. An unreachable or broken terminal leaves the pool until its health check
+/// passes; a busy one (someone else uses it) stays healthy.
+async fn release(state: &AppState, operation_id: i64, err: &TerminalError) -> Result<Failure, StoreError> {
+    let unhealthy = !matches!(err, TerminalError::Busy(_));
+    state
+        .store
+        .start_failed(operation_id, unhealthy.then(|| err.to_string()).as_deref())
+        .await?;
+    Ok(Failure::TryNext(err.to_string()))
 }
 
 /// Asks the terminal to end an abandoned operation early; the operation still holds the terminal

@@ -4,6 +4,8 @@
 // Test code: a panic is a failed assertion with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,9 +33,8 @@ impl Drop for App {
 }
 
 async fn spawn_app() -> App {
-    let dir = std::env::temp_dir().join(format!("byfly-api-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let database_url = format!("sqlite://{}", dir.join("byfly.db").display());
+    let dir = common::temp_dir("byfly-api");
+    let database_url = common::sqlite_url(&dir);
     let settings = Config {
         database_url,
         ..Config::default()
@@ -64,12 +65,6 @@ async fn spawn_app() -> App {
         _stop: stop,
         dir,
     }
-}
-
-fn rand_suffix() -> String {
-    let mut bytes = [0u8; 6];
-    rand::fill(&mut bytes);
-    hex::encode(bytes)
 }
 
 /// Status, content type and parsed body of one answer.
@@ -607,10 +602,9 @@ async fn health_reports_the_database() {
 
 #[tokio::test]
 async fn payments_survive_a_restart_of_the_server() {
-    let dir = std::env::temp_dir().join(format!("byfly-restart-{}-{}", std::process::id(), rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("byfly-restart");
     let settings = Config {
-        database_url: format!("sqlite://{}", dir.join("byfly.db").display()),
+        database_url: common::sqlite_url(&dir),
         ..Config::default()
     }
     .validate()

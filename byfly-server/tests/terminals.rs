@@ -4,6 +4,8 @@
 // Test code: a panic is a failed assertion with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +15,9 @@ use byfly_server::store::{NewTerminal, Store, TerminalTls};
 use byfly_terminal::simulator::{FaultMode, Simulator, SimulatorConfig};
 
 async fn store() -> (Arc<dyn Store>, std::path::PathBuf) {
-    let mut suffix = [0u8; 6];
-    rand::fill(&mut suffix);
-    let dir = std::env::temp_dir().join(format!("byfly-pool-{}", hex::encode(suffix)));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("byfly-pool");
     let settings = Config {
-        database_url: format!("sqlite://{}", dir.join("byfly.db").display()),
+        database_url: common::sqlite_url(&dir),
         ..Config::default()
     }
     .validate()
@@ -141,7 +140,7 @@ async fn health_endpoint_reports_the_pool_and_the_server_checks_terminals_itself
         .unwrap()
         .unwrap();
     let settings = Config {
-        database_url: format!("sqlite://{}", dir.join("byfly.db").display()),
+        database_url: common::sqlite_url(&dir),
         health_check_interval_secs: 1,
         ..Config::default()
     }

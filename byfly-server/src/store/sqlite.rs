@@ -497,10 +497,7 @@ impl Store for SqliteStore {
         terminal: &NewTerminal,
         now: i64,
     ) -> Result<Option<TerminalRecord>, StoreError> {
-        let (mode, server_name) = match &terminal.tls {
-            TerminalTls::Verify { server_name } => ("verify", server_name.as_deref()),
-            TerminalTls::Insecure => ("insecure", None),
-        };
+        let (mode, server_name) = tls_columns(&terminal.tls);
         let row = sqlx::query(
             "INSERT INTO terminals (name, base_url, camera_url, tls_mode, tls_server_name, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *",
@@ -517,10 +514,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_terminal(&self, terminal: &NewTerminal, now: i64) -> Result<TerminalRecord, StoreError> {
-        let (mode, server_name) = match &terminal.tls {
-            TerminalTls::Verify { server_name } => ("verify", server_name.as_deref()),
-            TerminalTls::Insecure => ("insecure", None),
-        };
+        let (mode, server_name) = tls_columns(&terminal.tls);
         let row = sqlx::query(
             "INSERT INTO terminals (name, base_url, camera_url, tls_mode, tls_server_name, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET base_url = excluded.base_url, \
@@ -1133,6 +1127,14 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(Self::payment_row).collect()
+    }
+}
+
+/// `tls_mode` and `tls_server_name` of a terminal row.
+fn tls_columns(tls: &TerminalTls) -> (&'static str, Option<&str>) {
+    match tls {
+        TerminalTls::Verify { server_name } => ("verify", server_name.as_deref()),
+        TerminalTls::Insecure => ("insecure", None),
     }
 }
 

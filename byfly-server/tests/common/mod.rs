@@ -31,6 +31,20 @@ impl Drop for App {
     }
 }
 
+/// A fresh, empty folder under the system's temp folder (the caller removes it).
+pub fn temp_dir(prefix: &str) -> std::path::PathBuf {
+    let mut suffix = [0u8; 6];
+    rand::fill(&mut suffix);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", hex::encode(suffix)));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The URL of a SQLite database file in `dir`.
+pub fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("byfly.db").display())
+}
+
 pub async fn spawn_app(terminals: usize) -> App {
     spawn_app_with(terminals, false, |_| {}).await
 }
@@ -42,12 +56,9 @@ pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl F
         .with_env_filter("byfly_server=info")
         .try_init()
         .ok();
-    let mut suffix = [0u8; 6];
-    rand::fill(&mut suffix);
-    let dir = std::env::temp_dir().join(format!("byfly-kaspi-{}", hex::encode(suffix)));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("byfly-e2e");
     let mut config = Config {
-        database_url: format!("sqlite://{}", dir.join("byfly.db").display()),
+        database_url: sqlite_url(&dir),
         qr_scan_interval_ms: 50,
         qr_scan_deadline_ms: 5_000,
         allow_private_webhook_hosts: true,
