@@ -649,6 +649,132 @@ pub struct CreatedSource {
     pub api_token: String,
 }
 
+/// `PATCH /api/admin/sources/{id}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UpdateSourceRequest {
+    /// New body encoding of its webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_json: Option<BodyEncoding>,
+    /// `false` revokes the source: its token stops working at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+/// A terminal as the admin API shows it (never its tokens).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalView {
+    /// Id (the `terminal_id` of `/kaspi` answers).
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Base URL.
+    pub base_url: String,
+    /// Camera snapshot URL.
+    pub camera_url: String,
+    /// `verify` or `insecure`.
+    pub tls: String,
+    /// Name the certificate is verified as, if not the URL's host.
+    pub tls_server_name: Option<String>,
+    /// In the pool.
+    pub enabled: bool,
+    /// Answered its last health check.
+    pub healthy: bool,
+    /// Why the last check failed.
+    pub last_error: Option<String>,
+    /// Registered with the terminal (holds tokens).
+    pub registered: bool,
+}
+
+/// `POST /api/admin/terminals` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddTerminalRequest {
+    /// Unique name.
+    pub name: String,
+    /// `https://IP:8080`.
+    pub base_url: String,
+    /// Camera snapshot URL.
+    pub camera_url: String,
+    /// `verify` (default) or `insecure`.
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// Verify the certificate as this name.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+}
+
+/// `PATCH /api/admin/terminals/{id}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UpdateTerminalRequest {
+    /// Take the terminal out of the pool (`false`) or back in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// A payment method with its active flag (admin API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminMethodView {
+    /// The method, as `/payment-methods/active` shows it.
+    pub method: PaymentMethod,
+    /// Offered to customers.
+    pub is_active: bool,
+}
+
+/// `PATCH /api/admin/payment-methods/{id}` body: only the fields given change.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UpdateMethodRequest {
+    /// Base commission percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commission_percent: Option<Percent>,
+    /// Credit percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_commission_percent: Option<Percent>,
+    /// Installment percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installment_commission_percent: Option<Percent>,
+    /// Whether the commission is added to the customer's charge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_commission_to_amount: Option<bool>,
+    /// Offered to customers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_active: Option<bool>,
+}
+
+/// One delivery attempt of a webhook (admin API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAttemptView {
+    /// 1-based.
+    pub attempt: u32,
+    /// `automatic` or `manual`.
+    pub trigger: String,
+    /// Receiver's HTTP status, when it answered.
+    pub response_code: Option<u16>,
+    /// First 64 KiB of the answer.
+    pub response_body: Option<String>,
+    /// Transport error or refusal.
+    pub error: Option<String>,
+    /// Milliseconds.
+    pub duration_ms: i64,
+    /// The exact body sent.
+    pub request_body: String,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub at: String,
+}
+
+/// A webhook event with its attempts (admin API).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEventView {
+    /// `X-Webhook-Id`.
+    pub event_id: String,
+    /// The event.
+    pub event: String,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub created_at: String,
+    /// Delivered (a 2xx answer).
+    pub delivered: bool,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<WebhookAttemptView>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,7 +63,10 @@ pub async fn run(
         settings.health_check_interval,
         workers_stopped.clone(),
     ));
-    let sender = tokio::spawn(workers::webhook_dispatcher(dispatcher, workers_stopped.clone()));
+    let sender = tokio::spawn(workers::webhook_dispatcher(
+        dispatcher.clone(),
+        workers_stopped.clone(),
+    ));
     let sweeper = tokio::spawn(workers::expiry_sweeper(store.clone(), workers_stopped.clone()));
     let timing = settings.timing;
     let state = AppState {
@@ -71,6 +74,7 @@ pub async fn run(
         settings: Arc::new(settings),
         pool,
         timing,
+        dispatcher,
     };
     let poller = tokio::spawn(workers::operation_poller(state.clone(), workers_stopped));
     let served = axum::serve(listener, http::router(state))

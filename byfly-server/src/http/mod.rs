@@ -1,5 +1,6 @@
 //! The HTTP layer: the router, the error envelope for every failure, and the extractors.
 
+mod admin;
 mod dev;
 mod errors;
 mod extract;
@@ -8,7 +9,7 @@ mod payments;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use errors::HttpError;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub pool: Arc<TerminalPool>,
     /// Timing of terminal operations.
     pub timing: OperationTiming,
+    /// Webhook sender (manual retries go through it too).
+    pub dispatcher: crate::webhooks::Dispatcher,
 }
 
 /// Unix seconds now. The one place the server reads the wall clock for business time.
@@ -49,7 +52,18 @@ pub fn router(state: AppState) -> Router {
         .route("/payment/{id}/cancel", post(payments::cancel))
         .route("/payment-methods/active", get(payments::active_methods))
         .route("/payments", get(payments::list))
-        .route("/health", get(payments::health));
+        .route("/health", get(payments::health))
+        .route("/admin/sources", get(admin::sources).post(admin::create_source))
+        .route("/admin/sources/{id}", patch(admin::update_source))
+        .route(
+            "/admin/terminals",
+            get(admin::terminals).post(admin::add_terminal),
+        )
+        .route("/admin/terminals/{id}", patch(admin::update_terminal))
+        .route("/admin/payment-methods", get(admin::methods))
+        .route("/admin/payment-methods/{id}", patch(admin::update_method))
+        .route("/admin/payments/{id}/webhooks", get(admin::payment_webhooks))
+        .route("/admin/webhooks/{event_id}/retry", post(admin::retry_webhook));
     let api = if state.settings.demo_mode {
         api.route("/dev/simulate/{id}", post(dev::simulate))
     } else {

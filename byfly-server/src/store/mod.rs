@@ -260,6 +260,8 @@ pub struct StoredEvent {
     pub paid_at: Option<i64>,
     /// Unix seconds.
     pub created_at: i64,
+    /// Unix seconds of the successful delivery.
+    pub delivered_at: Option<i64>,
 }
 
 /// An event claimed for delivery, with what the body needs.
@@ -364,6 +366,29 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn upsert_terminal(&self, terminal: &NewTerminal, now: i64) -> Result<TerminalRecord, StoreError>;
     /// A source by id.
     async fn source(&self, id: i64) -> Result<Option<SourceRecord>, StoreError>;
+    /// Every source, by id.
+    async fn sources(&self) -> Result<Vec<SourceRecord>, StoreError>;
+    /// Changes a source's encoding and/or active flag; `None` for an unknown id.
+    async fn update_source(
+        &self,
+        id: i64,
+        webhook_json: Option<BodyEncoding>,
+        active: Option<bool>,
+    ) -> Result<Option<SourceRecord>, StoreError>;
+    /// Takes a terminal out of the pool or back in; `None` for an unknown id.
+    async fn set_terminal_enabled(
+        &self,
+        id: i64,
+        enabled: bool,
+    ) -> Result<Option<TerminalRecord>, StoreError>;
+    /// Changes the given fields of a payment method; `None` for an unknown id.
+    async fn update_method(
+        &self,
+        id: i64,
+        patch: &byfly_core::wire::UpdateMethodRequest,
+    ) -> Result<Option<(PaymentMethod, bool)>, StoreError>;
+    /// An outbox event with what its delivery needs (for a manual retry), by event id.
+    async fn due_event(&self, event_id: &str) -> Result<Option<DueEvent>, StoreError>;
     /// Every terminal, by id.
     async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError>;
     /// Claims the enabled terminals whose last health check is at least `interval` seconds old,

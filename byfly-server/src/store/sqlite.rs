@@ -28,6 +28,18 @@ use byfly_terminal::Tokens;
 /// How token expiry times are stored (the terminal's local time, as it gave them).
 const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
+/// The columns [`SqliteStore::payment_row`] reads, as a literal so queries stay static strings.
+macro_rules! select_payments {
+    ($condition:literal) => {
+        concat!(
+            "SELECT id, transaction_id, source_id, status, original_amount_minor, refunded_amount_minor, currency, ",
+            "description, customer_name, customer_phone, customer_email, payment_method_id, webhook_url, ",
+            "webhook_secret, metadata, created_at, expires_at, paid_at FROM payments WHERE ",
+            $condition
+        )
+    };
+}
+
 /// The migrations, embedded in the binary.
 const MIGRATIONS: [(i64, &str, &str); 4] = [
     (
@@ -251,6 +263,29 @@ impl SqliteStore {
             payment_method: row.try_get("payment_method")?,
             paid_at: row.try_get("paid_at")?,
             created_at: row.try_get("created_at")?,
+            delivered_at: row.try_get("delivered_at")?,
+        })
+    }
+
+    /// The payment and source encoding an event's delivery needs.
+    async fn due(&self, row: &SqliteRow) -> Result<DueEvent, StoreError> {
+        let event = Self::stored_event(row)?;
+        let payment = sqlx::query(select_payments!("id = ?"))
+            .bind(event.payment_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let payment = Self::payment_row(&payment)?;
+        let encoding: String = sqlx::query_scalar("SELECT webhook_json FROM sources WHERE id = ?")
+            .bind(payment.source_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(DueEvent {
+            row_id: row.try_get("id")?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).map_err(corrupt)?,
+            event,
+            payment,
+            encoding: BodyEncoding::parse(&encoding)
+                .ok_or_else(|| corrupt(format!("webhook_json {encoding:?}")))?,
         })
     }
 
@@ -289,18 +324,6 @@ impl SqliteStore {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// The columns [`SqliteStore::payment_row`] reads, as a literal so queries stay static strings.
-macro_rules! select_payments {
-    ($condition:literal) => {
-        concat!(
-            "SELECT id, transaction_id, source_id, status, original_amount_minor, refunded_amount_minor, currency, ",
-            "description, customer_name, customer_phone, customer_email, payment_method_id, webhook_url, ",
-            "webhook_secret, metadata, created_at, expires_at, paid_at FROM payments WHERE ",
-            $condition
-        )
-    };
 }
 
 #[async_trait]
@@ -539,6 +562,79 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(Self::source_row).transpose()
+    }
+
+    async fn sources(&self) -> Result<Vec<SourceRecord>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, webhook_json, active, created_at FROM sources ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::source_row).collect()
+    }
+
+    async fn update_source(
+        &self,
+        id: i64,
+        webhook_json: Option<BodyEncoding>,
+        active: Option<bool>,
+    ) -> Result<Option<SourceRecord>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE sources SET webhook_json = COALESCE(?, webhook_json), active = COALESCE(?, active) WHERE id = ? \
+             RETURNING id, name, webhook_json, active, created_at",
+        )
+        .bind(webhook_json.map(BodyEncoding::as_str))
+        .bind(active)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::source_row).transpose()
+    }
+
+    async fn set_terminal_enabled(
+        &self,
+        id: i64,
+        enabled: bool,
+    ) -> Result<Option<TerminalRecord>, StoreError> {
+        let row = sqlx::query("UPDATE terminals SET enabled = ? WHERE id = ? RETURNING *")
+            .bind(enabled)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::terminal).transpose()
+    }
+
+    async fn update_method(
+        &self,
+        id: i64,
+        patch: &byfly_core::wire::UpdateMethodRequest,
+    ) -> Result<Option<(PaymentMethod, bool)>, StoreError> {
+        let text = |percent: Option<byfly_core::Percent>| percent.map(|p| p.to_string());
+        let row = sqlx::query(
+            "UPDATE payment_methods SET commission_percent = COALESCE(?, commission_percent), \
+             credit_commission_percent = COALESCE(?, credit_commission_percent), \
+             installment_commission_percent = COALESCE(?, installment_commission_percent), \
+             add_commission_to_amount = COALESCE(?, add_commission_to_amount), is_active = COALESCE(?, is_active) \
+             WHERE id = ? RETURNING *",
+        )
+        .bind(text(patch.commission_percent))
+        .bind(text(patch.credit_commission_percent))
+        .bind(text(patch.installment_commission_percent))
+        .bind(patch.add_commission_to_amount)
+        .bind(patch.is_active)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::method).transpose()
+    }
+
+    async fn due_event(&self, event_id: &str) -> Result<Option<DueEvent>, StoreError> {
+        let row = sqlx::query("SELECT * FROM webhook_events WHERE event_id = ?")
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.due(&row).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError> {
@@ -1018,24 +1114,7 @@ impl Store for SqliteStore {
         .await?;
         let mut due = Vec::with_capacity(rows.len());
         for row in &rows {
-            let event = Self::stored_event(row)?;
-            let payment = sqlx::query(select_payments!("id = ?"))
-                .bind(event.payment_id)
-                .fetch_one(&self.pool)
-                .await?;
-            let payment = Self::payment_row(&payment)?;
-            let encoding: String = sqlx::query_scalar("SELECT webhook_json FROM sources WHERE id = ?")
-                .bind(payment.source_id)
-                .fetch_one(&self.pool)
-                .await?;
-            due.push(DueEvent {
-                row_id: row.try_get("id")?,
-                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).map_err(corrupt)?,
-                event,
-                payment,
-                encoding: BodyEncoding::parse(&encoding)
-                    .ok_or_else(|| corrupt(format!("webhook_json {encoding:?}")))?,
-            });
+            due.push(self.due(row).await?);
         }
         Ok(due)
     }

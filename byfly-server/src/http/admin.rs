@@ -1,0 +1,302 @@
+//! The admin API (`Authorization: Bearer <admin token>`): sources, terminals, payment methods,
+//! and the webhook log with manual retry. Closed while no admin token is configured.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use byfly_core::error::ApiError;
+use byfly_core::ids::TokenHash;
+use byfly_core::wire::{
+    AddTerminalRequest, AdminMethodView, CreateSourceRequest, CreatedSource, Envelope, SourceView,
+    TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView,
+    WebhookEventView,
+};
+use byfly_core::{ApiToken, ErrorCode, TransactionId};
+use serde::de::DeserializeOwned;
+
+use super::extract::JsonBytes;
+use super::{AppState, HttpError, now};
+use crate::random::OsRandom;
+use crate::store::{DeliveryLog, NewTerminal, SourceRecord, TerminalRecord, TerminalTls};
+
+/// Proof that the request carries the admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match (&state.settings.admin_token, presented) {
+            // Compared as SHA-256 digests, in constant time.
+            (Some(expected), Some(presented)) if TokenHash::of(expected.expose()).matches(presented) => {
+                Ok(Admin)
+            }
+            _ => Err(HttpError::code(ErrorCode::InvalidAdminToken)),
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
+    serde_json::from_slice(body).map_err(|err| {
+        HttpError(ApiError::with_message(
+            ErrorCode::InvalidJson,
+            format!("Некорректный JSON в теле запроса: {err}"),
+        ))
+    })
+}
+
+fn not_found() -> HttpError {
+    HttpError::code(ErrorCode::NotFound)
+}
+
+fn source_view(source: SourceRecord, state: &AppState) -> SourceView {
+    SourceView {
+        id: source.id,
+        name: source.name,
+        webhook_json: source.webhook_json,
+        active: source.active,
+        created_at: state.settings.offset.format(source.created_at),
+    }
+}
+
+fn terminal_view(terminal: TerminalRecord) -> TerminalView {
+    let (tls, tls_server_name) = match terminal.terminal.tls {
+        TerminalTls::Verify { server_name } => ("verify", server_name),
+        TerminalTls::Insecure => ("insecure", None),
+    };
+    TerminalView {
+        id: terminal.id,
+        name: terminal.terminal.name,
+        base_url: terminal.terminal.base_url,
+        camera_url: terminal.terminal.camera_url,
+        tls: tls.to_owned(),
+        tls_server_name,
+        enabled: terminal.enabled,
+        healthy: terminal.healthy,
+        last_error: terminal.last_error,
+        registered: terminal.tokens.is_some(),
+    }
+}
+
+fn attempt_view(log: DeliveryLog, state: &AppState) -> WebhookAttemptView {
+    WebhookAttemptView {
+        attempt: log.attempt,
+        trigger: if log.details.manual { "manual" } else { "automatic" }.to_owned(),
+        response_code: log.details.response_code,
+        response_body: log.details.response_body,
+        error: log.details.error,
+        duration_ms: log.details.duration_ms,
+        request_body: log.details.request_body,
+        at: state.settings.offset.format(log.details.at),
+    }
+}
+
+/// `GET /api/admin/sources`.
+pub async fn sources(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Envelope<Vec<SourceView>>>, HttpError> {
+    let sources = state.store.sources().await?;
+    Ok(Json(Envelope::data(
+        sources.into_iter().map(|s| source_view(s, &state)).collect(),
+    )))
+}
+
+/// `POST /api/admin/sources`: the token is in this answer only.
+pub async fn create_source(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, HttpError> {
+    let request: CreateSourceRequest = parse(&body)?;
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            "name: от 1 до 255 символов",
+        )));
+    }
+    let token = ApiToken::generate(&mut OsRandom);
+    let source = state
+        .store
+        .create_source(name, &token.hash(), request.webhook_json, now())
+        .await?;
+    let created = CreatedSource {
+        source: source_view(source, &state),
+        api_token: token.expose().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(Envelope::data(created))).into_response())
+}
+
+/// `PATCH /api/admin/sources/{id}`: change the encoding, or revoke (`"active": false`).
+pub async fn update_source(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Envelope<SourceView>>, HttpError> {
+    let request: UpdateSourceRequest = parse(&body)?;
+    let source = state
+        .store
+        .update_source(id, request.webhook_json, request.active)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(Envelope::data(source_view(source, &state))))
+}
+
+/// `GET /api/admin/terminals`.
+pub async fn terminals(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Envelope<Vec<TerminalView>>>, HttpError> {
+    Ok(Json(Envelope::data(
+        state
+            .store
+            .terminals()
+            .await?
+            .into_iter()
+            .map(terminal_view)
+            .collect(),
+    )))
+}
+
+/// `POST /api/admin/terminals`: added to the pool; registered by the next health check.
+pub async fn add_terminal(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, HttpError> {
+    let request: AddTerminalRequest = parse(&body)?;
+    let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
+    for url in [&request.base_url, &request.camera_url] {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(invalid("base_url и camera_url: абсолютные http(s) адреса"));
+        }
+    }
+    let tls = match request.tls.as_deref() {
+        None | Some("verify") => TerminalTls::Verify {
+            server_name: request.tls_server_name,
+        },
+        Some("insecure") => TerminalTls::Insecure,
+        Some(_) => return Err(invalid("tls: verify или insecure")),
+    };
+    let terminal = NewTerminal {
+        name: request.name.trim().to_owned(),
+        base_url: request.base_url,
+        camera_url: request.camera_url,
+        tls,
+    };
+    if terminal.name.is_empty() {
+        return Err(invalid("name: обязательное поле"));
+    }
+    let added = state
+        .store
+        .add_terminal(&terminal, now())
+        .await?
+        .ok_or_else(|| invalid("Терминал с таким именем уже есть"))?;
+    Ok((StatusCode::CREATED, Json(Envelope::data(terminal_view(added)))).into_response())
+}
+
+/// `PATCH /api/admin/terminals/{id}`: enable or disable.
+pub async fn update_terminal(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Envelope<TerminalView>>, HttpError> {
+    let request: UpdateTerminalRequest = parse(&body)?;
+    let terminal = match request.enabled {
+        Some(enabled) => state.store.set_terminal_enabled(id, enabled).await?,
+        None => state.store.terminals().await?.into_iter().find(|t| t.id == id),
+    };
+    Ok(Json(Envelope::data(terminal_view(
+        terminal.ok_or_else(not_found)?,
+    ))))
+}
+
+/// `GET /api/admin/payment-methods`: all methods, active or not.
+pub async fn methods(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Envelope<Vec<AdminMethodView>>>, HttpError> {
+    let methods = state.store.payment_methods().await?;
+    Ok(Json(Envelope::data(
+        methods
+            .into_iter()
+            .map(|(method, is_active)| AdminMethodView { method, is_active })
+            .collect(),
+    )))
+}
+
+/// `PATCH /api/admin/payment-methods/{id}`: percents and the active flag. Operations already
+/// started keep the percent they were priced with.
+pub async fn update_method(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Envelope<AdminMethodView>>, HttpError> {
+    let patch: UpdateMethodRequest = parse(&body)?;
+    let (method, is_active) = state
+        .store
+        .update_method(id, &patch)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(Envelope::data(AdminMethodView { method, is_active })))
+}
+
+/// `GET /api/admin/payments/{id}/webhooks`: every event of a payment with its attempts.
+pub async fn payment_webhooks(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<Vec<WebhookEventView>>>, HttpError> {
+    let id = TransactionId::parse(&id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
+    let payment = state
+        .store
+        .payment(&id)
+        .await?
+        .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))?;
+    let mut views = Vec::new();
+    for event in state.store.webhook_events(payment.id).await? {
+        let attempts = state.store.delivery_log(&event.event_id).await?;
+        views.push(WebhookEventView {
+            event_id: event.event_id,
+            event: event.event.as_str().to_owned(),
+            created_at: state.settings.offset.format(event.created_at),
+            delivered: event.delivered_at.is_some(),
+            attempts: attempts
+                .into_iter()
+                .map(|log| attempt_view(log, &state))
+                .collect(),
+        });
+    }
+    Ok(Json(Envelope::data(views)))
+}
+
+/// `POST /api/admin/webhooks/{event_id}/retry`: one manual attempt now (also for an event already
+/// delivered — the receiver de-duplicates by `X-Webhook-Id`). Answers the attempt.
+pub async fn retry_webhook(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+) -> Result<Json<Envelope<WebhookAttemptView>>, HttpError> {
+    let due = state.store.due_event(&event_id).await?.ok_or_else(not_found)?;
+    state.dispatcher.deliver(due, true).await?;
+    let last = state
+        .store
+        .delivery_log(&event_id)
+        .await?
+        .pop()
+        .ok_or_else(|| HttpError::internal("attempt not logged"))?;
+    Ok(Json(Envelope::data(attempt_view(last, &state))))
+}

@@ -1,0 +1,348 @@
+//! The admin API over real TCP: its bearer token, sources (token shown once, revocation),
+//! terminals, payment methods, and the webhook log with a manual retry.
+
+// Test code: a panic is a failed assertion with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use common::{App, pay, spawn_app, spawn_app_with};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-token-0123456789";
+
+async fn admin_app() -> App {
+    spawn_app_with(1, false, |config| {
+        config.admin_token = Some(ADMIN.to_owned());
+        config.webhook_backoff_secs = vec![3600];
+    })
+    .await
+}
+
+async fn admin(app: &App, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app
+        .http
+        .request(method, format!("{}/admin{path}", app.base))
+        .bearer_auth(ADMIN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_admin_token_guards_everything() {
+    let app = admin_app().await;
+    for token in [None, Some("wrong-token-0123456789"), Some("")] {
+        let mut request = app.http.get(format!("{}/admin/sources", app.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], json!("invalid_admin_token"));
+    }
+    // Without a configured admin token the admin API is closed.
+    let closed = spawn_app(0).await;
+    let response = closed
+        .http
+        .get(format!("{}/admin/sources", closed.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn sources_are_created_with_a_token_shown_once_and_can_be_revoked() {
+    let app = admin_app().await;
+    let (code, created) = admin(
+        &app,
+        reqwest::Method::POST,
+        "/sources",
+        Some(json!({"name": "Shop", "webhook_json": "js"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let token = created["data"]["api_token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 64);
+    assert_eq!(created["data"]["source"]["webhook_json"], json!("js"));
+    let id = created["data"]["source"]["id"].as_i64().unwrap();
+    let (_, list) = admin(&app, reqwest::Method::GET, "/sources", None).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&token), "tokens are never listed");
+
+    let init = |token: String| {
+        app.http
+            .post(format!("{}/payment/init", app.base))
+            .header("X-API-Token", token)
+            .json(&json!({"amount": 100}))
+            .send()
+    };
+    assert_eq!(init(token.clone()).await.unwrap().status().as_u16(), 201);
+    let (code, updated) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/sources/{id}"),
+        Some(json!({"active": false})),
+    )
+    .await;
+    assert_eq!((code, &updated["data"]["active"]), (200, &json!(false)));
+    assert_eq!(
+        init(token).await.unwrap().status().as_u16(),
+        401,
+        "a revoked token stops working at once"
+    );
+    let (code, body) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/sources/999",
+        Some(json!({"active": false})),
+    )
+    .await;
+    assert_eq!((code, &body["code"]), (404, &json!("not_found")));
+    let (code, body) = admin(
+        &app,
+        reqwest::Method::POST,
+        "/sources",
+        Some(json!({"name": " "})),
+    )
+    .await;
+    assert_eq!((code, &body["code"]), (400, &json!("validation_error")));
+}
+
+#[tokio::test]
+async fn terminals_are_listed_added_and_taken_out_of_the_pool() {
+    let app = admin_app().await;
+    let (_, list) = admin(&app, reqwest::Method::GET, "/terminals", None).await;
+    let first = &list["data"][0];
+    assert_eq!(
+        (&first["healthy"], &first["registered"], &first["enabled"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
+    assert!(!list.to_string().contains("accessToken") && !list.to_string().contains("access_token"));
+
+    let bad = json!({"name": "X", "base_url": "ftp://x", "camera_url": "http://x/cam"});
+    assert_eq!(
+        admin(&app, reqwest::Method::POST, "/terminals", Some(bad))
+            .await
+            .1["code"],
+        json!("validation_error")
+    );
+    let new = json!({"name": "Касса 9", "base_url": "https://192.168.1.50:8080", "camera_url": "http://192.168.1.51/snap",
+                     "tls": "verify", "tls_server_name": "pos.kaspipos.kz"});
+    let (code, added) = admin(&app, reqwest::Method::POST, "/terminals", Some(new.clone())).await;
+    assert_eq!(code, 201, "{added}");
+    assert_eq!(
+        (&added["data"]["tls_server_name"], &added["data"]["healthy"]),
+        (&json!("pos.kaspipos.kz"), &json!(false))
+    );
+    assert_eq!(
+        admin(&app, reqwest::Method::POST, "/terminals", Some(new))
+            .await
+            .0,
+        400,
+        "names are unique"
+    );
+
+    let (code, _) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/terminals/1",
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let id = app.init(1_000).await;
+    let (code, body) = app.kaspi(&id, "kaspi_gold").await;
+    assert_eq!(
+        (code, &body["code"]),
+        (400, &json!("terminal_unavailable")),
+        "no enabled healthy terminal left"
+    );
+    admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/terminals/1",
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(app.kaspi(&id, "kaspi_gold").await.0, 200);
+}
+
+#[tokio::test]
+async fn methods_are_edited_and_new_operations_use_the_new_percent() {
+    let app = admin_app().await;
+    let (_, all) = admin(&app, reqwest::Method::GET, "/payment-methods", None).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 4);
+    let (code, edited) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/payment-methods/3",
+        Some(json!({"credit_commission_percent": 10})),
+    )
+    .await;
+    assert_eq!(
+        (code, &edited["data"]["method"]["credit_commission_percent"]),
+        (200, &json!(10))
+    );
+    let (_, red) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/payment-methods/2",
+        Some(json!({"is_active": false})),
+    )
+    .await;
+    assert_eq!(red["data"]["is_active"], json!(false));
+    let active: Value = app
+        .http
+        .get(format!("{}/payment-methods/active", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes: Vec<&str> = active["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["kaspi_gold", "kaspi_kredit", "kaspi_rassrochka"]);
+    let id = app.init(100_000).await;
+    let (_, body) = app.kaspi(&id, "kaspi_kredit").await;
+    assert_eq!(
+        (&body["data"]["amount"], &body["data"]["commission_percent"]),
+        (&json!(110000), &json!(10))
+    );
+    assert_eq!(
+        app.kaspi(&app.init(10).await, "kaspi_red").await.1["code"],
+        json!("invalid_payment_method")
+    );
+    let (code, body) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/payment-methods/9",
+        Some(json!({"is_active": true})),
+    )
+    .await;
+    assert_eq!((code, &body["code"]), (404, &json!("not_found")));
+    let (code, body) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/payment-methods/1",
+        Some(json!({"commission_percent": 150})),
+    )
+    .await;
+    assert_eq!(
+        (code, &body["code"]),
+        (400, &json!("invalid_json")),
+        "percents stay within 0..100"
+    );
+}
+
+async fn answer_with(State(code): State<Arc<AtomicU16>>) -> StatusCode {
+    StatusCode::from_u16(code.load(Ordering::SeqCst)).unwrap()
+}
+
+#[tokio::test]
+async fn the_webhook_log_shows_every_attempt_and_a_manual_retry_delivers() {
+    let answer = Arc::new(AtomicU16::new(503));
+    let receiver = axum::Router::new()
+        .route("/hook", post(answer_with))
+        .with_state(answer.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+    let app = admin_app().await;
+    let created: Value = app
+        .http
+        .post(format!("{}/payment/init", app.base))
+        .header("X-API-Token", &app.token)
+        .json(&json!({"amount": 900, "webhook_url": url, "webhook_secret": "s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
+    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", None))
+        .unwrap();
+    assert_eq!(app.settled(&id).await["status"], json!("paid"));
+
+    // The automatic attempt fails (503) and the next one is an hour away.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut log = Value::Null;
+    while std::time::Instant::now() < deadline {
+        log = admin(
+            &app,
+            reqwest::Method::GET,
+            &format!("/payments/{id}/webhooks"),
+            None,
+        )
+        .await
+        .1;
+        if log["data"][0]["attempts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let event = &log["data"][0];
+    assert_eq!(
+        (&event["event"], &event["delivered"]),
+        (&json!("paid"), &json!(false))
+    );
+    assert_eq!(
+        (
+            &event["attempts"][0]["response_code"],
+            &event["attempts"][0]["trigger"]
+        ),
+        (&json!(503), &json!("automatic"))
+    );
+
+    answer.store(200, Ordering::SeqCst);
+    let event_id = event["event_id"].as_str().unwrap();
+    let (code, attempt) = admin(
+        &app,
+        reqwest::Method::POST,
+        &format!("/webhooks/{event_id}/retry"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{attempt}");
+    assert_eq!(
+        (
+            &attempt["data"]["trigger"],
+            &attempt["data"]["response_code"],
+            &attempt["data"]["attempt"]
+        ),
+        (&json!("manual"), &json!(200), &json!(2))
+    );
+    let (_, log) = admin(
+        &app,
+        reqwest::Method::GET,
+        &format!("/payments/{id}/webhooks"),
+        None,
+    )
+    .await;
+    assert_eq!(log["data"][0]["delivered"], json!(true));
+    let (code, body) = admin(&app, reqwest::Method::POST, "/webhooks/evt_nope/retry", None).await;
+    assert_eq!((code, &body["code"]), (404, &json!("not_found")));
+}
