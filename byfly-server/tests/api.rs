@@ -587,6 +587,29 @@ async fn bad_input_table() {
 }
 
 #[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let app = spawn_app().await;
+    let response = app.http.get(format!("{}/health", app.base)).send().await.unwrap();
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let response = app
+        .http
+        .get(format!("{}/nothing", app.base))
+        .header("X-Request-Id", "crm-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "crm-42",
+        "a caller's id is kept"
+    );
+}
+
+#[tokio::test]
 async fn health_reports_the_database() {
     let app = spawn_app().await;
     let health = app.get("/health").await;
