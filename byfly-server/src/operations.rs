@@ -4,13 +4,14 @@
 use std::time::Duration;
 
 use byfly_core::error::ApiError;
-use byfly_core::wire::KaspiResponse;
-use byfly_core::{ErrorCode, MethodCode, PaymentEvent, PaymentMethod, PaymentStatus};
+use byfly_core::ledger::LedgerError;
+use byfly_core::wire::{KaspiResponse, RefundStatus, RefundView};
+use byfly_core::{ErrorCode, MethodCode, Money, PaymentEvent, PaymentMethod, PaymentStatus};
 use byfly_terminal::{Camera, ProcessStatus, QrScan, TerminalError, payment_url, read_qr};
 
 use crate::http::{AppState, HttpError, now};
 use crate::settle::{FinalAnswer, OpState, OperationRecord, ledger_of};
-use crate::store::{ClaimOutcome, PaymentRecord, StoreError, TerminalClaim, TerminalRecord};
+use crate::store::{ClaimOutcome, PaymentRecord, RefundClaim, StoreError, TerminalClaim, TerminalRecord};
 
 /// Timing of operations (`spec/KASPI_TERMINAL.md` §4–§5).
 #[derive(Debug, Clone, Copy)]
@@ -387,6 +388,8 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
                     &FinalAnswer::Succeeded {
                         gross,
                         product_method,
+                        transaction_id: answer.transaction_id.clone(),
+                        cheque_method: answer.cheque.method.clone(),
                     },
                     &raw,
                     t,
@@ -435,4 +438,155 @@ pub async fn poll_due(state: &AppState, payment_id: Option<i64>) -> Result<usize
         poll(state, op).await?;
     }
     Ok(due.len())
+}
+
+/// The answer for a refund operation.
+pub fn refund_view(payment: &PaymentRecord, op: &OperationRecord, state: &AppState) -> RefundView {
+    let status = match op.state {
+        OpState::Starting | OpState::InFlight => RefundStatus::WaitingConfirmation,
+        OpState::Succeeded => RefundStatus::Completed,
+        OpState::Failed | OpState::StartFailed => RefundStatus::Failed,
+    };
+    RefundView {
+        refund_id: op.refund_id.clone().unwrap_or_default(),
+        transaction_id: payment.transaction_id.clone(),
+        amount: op.quote.base,
+        status,
+        refund_url: op
+            .payment_url
+            .clone()
+            .filter(|_| status == RefundStatus::WaitingConfirmation),
+        qr_code: op
+            .qr_code
+            .clone()
+            .filter(|_| status == RefundStatus::WaitingConfirmation),
+        created_at: state.settings.offset.format(op.started_at),
+    }
+}
+
+/// `POST /api/payment/{id}/refund`: gives back `requested` (default: everything received and not
+/// yet refunded) through the terminal that took the money, naming its `transactionId` and method.
+/// The customer confirms a QR refund in the Kaspi app; the answer carries the confirmation link.
+pub async fn start_refund(
+    state: &AppState,
+    payment: PaymentRecord,
+    requested: Option<Money>,
+) -> Result<RefundView, HttpError> {
+    match payment.status {
+        PaymentStatus::Paid | PaymentStatus::PartiallyPaid => {}
+        PaymentStatus::Refunded => return Err(HttpError::code(ErrorCode::PaymentRefunded)),
+        _ => return Err(HttpError::code(ErrorCode::InvalidStatus)),
+    }
+    let operations = state.store.operations(payment.id).await?;
+    let (ledger, _) = ledger_of(&payment, &operations);
+    let amount = ledger.plan_refund(requested).map_err(|err| match err {
+        LedgerError::RefundTooLarge { .. } => HttpError::code(ErrorCode::RefundTooLarge),
+        _ if requested.is_some() => HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            "Сумма возврата должна быть больше 0",
+        )),
+        _ => HttpError::code(ErrorCode::NothingToRefund),
+    })?;
+    // Refunds already made (or running) against each payment operation.
+    let refunded_from = |id: i64| -> Money {
+        operations
+            .iter()
+            .filter(|op| {
+                op.refund_of == Some(id) && !matches!(op.state, OpState::Failed | OpState::StartFailed)
+            })
+            .map(|op| op.quote.base)
+            .sum()
+    };
+    let source = operations
+        .iter()
+        .rev()
+        .filter(|op| {
+            !op.is_refund() && op.state == OpState::Succeeded && op.terminal_transaction_id.is_some()
+        })
+        .find(|op| {
+            op.credited
+                .unwrap_or(Money::ZERO)
+                .saturating_sub(refunded_from(op.id))
+                >= amount
+        })
+        .ok_or_else(|| {
+            HttpError(ApiError::with_message(
+                ErrorCode::RefundTooLarge,
+                "Сумма возврата больше суммы, полученной одной операцией: верните частями",
+            ))
+        })?;
+    let terminal = state
+        .store
+        .terminals()
+        .await?
+        .into_iter()
+        .find(|t| t.id == source.terminal_id);
+    let terminal = terminal.ok_or_else(|| HttpError::internal("operation without terminal"))?;
+    let mut id_bytes = [0u8; 8];
+    rand::fill(&mut id_bytes);
+    let refund_id = format!("rf_{}", hex::encode(id_bytes));
+    let started = now();
+    let claim = state
+        .store
+        .claim_refund(
+            payment.status,
+            source,
+            amount,
+            &refund_id,
+            started,
+            started + state.timing.operation_deadline,
+        )
+        .await?;
+    let operation_id = match claim {
+        RefundClaim::Claimed(id) => id,
+        RefundClaim::TerminalBusy => return Err(HttpError::code(ErrorCode::TerminalsBusy)),
+        RefundClaim::PaymentChanged => return Err(HttpError::code(ErrorCode::InvalidStatus)),
+    };
+    let client = match state.pool.client(&terminal) {
+        Ok(client) => client,
+        Err(err) => {
+            release(state, operation_id, &err).await?;
+            return Err(HttpError::code(ErrorCode::TerminalUnavailable));
+        }
+    };
+    let method = source.cheque_method.clone().unwrap_or_else(|| "qr".to_owned());
+    let transaction_id = source.terminal_transaction_id.clone().unwrap_or_default();
+    let process = match client.refund(&method, amount.ceil_tenge(), &transaction_id).await {
+        Ok(process) => process,
+        Err(err) => {
+            let busy = matches!(err, TerminalError::Busy(_));
+            release(state, operation_id, &err).await?;
+            return Err(HttpError::code(if busy {
+                ErrorCode::TerminalsBusy
+            } else {
+                ErrorCode::TerminalUnavailable
+            }));
+        }
+    };
+    state.pool.persist_refreshed_tokens(terminal.id, &client).await?;
+    state
+        .store
+        .operation_started(
+            operation_id,
+            &process.process_id,
+            now(),
+            payment.status,
+            payment.status,
+        )
+        .await?;
+    let camera = Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5))
+        .map_err(HttpError::internal)?;
+    // A card refund may show no QR: the refund still runs and is followed by the poller.
+    if let Ok(qr) = read_qr(&camera, state.timing.qr_scan).await {
+        state
+            .store
+            .operation_qr(operation_id, &qr, &payment_url(&qr))
+            .await?;
+    }
+    let op = state
+        .store
+        .refund_operation(&refund_id)
+        .await?
+        .ok_or_else(|| HttpError::internal("refund vanished"))?;
+    Ok(refund_view(&payment, &op, state))
 }

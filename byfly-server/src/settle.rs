@@ -86,6 +86,21 @@ pub struct OperationRecord {
     pub deadline_at: i64,
     /// Unix seconds since the terminal answered `unknown`.
     pub unknown_since: Option<i64>,
+    /// A refund operation: its public id (`None` for payments).
+    pub refund_id: Option<String>,
+    /// The payment operation a refund gives money back from.
+    pub refund_of: Option<i64>,
+    /// The terminal's `transactionId` of a successful payment (what a refund names).
+    pub terminal_transaction_id: Option<String>,
+    /// `chequeInfo.method` of a successful payment (`qr`, `card`, `alaqan`).
+    pub cheque_method: Option<String>,
+}
+
+impl OperationRecord {
+    /// True for refund operations.
+    pub fn is_refund(&self) -> bool {
+        self.refund_id.is_some()
+    }
 }
 
 /// The ledger of a payment: operations that exist on a terminal, in start order.
@@ -93,7 +108,7 @@ pub fn ledger_of(payment: &PaymentRecord, operations: &[OperationRecord]) -> (Le
     let mut ledger = Ledger::new(payment.original_amount);
     ledger.refunded_amount = payment.refunded_amount;
     let mut ids = Vec::new();
-    for op in operations {
+    for op in operations.iter().filter(|op| !op.is_refund()) {
         let state = match op.state {
             OpState::InFlight => OperationState::InFlight,
             OpState::Failed => OperationState::Failed,
@@ -126,6 +141,10 @@ pub enum FinalAnswer {
         gross: Money,
         /// The product's method, when the terminal named a known product.
         product_method: Option<MethodCode>,
+        /// The terminal's `transactionId` (what a refund names).
+        transaction_id: Option<String>,
+        /// `chequeInfo.method`.
+        cheque_method: Option<String>,
     },
     /// Definitively failed (or unknown to a healthy terminal).
     Failed,
@@ -164,6 +183,7 @@ pub fn plan_settlement(
         FinalAnswer::Succeeded {
             gross,
             product_method,
+            ..
         } => {
             let method = product_method
                 .clone()
@@ -213,4 +233,42 @@ pub fn plan_settlement(
 /// The percent text stored for an operation.
 pub fn percent_text(percent: Percent) -> String {
     percent.to_string()
+}
+
+/// What a refund operation's final answer changes: on success the refunded amount grows and the
+/// payment's status follows (`refunded` once everything received is refunded), with a `refunded`
+/// event; a failed refund changes nothing.
+pub fn plan_refund_settlement(
+    payment: &PaymentRecord,
+    operations: &[OperationRecord],
+    refund_amount: Money,
+    succeeded: bool,
+) -> SettlementPlan {
+    let (mut ledger, _) = ledger_of(payment, operations);
+    if !succeeded {
+        return SettlementPlan {
+            credited: Money::ZERO,
+            product_method: None,
+            status: payment.status,
+            becomes_paid: false,
+            event: None,
+            figures: ledger.figures(),
+        };
+    }
+    let event = ledger.record_refund(refund_amount);
+    let transition = payment
+        .status
+        .apply(&event)
+        .unwrap_or(byfly_core::status::Transition {
+            to: payment.status,
+            webhook: Some(WebhookEvent::Refunded),
+        });
+    SettlementPlan {
+        credited: Money::ZERO,
+        product_method: None,
+        status: transition.to,
+        becomes_paid: false,
+        event: transition.webhook,
+        figures: ledger.figures(),
+    }
 }

@@ -53,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .route("/payment/{id}/status", get(payments::status))
         .route("/payment/{id}/kaspi", post(payments::kaspi))
         .route("/payment/{id}/cancel", post(payments::cancel))
+        .route("/payment/{id}/refund", post(payments::refund))
+        .route("/payment/{id}/refund/{refund_id}", get(payments::refund_status))
         .route("/payment-methods/active", get(payments::active_methods))
         .route("/payments", get(payments::list))
         .route("/health", get(payments::health))

@@ -10,7 +10,7 @@ use byfly_core::error::ApiError;
 use byfly_core::wire::{
     CancelResponse, Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, KaspiRequest,
     KaspiResponse, PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth,
-    WebhookUrl,
+    RefundRequest, RefundView, WebhookUrl,
 };
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
@@ -276,10 +276,7 @@ pub async fn cancel(
     Source(source): Source,
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<CancelResponse>>, HttpError> {
-    let record = find(&state, &id).await?;
-    if record.source_id != source.id {
-        return Err(HttpError::code(ErrorCode::TransactionNotFound));
-    }
+    let record = own(&state, source.id, &id).await?;
     let refused = match record.status {
         PaymentStatus::Paid => Some(ErrorCode::AlreadyPaid),
         PaymentStatus::Cancelled => Some(ErrorCode::PaymentCancelled),
@@ -306,6 +303,69 @@ pub async fn cancel(
         status: PaymentStatus::Cancelled,
     };
     Ok(Json(Envelope::with_message("Платеж отменен", answer)))
+}
+
+/// A source's own payment; another source's is a 404 (its existence is not leaked).
+async fn own(state: &AppState, source_id: i64, id: &str) -> Result<PaymentRecord, HttpError> {
+    let record = find(state, id).await?;
+    if record.source_id != source_id {
+        return Err(HttpError::code(ErrorCode::TransactionNotFound));
+    }
+    Ok(record)
+}
+
+/// `POST /api/payment/{id}/refund` (token).
+pub async fn refund(
+    State(state): State<AppState>,
+    Source(source): Source,
+    Path(id): Path<String>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Envelope<RefundView>>, HttpError> {
+    let record = own(&state, source.id, &id).await?;
+    let request: RefundRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RefundRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            HttpError(ApiError::with_message(
+                ErrorCode::InvalidJson,
+                format!("Некорректный JSON в теле запроса: {err}"),
+            ))
+        })?
+    };
+    let view = operations::start_refund(&state, record, request.amount).await?;
+    Ok(Json(Envelope::with_message(
+        "Возврат создан: клиент подтверждает его в приложении Kaspi",
+        view,
+    )))
+}
+
+/// `GET /api/payment/{id}/refund/{refund_id}` (token): where a refund stands (the terminal is
+/// asked first while it waits).
+pub async fn refund_status(
+    State(state): State<AppState>,
+    Source(source): Source,
+    Path((id, refund_id)): Path<(String, String)>,
+) -> Result<Json<Envelope<RefundView>>, HttpError> {
+    let record = own(&state, source.id, &id).await?;
+    let not_found = || HttpError::code(ErrorCode::RefundNotFound);
+    let op = state
+        .store
+        .refund_operation(&refund_id)
+        .await?
+        .filter(|op| op.payment_id == record.id)
+        .ok_or_else(not_found)?;
+    if op.state == OpState::InFlight {
+        operations::poll_due(&state, Some(record.id)).await?;
+    }
+    let op = state
+        .store
+        .refund_operation(&refund_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let record = find(&state, &id).await?;
+    Ok(Json(Envelope::data(operations::refund_view(
+        &record, &op, &state,
+    ))))
 }
 
 /// `GET /api/payment-methods/active` (public).

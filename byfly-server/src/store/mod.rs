@@ -239,6 +239,17 @@ pub enum ClaimOutcome {
     PaymentChanged,
 }
 
+/// What a refund claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundClaim {
+    /// The refund operation is open and holds the terminal.
+    Claimed(i64),
+    /// The terminal that took the money runs another operation right now.
+    TerminalBusy,
+    /// The payment changed status, or another refund of it is running.
+    PaymentChanged,
+}
+
 /// A webhook event of the outbox, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -477,6 +488,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// The delivery log of an event, oldest first.
     async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError>;
+    /// Opens a refund of `amount` on the terminal that took `of_operation`'s money, if that terminal
+    /// is free, the payment is still in `expected` status and no other refund of it runs.
+    async fn claim_refund(
+        &self,
+        expected: PaymentStatus,
+        of_operation: &OperationRecord,
+        amount: Money,
+        refund_id: &str,
+        now: i64,
+        deadline_at: i64,
+    ) -> Result<RefundClaim, StoreError>;
+    /// A refund operation by its public id.
+    async fn refund_operation(&self, refund_id: &str) -> Result<Option<OperationRecord>, StoreError>;
     /// Cancels a payment that is still in `expected` status: its current operation is abandoned
     /// (still followed; money it takes is still credited) and `cancelled` is appended, in one
     /// transaction. Returns the abandoned operations still holding a terminal, or `None` when the

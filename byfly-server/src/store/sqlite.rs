@@ -17,10 +17,12 @@ use sqlx::{Row, SqlStr, SqlitePool};
 
 use super::{
     ClaimOutcome, DeliveryAttempt, DeliveryLog, DueEvent, IdempotencyCompletion, IdempotencyStart, Inserted,
-    NewPaymentRow, NewTerminal, PaymentRecord, PoolCounts, SourceRecord, Store, StoreError, StoredEvent,
-    StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
+    NewPaymentRow, NewTerminal, PaymentRecord, PoolCounts, RefundClaim, SourceRecord, Store, StoreError,
+    StoredEvent, StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
 };
-use crate::settle::{FinalAnswer, OpState, OperationRecord, SettlementPlan, ledger_of, plan_settlement};
+use crate::settle::{
+    FinalAnswer, OpState, OperationRecord, SettlementPlan, ledger_of, plan_refund_settlement, plan_settlement,
+};
 use byfly_core::ledger::OperationQuote;
 use byfly_core::{Figures, MethodCode, WebhookEvent};
 use byfly_terminal::Tokens;
@@ -41,7 +43,7 @@ macro_rules! select_payments {
 }
 
 /// The migrations, embedded in the binary.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (
         1,
         "initial",
@@ -61,6 +63,11 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         4,
         "webhook delivery",
         include_str!("../../migrations/sqlite/0004_webhook_delivery.sql"),
+    ),
+    (
+        5,
+        "refunds",
+        include_str!("../../migrations/sqlite/0005_refunds.sql"),
     ),
 ];
 
@@ -234,6 +241,10 @@ impl SqliteStore {
             started_at: row.try_get("started_at")?,
             deadline_at: row.try_get("deadline_at")?,
             unknown_since: row.try_get("unknown_since")?,
+            refund_id: row.try_get("refund_id")?,
+            refund_of: row.try_get("refund_of_operation_id")?,
+            terminal_transaction_id: row.try_get("terminal_transaction_id")?,
+            cheque_method: row.try_get("cheque_method")?,
         })
     }
 
@@ -964,8 +975,35 @@ impl Store for SqliteStore {
             .iter()
             .map(|row| Self::method(row).map(|(method, _)| method))
             .collect::<Result<Vec<_>, _>>()?;
-        let Some(plan) = plan_settlement(&payment, &operations, operation_id, answer, &methods) else {
+        let Some(operation) = operations.iter().find(|op| op.id == operation_id) else {
             return Ok(None);
+        };
+        let succeeded = matches!(answer, FinalAnswer::Succeeded { .. });
+        let plan = if operation.is_refund() {
+            if operation.state != OpState::InFlight {
+                return Ok(None);
+            }
+            plan_refund_settlement(&payment, &operations, operation.quote.base, succeeded)
+        } else {
+            match plan_settlement(&payment, &operations, operation_id, answer, &methods) {
+                Some(plan) => plan,
+                None => return Ok(None),
+            }
+        };
+        if operation.is_refund() && succeeded {
+            sqlx::query("UPDATE payments SET refunded_amount_minor = refunded_amount_minor + ? WHERE id = ?")
+                .bind(operation.quote.base.to_minor())
+                .bind(payment_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let (transaction_id, cheque_method) = match answer {
+            FinalAnswer::Succeeded {
+                transaction_id,
+                cheque_method,
+                ..
+            } => (transaction_id.clone(), cheque_method.clone()),
+            FinalAnswer::Failed => (None, None),
         };
         let (state, gross) = match answer {
             FinalAnswer::Succeeded { gross, .. } => (OpState::Succeeded, Some(gross.to_minor())),
@@ -973,12 +1011,15 @@ impl Store for SqliteStore {
         };
         let updated = sqlx::query(
             "UPDATE operations SET state = ?, holds_terminal = 0, gross_minor = ?, product_method = ?, \
-             credited_minor = ?, last_answer = ?, finished_at = ? WHERE id = ? AND state = 'in_flight'",
+             credited_minor = ?, terminal_transaction_id = ?, cheque_method = ?, last_answer = ?, finished_at = ? \
+             WHERE id = ? AND state = 'in_flight'",
         )
         .bind(state.as_str())
         .bind(gross)
         .bind(plan.product_method.as_ref().map(MethodCode::as_str))
         .bind(plan.credited.to_minor())
+        .bind(transaction_id)
+        .bind(cheque_method)
         .bind(raw_answer)
         .bind(now)
         .bind(operation_id)
@@ -1013,6 +1054,68 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(Some(plan))
+    }
+
+    async fn claim_refund(
+        &self,
+        expected: PaymentStatus,
+        of_operation: &OperationRecord,
+        amount: Money,
+        refund_id: &str,
+        now: i64,
+        deadline_at: i64,
+    ) -> Result<RefundClaim, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM payments WHERE id = ?")
+            .bind(of_operation.payment_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let running: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM operations WHERE payment_id = ? AND refund_id IS NOT NULL AND holds_terminal = 1",
+        )
+        .bind(of_operation.payment_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if status.as_deref() != Some(expected.as_str()) || running > 0 {
+            return Ok(RefundClaim::PaymentChanged);
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
+             charge_minor, terminal_amount, state, is_current, holds_terminal, previous_status, started_at, deadline_at, \
+             next_poll_at, kind, refund_id, refund_of_operation_id) \
+             VALUES (?, ?, ?, '0', ?, 0, ?, ?, 'starting', 0, 1, ?, ?, ?, ?, 'refund', ?, ?) RETURNING id",
+        )
+        .bind(of_operation.payment_id)
+        .bind(of_operation.terminal_id)
+        .bind(of_operation.quote.method.as_str())
+        .bind(amount.to_minor())
+        .bind(amount.to_minor())
+        .bind(amount.ceil_tenge())
+        .bind(expected.as_str())
+        .bind(now)
+        .bind(deadline_at)
+        .bind(i64::MAX)
+        .bind(refund_id)
+        .bind(of_operation.id)
+        .fetch_one(&mut *tx)
+        .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.try_get("id")?,
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                return Ok(RefundClaim::TerminalBusy);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        tx.commit().await?;
+        Ok(RefundClaim::Claimed(id))
+    }
+
+    async fn refund_operation(&self, refund_id: &str) -> Result<Option<OperationRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM operations WHERE refund_id = ?")
+            .bind(refund_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::operation).transpose()
     }
 
     async fn cancel_payment(

@@ -1,0 +1,175 @@
+//! Refunds over real TCP: through the terminal that took the money, confirmed by the customer with
+//! a QR, partial then full, with their events, and every refusal.
+
+// Test code: a panic is a failed assertion with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, WebhookEvent};
+use byfly_server::random::OsRandom;
+use common::{App, pay, spawn_app};
+use serde_json::{Value, json};
+
+async fn refund(app: &App, id: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}/payment/{id}/refund", app.base))
+        .header("X-API-Token", &app.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn refund_status(app: &App, id: &str, refund_id: &str) -> Value {
+    let response = app
+        .http
+        .get(format!("{}/payment/{id}/refund/{refund_id}", app.base))
+        .header("X-API-Token", &app.token)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
+/// Polls the refund (which asks the terminal) until it leaves `waiting_confirmation` (bounded).
+async fn refund_settled(app: &App, id: &str, refund_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let body = refund_status(app, id, refund_id).await;
+        if body["data"]["status"] != "waiting_confirmation" || Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn paid(app: &App, amount: i64) -> String {
+    let id = app.init(amount).await;
+    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", None))
+        .unwrap();
+    assert_eq!(app.settled(&id).await["status"], json!("paid"));
+    id
+}
+
+#[tokio::test]
+async fn a_partial_then_a_full_refund_confirmed_by_the_customer() {
+    let app = spawn_app(1).await;
+    let id = paid(&app, 50_000).await;
+
+    let (code, body) = refund(&app, &id, json!({"amount": 20000})).await;
+    assert_eq!(code, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!(
+        (&data["status"], &data["amount"]),
+        (&json!("waiting_confirmation"), &json!(20000))
+    );
+    let qr = data["qr_code"].as_str().unwrap();
+    assert_eq!(
+        data["refund_url"],
+        json!(qr.replace("https://qr.kaspi.kz/", "https://pay.kaspi.kz/pay/"))
+    );
+    let refund_id = data["refund_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        refund_status(&app, &id, &refund_id).await["data"]["status"],
+        json!("waiting_confirmation")
+    );
+    // The refund names the payment's transaction on the terminal that took it.
+    assert_eq!(app.simulators[0].state()["current"]["kind"], json!("refund"));
+
+    app.simulators[0].pay(pay("Gold", None)).unwrap(); // the customer confirms
+    assert_eq!(
+        refund_settled(&app, &id, &refund_id).await["data"]["status"],
+        json!("completed")
+    );
+    let status = app.status(&id).await;
+    assert_eq!(
+        (&status["status"], &status["refunded_amount"]),
+        (&json!("paid"), &json!(20000))
+    );
+
+    // Too much, then the rest by default.
+    let (code, body) = refund(&app, &id, json!({"amount": 30001})).await;
+    assert_eq!((code, &body["code"]), (400, &json!("refund_too_large")));
+    let (code, body) = refund(&app, &id, json!({})).await;
+    assert_eq!((code, &body["data"]["amount"]), (200, &json!(30000)), "{body}");
+    let rest = body["data"]["refund_id"].as_str().unwrap().to_owned();
+    app.simulators[0].pay(pay("Gold", None)).unwrap();
+    assert_eq!(
+        refund_settled(&app, &id, &rest).await["data"]["status"],
+        json!("completed")
+    );
+    let status = app.status(&id).await;
+    assert_eq!(
+        (&status["status"], &status["refunded_amount"]),
+        (&json!("refunded"), &json!(50000))
+    );
+    let events: Vec<(WebhookEvent, PaymentStatus)> =
+        app.events(&id).await.into_iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(
+        events,
+        [
+            (WebhookEvent::Paid, PaymentStatus::Paid),
+            (WebhookEvent::Refunded, PaymentStatus::Paid),
+            (WebhookEvent::Refunded, PaymentStatus::Refunded),
+        ]
+    );
+    let (code, body) = refund(&app, &id, json!({})).await;
+    assert_eq!((code, &body["code"]), (400, &json!("payment_refunded")));
+}
+
+#[tokio::test]
+async fn refusals() {
+    let app = spawn_app(1).await;
+    let pending = app.init(1_000).await;
+    let (code, body) = refund(&app, &pending, json!({})).await;
+    assert_eq!(
+        (code, &body["code"]),
+        (400, &json!("invalid_status")),
+        "nothing was received"
+    );
+
+    let id = paid(&app, 5_000).await;
+    let (code, body) = refund(&app, &id, json!({"amount": 0})).await;
+    assert_eq!((code, &body["code"]), (400, &json!("validation_error")));
+    let (code, body) = refund(&app, &id, json!({"amount": "много"})).await;
+    assert_eq!((code, &body["code"]), (400, &json!("invalid_json")));
+
+    // Another source's payment does not exist for it.
+    let stranger = ApiToken::generate(&mut OsRandom);
+    app.store
+        .create_source("Other", &stranger.hash(), BodyEncoding::Php, 0)
+        .await
+        .unwrap();
+    let response = app
+        .http
+        .post(format!("{}/payment/{id}/refund", app.base))
+        .header("X-API-Token", stranger.expose())
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let unknown = refund_status(&app, &id, "rf_0000000000000000").await;
+    assert_eq!(unknown["code"], json!("refund_not_found"));
+
+    // A customer who does not confirm: the refund fails and nothing changes.
+    let (_, body) = refund(&app, &id, json!({"amount": 1000})).await;
+    let refund_id = body["data"]["refund_id"].as_str().unwrap().to_owned();
+    let declined = byfly_terminal::simulator::PayRequest {
+        outcome: byfly_terminal::simulator::Outcome::Fail,
+        ..pay("Gold", None)
+    };
+    app.simulators[0].pay(declined).unwrap();
+    assert_eq!(
+        refund_settled(&app, &id, &refund_id).await["data"]["status"],
+        json!("failed")
+    );
+    assert_eq!(app.status(&id).await["refunded_amount"], json!(0));
+}
