@@ -739,6 +739,54 @@ pub struct UpdateMethodRequest {
     pub is_active: Option<bool>,
 }
 
+/// A terminal operation (admin API): what the terminal was asked and what it answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationView {
+    /// Id.
+    pub id: i64,
+    /// The payment.
+    pub transaction_id: TransactionId,
+    /// `payment` or `refund`.
+    pub kind: String,
+    /// The terminal running it.
+    pub terminal_id: i64,
+    /// Method priced.
+    pub method: String,
+    /// Charge `B + C` (for a refund: the refunded amount).
+    pub amount: Money,
+    /// `B`.
+    pub base_amount: Money,
+    /// `C`.
+    pub commission_amount: Money,
+    /// `starting`, `in_flight`, `succeeded`, `failed`, `start_failed`.
+    pub state: String,
+    /// Decides the payment's status.
+    pub current: bool,
+    /// The terminal's process id.
+    pub process_id: Option<String>,
+    /// G, once succeeded.
+    pub gross_amount: Option<Money>,
+    /// R, once succeeded.
+    pub credited_amount: Option<Money>,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub started_at: String,
+    /// Since when the terminal says `unknown` (the customer may have been charged).
+    pub unknown_since: Option<String>,
+    /// `unknown` for longer than the review deadline: an operator must look at it.
+    pub needs_review: bool,
+}
+
+/// A payment with its operations (admin API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminPaymentView {
+    /// The public view of the payment.
+    pub payment: PaymentView,
+    /// Its source.
+    pub source_id: i64,
+    /// Every operation, in start order.
+    pub operations: Vec<OperationView>,
+}
+
 /// One delivery attempt of a webhook (admin API).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookAttemptView {

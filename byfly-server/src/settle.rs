@@ -94,6 +94,8 @@ pub struct OperationRecord {
     pub terminal_transaction_id: Option<String>,
     /// `chequeInfo.method` of a successful payment (`qr`, `card`, `alaqan`).
     pub cheque_method: Option<String>,
+    /// `unknown` past the review deadline.
+    pub needs_review: bool,
 }
 
 impl OperationRecord {

@@ -346,3 +346,51 @@ async fn the_webhook_log_shows_every_attempt_and_a_manual_retry_delivers() {
     let (code, body) = admin(&app, reqwest::Method::POST, "/webhooks/evt_nope/retry", None).await;
     assert_eq!((code, &body["code"]), (404, &json!("not_found")));
 }
+
+#[tokio::test]
+async fn unknown_operations_wait_for_review_with_their_terminal_locked() {
+    let app = spawn_app_with(1, false, |config| {
+        config.admin_token = Some(ADMIN.to_owned());
+        config.unknown_review_after_secs = 0;
+    })
+    .await;
+    let id = app.init(70_000).await;
+    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+    let unknown = byfly_terminal::simulator::PayRequest {
+        outcome: byfly_terminal::simulator::Outcome::Unknown,
+        ..pay("Gold", None)
+    };
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(unknown)
+        .unwrap();
+    // `unknown` is never a failure: the payment stays processing and the terminal stays locked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut review = Value::Null;
+    while std::time::Instant::now() < deadline {
+        assert_eq!(app.status(&id).await["status"], json!("processing"));
+        review = admin(&app, reqwest::Method::GET, "/operations/review", None)
+            .await
+            .1;
+        if review["data"].as_array().is_some_and(|ops| !ops.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let op = &review["data"][0];
+    assert_eq!(
+        (&op["transaction_id"], &op["needs_review"], &op["state"]),
+        (&json!(id), &json!(true), &json!("in_flight"))
+    );
+    assert!(op["unknown_since"].is_string());
+    let other = app.init(100).await;
+    assert_eq!(
+        app.kaspi(&other, "kaspi_gold").await.1["code"],
+        json!("terminals_busy")
+    );
+
+    let (code, detail) = admin(&app, reqwest::Method::GET, &format!("/payments/{id}"), None).await;
+    assert_eq!(code, 200, "{detail}");
+    assert_eq!(detail["data"]["payment"]["status"], json!("processing"));
+    assert_eq!(detail["data"]["operations"][0]["kind"], json!("payment"));
+    assert_eq!(detail["data"]["operations"][0]["amount"], json!(70000));
+}

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use byfly_core::error::ApiError;
 use byfly_core::ids::TokenHash;
 use byfly_core::wire::{
-    AddTerminalRequest, AdminMethodView, CreateSourceRequest, CreatedSource, Envelope, SourceView,
-    TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView,
-    WebhookEventView,
+    AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, Envelope,
+    OperationView, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
+    WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{ApiToken, ErrorCode, TransactionId};
 use serde::de::DeserializeOwned;
@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use super::extract::JsonBytes;
 use super::{AppState, HttpError, now};
 use crate::random::OsRandom;
+use crate::settle::OperationRecord;
 use crate::store::{DeliveryLog, NewTerminal, SourceRecord, TerminalRecord, TerminalTls};
 
 /// Proof that the request carries the admin token.
@@ -299,4 +300,66 @@ pub async fn retry_webhook(
         .pop()
         .ok_or_else(|| HttpError::internal("attempt not logged"))?;
     Ok(Json(Envelope::data(attempt_view(last, &state))))
+}
+
+fn operation_view(op: &OperationRecord, transaction_id: &TransactionId, state: &AppState) -> OperationView {
+    let offset = state.settings.offset;
+    OperationView {
+        id: op.id,
+        transaction_id: transaction_id.clone(),
+        kind: if op.is_refund() { "refund" } else { "payment" }.to_owned(),
+        terminal_id: op.terminal_id,
+        method: op.quote.method.to_string(),
+        amount: op.quote.charge,
+        base_amount: op.quote.base,
+        commission_amount: op.quote.commission,
+        state: op.state.as_str().to_owned(),
+        current: op.is_current,
+        process_id: op.process_id.clone(),
+        gross_amount: op.gross,
+        credited_amount: op.credited,
+        started_at: offset.format(op.started_at),
+        unknown_since: op.unknown_since.map(|at| offset.format(at)),
+        needs_review: op.needs_review,
+    }
+}
+
+/// `GET /api/admin/payments/{id}`: the payment (any source's) with its operations.
+pub async fn payment(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<AdminPaymentView>>, HttpError> {
+    let transaction_id =
+        TransactionId::parse(&id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
+    let record = state
+        .store
+        .payment(&transaction_id)
+        .await?
+        .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))?;
+    let operations = state.store.operations(record.id).await?;
+    let view = AdminPaymentView {
+        payment: super::payments::view(&record, &state).await?,
+        source_id: record.source_id,
+        operations: operations
+            .iter()
+            .map(|op| operation_view(op, &record.transaction_id, &state))
+            .collect(),
+    };
+    Ok(Json(Envelope::data(view)))
+}
+
+/// `GET /api/admin/operations/review`: operations a terminal has called `unknown` for longer than
+/// `unknown_review_after`; they keep their terminal until the terminal gives a final answer.
+pub async fn review(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Envelope<Vec<OperationView>>>, HttpError> {
+    let mut views = Vec::new();
+    for op in state.store.operations_needing_review().await? {
+        if let Some(payment) = state.store.payment_by_row_id(op.payment_id).await? {
+            views.push(operation_view(&op, &payment.transaction_id, &state));
+        }
+    }
+    Ok(Json(Envelope::data(views)))
 }

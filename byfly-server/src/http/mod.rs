@@ -67,7 +67,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/terminals/{id}", patch(admin::update_terminal))
         .route("/admin/payment-methods", get(admin::methods))
         .route("/admin/payment-methods/{id}", patch(admin::update_method))
+        .route("/admin/payments/{id}", get(admin::payment))
         .route("/admin/payments/{id}/webhooks", get(admin::payment_webhooks))
+        .route("/admin/operations/review", get(admin::review))
         .route("/admin/webhooks/{event_id}/retry", post(admin::retry_webhook));
     let api = if state.settings.demo_mode {
         api.route("/dev/simulate/{id}", post(dev::simulate))

@@ -188,7 +188,7 @@ async fn figures(
     Ok((ledger.figures(), current))
 }
 
-async fn view(record: &PaymentRecord, state: &AppState) -> Result<PaymentView, HttpError> {
+pub(super) async fn view(record: &PaymentRecord, state: &AppState) -> Result<PaymentView, HttpError> {
     let (figures, current) = figures(state, record).await?;
     let offset = state.settings.offset;
     Ok(PaymentView {

@@ -499,6 +499,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         deadline_at: i64,
     ) -> Result<RefundClaim, StoreError>;
+    /// Operations the terminal has called `unknown` for longer than the review deadline.
+    async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError>;
+    /// A payment by its row id.
+    async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError>;
     /// A refund operation by its public id.
     async fn refund_operation(&self, refund_id: &str) -> Result<Option<OperationRecord>, StoreError>;
     /// Cancels a payment that is still in `expected` status: its current operation is abandoned

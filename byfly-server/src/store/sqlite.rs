@@ -245,6 +245,7 @@ impl SqliteStore {
             refund_of: row.try_get("refund_of_operation_id")?,
             terminal_transaction_id: row.try_get("terminal_transaction_id")?,
             cheque_method: row.try_get("cheque_method")?,
+            needs_review: row.try_get("needs_review")?,
         })
     }
 
@@ -1108,6 +1109,22 @@ impl Store for SqliteStore {
         };
         tx.commit().await?;
         Ok(RefundClaim::Claimed(id))
+    }
+
+    async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM operations WHERE needs_review = 1 AND holds_terminal = 1 ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(Self::operation).collect()
+    }
+
+    async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError> {
+        let row = sqlx::query(select_payments!("id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::payment_row).transpose()
     }
 
     async fn refund_operation(&self, refund_id: &str) -> Result<Option<OperationRecord>, StoreError> {
