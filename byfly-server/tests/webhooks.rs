@@ -256,3 +256,71 @@ async fn an_unreachable_receiver_is_logged_and_retried_without_blocking_the_api(
     // Meanwhile the API answers as usual.
     assert_eq!(app.status(&id).await["status"], json!("paid"));
 }
+
+/// Runs one of the guide's receivers (real Node or PHP, as in byfly-core's conformance tests) on a
+/// delivered body and its `X-Webhook-Signature`; true when the guide's `verifyWebhook` accepts it.
+fn guide_receiver_accepts(program: &str, script: &str, secret: &str, signature: &str, body: &str) -> bool {
+    use std::io::Write;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../byfly-core/tests/receivers")
+        .join(script);
+    let mut child = std::process::Command::new(program)
+        .arg(script)
+        .arg(secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {program} ({err}): install node 20 and Debian php-cli"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{signature} {body}\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    answer["valid"] == json!(true)
+}
+
+#[tokio::test]
+async fn both_encodings_pass_the_guides_own_receivers() {
+    for (encoding, program, script) in [
+        (BodyEncoding::Php, "php", "guide_receiver.php"),
+        (BodyEncoding::Js, "node", "guide_receiver.js"),
+    ] {
+        let (url, receiver) = start_receiver(0).await;
+        let app = spawn_app_with(1, false, |_| {}).await;
+        // The app's source uses PHP; a second source chooses this encoding.
+        let token = byfly_core::ApiToken::generate(&mut byfly_server::random::OsRandom);
+        app.store
+            .create_source("Receiver", &token.hash(), encoding, 0)
+            .await
+            .unwrap();
+        let created: Value = app
+            .http
+            .post(format!("{}/payment/init", app.base))
+            .header("X-API-Token", token.expose())
+            .json(&json!({"amount": 57000, "description": "Оплата тура в Дубай #12345 / 7 дней 😀",
+                           "webhook_url": url, "webhook_secret": "your_secret_key",
+                           "metadata": {"order_id": "12345", "path": "/a/b", "empty": {}, "2": "two", "1": "one"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
+        let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+        app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+            .pay(pay("Gold", None))
+            .unwrap();
+        let request = receiver.wait_for(1).await.remove(0);
+        let signature = request.headers["x-webhook-signature"].to_str().unwrap();
+        assert!(
+            guide_receiver_accepts(program, script, "your_secret_key", signature, &request.body),
+            "{program} rejected {}",
+            request.body
+        );
+    }
+}
