@@ -75,6 +75,7 @@ pub async fn run(
         pool,
         timing,
         dispatcher,
+        demo_inbox: Arc::default(),
     };
     let poller = tokio::spawn(workers::operation_poller(state.clone(), workers_stopped));
     let served = axum::serve(listener, http::router(state))

@@ -276,17 +276,22 @@ mod demo {
         );
         println!("  API token:   {t}");
         println!("  admin token: {admin_token}");
-        println!("Walkthrough (Kaspi Кредит, 100 000 ₸ + 14 %):");
+        let secret = byfly_server::http::dev::DEMO_WEBHOOK_SECRET;
         println!(
-            "  curl -s -X POST {base}/payment/init -H 'X-API-Token: {t}' -H 'Content-Type: application/json' -d '{{\"amount\": 100000, \"description\": \"Тур в Турцию\"}}'"
+            "Walkthrough (Kaspi Кредит, 100 000 ₸ + 14 %, webhook to the demo's own verifying receiver):"
         );
         println!(
-            "  curl -s -X POST {base}/payment/ID/kaspi -H 'Content-Type: application/json' -d '{{\"payment_method\": \"kaspi_kredit\"}}'"
+            "  curl -s -X POST {base}/payment/init -H 'X-API-Token: {t}' -H 'Content-Type: application/json' \\\n    -d '{{\"amount\": 100000, \"description\": \"Тур в Турцию\", \"webhook_url\": \"{base}/dev/webhooks\", \"webhook_secret\": \"{secret}\"}}'"
+        );
+        println!("  ID=<transaction_id from the answer>");
+        println!(
+            "  curl -s -X POST {base}/payment/$ID/kaspi -H 'Content-Type: application/json' -d '{{\"payment_method\": \"kaspi_kredit\"}}'"
         );
         println!(
-            "  curl -s -X POST {base}/dev/simulate/ID -H 'Content-Type: application/json' -d '{{\"product\": \"Loan\"}}'"
+            "  curl -s -X POST {base}/dev/simulate/$ID -H 'Content-Type: application/json' -d '{{\"product\": \"Loan\"}}'"
         );
-        println!("  curl -s {base}/payment/ID/status");
+        println!("  curl -s {base}/payment/$ID/status");
+        println!("  curl -s {base}/dev/webhooks        # the paid webhook, with \"verified\": true");
         byfly_server::run(listener, store, settings, super::shutdown_signal()).await?;
         drop(simulators);
         Ok(())

@@ -350,7 +350,21 @@ async fn a_declined_payment_fails_and_can_be_retried() {
 #[tokio::test]
 async fn demo_mode_plays_the_customer_and_other_modes_do_not_have_the_route() {
     let app = spawn_app_with(1, true, |_| {}).await;
-    let id = app.init(100_000).await;
+    let created: Value = app
+        .http
+        .post(format!("{}/payment/init", app.base))
+        .header("X-API-Token", &app.token)
+        .json(
+            &json!({"amount": 100000, "webhook_url": format!("{}/dev/webhooks", app.base),
+                      "webhook_secret": byfly_server::http::dev::DEMO_WEBHOOK_SECRET}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
     let simulate = |body: Value| {
         app.http
             .post(format!("{}/dev/simulate/{id}", app.base))
@@ -375,6 +389,29 @@ async fn demo_mode_plays_the_customer_and_other_modes_do_not_have_the_route() {
     assert_eq!(
         (&status["status"], &status["paid_amount"]),
         (&json!("paid"), &json!(114000))
+    );
+    // The demo's own receiver got the paid webhook and verified both signatures.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut inbox = Value::Null;
+    while std::time::Instant::now() < deadline {
+        inbox = app
+            .http
+            .get(format!("{}/dev/webhooks", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if inbox["data"].as_array().is_some_and(|d| !d.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (&inbox["data"][0]["event"], &inbox["data"][0]["verified"]),
+        (&json!("paid"), &json!(true)),
+        "{inbox}"
     );
 
     let plain = spawn_app(1).await;

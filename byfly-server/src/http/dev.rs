@@ -1,6 +1,10 @@
-//! Demo mode only: `POST /api/dev/simulate/{transaction_id}` makes the simulated customer act on
-//! the terminal running that payment's current operation. The body is the simulator's `/sim/pay`
-//! body (`{"product": "Loan", "amount"?: N, "outcome"?: "success"|"fail"|"unknown", "after_ms"?}`).
+//! Demo mode only:
+//! - `POST /api/dev/simulate/{transaction_id}` makes the simulated customer act on the terminal
+//!   running that payment's current operation. The body is the simulator's `/sim/pay` body
+//!   (`{"product": "Loan", "amount"?: N, "outcome"?: "success"|"fail"|"unknown", "after_ms"?}`).
+//! - `POST /api/dev/webhooks` is a webhook receiver that verifies both signatures with the secret
+//!   [`DEMO_WEBHOOK_SECRET`], and `GET /api/dev/webhooks` lists what it received, so the demo shows a
+//!   payment's webhook arriving and verifying without any other program.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -71,6 +75,73 @@ pub async fn simulate(
         )));
     }
     Ok(Json(Envelope::data(answer)))
+}
+
+/// The webhook secret the demo's walkthrough uses with its own receiver.
+pub const DEMO_WEBHOOK_SECRET: &str = "demo-webhook-secret";
+
+/// What the demo receiver got.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DemoDelivery {
+    /// `X-Webhook-Event`.
+    pub event: String,
+    /// `X-Webhook-Id`.
+    pub event_id: String,
+    /// Both signatures matched the exact body and the timestamp is fresh.
+    pub verified: bool,
+    /// Why not, when not.
+    pub error: Option<String>,
+    /// The body as received.
+    pub body: Value,
+}
+
+/// `POST /api/dev/webhooks`: verifies and keeps the last 50 deliveries.
+pub async fn receive_webhook(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> &'static str {
+    use byfly_core::webhook::signature::{
+        DEFAULT_TOLERANCE_SECS, ReceivedSignatures, headers as names, verify,
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (v1, v2) = (header(names::SIGNATURE), header(names::SIGNATURE_V2));
+    let received = ReceivedSignatures {
+        signature: v1.as_deref(),
+        signature_v2: v2.as_deref(),
+    };
+    let verified = verify(
+        DEMO_WEBHOOK_SECRET.as_bytes(),
+        &body,
+        received,
+        super::now(),
+        DEFAULT_TOLERANCE_SECS,
+    );
+    let delivery = DemoDelivery {
+        event: header(names::EVENT).unwrap_or_default(),
+        event_id: header(names::ID).unwrap_or_default(),
+        verified: verified.is_ok(),
+        error: verified.err().map(|err| err.to_string()),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
+    tracing::info!(event = %delivery.event, verified = delivery.verified, "demo receiver got a webhook");
+    let mut inbox = state
+        .demo_inbox
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    inbox.push(delivery);
+    let excess = inbox.len().saturating_sub(50);
+    inbox.drain(..excess);
+    "OK"
+}
+
+/// `GET /api/dev/webhooks`: what the demo receiver got, oldest first.
+pub async fn received_webhooks(State(state): State<AppState>) -> Json<Envelope<Vec<DemoDelivery>>> {
+    let inbox = state
+        .demo_inbox
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(Envelope::data(inbox.clone()))
 }
 
 fn bytes_of(text: &'static str) -> axum::body::Bytes {

@@ -1,7 +1,7 @@
 //! The HTTP layer: the router, the error envelope for every failure, and the extractors.
 
 mod admin;
-mod dev;
+pub mod dev;
 mod errors;
 mod extract;
 mod payments;
@@ -35,6 +35,8 @@ pub struct AppState {
     pub timing: OperationTiming,
     /// Webhook sender (manual retries go through it too).
     pub dispatcher: crate::webhooks::Dispatcher,
+    /// Demo mode's webhook receiver inbox (empty and unused otherwise).
+    pub demo_inbox: Arc<std::sync::Mutex<Vec<dev::DemoDelivery>>>,
 }
 
 /// Unix seconds now. The one place the server reads the wall clock for business time.
@@ -72,7 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/operations/review", get(admin::review))
         .route("/admin/webhooks/{event_id}/retry", post(admin::retry_webhook));
     let api = if state.settings.demo_mode {
-        api.route("/dev/simulate/{id}", post(dev::simulate))
+        api.route("/dev/simulate/{id}", post(dev::simulate)).route(
+            "/dev/webhooks",
+            post(dev::receive_webhook).get(dev::received_webhooks),
+        )
     } else {
         api
     };
