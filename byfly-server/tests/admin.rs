@@ -266,18 +266,12 @@ async fn the_webhook_log_shows_every_attempt_and_a_manual_retry_delivers() {
     tokio::spawn(async move { axum::serve(listener, receiver).await });
 
     let app = admin_app().await;
-    let created: Value = app
-        .http
-        .post(format!("{}/payment/init", app.base))
-        .header("X-API-Token", &app.token)
-        .json(&json!({"amount": 900, "webhook_url": url, "webhook_secret": "s"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
+    let id = app
+        .init_as(
+            &app.token,
+            json!({"amount": 900, "webhook_url": url, "webhook_secret": "s"}),
+        )
+        .await;
     let (_, body) = app.kaspi(&id, "kaspi_gold").await;
     app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
         .pay(pay("Gold", None))

@@ -350,21 +350,13 @@ async fn a_declined_payment_fails_and_can_be_retried() {
 #[tokio::test]
 async fn demo_mode_plays_the_customer_and_other_modes_do_not_have_the_route() {
     let app = spawn_app_with(1, true, |_| {}).await;
-    let created: Value = app
-        .http
-        .post(format!("{}/payment/init", app.base))
-        .header("X-API-Token", &app.token)
-        .json(
-            &json!({"amount": 100000, "webhook_url": format!("{}/dev/webhooks", app.base),
+    let id = app
+        .init_as(
+            &app.token,
+            json!({"amount": 100000, "webhook_url": format!("{}/dev/webhooks", app.base),
                       "webhook_secret": byfly_server::http::dev::DEMO_WEBHOOK_SECRET}),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
+        .await;
     let simulate = |body: Value| {
         app.http
             .post(format!("{}/dev/simulate/{id}", app.base))

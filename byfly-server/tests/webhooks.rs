@@ -92,21 +92,15 @@ async fn wait_for_log(
 }
 
 async fn paid_payment(app: &common::App, webhook_url: &str) -> String {
-    let created: Value = app
-        .http
-        .post(format!("{}/payment/init", app.base))
-        .header("X-API-Token", &app.token)
-        .json(&json!({
-            "amount": 100000, "description": "Тур в Турцию / Анталья", "webhook_url": webhook_url,
-            "webhook_secret": "your_secret_key", "metadata": {"order_id": "12345", "tour": "Анталья"}
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
+    let id = app
+        .init_as(
+            &app.token,
+            json!({
+                "amount": 100000, "description": "Тур в Турцию / Анталья", "webhook_url": webhook_url,
+                "webhook_secret": "your_secret_key", "metadata": {"order_id": "12345", "tour": "Анталья"}
+            }),
+        )
+        .await;
     let (_, body) = app.kaspi(&id, "kaspi_kredit").await;
     app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
         .pay(pay("Loan", None))
@@ -297,20 +291,9 @@ async fn both_encodings_pass_the_guides_own_receivers() {
             .create_source("Receiver", &token.hash(), encoding, 0)
             .await
             .unwrap();
-        let created: Value = app
-            .http
-            .post(format!("{}/payment/init", app.base))
-            .header("X-API-Token", token.expose())
-            .json(&json!({"amount": 57000, "description": "Оплата тура в Дубай #12345 / 7 дней 😀",
+        let id = app.init_as(token.expose(), json!({"amount": 57000, "description": "Оплата тура в Дубай #12345 / 7 дней 😀",
                            "webhook_url": url, "webhook_secret": "your_secret_key",
-                           "metadata": {"order_id": "12345", "path": "/a/b", "empty": {}, "2": "two", "1": "one"}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
+                           "metadata": {"order_id": "12345", "path": "/a/b", "empty": {}, "2": "two", "1": "one"}})).await;
         let (_, body) = app.kaspi(&id, "kaspi_gold").await;
         app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
             .pay(pay("Gold", None))

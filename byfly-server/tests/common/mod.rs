@@ -111,19 +111,27 @@ pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl F
 }
 
 impl App {
-    pub async fn init(&self, amount: i64) -> String {
+    /// Creates a payment with `body` as `token`'s source and returns its transaction id.
+    pub async fn init_as(&self, token: &str, body: Value) -> String {
         let created: Value = self
             .http
             .post(format!("{}/payment/init", self.base))
-            .header("X-API-Token", &self.token)
-            .json(&json!({"amount": amount}))
+            .header("X-API-Token", token)
+            .json(&body)
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
-        created["data"]["transaction_id"].as_str().unwrap().to_owned()
+        created["data"]["transaction_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("init failed: {created}"))
+            .to_owned()
+    }
+
+    pub async fn init(&self, amount: i64) -> String {
+        self.init_as(&self.token, json!({"amount": amount})).await
     }
 
     pub async fn kaspi(&self, id: &str, method: &str) -> (u16, Value) {
