@@ -288,6 +288,7 @@ impl From<ErrorCode> for ApiError {
 }
 
 /// `{"success": false, "message": "...", "error_code": 400, "code": "..."}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorEnvelope {
     /// Always false.

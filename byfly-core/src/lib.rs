@@ -48,6 +48,8 @@ pub mod ids;
 pub mod ledger;
 pub mod method;
 pub mod money;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod status;
 pub mod time;
 pub mod webhook;

@@ -66,6 +66,7 @@ impl fmt::Debug for MethodCode {
 
 /// A payment method exactly as `GET /api/payment-methods/active` shows it in the guide: the same
 /// fields, names, types and order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentMethod {
     /// Stable numeric id; `payment_method_id` of an init request names it.

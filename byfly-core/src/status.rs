@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::webhook::WebhookEvent;
 
 /// The status of a payment, with the guide's strings.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {

@@ -83,6 +83,7 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const MAX_METADATA_DEPTH: usize = 32;
 
 /// `POST /api/payment/init` as a client sends it (the guide's fields).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct InitPaymentRequest {
     /// Amount without commission.
@@ -380,6 +381,7 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
 }
 
 /// `201` answer of init.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InitPaymentResponse {
     /// The new payment's id.
@@ -398,6 +400,7 @@ pub struct InitPaymentResponse {
 }
 
 /// `GET /api/payment/{id}`: the public view (never customer data, webhook settings or metadata).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentView {
     /// The id.
@@ -439,6 +442,7 @@ pub struct PaymentView {
 }
 
 /// `GET /api/payment/{id}/status`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentStatusView {
     /// The id.
@@ -464,6 +468,7 @@ pub struct PaymentStatusView {
 }
 
 /// `POST /api/payment/{id}/kaspi` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KaspiRequest {
     /// A method code (aliases accepted); absent means `kaspi_gold`.
@@ -472,6 +477,7 @@ pub struct KaspiRequest {
 }
 
 /// `POST /api/payment/{id}/kaspi` answer: the operation's figures, exactly as the guide shows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KaspiResponse {
     /// The payment.
@@ -496,6 +502,7 @@ pub struct KaspiResponse {
 }
 
 /// `POST /api/payment/{id}/cancel` answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelResponse {
     /// The payment.
@@ -505,6 +512,7 @@ pub struct CancelResponse {
 }
 
 /// `POST /api/payment/{id}/refund` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RefundRequest {
     /// Default: everything received and not yet refunded.
@@ -513,6 +521,7 @@ pub struct RefundRequest {
 }
 
 /// Where a refund stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefundStatus {
@@ -525,6 +534,7 @@ pub enum RefundStatus {
 }
 
 /// A refund (answer of `POST /refund` and `GET /refund/{refund_id}`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RefundView {
     /// The refund's id.
@@ -558,6 +568,7 @@ pub struct PaymentListQuery {
 }
 
 /// One row of `GET /api/payments`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentSummary {
     /// The id.
@@ -583,6 +594,7 @@ pub struct PaymentSummary {
 }
 
 /// A page of `GET /api/payments`, newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentList {
     /// The payments.
@@ -592,6 +604,7 @@ pub struct PaymentList {
 }
 
 /// Terminal pool summary of `/api/health`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolHealth {
     /// Enabled terminals.
@@ -603,6 +616,7 @@ pub struct PoolHealth {
 }
 
 /// `GET /api/health`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthResponse {
     /// `ok`, or `degraded` when no terminal is healthy.
@@ -616,6 +630,7 @@ pub struct HealthResponse {
 }
 
 /// `POST /api/admin/sources` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSourceRequest {
     /// A name for people.
@@ -626,6 +641,7 @@ pub struct CreateSourceRequest {
 }
 
 /// A source as the admin API shows it (never its token).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceView {
     /// Id.
@@ -641,6 +657,7 @@ pub struct SourceView {
 }
 
 /// The answer that shows a new source's token, once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedSource {
     /// The source.
@@ -650,6 +667,7 @@ pub struct CreatedSource {
 }
 
 /// `PATCH /api/admin/sources/{id}` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UpdateSourceRequest {
     /// New body encoding of its webhooks.
@@ -661,6 +679,7 @@ pub struct UpdateSourceRequest {
 }
 
 /// A terminal as the admin API shows it (never its tokens).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TerminalView {
     /// Id (the `terminal_id` of `/kaspi` answers).
@@ -686,6 +705,7 @@ pub struct TerminalView {
 }
 
 /// `POST /api/admin/terminals` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddTerminalRequest {
     /// Unique name.
@@ -703,6 +723,7 @@ pub struct AddTerminalRequest {
 }
 
 /// `PATCH /api/admin/terminals/{id}` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UpdateTerminalRequest {
     /// Take the terminal out of the pool (`false`) or back in.
@@ -711,6 +732,7 @@ pub struct UpdateTerminalRequest {
 }
 
 /// A payment method with its active flag (admin API).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminMethodView {
     /// The method, as `/payment-methods/active` shows it.
@@ -720,6 +742,7 @@ pub struct AdminMethodView {
 }
 
 /// `PATCH /api/admin/payment-methods/{id}` body: only the fields given change.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UpdateMethodRequest {
     /// Base commission percent.
@@ -740,6 +763,7 @@ pub struct UpdateMethodRequest {
 }
 
 /// A terminal operation (admin API): what the terminal was asked and what it answered.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationView {
     /// Id.
@@ -777,6 +801,7 @@ pub struct OperationView {
 }
 
 /// A payment with its operations (admin API).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdminPaymentView {
     /// The public view of the payment.
@@ -788,6 +813,7 @@ pub struct AdminPaymentView {
 }
 
 /// One delivery attempt of a webhook (admin API).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookAttemptView {
     /// 1-based.
@@ -809,6 +835,7 @@ pub struct WebhookAttemptView {
 }
 
 /// A webhook event with its attempts (admin API).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookEventView {
     /// `X-Webhook-Id`.

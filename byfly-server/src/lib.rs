@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod http;
+pub mod openapi;
 pub mod operations;
 pub mod pool;
 pub mod random;

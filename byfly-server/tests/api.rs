@@ -670,3 +670,56 @@ async fn payments_survive_a_restart_of_the_server() {
     assert_eq!(found.original_amount.to_minor(), 1_228_125);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_resolves_every_reference() {
+    let app = spawn_app().await;
+    let document = app.get("/openapi.json").await;
+    assert_eq!(document.status, 200);
+    let doc = &document.body;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/payment/init", "post"),
+        ("/api/payment/{id}", "get"),
+        ("/api/payment/{id}/status", "get"),
+        ("/api/payment/{id}/kaspi", "post"),
+        ("/api/payment-methods/active", "get"),
+        ("/api/payment/{id}/cancel", "post"),
+        ("/api/payment/{id}/refund", "post"),
+        ("/api/payments", "get"),
+        ("/api/health", "get"),
+        ("/api/admin/sources", "post"),
+        ("/api/admin/webhooks/{event_id}/retry", "post"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|item| item.get(method)).is_some(),
+            "{method} {path} missing"
+        );
+    }
+    // Every $ref points at a schema the document defines.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let text = document.raw.clone();
+    let mut references = 0;
+    for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = piece.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "unresolved reference {name}");
+        references += 1;
+    }
+    assert!(references > 40, "{references}");
+    // Money is a number, not a string.
+    assert_eq!(
+        schemas["KaspiResponse"]["properties"]["amount"]["$ref"],
+        json!("#/components/schemas/Money")
+    );
+    assert_eq!(schemas["Money"]["type"], json!("number"), "{}", schemas["Money"]);
+    assert_eq!(schemas["TransactionId"]["type"], json!("string"));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_token"]["name"],
+        json!("X-API-Token")
+    );
+}

@@ -22,6 +22,7 @@ use serde_json::Number;
 use serde_json::value::RawValue;
 
 /// How a source's webhook bodies are written.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyEncoding {

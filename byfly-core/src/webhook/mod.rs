@@ -20,6 +20,7 @@ use crate::money::Money;
 use crate::status::PaymentStatus;
 
 /// A webhook event, with the guide's names (`expired` is our addition).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookEvent {
@@ -77,6 +78,7 @@ impl fmt::Display for WebhookEvent {
 /// `metadata` is the merchant's object, kept with its key order; when the payment has none it is
 /// an empty object, which the PHP encoding writes as `[]` (as the deployed system did) and the
 /// JavaScript one as `{}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookPayload {
     /// What happened.

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/payment-methods/active", get(payments::active_methods))
         .route("/payments", get(payments::list))
         .route("/health", get(payments::health))
+        .route("/openapi.json", get(crate::openapi::document))
         .route("/admin/sources", get(admin::sources).post(admin::create_source))
         .route("/admin/sources/{id}", patch(admin::update_source))
         .route(
