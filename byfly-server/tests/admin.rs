@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
+use byfly_core::{ApiToken, BodyEncoding};
+use byfly_server::random::OsRandom;
 use common::{App, pay, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
@@ -387,4 +389,57 @@ async fn unknown_operations_wait_for_review_with_their_terminal_locked() {
     assert_eq!(detail["data"]["payment"]["status"], json!("processing"));
     assert_eq!(detail["data"]["operations"][0]["kind"], json!("payment"));
     assert_eq!(detail["data"]["operations"][0]["amount"], json!(70000));
+}
+
+#[tokio::test]
+async fn payments_of_every_source_and_registering_a_terminal_now() {
+    let app = admin_app().await;
+    let mine = app.init(100).await;
+    let other = ApiToken::generate(&mut OsRandom);
+    app.store
+        .create_source("Other", &other.hash(), BodyEncoding::Php, 0)
+        .await
+        .unwrap();
+    let theirs = app.init_as(other.expose(), json!({"amount": 200})).await;
+    let (code, all) = admin(&app, reqwest::Method::GET, "/payments?limit=10", None).await;
+    assert_eq!(code, 200, "{all}");
+    let ids: Vec<&str> = all["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["transaction_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [theirs.as_str(), mine.as_str()]);
+    let (_, first_source) = admin(
+        &app,
+        reqwest::Method::GET,
+        "/payments?source_id=1&status=pending",
+        None,
+    )
+    .await;
+    assert_eq!(first_source["data"]["items"].as_array().unwrap().len(), 1);
+    let (code, body) = admin(&app, reqwest::Method::GET, "/payments?limit=500", None).await;
+    assert_eq!((code, &body["code"]), (400, &json!("validation_error")));
+
+    let simulator = byfly_terminal::simulator::Simulator::start_local(Default::default())
+        .await
+        .unwrap();
+    let new =
+        json!({"name": "Касса 2", "base_url": simulator.base_url(), "camera_url": simulator.camera_url()});
+    let (_, added) = admin(&app, reqwest::Method::POST, "/terminals", Some(new)).await;
+    let id = added["data"]["id"].as_i64().unwrap();
+    assert_eq!(added["data"]["registered"], json!(false));
+    let (code, registered) = admin(
+        &app,
+        reqwest::Method::POST,
+        &format!("/terminals/{id}/register"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{registered}");
+    assert_eq!(
+        (&registered["data"]["registered"], &registered["data"]["healthy"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(simulator.counters().calls["register"], 1);
 }

@@ -363,3 +363,53 @@ pub async fn review(
     }
     Ok(Json(Envelope::data(views)))
 }
+
+/// `GET /api/admin/payments` query: the public list's filters, plus a source.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct AdminPaymentsQuery {
+    /// Only this source's payments.
+    source_id: Option<i64>,
+    /// Only payments in this status.
+    status: Option<byfly_core::PaymentStatus>,
+    /// Page size, 1..=100 (default 20).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// `GET /api/admin/payments`: every source's payments, newest first, with the same filters and
+/// paging as `/api/payments` plus `source_id`.
+pub async fn payments(
+    _: Admin,
+    State(state): State<AppState>,
+    query: Result<axum::extract::Query<AdminPaymentsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Envelope<byfly_core::wire::PaymentList>>, HttpError> {
+    let axum::extract::Query(query) = query.map_err(|err| {
+        HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            format!("Некорректные параметры запроса: {err}"),
+        ))
+    })?;
+    let filters = byfly_core::wire::PaymentListQuery {
+        status: query.status,
+        limit: query.limit,
+        cursor: query.cursor,
+    };
+    Ok(Json(Envelope::data(
+        super::payments::page(&state, query.source_id, filters).await?,
+    )))
+}
+
+/// `POST /api/admin/terminals/{id}/register`: registers (if needed) and checks the terminal now,
+/// instead of at its next health check. A cashier must accept on the terminal's screen.
+pub async fn register_terminal(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Envelope<TerminalView>>, HttpError> {
+    let find = |terminals: Vec<TerminalRecord>| terminals.into_iter().find(|t| t.id == id);
+    let terminal = find(state.store.terminals().await?).ok_or_else(not_found)?;
+    state.pool.check(&terminal).await?;
+    let checked = find(state.store.terminals().await?).ok_or_else(not_found)?;
+    Ok(Json(Envelope::data(terminal_view(checked))))
+}

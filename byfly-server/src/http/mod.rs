@@ -70,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/terminals/{id}", patch(admin::update_terminal))
         .route("/admin/payment-methods", get(admin::methods))
         .route("/admin/payment-methods/{id}", patch(admin::update_method))
+        .route("/admin/terminals/{id}/register", post(admin::register_terminal))
+        .route("/admin/payments", get(admin::payments))
         .route("/admin/payments/{id}", get(admin::payment))
         .route("/admin/payments/{id}/webhooks", get(admin::payment_webhooks))
         .route("/admin/operations/review", get(admin::review))

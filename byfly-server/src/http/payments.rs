@@ -391,6 +391,15 @@ pub async fn list(
             format!("Некорректные параметры запроса: {err}"),
         ))
     })?;
+    Ok(Json(Envelope::data(page(&state, Some(source.id), query).await?)))
+}
+
+/// One page of payments (of one source, or all for the admin API), newest first.
+pub(super) async fn page(
+    state: &AppState,
+    source_id: Option<i64>,
+    query: PaymentListQuery,
+) -> Result<PaymentList, HttpError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(HttpError(ApiError::with_message(
@@ -414,7 +423,7 @@ pub async fn list(
     };
     let mut records = state
         .store
-        .list_payments(source.id, query.status, before, limit + 1)
+        .list_payments(source_id, query.status, before, limit + 1)
         .await?;
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
@@ -424,7 +433,7 @@ pub async fn list(
     let offset = state.settings.offset;
     let mut items = Vec::with_capacity(records.len());
     for record in &records {
-        let (figures, _) = figures(&state, record).await?;
+        let (figures, _) = figures(state, record).await?;
         items.push(PaymentSummary {
             transaction_id: record.transaction_id.clone(),
             status: record.status,
@@ -438,7 +447,7 @@ pub async fn list(
             paid_at: record.paid_at.map(|at| offset.format(at)),
         });
     }
-    Ok(Json(Envelope::data(PaymentList { items, next_cursor })))
+    Ok(PaymentList { items, next_cursor })
 }
 
 /// `GET /api/health` (public): 200 when the database answers (`degraded` while no terminal is

@@ -527,10 +527,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The outbox events of a payment, oldest first.
     async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError>;
 
-    /// A source's payments, newest first, optionally in one status, with row ids below `before`.
+    /// Payments (of one source, or all), newest first, optionally in one status, with row ids
+    /// below `before`.
     async fn list_payments(
         &self,
-        source_id: i64,
+        source_id: Option<i64>,
         status: Option<PaymentStatus>,
         before: Option<i64>,
         limit: u32,

@@ -1309,15 +1309,16 @@ impl Store for SqliteStore {
 
     async fn list_payments(
         &self,
-        source_id: i64,
+        source_id: Option<i64>,
         status: Option<PaymentStatus>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, StoreError> {
         let status = status.map(PaymentStatus::as_str);
         let rows = sqlx::query(select_payments!(
-            "source_id = ? AND (? IS NULL OR status = ?) AND id < ? ORDER BY id DESC LIMIT ?"
+            "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) AND id < ? ORDER BY id DESC LIMIT ?"
         ))
+        .bind(source_id)
         .bind(source_id)
         .bind(status)
         .bind(status)
