@@ -729,6 +729,18 @@ pub struct UpdateTerminalRequest {
     /// Take the terminal out of the pool (`false`) or back in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// New base URL (a different device: its tokens are dropped and it registers again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// New camera snapshot URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camera_url: Option<String>,
+    /// `verify` or `insecure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// Verify the certificate as this name (empty text: as the URL's host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 /// A payment method with its active flag (admin API).

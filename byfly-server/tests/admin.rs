@@ -155,6 +155,40 @@ async fn terminals_are_listed_added_and_taken_out_of_the_pool() {
         400,
         "names are unique"
     );
+    let edited_id = added["data"]["id"].as_i64().unwrap();
+    let edit = json!({"base_url": "https://192.168.1.60:8080", "tls": "insecure"});
+    let (code, edited) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/terminals/{edited_id}"),
+        Some(edit),
+    )
+    .await;
+    assert_eq!(code, 200, "{edited}");
+    assert_eq!(
+        (
+            &edited["data"]["base_url"],
+            &edited["data"]["tls"],
+            &edited["data"]["tls_server_name"]
+        ),
+        (
+            &json!("https://192.168.1.60:8080"),
+            &json!("insecure"),
+            &Value::Null
+        )
+    );
+    let bad = json!({"tls": "maybe"});
+    assert_eq!(
+        admin(
+            &app,
+            reqwest::Method::PATCH,
+            &format!("/terminals/{edited_id}"),
+            Some(bad)
+        )
+        .await
+        .0,
+        400
+    );
 
     let (code, _) = admin(
         &app,

@@ -207,7 +207,35 @@ pub async fn add_terminal(
     Ok((StatusCode::CREATED, Json(Envelope::data(terminal_view(added)))).into_response())
 }
 
-/// `PATCH /api/admin/terminals/{id}`: enable or disable.
+/// `tls` and `tls_server_name` of a request into the stored form.
+fn tls_setting(tls: Option<&str>, server_name: Option<String>) -> Result<TerminalTls, HttpError> {
+    match tls {
+        None | Some("verify") => Ok(TerminalTls::Verify {
+            server_name: server_name.filter(|name| !name.trim().is_empty()),
+        }),
+        Some("insecure") => Ok(TerminalTls::Insecure),
+        Some(_) => Err(HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            "tls: verify или insecure",
+        ))),
+    }
+}
+
+fn check_urls(urls: [&str; 2]) -> Result<(), HttpError> {
+    if urls
+        .iter()
+        .all(|url| url.starts_with("http://") || url.starts_with("https://"))
+    {
+        Ok(())
+    } else {
+        Err(HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            "base_url и camera_url: абсолютные http(s) адреса",
+        )))
+    }
+}
+
+/// `PATCH /api/admin/terminals/{id}`: enable/disable, or point the terminal at new settings.
 pub async fn update_terminal(
     _: Admin,
     State(state): State<AppState>,
@@ -215,13 +243,50 @@ pub async fn update_terminal(
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<TerminalView>>, HttpError> {
     let request: UpdateTerminalRequest = parse(&body)?;
-    let terminal = match request.enabled {
-        Some(enabled) => state.store.set_terminal_enabled(id, enabled).await?,
-        None => state.store.terminals().await?.into_iter().find(|t| t.id == id),
-    };
-    Ok(Json(Envelope::data(terminal_view(
-        terminal.ok_or_else(not_found)?,
-    ))))
+    let current = state
+        .store
+        .terminals()
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(not_found)?;
+    let edits = request.base_url.is_some()
+        || request.camera_url.is_some()
+        || request.tls.is_some()
+        || request.tls_server_name.is_some();
+    if edits {
+        let current_name = match &current.terminal.tls {
+            TerminalTls::Verify { server_name } => server_name.clone(),
+            TerminalTls::Insecure => None,
+        };
+        let current_mode = if current.terminal.tls == TerminalTls::Insecure {
+            "insecure"
+        } else {
+            "verify"
+        };
+        let edited = NewTerminal {
+            name: current.terminal.name.clone(),
+            base_url: request.base_url.unwrap_or(current.terminal.base_url.clone()),
+            camera_url: request.camera_url.unwrap_or(current.terminal.camera_url.clone()),
+            tls: tls_setting(
+                Some(request.tls.as_deref().unwrap_or(current_mode)),
+                request.tls_server_name.or(current_name),
+            )?,
+        };
+        check_urls([&edited.base_url, &edited.camera_url])?;
+        state.store.edit_terminal(id, &edited).await?;
+    }
+    if let Some(enabled) = request.enabled {
+        state.store.set_terminal_enabled(id, enabled).await?;
+    }
+    let terminal = state
+        .store
+        .terminals()
+        .await?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(not_found)?;
+    Ok(Json(Envelope::data(terminal_view(terminal))))
 }
 
 /// `GET /api/admin/payment-methods`: all methods, active or not.

@@ -386,6 +386,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         webhook_json: Option<BodyEncoding>,
         active: Option<bool>,
     ) -> Result<Option<SourceRecord>, StoreError>;
+    /// Points a terminal at new settings; a new base URL drops its tokens (another device must
+    /// register). `None` for an unknown id.
+    async fn edit_terminal(
+        &self,
+        id: i64,
+        terminal: &NewTerminal,
+    ) -> Result<Option<TerminalRecord>, StoreError>;
     /// Takes a terminal out of the pool or back in; `None` for an unknown id.
     async fn set_terminal_enabled(
         &self,

@@ -601,6 +601,32 @@ impl Store for SqliteStore {
         row.as_ref().map(Self::source_row).transpose()
     }
 
+    async fn edit_terminal(
+        &self,
+        id: i64,
+        terminal: &NewTerminal,
+    ) -> Result<Option<TerminalRecord>, StoreError> {
+        let (mode, server_name) = tls_columns(&terminal.tls);
+        let row = sqlx::query(
+            "UPDATE terminals SET \
+               access_token = CASE WHEN base_url = ? THEN access_token ELSE NULL END, \
+               refresh_token = CASE WHEN base_url = ? THEN refresh_token ELSE NULL END, \
+               healthy = CASE WHEN base_url = ? THEN healthy ELSE 0 END, \
+               base_url = ?, camera_url = ?, tls_mode = ?, tls_server_name = ? WHERE id = ? RETURNING *",
+        )
+        .bind(&terminal.base_url)
+        .bind(&terminal.base_url)
+        .bind(&terminal.base_url)
+        .bind(&terminal.base_url)
+        .bind(&terminal.camera_url)
+        .bind(mode)
+        .bind(server_name)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::terminal).transpose()
+    }
+
     async fn set_terminal_enabled(
         &self,
         id: i64,
