@@ -176,12 +176,7 @@ pub async fn start(
             Err(Failure::Stop(error)) => return Err(error),
         }
         if let Some(replaced) = current
-            && let Some(old_terminal) = state
-                .store
-                .terminals()
-                .await?
-                .into_iter()
-                .find(|t| t.id == replaced.terminal_id)
+            && let Some(old_terminal) = state.store.terminal(replaced.terminal_id).await?
         {
             // The abandoned operation keeps its terminal until the terminal reports it final.
             cancel_on_terminal(state, &old_terminal, replaced).await;
@@ -316,13 +311,7 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
     let Some(process) = op.process_id.as_deref() else {
         return Ok(());
     };
-    let Some(terminal) = state
-        .store
-        .terminals()
-        .await?
-        .into_iter()
-        .find(|t| t.id == op.terminal_id)
-    else {
+    let Some(terminal) = state.store.terminal(op.terminal_id).await? else {
         return Ok(());
     };
     let client = match state.pool.client(&terminal) {
@@ -515,12 +504,7 @@ pub async fn start_refund(
                 "Сумма возврата больше суммы, полученной одной операцией: верните частями",
             ))
         })?;
-    let terminal = state
-        .store
-        .terminals()
-        .await?
-        .into_iter()
-        .find(|t| t.id == source.terminal_id);
+    let terminal = state.store.terminal(source.terminal_id).await?;
     let terminal = terminal.ok_or_else(|| HttpError::internal("operation without terminal"))?;
     let mut id_bytes = [0u8; 8];
     rand::fill(&mut id_bytes);

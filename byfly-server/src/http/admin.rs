@@ -14,9 +14,8 @@ use byfly_core::wire::{
     WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{ApiToken, ErrorCode, TransactionId};
-use serde::de::DeserializeOwned;
 
-use super::extract::JsonBytes;
+use super::extract::{JsonBytes, invalid_query, parse_json};
 use super::{AppState, HttpError, now};
 use crate::random::OsRandom;
 use crate::settle::OperationRecord;
@@ -44,15 +43,6 @@ impl FromRequestParts<AppState> for Admin {
             _ => Err(HttpError::code(ErrorCode::InvalidAdminToken)),
         }
     }
-}
-
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
-    serde_json::from_slice(body).map_err(|err| {
-        HttpError(ApiError::with_message(
-            ErrorCode::InvalidJson,
-            format!("Некорректный JSON в теле запроса: {err}"),
-        ))
-    })
 }
 
 fn not_found() -> HttpError {
@@ -118,7 +108,7 @@ pub async fn create_source(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, HttpError> {
-    let request: CreateSourceRequest = parse(&body)?;
+    let request: CreateSourceRequest = parse_json(&body)?;
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 255 {
         return Err(HttpError(ApiError::with_message(
@@ -145,7 +135,7 @@ pub async fn update_source(
     Path(id): Path<i64>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<SourceView>>, HttpError> {
-    let request: UpdateSourceRequest = parse(&body)?;
+    let request: UpdateSourceRequest = parse_json(&body)?;
     let source = state
         .store
         .update_source(id, request.webhook_json, request.active)
@@ -176,7 +166,7 @@ pub async fn add_terminal(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, HttpError> {
-    let request: AddTerminalRequest = parse(&body)?;
+    let request: AddTerminalRequest = parse_json(&body)?;
     let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
     for url in [&request.base_url, &request.camera_url] {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -242,14 +232,8 @@ pub async fn update_terminal(
     Path(id): Path<i64>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<TerminalView>>, HttpError> {
-    let request: UpdateTerminalRequest = parse(&body)?;
-    let current = state
-        .store
-        .terminals()
-        .await?
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or_else(not_found)?;
+    let request: UpdateTerminalRequest = parse_json(&body)?;
+    let current = state.store.terminal(id).await?.ok_or_else(not_found)?;
     let edits = request.base_url.is_some()
         || request.camera_url.is_some()
         || request.tls.is_some()
@@ -279,13 +263,7 @@ pub async fn update_terminal(
     if let Some(enabled) = request.enabled {
         state.store.set_terminal_enabled(id, enabled).await?;
     }
-    let terminal = state
-        .store
-        .terminals()
-        .await?
-        .into_iter()
-        .find(|t| t.id == id)
-        .ok_or_else(not_found)?;
+    let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
     Ok(Json(Envelope::data(terminal_view(terminal))))
 }
 
@@ -311,7 +289,7 @@ pub async fn update_method(
     Path(id): Path<i64>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<AdminMethodView>>, HttpError> {
-    let patch: UpdateMethodRequest = parse(&body)?;
+    let patch: UpdateMethodRequest = parse_json(&body)?;
     let (method, is_active) = state
         .store
         .update_method(id, &patch)
@@ -449,12 +427,7 @@ pub async fn payments(
     State(state): State<AppState>,
     query: Result<axum::extract::Query<AdminPaymentsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Envelope<byfly_core::wire::PaymentList>>, HttpError> {
-    let axum::extract::Query(query) = query.map_err(|err| {
-        HttpError(ApiError::with_message(
-            ErrorCode::ValidationError,
-            format!("Некорректные параметры запроса: {err}"),
-        ))
-    })?;
+    let axum::extract::Query(query) = query.map_err(invalid_query)?;
     let filters = byfly_core::wire::PaymentListQuery {
         status: query.status,
         limit: query.limit,
@@ -472,9 +445,8 @@ pub async fn register_terminal(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Envelope<TerminalView>>, HttpError> {
-    let find = |terminals: Vec<TerminalRecord>| terminals.into_iter().find(|t| t.id == id);
-    let terminal = find(state.store.terminals().await?).ok_or_else(not_found)?;
+    let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
     state.pool.check(&terminal).await?;
-    let checked = find(state.store.terminals().await?).ok_or_else(not_found)?;
+    let checked = state.store.terminal(id).await?.ok_or_else(not_found)?;
     Ok(Json(Envelope::data(terminal_view(checked))))
 }

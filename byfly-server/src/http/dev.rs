@@ -40,12 +40,7 @@ pub async fn simulate(
             "Нет операции на терминале: сначала вызовите /kaspi",
         )));
     };
-    let terminal = state
-        .store
-        .terminals()
-        .await?
-        .into_iter()
-        .find(|t| t.id == op.terminal_id);
+    let terminal = state.store.terminal(op.terminal_id).await?;
     let terminal = terminal.ok_or_else(|| HttpError::internal("operation without terminal"))?;
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         bytes_of("{}")

@@ -78,3 +78,32 @@ impl FromRequestParts<AppState> for Source {
             .ok_or_else(|| HttpError::code(ErrorCode::InvalidToken))
     }
 }
+
+/// Parses a JSON body into `T`; a body that does not fit is [`ErrorCode::InvalidJson`] with the
+/// parser's reason.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
+    serde_json::from_slice(body).map_err(|err| {
+        HttpError(byfly_core::error::ApiError::with_message(
+            ErrorCode::InvalidJson,
+            format!("Некорректный JSON в теле запроса: {err}"),
+        ))
+    })
+}
+
+/// Like [`parse_json`], with an empty body meaning `T::default()` (the guide's clients send no
+/// body where every field is optional).
+pub fn parse_json_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, HttpError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(body)
+    }
+}
+
+/// A query string that does not fit: [`ErrorCode::ValidationError`] with the reason.
+pub fn invalid_query(err: axum::extract::rejection::QueryRejection) -> HttpError {
+    HttpError(byfly_core::error::ApiError::with_message(
+        ErrorCode::ValidationError,
+        format!("Некорректные параметры запроса: {err}"),
+    ))
+}

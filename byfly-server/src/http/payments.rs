@@ -16,7 +16,7 @@ use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
 
 use super::errors::json_response;
-use super::extract::{JsonBytes, Source};
+use super::extract::{JsonBytes, Source, invalid_query, parse_json_or_default};
 use super::{AppState, HttpError, now};
 use crate::operations;
 use crate::random::OsRandom;
@@ -255,16 +255,7 @@ pub async fn kaspi(
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<KaspiResponse>>, HttpError> {
     let record = find(&state, &id).await?;
-    let request: KaspiRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        KaspiRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|err| {
-            HttpError(ApiError::with_message(
-                ErrorCode::InvalidJson,
-                format!("Некорректный JSON в теле запроса: {err}"),
-            ))
-        })?
-    };
+    let request: KaspiRequest = parse_json_or_default(&body)?;
     let answer = operations::start(&state, record, request.payment_method.as_deref()).await?;
     Ok(Json(Envelope::with_message("Платеж инициирован", answer)))
 }
@@ -322,16 +313,7 @@ pub async fn refund(
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<RefundView>>, HttpError> {
     let record = own(&state, source.id, &id).await?;
-    let request: RefundRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RefundRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|err| {
-            HttpError(ApiError::with_message(
-                ErrorCode::InvalidJson,
-                format!("Некорректный JSON в теле запроса: {err}"),
-            ))
-        })?
-    };
+    let request: RefundRequest = parse_json_or_default(&body)?;
     let view = operations::start_refund(&state, record, request.amount).await?;
     Ok(Json(Envelope::with_message(
         "Возврат создан: клиент подтверждает его в приложении Kaspi",
@@ -385,12 +367,7 @@ pub async fn list(
     Source(source): Source,
     query: Result<Query<PaymentListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Envelope<PaymentList>>, HttpError> {
-    let Query(query) = query.map_err(|err| {
-        HttpError(ApiError::with_message(
-            ErrorCode::ValidationError,
-            format!("Некорректные параметры запроса: {err}"),
-        ))
-    })?;
+    let Query(query) = query.map_err(invalid_query)?;
     Ok(Json(Envelope::data(page(&state, Some(source.id), query).await?)))
 }
 

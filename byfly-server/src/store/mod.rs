@@ -407,6 +407,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<(PaymentMethod, bool)>, StoreError>;
     /// An outbox event with what its delivery needs (for a manual retry), by event id.
     async fn due_event(&self, event_id: &str) -> Result<Option<DueEvent>, StoreError>;
+    /// One terminal.
+    async fn terminal(&self, id: i64) -> Result<Option<TerminalRecord>, StoreError>;
     /// Every terminal, by id.
     async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError>;
     /// Claims the enabled terminals whose last health check is at least `interval` seconds old,

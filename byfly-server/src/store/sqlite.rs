@@ -675,6 +675,14 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn terminal(&self, id: i64) -> Result<Option<TerminalRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM terminals WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::terminal).transpose()
+    }
+
     async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM terminals ORDER BY id")
             .fetch_all(&self.pool)
