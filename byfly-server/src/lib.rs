@@ -9,12 +9,12 @@
 //! - [`random`]: the operating system's CSPRNG behind byfly-core's `SecureRandom`.
 //! - [`pool`]: clients of the pool's terminals and their health check.
 //! - [`workers`]: background loops of "claim due rows, work, write back".
+//! - [`demo`]: the whole system on one machine with simulated terminals (`byfly-server demo`, and
+//!   a throwaway server for the SDK's and the CLI's tests).
 //!
-//! Built so far: init (with `Idempotency-Key`), the public payment views, the source's payment
-//! list, active methods, health with the terminal pool, terminal registration and health checks.
-//! Terminal operations, webhooks and the admin API follow (see README, section Status).
 
 pub mod config;
+pub mod demo;
 pub mod http;
 pub mod openapi;
 pub mod operations;

@@ -203,12 +203,8 @@ mod demo {
     use std::path::PathBuf;
 
     use anyhow::Context;
-    use byfly_core::{ApiToken, BodyEncoding};
     use byfly_server::config::Config;
-    use byfly_server::pool::TerminalPool;
-    use byfly_server::random::OsRandom;
-    use byfly_server::store::{NewTerminal, TerminalTls};
-    use byfly_terminal::simulator::{Simulator, SimulatorConfig};
+    use byfly_server::demo::{Demo, DemoSetup};
 
     pub async fn run(
         config: Config,
@@ -217,65 +213,26 @@ mod demo {
         token: Option<String>,
         admin_token: Option<String>,
     ) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-        let admin_token =
-            admin_token.unwrap_or_else(|| ApiToken::generate(&mut OsRandom).expose().to_owned());
-        let config = Config {
-            bind,
-            database_url: format!("sqlite://{}", data_dir.join("byfly.db").display()),
-            allow_private_webhook_hosts: true,
-            admin_token: Some(admin_token.clone()),
-            ..config
-        };
-        let mut settings = config.validate().context("configuration")?;
-        settings.demo_mode = true;
-        super::init_logging(settings.log_format);
-        let store = byfly_server::open_store(&settings).await.context("database")?;
-
-        let mut simulators = Vec::new();
-        for n in 1..=2 {
-            let simulator = Simulator::start_local(SimulatorConfig::default()).await?;
-            let terminal = NewTerminal {
-                name: format!("Демо-терминал {n}"),
-                base_url: simulator.base_url(),
-                camera_url: simulator.camera_url(),
-                tls: TerminalTls::Verify { server_name: None },
-            };
-            store
-                .upsert_terminal(&terminal, byfly_server::http::now())
-                .await?;
-            simulators.push(simulator);
-        }
-        TerminalPool::new(store.clone())
-            .check_due(byfly_server::http::now(), 0)
-            .await?;
-
-        let token = match token {
-            Some(given) => ApiToken::parse(&given).context("--token must be 64 characters [A-Za-z0-9]")?,
-            None => ApiToken::generate(&mut OsRandom),
-        };
-        if store.source_by_token_hash(&token.hash()).await?.is_none() {
-            store
-                .create_source(
-                    "Demo",
-                    &token.hash(),
-                    BodyEncoding::Php,
-                    byfly_server::http::now(),
-                )
-                .await?;
-        }
-
+        super::init_logging(config.log_format);
+        let demo = Demo::prepare(DemoSetup {
+            config,
+            data_dir: data_dir.clone(),
+            terminals: 2,
+            token,
+            admin_token,
+        })
+        .await?;
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("bind {bind}"))?;
         let base = format!("http://{}/api", listener.local_addr()?);
-        let t = token.expose();
+        let t = demo.token.expose().to_owned();
         println!(
             "ByFly Payment Center demo: {base} (SQLite in {}, 2 simulated terminals)",
             data_dir.display()
         );
         println!("  API token:   {t}");
-        println!("  admin token: {admin_token}");
+        println!("  admin token: {}", demo.admin_token);
         let secret = byfly_server::http::dev::DEMO_WEBHOOK_SECRET;
         println!(
             "Walkthrough (Kaspi Кредит, 100 000 ₸ + 14 %, webhook to the demo's own verifying receiver):"
@@ -292,8 +249,11 @@ mod demo {
         );
         println!("  curl -s {base}/payment/$ID/status");
         println!("  curl -s {base}/dev/webhooks        # the paid webhook, with \"verified\": true");
-        byfly_server::run(listener, store, settings, super::shutdown_signal()).await?;
-        drop(simulators);
+        println!(
+            "CLI: export BYFLY_API_URL={base} BYFLY_API_TOKEN={t} BYFLY_ADMIN_TOKEN={}",
+            demo.admin_token
+        );
+        demo.serve(listener, super::shutdown_signal()).await?;
         Ok(())
     }
 }

@@ -1,0 +1,140 @@
+//! The operator's API, `/api/admin/*` (`Authorization: Bearer <admin token>`).
+
+use byfly_core::TransactionId;
+use byfly_core::wire::{
+    AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, OperationView,
+    PaymentList, PaymentListQuery, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest,
+    UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+};
+use reqwest::Method;
+
+use crate::{Auth, Call, Client, Error, list_query};
+
+/// The admin endpoints, borrowed from a [`Client`] built with an admin token
+/// ([`Client::admin`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Admin<'a> {
+    client: &'a Client,
+}
+
+fn empty_body() -> serde_json::Value {
+    serde_json::json!({})
+}
+
+impl<'a> Admin<'a> {
+    pub(crate) fn new(client: &'a Client) -> Admin<'a> {
+        Admin { client }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: String) -> Result<T, Error> {
+        self.client.send(Call::get(path, Auth::Admin)).await
+    }
+
+    async fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        path: String,
+        body: &impl serde::Serialize,
+    ) -> Result<T, Error> {
+        self.client.send(Call::post(path, Auth::Admin, body)?).await
+    }
+
+    async fn patch<T: serde::de::DeserializeOwned>(
+        &self,
+        path: String,
+        body: &impl serde::Serialize,
+    ) -> Result<T, Error> {
+        self.client
+            .send(Call::with_body(Method::PATCH, path, Auth::Admin, body)?)
+            .await
+    }
+
+    /// `GET /api/admin/sources`.
+    pub async fn sources(&self) -> Result<Vec<SourceView>, Error> {
+        self.get("/admin/sources".into()).await
+    }
+
+    /// `POST /api/admin/sources`: the answer holds the new source's API token, shown this once.
+    pub async fn create_source(&self, request: &CreateSourceRequest) -> Result<CreatedSource, Error> {
+        self.post("/admin/sources".into(), request).await
+    }
+
+    /// `PATCH /api/admin/sources/{id}`: webhook body encoding, active or revoked.
+    pub async fn update_source(&self, id: i64, request: &UpdateSourceRequest) -> Result<SourceView, Error> {
+        self.patch(format!("/admin/sources/{id}"), request).await
+    }
+
+    /// `GET /api/admin/terminals`.
+    pub async fn terminals(&self) -> Result<Vec<TerminalView>, Error> {
+        self.get("/admin/terminals".into()).await
+    }
+
+    /// `POST /api/admin/terminals`.
+    pub async fn add_terminal(&self, request: &AddTerminalRequest) -> Result<TerminalView, Error> {
+        self.post("/admin/terminals".into(), request).await
+    }
+
+    /// `PATCH /api/admin/terminals/{id}`.
+    pub async fn update_terminal(
+        &self,
+        id: i64,
+        request: &UpdateTerminalRequest,
+    ) -> Result<TerminalView, Error> {
+        self.patch(format!("/admin/terminals/{id}"), request).await
+    }
+
+    /// `POST /api/admin/terminals/{id}/register`: registers and checks it now.
+    pub async fn register_terminal(&self, id: i64) -> Result<TerminalView, Error> {
+        self.post(format!("/admin/terminals/{id}/register"), &empty_body())
+            .await
+    }
+
+    /// `GET /api/admin/payment-methods` (active and inactive).
+    pub async fn methods(&self) -> Result<Vec<AdminMethodView>, Error> {
+        self.get("/admin/payment-methods".into()).await
+    }
+
+    /// `PATCH /api/admin/payment-methods/{id}`: commissions, active.
+    pub async fn update_method(
+        &self,
+        id: i64,
+        request: &UpdateMethodRequest,
+    ) -> Result<AdminMethodView, Error> {
+        self.patch(format!("/admin/payment-methods/{id}"), request).await
+    }
+
+    /// `GET /api/admin/payments`: every source's payments (or one source's), newest first.
+    pub async fn payments(
+        &self,
+        source_id: Option<i64>,
+        query: &PaymentListQuery,
+    ) -> Result<PaymentList, Error> {
+        let mut call = Call::get("/admin/payments".into(), Auth::Admin);
+        call.query = list_query(query);
+        if let Some(source_id) = source_id {
+            call.query.push(("source_id", source_id.to_string()));
+        }
+        self.client.send(call).await
+    }
+
+    /// `GET /api/admin/payments/{id}`: the payment with its terminal operations.
+    pub async fn payment(&self, id: &TransactionId) -> Result<AdminPaymentView, Error> {
+        self.get(format!("/admin/payments/{id}")).await
+    }
+
+    /// `GET /api/admin/payments/{id}/webhooks`: its events and every delivery attempt.
+    pub async fn payment_webhooks(&self, id: &TransactionId) -> Result<Vec<WebhookEventView>, Error> {
+        self.get(format!("/admin/payments/{id}/webhooks")).await
+    }
+
+    /// `POST /api/admin/webhooks/{event_id}/retry`: sends the event now (even if delivered) and
+    /// returns the attempt.
+    pub async fn retry_webhook(&self, event_id: &str) -> Result<WebhookAttemptView, Error> {
+        let path = format!("/admin/webhooks/{}/retry", crate::path_segment(event_id));
+        self.post(path, &empty_body()).await
+    }
+
+    /// `GET /api/admin/operations/review`: operations whose outcome the terminal never told.
+    pub async fn review(&self) -> Result<Vec<OperationView>, Error> {
+        self.get("/admin/operations/review".into()).await
+    }
+}
