@@ -25,7 +25,8 @@ impl std::fmt::Display for ApiFailure {
 
 /// Everything a call can end with other than its answer.
 ///
-/// Programs match on [`Error::Api`] and its code for the server's refusals:
+/// Programs match on [`Error::Api`] and its code for the server's refusals (new variants may be
+/// added, so a `match` on the variants needs a `_` arm):
 ///
 /// ```
 /// use byfly_client::{ApiFailure, Error};
@@ -49,6 +50,7 @@ impl std::fmt::Display for ApiFailure {
 /// assert_eq!(advice(&busy), "all terminals are taking payments: try again in a minute");
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The server answered with its error envelope.
     #[error("{0}")]

@@ -1,0 +1,399 @@
+//! `byfly admin …`: sources, terminals, payment methods, every source's payments, the webhook
+//! log and manual retries.
+
+use byfly_client::Client;
+use byfly_core::wire::{
+    AddTerminalRequest, CreateSourceRequest, OperationView, SourceView, TerminalView, UpdateMethodRequest,
+    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+};
+use byfly_core::{BodyEncoding, Percent};
+use clap::Subcommand;
+
+use crate::render::{self, table, tenge};
+use crate::{Failure, ListArgs, Output, transaction_id};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Merchant systems and their API tokens.
+    Sources {
+        #[command(subcommand)]
+        command: SourceCommand,
+    },
+    /// The terminal pool.
+    Terminals {
+        #[command(subcommand)]
+        command: TerminalCommand,
+    },
+    /// Payment methods and their commissions (active and inactive).
+    Methods {
+        #[command(subcommand)]
+        command: MethodCommand,
+    },
+    /// Every source's payments, newest first.
+    Payments {
+        /// Only this source's.
+        #[arg(long)]
+        source_id: Option<i64>,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// A payment with its terminal operations.
+    Payment {
+        /// The payment's transaction id.
+        id: String,
+    },
+    /// A payment's webhook events with every delivery attempt.
+    Webhooks {
+        /// The payment's transaction id.
+        id: String,
+    },
+    /// Send a webhook event again now (receivers de-duplicate by X-Webhook-Id).
+    Retry {
+        /// The event id (from `admin webhooks`).
+        event_id: String,
+    },
+    /// Operations whose outcome the terminal never told (to check by hand).
+    Review,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// List sources.
+    List,
+    /// Create a source; its API token is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Body encoding of its webhooks: php (as the deployed system) or js.
+        #[arg(long, default_value = "php", value_parser = ["php", "js"])]
+        webhook_json: String,
+    },
+    /// Change a source's webhook encoding, or revoke / restore it.
+    Update {
+        id: i64,
+        #[arg(long, value_parser = ["php", "js"])]
+        webhook_json: Option<String>,
+        #[arg(long)]
+        active: Option<bool>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TerminalCommand {
+    /// List terminals with their health.
+    List,
+    /// Add a terminal (it is registered and checked at once).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// The terminal's base URL (`https://192.168.1.50:8080`).
+        #[arg(long)]
+        url: String,
+        /// The snapshot URL of the camera pointed at its screen.
+        #[arg(long)]
+        camera_url: String,
+        /// verify or insecure.
+        #[arg(long, value_parser = ["verify", "insecure"])]
+        tls: Option<String>,
+        /// Verify the certificate as this name while connecting by IP.
+        #[arg(long)]
+        tls_server_name: Option<String>,
+    },
+    /// Change a terminal's URLs, TLS settings, or take it out of / back into the pool.
+    Update {
+        id: i64,
+        #[arg(long)]
+        enabled: Option<bool>,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        camera_url: Option<String>,
+        #[arg(long, value_parser = ["verify", "insecure"])]
+        tls: Option<String>,
+        #[arg(long)]
+        tls_server_name: Option<String>,
+    },
+    /// Register and check a terminal now.
+    Register { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MethodCommand {
+    /// List methods.
+    List,
+    /// Change a method's commissions or turn it on or off.
+    Update {
+        id: i64,
+        #[arg(long, value_parser = parse_percent)]
+        commission: Option<Percent>,
+        #[arg(long, value_parser = parse_percent)]
+        credit_commission: Option<Percent>,
+        #[arg(long, value_parser = parse_percent)]
+        installment_commission: Option<Percent>,
+        /// Whether the customer pays the commission (else the merchant absorbs it).
+        #[arg(long)]
+        add_to_amount: Option<bool>,
+        #[arg(long)]
+        active: Option<bool>,
+    },
+}
+
+fn parse_percent(text: &str) -> Result<Percent, String> {
+    Percent::parse(text.trim().trim_end_matches('%').trim()).map_err(|err| format!("not a percent: {err}"))
+}
+
+fn encoding(text: &str) -> BodyEncoding {
+    BodyEncoding::parse(text).unwrap_or_default()
+}
+
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_owned()
+}
+
+fn sources_table(sources: &[SourceView]) -> String {
+    let rows: Vec<Vec<String>> = sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.to_string(),
+                s.name.clone(),
+                s.webhook_json.as_str().to_owned(),
+                yes_no(s.active),
+                s.created_at.clone(),
+            ]
+        })
+        .collect();
+    table(&["id", "name", "webhook_json", "active", "created"], &rows)
+}
+
+fn terminals_table(terminals: &[TerminalView]) -> String {
+    let rows: Vec<Vec<String>> = terminals
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.name.clone(),
+                t.base_url.clone(),
+                yes_no(t.enabled),
+                yes_no(t.healthy),
+                yes_no(t.registered),
+                t.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "id",
+            "name",
+            "url",
+            "enabled",
+            "healthy",
+            "registered",
+            "last error",
+        ],
+        &rows,
+    )
+}
+
+fn operations_table(operations: &[OperationView]) -> String {
+    let rows: Vec<Vec<String>> = operations
+        .iter()
+        .map(|op| {
+            vec![
+                op.id.to_string(),
+                op.transaction_id.to_string(),
+                op.kind.clone(),
+                op.terminal_id.to_string(),
+                op.method.clone(),
+                tenge(op.amount),
+                op.state.clone(),
+                op.credited_amount.map(tenge).unwrap_or_default(),
+                op.started_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "op", "payment", "kind", "terminal", "method", "amount", "state", "credited", "started",
+        ],
+        &rows,
+    )
+}
+
+fn attempt_line(attempt: &WebhookAttemptView) -> String {
+    let outcome = match (attempt.response_code, &attempt.error) {
+        (Some(code), _) => format!("HTTP {code}"),
+        (None, Some(error)) => error.clone(),
+        (None, None) => "no answer".into(),
+    };
+    format!(
+        "    #{} {} {} in {} ms at {}",
+        attempt.attempt, attempt.trigger, outcome, attempt.duration_ms, attempt.at
+    )
+}
+
+fn webhooks_log(events: &[WebhookEventView]) -> String {
+    if events.is_empty() {
+        return "no webhook events".into();
+    }
+    let mut lines = Vec::new();
+    for event in events {
+        lines.push(format!(
+            "{}  {}  {}  created {}",
+            event.event_id,
+            event.event,
+            if event.delivered { "delivered" } else { "pending" },
+            event.created_at
+        ));
+        lines.extend(event.attempts.iter().map(attempt_line));
+    }
+    lines.join("\n")
+}
+
+pub async fn run(client: &Client, command: &AdminCommand, output: Output) -> Result<(), Failure> {
+    let admin = client.admin();
+    match command {
+        AdminCommand::Sources { command } => match command {
+            SourceCommand::List => output.emit(&admin.sources().await?, |s| sources_table(s)),
+            SourceCommand::Create { name, webhook_json } => {
+                let request = CreateSourceRequest {
+                    name: name.clone(),
+                    webhook_json: encoding(webhook_json),
+                };
+                let created = admin.create_source(&request).await?;
+                output.emit(&created, |c| {
+                    format!(
+                        "{}\nAPI token (shown once, keep it safe): {}",
+                        sources_table(std::slice::from_ref(&c.source)),
+                        c.api_token
+                    )
+                })
+            }
+            SourceCommand::Update {
+                id,
+                webhook_json,
+                active,
+            } => {
+                let request = UpdateSourceRequest {
+                    webhook_json: webhook_json.as_deref().map(encoding),
+                    active: *active,
+                };
+                let source = admin.update_source(*id, &request).await?;
+                output.emit(&source, |s| sources_table(std::slice::from_ref(s)))
+            }
+        },
+        AdminCommand::Terminals { command } => {
+            let terminal = match command {
+                TerminalCommand::List => {
+                    return output.emit(&admin.terminals().await?, |t| terminals_table(t));
+                }
+                TerminalCommand::Add {
+                    name,
+                    url,
+                    camera_url,
+                    tls,
+                    tls_server_name,
+                } => {
+                    let request = AddTerminalRequest {
+                        name: name.clone(),
+                        base_url: url.clone(),
+                        camera_url: camera_url.clone(),
+                        tls: tls.clone(),
+                        tls_server_name: tls_server_name.clone(),
+                    };
+                    admin.add_terminal(&request).await?
+                }
+                TerminalCommand::Update {
+                    id,
+                    enabled,
+                    url,
+                    camera_url,
+                    tls,
+                    tls_server_name,
+                } => {
+                    let request = UpdateTerminalRequest {
+                        enabled: *enabled,
+                        base_url: url.clone(),
+                        camera_url: camera_url.clone(),
+                        tls: tls.clone(),
+                        tls_server_name: tls_server_name.clone(),
+                    };
+                    admin.update_terminal(*id, &request).await?
+                }
+                TerminalCommand::Register { id } => admin.register_terminal(*id).await?,
+            };
+            output.emit(&terminal, |t| terminals_table(std::slice::from_ref(t)))
+        }
+        AdminCommand::Methods { command } => {
+            let methods = match command {
+                MethodCommand::List => admin.methods().await?,
+                MethodCommand::Update {
+                    id,
+                    commission,
+                    credit_commission,
+                    installment_commission,
+                    add_to_amount,
+                    active,
+                } => {
+                    let request = UpdateMethodRequest {
+                        commission_percent: *commission,
+                        credit_commission_percent: *credit_commission,
+                        installment_commission_percent: *installment_commission,
+                        add_commission_to_amount: *add_to_amount,
+                        is_active: *active,
+                    };
+                    vec![admin.update_method(*id, &request).await?]
+                }
+            };
+            output.emit(&methods, |methods| {
+                let rows: Vec<Vec<String>> = methods
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.method.id.to_string(),
+                            m.method.code.to_string(),
+                            m.method.name.clone(),
+                            format!("{} %", m.method.effective_percent()),
+                            yes_no(m.method.add_commission_to_amount),
+                            yes_no(m.is_active),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["id", "code", "name", "commission", "added to amount", "active"],
+                    &rows,
+                )
+            })
+        }
+        AdminCommand::Payments { source_id, list } => {
+            let page = admin.payments(*source_id, &list.query()).await?;
+            output.emit(&page, crate::render_list)
+        }
+        AdminCommand::Payment { id } => {
+            let view = admin.payment(&transaction_id(id)?).await?;
+            output.emit(&view, |v| {
+                format!(
+                    "{}\n  source #{}\n{}",
+                    render::payment(&v.payment),
+                    v.source_id,
+                    operations_table(&v.operations)
+                )
+            })
+        }
+        AdminCommand::Webhooks { id } => {
+            let events = admin.payment_webhooks(&transaction_id(id)?).await?;
+            output.emit(&events, |e| webhooks_log(e))
+        }
+        AdminCommand::Retry { event_id } => {
+            let attempt = admin.retry_webhook(event_id).await?;
+            output.emit(&attempt, |a| format!("sent {event_id}\n{}", attempt_line(a)))
+        }
+        AdminCommand::Review => output.emit(&admin.review().await?, |ops| {
+            if ops.is_empty() {
+                "nothing to review".into()
+            } else {
+                operations_table(ops)
+            }
+        }),
+    }
+}

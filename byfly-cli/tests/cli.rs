@@ -1,0 +1,474 @@
+//! The `byfly` binary against a real server (demo mode: SQLite, simulated terminals) over real
+//! HTTP: each command's human and `--json` output, and the documented exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+
+use assert_cmd::Command;
+use byfly_core::webhook::signature::SignedHeaders;
+use byfly_server::demo::RunningDemo;
+use serde_json::Value;
+
+/// A demo server on its own runtime; the CLI runs as a child process against it.
+struct Server {
+    demo: Option<RunningDemo>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start(terminals: usize) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let demo = runtime.block_on(RunningDemo::start(terminals, |_| {})).unwrap();
+        Server {
+            demo: Some(demo),
+            runtime,
+        }
+    }
+
+    fn demo(&self) -> &RunningDemo {
+        self.demo.as_ref().unwrap()
+    }
+
+    /// `byfly` with the server's URL and both tokens in the environment.
+    fn byfly(&self) -> Command {
+        let demo = self.demo();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_byfly"));
+        command
+            .env("BYFLY_API_URL", &demo.api_url)
+            .env("BYFLY_API_TOKEN", &demo.token)
+            .env("BYFLY_ADMIN_TOKEN", &demo.admin_token)
+            .timeout(std::time::Duration::from_secs(60));
+        command
+    }
+
+    /// Runs `byfly ARGS`: exit code, stdout, stderr.
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        finish(self.byfly().args(args))
+    }
+
+    /// Runs `byfly --json ARGS`: exit code and the one JSON document on stdout.
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        let (code, stdout, stderr) = finish(self.byfly().arg("--json").args(args));
+        let document = serde_json::from_str(&stdout)
+            .unwrap_or_else(|err| panic!("{args:?}: stdout is not JSON ({err}): {stdout}\nstderr: {stderr}"));
+        (code, document)
+    }
+
+    /// A new payment's id.
+    fn init(&self, amount: &str) -> String {
+        let (code, created) = self.json(&["init", "--amount", amount]);
+        assert_eq!(code, 0, "{created}");
+        created["transaction_id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _inside = self.runtime.enter();
+        self.demo.take();
+    }
+}
+
+fn finish(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Reads a QR drawn with half blocks for a dark terminal (drawn = light module) back with rqrr.
+fn scan_drawn_qr(text: &str) -> String {
+    let rows: Vec<Vec<(bool, bool)>> = text
+        .lines()
+        .filter(|line| !line.is_empty() && line.chars().all(|c| " ▀▄█".contains(c)))
+        .map(|line| {
+            line.chars()
+                .map(|c| match c {
+                    '█' => (true, true),
+                    '▀' => (true, false),
+                    '▄' => (false, true),
+                    _ => (false, false),
+                })
+                .collect()
+        })
+        .collect();
+    assert!(!rows.is_empty(), "no QR drawn in:\n{text}");
+    let width = rows.iter().map(Vec::len).max().unwrap();
+    let light = |x: usize, y: usize| {
+        rows.get(y / 2)
+            .and_then(|row| row.get(x))
+            .is_some_and(|&(upper, lower)| if y.is_multiple_of(2) { upper } else { lower })
+    };
+    const SCALE: usize = 4;
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(width * SCALE, rows.len() * 2 * SCALE, |x, y| {
+            if light(x / SCALE, y / SCALE) { 255 } else { 0 }
+        });
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR expected");
+    grids[0].decode().unwrap().1
+}
+
+#[test]
+fn a_payment_from_init_to_refund_in_human_output() {
+    let server = Server::start(2);
+    let (code, out, err) = server.run(&[
+        "init",
+        "--amount",
+        "100000",
+        "--description",
+        "Тур в Анталью",
+        "--meta",
+        "order_id=12345",
+        "--meta",
+        "tour=7 дней",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pending"), "{out}");
+    assert!(out.contains("100 000 ₸"), "{out}");
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    assert_eq!(id.len(), 12);
+
+    let (code, out, err) = server.run(&["kaspi", &id.to_lowercase(), "--method", "kaspi_kredit"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("114 000 ₸ (100 000 ₸ + 14 % commission 14 000 ₸)"),
+        "{out}"
+    );
+    assert!(out.contains("https://pay.kaspi.kz/"), "{out}");
+    let (_, shown) = server.json(&["show", &id]);
+    assert_eq!(scan_drawn_qr(&out), shown["qr_code"].as_str().unwrap());
+
+    let (code, out, _) = server.run(&["simulate", &id, "--product", "Loan"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = server.run(&["status", &id, "--wait", "--timeout", "30"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("{id}  paid")), "{out}");
+    assert!(out.contains("paid       114 000 ₸"), "{out}");
+
+    let (code, out, _) = server.run(&["show", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Тур в Анталью") && out.contains("paid at"), "{out}");
+    let (code, out, _) = server.run(&["list"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().nth(1).unwrap().starts_with(&id), "{out}");
+    let (code, out, _) = server.run(&["methods"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("kaspi_rassrochka") && out.contains("14 %"), "{out}");
+
+    let (code, out, err) = server.run(&["refund", &id, "--amount", "50000"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("50 000 ₸") && out.contains("waiting_confirmation"),
+        "{out}"
+    );
+    let refund_id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let (code, out, _) = server.run(&["refund", &id, "--check", &refund_id]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("refund {refund_id}")), "{out}");
+
+    let other = server.init("2500.5");
+    let (code, out, _) = server.run(&["cancel", &other]);
+    assert_eq!((code, out.trim()), (0, format!("{other}  cancelled").as_str()));
+    let (code, _, err) = server.run(&["cancel", &other]);
+    assert_eq!(code, 3);
+    assert!(err.contains("Платеж отменен (payment_cancelled)"), "{err}");
+
+    let (code, out, _) = server.run(&["health"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("terminals  2"), "{out}");
+}
+
+#[test]
+fn waiting_through_a_partial_payment_and_its_top_up() {
+    let server = Server::start(1);
+    let id = server.init("100000");
+    assert_eq!(server.run(&["kaspi", &id, "--no-qr"]).0, 0);
+    assert_eq!(server.run(&["simulate", &id, "--amount", "87719"]).0, 0);
+    let (code, out, _) = server.run(&["status", &id, "--wait"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("partially_paid"), "{out}");
+    assert!(out.contains("Top-up needed: 12 281 ₸"), "{out}");
+
+    let (code, top_up) = server.json(&["kaspi", &id]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (top_up["amount"].clone(), top_up["original_amount"].clone()),
+        (12281.into(), 12281.into())
+    );
+    assert_eq!(server.run(&["simulate", &id]).0, 0);
+    let (code, paid) = server.json(&["status", &id, "--wait", "--until", "paid"]);
+    assert_eq!(code, 0);
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["paid_amount"], 100000);
+}
+
+#[test]
+fn json_output_and_exit_codes() {
+    let server = Server::start(1);
+    let (code, methods) = server.json(&["methods"]);
+    assert_eq!(code, 0);
+    assert_eq!(methods.as_array().unwrap().len(), 4);
+
+    let (code, missing) = server.json(&["status", "ABCDEF123456"]);
+    assert_eq!(code, 4);
+    assert_eq!(missing["success"], false);
+    assert_eq!(missing["code"], "transaction_not_found");
+    assert_eq!(missing["message"], "Транзакция не найдена");
+    assert_eq!(missing["error_code"], 404);
+    assert_eq!(server.json(&["show", "not-an-id"]).0, 4);
+
+    let (code, refused) = server.json(&["init", "--amount", "0"]);
+    assert_eq!((code, refused["code"].as_str()), (3, Some("invalid_amount")));
+
+    let first = server.init("1000");
+    assert_eq!(server.json(&["kaspi", &first]).0, 0);
+    let second = server.init("2000");
+    let (code, busy) = server.json(&["kaspi", &second]);
+    assert_eq!(code, 3);
+    assert_eq!(busy["code"], "terminals_busy");
+    assert_eq!(busy["message"], "Все терминалы заняты, попробуйте позже");
+
+    let (code, deadline) = server.json(&["status", &second, "--wait", "--timeout", "1"]);
+    assert_eq!(code, 7);
+    assert_eq!(deadline["code"], "wait_deadline");
+    assert_eq!(deadline["data"]["status"], "pending");
+
+    let (code, _, err) = finish(
+        server
+            .byfly()
+            .args(["init", "--amount", "5"])
+            .env_remove("BYFLY_API_TOKEN"),
+    );
+    assert_eq!(code, 5, "{err}");
+    let (code, _, err) = server.run(&["--token", &"x".repeat(64), "init", "--amount", "5"]);
+    assert_eq!(code, 5);
+    assert!(err.contains("Invalid API token (invalid_token)"), "{err}");
+    let (code, _, _) = server.run(&[
+        "--admin-token",
+        "wrong-admin-token-1234",
+        "admin",
+        "sources",
+        "list",
+    ]);
+    assert_eq!(code, 5);
+
+    let (code, _, err) = server.run(&["init"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--amount"), "{err}");
+    assert_eq!(server.run(&["init", "--amount", "ten"]).0, 2);
+    assert_eq!(
+        server
+            .run(&["init", "--amount", "1", "--idempotency-key", "ключ"])
+            .0,
+        2
+    );
+
+    let (code, created) = server.json(&["init", "--amount", "777", "--idempotency-key", "order-777"]);
+    assert_eq!(code, 0);
+    let (_, again) = server.json(&["init", "--amount", "777", "--idempotency-key", "order-777"]);
+    assert_eq!(created, again);
+    let (code, conflict) = server.json(&["init", "--amount", "778", "--idempotency-key", "order-777"]);
+    assert_eq!(
+        (code, conflict["code"].as_str()),
+        (3, Some("idempotency_conflict"))
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let (code, unreachable) = server.json(&["--api-url", &closed_url, "methods"]);
+    assert_eq!(code, 6);
+    assert_eq!(unreachable["code"], "transport_error");
+}
+
+#[test]
+fn webhook_verify_checks_the_exact_body() {
+    let server = Server::start(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let body = format!(
+        r#"{{"event":"paid","transaction_id":"A3F5D9E2B1C8","amount":50000,"original_amount":50000,"paid_amount":50000,"actual_amount_received":50000,"remaining_amount":0,"currency":"KZT","status":"paid","description":"\u0422\u0443\u0440","created_at":"2025-01-13 10:00:00","paid_at":"2025-01-13 10:05:00","metadata":[],"timestamp":{now},"event_id":"A3F5D9E2B1C8-1","refunded_amount":0,"overpaid_amount":0,"commission_amount":0,"payment_method":"kaspi_gold"}}"#
+    );
+    let dir = std::env::temp_dir().join(format!("byfly-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body.json");
+    std::fs::File::create(&file)
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let path = file.to_str().unwrap();
+    let signed = SignedHeaders::sign(b"s3cret", body.as_bytes(), now);
+    let verify = |secret: &str, extra: &[&str]| {
+        let mut args = vec![
+            "webhook",
+            "verify",
+            "--secret",
+            secret,
+            "--signature",
+            signed.signature.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+
+    let args = verify(
+        "s3cret",
+        &[
+            "--body-file",
+            path,
+            "--signature-v2",
+            signed.signature_v2.as_str(),
+        ],
+    );
+    let (code, out, err) = finish(server.byfly().args(&args));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("valid: paid for A3F5D9E2B1C8 (event id A3F5D9E2B1C8-1"),
+        "{out}"
+    );
+    // From stdin, as JSON.
+    let (code, out, _) = finish(
+        server
+            .byfly()
+            .arg("--json")
+            .args(verify("s3cret", &[]))
+            .write_stdin(body.clone()),
+    );
+    assert_eq!(code, 0);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (report["valid"].clone(), report["event"].clone()),
+        (true.into(), "paid".into())
+    );
+
+    let (code, _, err) = finish(server.byfly().args(verify("wrong", &["--body-file", path])));
+    assert_eq!(code, 8);
+    assert!(err.contains("signature mismatch"), "{err}");
+    let tampered = body.replace("50000", "5000");
+    assert_eq!(
+        finish(server.byfly().args(verify("s3cret", &[])).write_stdin(tampered)).0,
+        8
+    );
+
+    let old = SignedHeaders::sign(b"s3cret", body.as_bytes(), now - 3_600);
+    let stale = [
+        "webhook",
+        "verify",
+        "--secret",
+        "s3cret",
+        "--body-file",
+        path,
+        "--signature-v2",
+        old.signature_v2.as_str(),
+    ];
+    let (code, _, err) = server.run(&stale);
+    assert_eq!(code, 8);
+    assert!(err.contains("tolerance"), "{err}");
+    let mut without_freshness = stale.to_vec();
+    without_freshness.extend(["--tolerance", "0"]);
+    assert_eq!(server.run(&without_freshness).0, 0);
+    assert_eq!(
+        server
+            .run(&["webhook", "verify", "--secret", "s3cret", "--body-file", path])
+            .0,
+        8,
+        "no signature at all"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn admin_commands() {
+    let server = Server::start(1);
+    let (code, out, _) = server.run(&[
+        "admin",
+        "sources",
+        "create",
+        "--name",
+        "Shop",
+        "--webhook-json",
+        "js",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Shop") && out.contains("API token (shown once"),
+        "{out}"
+    );
+    let (_, sources) = server.json(&["admin", "sources", "list"]);
+    assert_eq!(sources.as_array().unwrap().len(), 2);
+    let shop = sources[1]["id"].to_string();
+    let (code, updated) = server.json(&["admin", "sources", "update", &shop, "--active", "false"]);
+    assert_eq!((code, updated["active"].clone()), (0, false.into()));
+
+    let (code, out, _) = server.run(&["admin", "terminals", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Демо-терминал 1"), "{out}");
+    let (code, disabled) = server.json(&["admin", "terminals", "update", "1", "--enabled", "false"]);
+    assert_eq!((code, disabled["enabled"].clone()), (0, false.into()));
+    let (code, _) = server.json(&["admin", "terminals", "update", "1", "--enabled", "true"]);
+    assert_eq!(code, 0);
+    let (code, registered) = server.json(&["admin", "terminals", "register", "1"]);
+    assert_eq!((code, registered["registered"].clone()), (0, true.into()));
+    assert_eq!(server.run(&["admin", "terminals", "register", "99"]).0, 4);
+
+    let (code, out, _) = server.run(&["admin", "methods", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Kaspi Рассрочка"), "{out}");
+    let (code, changed) = server.json(&["admin", "methods", "update", "2", "--active", "false"]);
+    assert_eq!(code, 0);
+    assert_eq!(changed[0]["is_active"], false);
+    assert_eq!(server.json(&["methods"]).1.as_array().unwrap().len(), 3);
+
+    let id = server.init("3000");
+    assert_eq!(server.run(&["kaspi", &id, "--no-qr"]).0, 0);
+    let (code, out, _) = server.run(&["admin", "payment", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("in_flight") || out.contains("processing"), "{out}");
+    let (code, page) = server.json(&["admin", "payments", "--status", "processing"]);
+    assert_eq!(code, 0);
+    assert_eq!(page["items"][0]["transaction_id"].as_str(), Some(id.as_str()));
+    let (code, out, _) = server.run(&["admin", "webhooks", &id]);
+    assert_eq!((code, out.trim()), (0, "no webhook events"));
+    let (code, out, _) = server.run(&["admin", "review"]);
+    assert_eq!((code, out.trim()), (0, "nothing to review"));
+    let (code, missing) = server.json(&["admin", "retry", "no-such-event"]);
+    assert_eq!((code, missing["code"].as_str()), (4, Some("not_found")));
+}
+
+#[test]
+fn sim_terminal_serves_the_protocol_until_stopped() {
+    let server = Server::start(0);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_byfly"))
+        .args(["sim-terminal", "--bind", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    let base = first_line.trim().rsplit(' ').next().unwrap().to_owned();
+    let state: Value = server.runtime.block_on(async {
+        reqwest::get(format!("{base}/sim/state"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(state.is_object(), "{state}");
+}
