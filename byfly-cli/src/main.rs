@@ -493,7 +493,9 @@ async fn run(cli: &Cli, output: Output) -> Result<(), Failure> {
                             m.code.to_string(),
                             m.name.clone(),
                             format!("{} %", m.effective_percent()),
-                            if m.add_commission_to_amount {
+                            if m.effective_percent().as_decimal().is_zero() {
+                                "—".into()
+                            } else if m.add_commission_to_amount {
                                 "customer".into()
                             } else {
                                 "merchant".into()
