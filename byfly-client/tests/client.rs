@@ -123,6 +123,34 @@ async fn a_gold_payment_from_init_to_refund() {
 }
 
 #[tokio::test]
+async fn every_method_is_paid_to_the_tenge() {
+    let demo = demo(2).await;
+    let client = client(&demo);
+    let cases = [
+        ("kaspi_gold", "Gold", "100000"),
+        ("kaspi_red", "Red", "100000"),
+        ("kaspi_kredit", "Loan", "114000"),
+        ("kaspi_rassrochka", "Installment", "114000"),
+    ];
+    for (method, product, total) in cases {
+        let id = create(&client, 100_000).await;
+        let started = client.start_kaspi(&id, Some(method)).await.unwrap();
+        assert_eq!(started.amount.to_string(), total, "{method}");
+        client
+            .demo_simulate(&id, &json!({"product": product}))
+            .await
+            .unwrap();
+        let paid = client.wait_for_payment(&id, &fast_wait()).await.unwrap();
+        assert_eq!(paid.status, PaymentStatus::Paid, "{method}");
+        assert_eq!(
+            (paid.amount.to_string(), paid.paid_amount.to_string()),
+            (total.to_owned(), total.to_owned()),
+            "{method}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn waiting_follows_a_partial_payment_and_its_top_up() {
     let demo = demo(1).await;
     let client = client(&demo);
