@@ -439,6 +439,33 @@ pub struct PaymentView {
     pub payment_method: Option<String>,
     /// Addition: when the current terminal operation ends if nobody pays.
     pub operation_expires_at: Option<String>,
+    /// Addition: seconds until then (for a countdown that needs no clock agreement).
+    #[serde(default)]
+    pub operation_expires_in: Option<i64>,
+    /// Addition: the merchant's name (the source's), shown to the customer.
+    #[serde(default)]
+    pub merchant_name: Option<String>,
+}
+
+/// `GET /api/payment/{id}/quotes` (addition): what each active method would charge if chosen now —
+/// the very figures `/kaspi` answers, so a payment page shows the total before the customer picks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodQuoteView {
+    /// The method's code, to send to `/kaspi`.
+    pub payment_method: String,
+    /// Display name (`Kaspi Кредит`).
+    pub name: String,
+    /// Shown beside the name.
+    pub icon_emoji: String,
+    /// The percent added to the charge.
+    pub commission_percent: Percent,
+    /// The operation's base: what remains to pay.
+    pub original_amount: Money,
+    /// The commission added.
+    pub commission_amount: Money,
+    /// What the terminal charges: `original_amount + commission_amount`.
+    pub amount: Money,
 }
 
 /// `GET /api/payment/{id}/status`.

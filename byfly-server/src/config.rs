@@ -68,6 +68,14 @@ pub struct Config {
     pub webhook_timeout_secs: u64,
     /// Webhook deliveries in flight at once. Default 8; `BYFLY_WEBHOOK_CONCURRENCY`.
     pub webhook_concurrency: usize,
+    /// `/kaspi` calls one client address may make per minute (each can hold a physical terminal
+    /// for minutes). Default 20, 0 = no limit; `BYFLY_KASPI_RATE_PER_IP`.
+    pub kaspi_rate_per_ip: u32,
+    /// `/kaspi` calls per payment per minute. Default 6, 0 = no limit; `BYFLY_KASPI_RATE_PER_PAYMENT`.
+    pub kaspi_rate_per_payment: u32,
+    /// Take the client address for rate limits from the last `X-Forwarded-For` entry (set it only
+    /// behind a proxy that appends it). Default false; `BYFLY_TRUST_FORWARDED_FOR`.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for Config {
@@ -92,6 +100,9 @@ impl Default for Config {
             webhook_backoff_secs: vec![60, 300, 1800, 7200, 21600, 43200, 86400],
             webhook_timeout_secs: 10,
             webhook_concurrency: 8,
+            kaspi_rate_per_ip: 20,
+            kaspi_rate_per_payment: 6,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -151,6 +162,8 @@ pub struct Settings {
     pub webhook_timeout: Duration,
     /// Webhook deliveries in flight at once.
     pub webhook_concurrency: usize,
+    /// `/kaspi` rate limits.
+    pub kaspi_rate: crate::http::KaspiRate,
     /// Demo mode (`byfly-server demo`): adds `POST /api/dev/simulate/{id}`, which drives the
     /// simulated terminals. Never set from configuration.
     pub demo_mode: bool,
@@ -242,6 +255,15 @@ impl Config {
         }
         if let Some(v) = env("BYFLY_WEBHOOK_CONCURRENCY") {
             self.webhook_concurrency = parsed("webhook_concurrency", &v)?;
+        }
+        if let Some(v) = env("BYFLY_KASPI_RATE_PER_IP") {
+            self.kaspi_rate_per_ip = parsed("kaspi_rate_per_ip", &v)?;
+        }
+        if let Some(v) = env("BYFLY_KASPI_RATE_PER_PAYMENT") {
+            self.kaspi_rate_per_payment = parsed("kaspi_rate_per_payment", &v)?;
+        }
+        if let Some(v) = env("BYFLY_TRUST_FORWARDED_FOR") {
+            self.trust_forwarded_for = parsed("trust_forwarded_for", &v)?;
         }
         if let Some(v) = env("BYFLY_LOG_FORMAT") {
             self.log_format = match v.trim() {
@@ -344,6 +366,11 @@ impl Config {
             webhook_backoff: self.webhook_backoff_secs.iter().map(|d| secs(*d)).collect(),
             webhook_timeout: Duration::from_secs(self.webhook_timeout_secs),
             webhook_concurrency: self.webhook_concurrency,
+            kaspi_rate: crate::http::KaspiRate {
+                per_ip_per_minute: self.kaspi_rate_per_ip,
+                per_payment_per_minute: self.kaspi_rate_per_payment,
+                trust_forwarded_for: self.trust_forwarded_for,
+            },
             demo_mode: false,
         })
     }

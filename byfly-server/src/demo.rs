@@ -150,9 +150,12 @@ impl RunningDemo {
         let mut suffix = [0u8; 6];
         rand::fill(&mut suffix);
         let data_dir = std::env::temp_dir().join(format!("byfly-demo-{}", hex::encode(suffix)));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let origin = format!("http://{}", listener.local_addr()?);
         let mut config = Config {
             qr_scan_interval_ms: 50,
             qr_scan_deadline_ms: 5_000,
+            public_base_url: Some(origin.clone()),
             ..Config::default()
         };
         configure(&mut config);
@@ -164,8 +167,7 @@ impl RunningDemo {
             admin_token: None,
         })
         .await?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let api_url = format!("http://{}/api", listener.local_addr()?);
+        let api_url = format!("{origin}/api");
         let simulators = std::mem::take(&mut demo.simulators);
         let (token, admin_token, store) = (
             demo.token.expose().to_owned(),

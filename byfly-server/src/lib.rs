@@ -70,18 +70,19 @@ pub async fn run(
     ));
     let sweeper = tokio::spawn(workers::expiry_sweeper(store.clone(), workers_stopped.clone()));
     let timing = settings.timing;
+    let settings_rate = settings.kaspi_rate;
     let state = AppState {
         store,
         settings: Arc::new(settings),
         pool,
         timing,
         dispatcher,
+        kaspi_limiter: Arc::new(http::KaspiLimiter::new(settings_rate)),
         demo_inbox: Arc::default(),
     };
     let poller = tokio::spawn(workers::operation_poller(state.clone(), workers_stopped));
-    let served = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     // Requests are done; let each worker finish its iteration (and deliveries in flight).
     stop_workers.send(true).ok();
     for worker in [health, poller, sender, sweeper] {

@@ -214,8 +214,15 @@ mod demo {
         admin_token: Option<String>,
     ) -> anyhow::Result<()> {
         super::init_logging(config.log_format);
+        let public_base_url = config
+            .public_base_url
+            .clone()
+            .or_else(|| Some(format!("http://{bind}")));
         let demo = Demo::prepare(DemoSetup {
-            config,
+            config: Config {
+                public_base_url,
+                ..config
+            },
             data_dir: data_dir.clone(),
             terminals: 2,
             token,
@@ -249,6 +256,9 @@ mod demo {
         );
         println!("  curl -s {base}/payment/$ID/status");
         println!("  curl -s {base}/dev/webhooks        # the paid webhook, with \"verified\": true");
+        println!(
+            "Or open the payment page the init answer links to (payment_page_url): http://{bind}/pay/$ID"
+        );
         println!(
             "CLI: export BYFLY_API_URL={base} BYFLY_API_TOKEN={t} BYFLY_ADMIN_TOKEN={}",
             demo.admin_token

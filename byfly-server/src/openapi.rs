@@ -21,9 +21,9 @@ use byfly_core::error::ErrorEnvelope;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CancelResponse, CreateSourceRequest,
     CreatedSource, HealthResponse, InitPaymentRequest, InitPaymentResponse, KaspiRequest, KaspiResponse,
-    OperationView, PaymentList, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth, RefundRequest,
-    RefundStatus, RefundView, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest,
-    UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    MethodQuoteView, OperationView, PaymentList, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth,
+    RefundRequest, RefundStatus, RefundView, SourceView, TerminalView, UpdateMethodRequest,
+    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, WebhookPayload};
 
@@ -32,6 +32,7 @@ use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, Webho
     InitPaymentRequest,
     InitPaymentResponse,
     PaymentView,
+    MethodQuoteView,
     PaymentStatusView,
     KaspiRequest,
     KaspiResponse,
@@ -120,6 +121,24 @@ const ROUTES: &[Route] = &[
         Auth::Public,
         Some("KaspiRequest"),
         "KaspiResponse",
+        "200",
+    ),
+    (
+        HttpMethod::Get,
+        "/api/payment/{id}/quotes",
+        "What each active method would charge now (the /kaspi figures)",
+        Auth::Public,
+        None,
+        "[MethodQuoteView]",
+        "200",
+    ),
+    (
+        HttpMethod::Get,
+        "/api/payment/{id}/qr.svg",
+        "The current operation's QR code as an SVG image",
+        Auth::Public,
+        None,
+        "",
         "200",
     ),
     (
@@ -326,7 +345,8 @@ fn build() -> utoipa::openapi::OpenApi {
     let mut paths = Paths::new();
     for (method, path, summary, auth, request, data, status) in ROUTES.iter().cloned() {
         let success = if data.is_empty() {
-            ResponseBuilder::new().description("OpenAPI 3.1 document").build()
+            // Not JSON in the envelope (the OpenAPI document itself, the QR image).
+            ResponseBuilder::new().description(summary).build()
         } else {
             ResponseBuilder::new()
                 .description("Success")

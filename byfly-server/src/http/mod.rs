@@ -4,6 +4,8 @@ mod admin;
 pub mod dev;
 mod errors;
 mod extract;
+mod limits;
+mod page;
 mod payments;
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 
 pub use errors::HttpError;
+pub use limits::{KaspiLimiter, KaspiRate};
 
 use crate::config::Settings;
 use crate::operations::OperationTiming;
@@ -35,6 +38,8 @@ pub struct AppState {
     pub timing: OperationTiming,
     /// Webhook sender (manual retries go through it too).
     pub dispatcher: crate::webhooks::Dispatcher,
+    /// Rate limits of `/kaspi`.
+    pub kaspi_limiter: Arc<KaspiLimiter>,
     /// Demo mode's webhook receiver inbox (empty and unused otherwise).
     pub demo_inbox: Arc<std::sync::Mutex<Vec<dev::DemoDelivery>>>,
 }
@@ -54,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/payment/{id}", get(payments::show))
         .route("/payment/{id}/status", get(payments::status))
         .route("/payment/{id}/kaspi", post(payments::kaspi))
+        .route("/payment/{id}/quotes", get(page::quotes))
+        .route("/payment/{id}/qr.svg", get(page::qr_svg))
         .route("/payment/{id}/cancel", post(payments::cancel))
         .route("/payment/{id}/refund", post(payments::refund))
         .route("/payment/{id}/refund/{refund_id}", get(payments::refund_status))
@@ -86,6 +93,9 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .nest("/api", api)
+        .route("/pay/{id}", get(page::pay_page))
+        .route("/pay/assets/pay.js", get(page::script))
+        .route("/pay/assets/pay.css", get(page::style))
         .fallback(errors::route_not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(CatchPanicLayer::custom(errors::panic_response))

@@ -9,14 +9,15 @@ use byfly_core::Figures;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
     CancelResponse, Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, KaspiRequest,
-    KaspiResponse, PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth,
-    RefundRequest, RefundView, WebhookUrl,
+    PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth, RefundRequest,
+    RefundView, WebhookUrl,
 };
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
 
 use super::errors::json_response;
 use super::extract::{JsonBytes, Source, invalid_query, parse_json_or_default};
+use super::limits::Peer;
 use super::{AppState, HttpError, now};
 use crate::operations;
 use crate::random::OsRandom;
@@ -30,10 +31,15 @@ const IDEMPOTENCY_STALE_SECS: i64 = 60;
 /// Longest `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
+/// Whether a stored `(method, is_active)` pair is offered to customers.
+pub(super) fn is_active_method(entry: &(PaymentMethod, bool)) -> bool {
+    entry.1
+}
+
 fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> {
     methods
         .into_iter()
-        .filter(|(_, is_active)| *is_active)
+        .filter(is_active_method)
         .map(|(method, _)| method)
         .collect()
 }
@@ -165,7 +171,7 @@ pub async fn init(
 }
 
 /// Looks a payment up by a path segment; a malformed id is the same 404 as an unknown one.
-async fn find(state: &AppState, id: &str) -> Result<PaymentRecord, HttpError> {
+pub(super) async fn find(state: &AppState, id: &str) -> Result<PaymentRecord, HttpError> {
     let id = TransactionId::parse(id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
     state
         .store
@@ -175,7 +181,7 @@ async fn find(state: &AppState, id: &str) -> Result<PaymentRecord, HttpError> {
 }
 
 /// A payment's figures and its current operation, from its stored operations.
-async fn figures(
+pub(super) async fn figures(
     state: &AppState,
     record: &PaymentRecord,
 ) -> Result<(Figures, Option<OperationRecord>), HttpError> {
@@ -190,6 +196,11 @@ async fn figures(
 
 pub(super) async fn view(record: &PaymentRecord, state: &AppState) -> Result<PaymentView, HttpError> {
     let (figures, current) = figures(state, record).await?;
+    let merchant_name = state
+        .store
+        .source(record.source_id)
+        .await?
+        .map(|source| source.name);
     let offset = state.settings.offset;
     Ok(PaymentView {
         transaction_id: record.transaction_id.clone(),
@@ -210,6 +221,8 @@ pub(super) async fn view(record: &PaymentRecord, state: &AppState) -> Result<Pay
         expires_at: offset.format(record.expires_at),
         payment_method: current.as_ref().map(|op| op.quote.method.to_string()),
         operation_expires_at: current.as_ref().map(|op| offset.format(op.deadline_at)),
+        operation_expires_in: current.as_ref().map(|op| (op.deadline_at - now()).max(0)),
+        merchant_name,
     })
 }
 
@@ -252,12 +265,25 @@ pub async fn status(
 pub async fn kaspi(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
     JsonBytes(body): JsonBytes,
-) -> Result<Json<Envelope<KaspiResponse>>, HttpError> {
+) -> Result<Response, HttpError> {
+    let client = state.kaspi_limiter.client_address(peer, &headers);
+    if let Err(wait) = state.kaspi_limiter.check(client, &id) {
+        let mut refused = HttpError::code(ErrorCode::RateLimited).into_response();
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
+            refused
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return Ok(refused);
+    }
     let record = find(&state, &id).await?;
     let request: KaspiRequest = parse_json_or_default(&body)?;
     let answer = operations::start(&state, record, request.payment_method.as_deref()).await?;
-    Ok(Json(Envelope::with_message("Платеж инициирован", answer)))
+    Ok(Json(Envelope::with_message("Платеж инициирован", answer)).into_response())
 }
 
 /// `POST /api/payment/{id}/cancel` (token): a source cancels its own payment; its terminal

@@ -1,0 +1,168 @@
+//! Rate limits of `POST /api/payment/{id}/kaspi`: a public endpoint where each call can hold a
+//! physical terminal for minutes, so one client (or one payment's link passed around) must not be
+//! able to occupy the pool. Limits are per process: with several processes behind a balancer a
+//! client may get up to N× the quota, which still bounds abuse (terminals are the scarce part and
+//! are claimed in the database).
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// The configured limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KaspiRate {
+    /// Calls per client address per minute (0: unlimited).
+    pub per_ip_per_minute: u32,
+    /// Calls per payment per minute (0: unlimited).
+    pub per_payment_per_minute: u32,
+    /// Whether the last `X-Forwarded-For` entry names the client.
+    pub trust_forwarded_for: bool,
+}
+
+/// Keys kept before forgetting the ones whose quota is full again.
+const RETAIN_AFTER_KEYS: usize = 10_000;
+
+/// The limiters, shared by all requests of the process.
+pub struct KaspiLimiter {
+    rate: KaspiRate,
+    per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    per_payment: Option<DefaultKeyedRateLimiter<String>>,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for KaspiLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KaspiLimiter")
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
+}
+
+fn keyed<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Option<DefaultKeyedRateLimiter<K>> {
+    NonZeroU32::new(per_minute).map(|n| RateLimiter::dashmap(Quota::per_minute(n)))
+}
+
+impl KaspiLimiter {
+    /// Limiters for `rate`.
+    pub fn new(rate: KaspiRate) -> KaspiLimiter {
+        KaspiLimiter {
+            rate,
+            per_ip: keyed(rate.per_ip_per_minute),
+            per_payment: keyed(rate.per_payment_per_minute),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts a call of `client` on `payment`; `Err(wait)` when a quota is used up.
+    pub fn check(&self, client: Option<IpAddr>, payment: &str) -> Result<(), Duration> {
+        if let (Some(limiter), Some(ip)) = (&self.per_ip, client) {
+            self.check_key(limiter, &ip)?;
+        }
+        if let Some(limiter) = &self.per_payment {
+            self.check_key(limiter, &payment.to_owned())?;
+        }
+        Ok(())
+    }
+
+    fn check_key<K: std::hash::Hash + Eq + Clone>(
+        &self,
+        limiter: &DefaultKeyedRateLimiter<K>,
+        key: &K,
+    ) -> Result<(), Duration> {
+        if limiter.len() > RETAIN_AFTER_KEYS {
+            limiter.retain_recent();
+        }
+        limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// The client's address: the connection's peer, or the last `X-Forwarded-For` entry when the
+    /// proxy in front is trusted to append it.
+    pub fn client_address(&self, peer: Option<IpAddr>, headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+        if self.rate.trust_forwarded_for {
+            let forwarded = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .filter_map(|entry| entry.trim().parse().ok())
+                .last();
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        peer
+    }
+}
+
+/// The connection's peer address, when the server was started with connect info.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotas_are_per_client_and_per_payment() {
+        let limiter = KaspiLimiter::new(KaspiRate {
+            per_ip_per_minute: 3,
+            per_payment_per_minute: 2,
+            trust_forwarded_for: false,
+        });
+        let (a, b) = (
+            Some(IpAddr::from([10, 0, 0, 1])),
+            Some(IpAddr::from([10, 0, 0, 2])),
+        );
+        assert!(limiter.check(a, "P1").is_ok());
+        assert!(limiter.check(a, "P1").is_ok());
+        let wait = limiter.check(b, "P1").unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert!(limiter.check(a, "P2").is_ok());
+        assert!(limiter.check(a, "P3").is_err(), "a's fourth call this minute");
+        assert!(limiter.check(b, "P3").is_ok());
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_when_trusted() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "1.1.1.1, 203.0.113.7".parse().unwrap());
+        let peer = Some(IpAddr::from([127, 0, 0, 1]));
+        let direct = KaspiLimiter::new(KaspiRate {
+            per_ip_per_minute: 1,
+            per_payment_per_minute: 1,
+            trust_forwarded_for: false,
+        });
+        assert_eq!(direct.client_address(peer, &headers), peer);
+        let proxied = KaspiLimiter::new(KaspiRate {
+            trust_forwarded_for: true,
+            ..direct.rate
+        });
+        assert_eq!(
+            proxied.client_address(peer, &headers),
+            Some(IpAddr::from([203, 0, 113, 7]))
+        );
+    }
+}
