@@ -18,7 +18,7 @@ use byfly_server::pool::TerminalPool;
 use byfly_server::random::OsRandom;
 use byfly_server::store::{NewTerminal, TerminalTls};
 use byfly_terminal::simulator::{Simulator, SimulatorConfig};
-use common::{pay, spawn_app, spawn_app_with};
+use common::{pay, spawn_app_with};
 use serde_json::{Value, json};
 
 #[tokio::test]
