@@ -290,6 +290,79 @@ fn json_output_and_exit_codes() {
 }
 
 #[test]
+fn every_payment_command_prints_its_answer_as_json() {
+    let server = Server::start(1);
+    let (code, created) = server.json(&[
+        "init",
+        "--amount",
+        "2500.5",
+        "--description",
+        "JSON",
+        "--meta",
+        "k=v",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (created["status"].clone(), created["amount"].clone()),
+        ("pending".into(), 2500.5.into())
+    );
+    let id = created["transaction_id"].as_str().unwrap().to_owned();
+    let (code, started) = server.json(&["kaspi", &id, "--method", "kaspi_red"]);
+    assert_eq!(code, 0);
+    assert!(
+        started["payment_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://pay.kaspi.kz/")
+    );
+    let (code, shown) = server.json(&["show", &id]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (shown["status"].clone(), shown["merchant_name"].clone()),
+        ("processing".into(), "Demo".into())
+    );
+    assert_eq!(shown["qr_code"], started["qr_code"]);
+    let (code, acted) = server.json(&["simulate", &id, "--product", "Red"]);
+    assert_eq!(code, 0);
+    assert!(acted.is_object(), "{acted}");
+    let (code, status) = server.json(&["status", &id, "--wait"]);
+    assert_eq!(code, 0);
+    // The terminal charges whole tenge: 2 501 received, 0.5 over.
+    assert_eq!(
+        (
+            status["status"].clone(),
+            status["paid_amount"].clone(),
+            status["overpaid_amount"].clone()
+        ),
+        ("paid".into(), 2501.into(), 0.5.into())
+    );
+    let (code, list) = server.json(&["list", "--status", "paid"]);
+    assert_eq!(code, 0);
+    assert_eq!(list["items"][0]["transaction_id"].as_str(), Some(id.as_str()));
+    let (code, refund) = server.json(&["refund", &id]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (refund["status"].clone(), refund["amount"].clone()),
+        ("waiting_confirmation".into(), 2501.into())
+    );
+    let refund_id = refund["refund_id"].as_str().unwrap();
+    let (code, followed) = server.json(&["refund", &id, "--check", refund_id]);
+    assert_eq!((code, followed["refund_id"].as_str()), (0, Some(refund_id)));
+    let other = server.init("10");
+    let (code, cancelled) = server.json(&["cancel", &other]);
+    assert_eq!((code, cancelled["status"].as_str()), (0, Some("cancelled")));
+    let (code, health) = server.json(&["health"]);
+    assert_eq!((code, health["terminals"]["total"].clone()), (0, 1.into()));
+    let (code, log) = server.json(&["admin", "webhooks", &id]);
+    assert_eq!(code, 0);
+    assert_eq!(log[0]["event"], "paid");
+    let (code, terminals) = server.json(&["admin", "terminals", "list"]);
+    assert_eq!((code, terminals[0]["healthy"].clone()), (0, true.into()));
+    let (code, review) = server.json(&["admin", "review"]);
+    assert_eq!((code, review), (0, Value::Array(Vec::new())));
+}
+
+#[test]
 fn webhook_verify_checks_the_exact_body() {
     let server = Server::start(0);
     let now = std::time::SystemTime::now()

@@ -36,6 +36,8 @@
 //! - [`webhook`]: verifying and parsing the webhooks the server sends (with an axum extractor
 //!   behind the `axum` feature).
 
+#![warn(missing_docs)]
+
 mod admin;
 mod error;
 pub mod webhook;
@@ -45,7 +47,8 @@ use std::time::Duration;
 use byfly_core::method::PaymentMethod;
 use byfly_core::wire::{
     CancelResponse, Envelope, HealthResponse, InitPaymentRequest, InitPaymentResponse, KaspiRequest,
-    KaspiResponse, PaymentList, PaymentListQuery, PaymentStatusView, PaymentView, RefundRequest, RefundView,
+    KaspiResponse, MethodQuoteView, PaymentList, PaymentListQuery, PaymentStatusView, PaymentView,
+    RefundRequest, RefundView,
 };
 use byfly_core::{ErrorCode, Money, PaymentStatus, Secret, TransactionId};
 use reqwest::Method;
@@ -170,6 +173,20 @@ impl WaitUntil {
 }
 
 /// How [`Client::wait_for_payment`] polls.
+///
+/// ```
+/// use std::time::Duration;
+/// use byfly_client::{WaitOptions, WaitUntil};
+/// use byfly_core::PaymentStatus;
+///
+/// // Up to 5 minutes for `paid` (a final status such as `cancelled` also ends the wait).
+/// let options = WaitOptions {
+///     until: WaitUntil::AnyOf(vec![PaymentStatus::Paid]),
+///     timeout: Duration::from_secs(300),
+///     ..WaitOptions::default()
+/// };
+/// assert_eq!(options.initial_interval, Duration::from_millis(500));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WaitOptions {
     /// When to stop.
@@ -348,6 +365,19 @@ pub struct Client {
 
 impl Client {
     /// Starts building a client of the server at `base_url` (`https://host` or `https://host/api`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use byfly_client::{Client, RetryPolicy};
+    ///
+    /// let client = Client::builder("https://pay.example.kz")
+    ///     .api_token("the source's 64-character token")
+    ///     .timeout(Duration::from_secs(30))
+    ///     .retry(RetryPolicy::none())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(client.base_url(), "https://pay.example.kz/api");
+    /// ```
     pub fn builder(base_url: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
             base_url: base_url.into(),
@@ -456,6 +486,28 @@ impl Client {
         }
     }
 
+    /// `GET /api/payment/{id}/quotes`: what each active method would charge if chosen now (the
+    /// figures `/kaspi` answers; on what remains after a partial payment).
+    pub async fn quotes(&self, id: &TransactionId) -> Result<Vec<MethodQuoteView>, Error> {
+        self.send(Call::get(format!("/payment/{id}/quotes"), Auth::Public))
+            .await
+    }
+
+    /// `GET /api/openapi.json`: the OpenAPI 3.1 document of the API (not in the envelope).
+    pub async fn openapi_document(&self) -> Result<serde_json::Value, Error> {
+        let (status, body) = self
+            .exchange(&Call::get("/openapi.json".into(), Auth::Public))
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(refusal(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|err| Error::Decode {
+            status,
+            reason: err.to_string(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
     /// `POST /api/dev/simulate/{id}` (demo mode only): makes the simulated customer act on the
     /// terminal running the payment, e.g. `{"product": "Loan"}` or `{"outcome": "fail"}`.
     pub async fn demo_simulate(
@@ -530,6 +582,16 @@ impl Client {
     }
 
     async fn send_once<T: DeserializeOwned>(&self, call: &Call) -> Result<T, Error> {
+        let (status, body) = self.exchange(call).await?;
+        if (200..300).contains(&status) {
+            decode_envelope(status, &body)
+        } else {
+            Err(refusal(status, &body))
+        }
+    }
+
+    /// Sends `call` once: the answer's status and body, whatever they are.
+    async fn exchange(&self, call: &Call) -> Result<(u16, Vec<u8>), Error> {
         let mut request = self
             .http
             .request(call.method.clone(), format!("{}{}", self.base_url, call.path));
@@ -564,11 +626,7 @@ impl Client {
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(transport_error)?;
-        if (200..300).contains(&status) {
-            decode_envelope(status, &body)
-        } else {
-            Err(refusal(status, &body))
-        }
+        Ok((status, body.to_vec()))
     }
 }
 

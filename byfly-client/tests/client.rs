@@ -120,6 +120,15 @@ async fn a_gold_payment_from_init_to_refund() {
 
     let health = client.health().await.unwrap();
     assert_eq!(health.terminals.total, 2);
+    let document = client.openapi_document().await.unwrap();
+    assert!(document["paths"]["/api/payment/{id}/kaspi"]["post"].is_object());
+    let other = create(&client, 100_000).await;
+    let quotes = client.quotes(&other).await.unwrap();
+    let kredit = quotes
+        .iter()
+        .find(|q| q.payment_method == "kaspi_kredit")
+        .unwrap();
+    assert_eq!(kredit.amount.to_string(), "114000");
 }
 
 #[tokio::test]

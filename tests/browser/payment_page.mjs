@@ -126,10 +126,68 @@ const scenarios = {
     assert.match(shown, /30 000 ₸/);
   },
 
+  async 'status polling pauses while hidden and stops at a final status'(page) {
+    const url = await createPayment(4000, 'Опрос статуса');
+    const id = url.split('/').pop();
+    const polls = [];
+    page.on('request', (request) => {
+      if (request.url().endsWith(`/payment/${id}/status`)) polls.push(Date.now());
+    });
+    await page.goto(url);
+    await waitForText(page, 'Выберите способ оплаты');
+    const polled = async (count) => {
+      const deadline = Date.now() + TIMEOUT;
+      while (polls.length < count) {
+        assert.ok(Date.now() < deadline, `fewer than ${count} status polls`);
+        await page.waitForTimeout(50);
+      }
+    };
+    await polled(2);
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    const whenHidden = polls.length;
+    await page.waitForTimeout(2500); // an absence: nothing to wait for but time
+    assert.ok(polls.length <= whenHidden + 1, `polled while hidden: ${polls.length - whenHidden}`);
+    await page.evaluate(() => {
+      Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    });
+    await polled(polls.length + 1);
+    // Paid from elsewhere (the API): the page follows, then stops asking.
+    const started = await fetch(`${origin}/api/payment/${id}/kaspi`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: '{"payment_method":"kaspi_gold"}',
+    });
+    assert.equal(started.status, 200);
+    await waitForText(page, 'Ожидаем оплату');
+    await demoAction(page, 'Оплатить Kaspi Gold');
+    await waitForText(page, 'Оплачено');
+    const whenPaid = polls.length;
+    await page.waitForTimeout(2500);
+    assert.equal(polls.length, whenPaid, 'no polling after a final status');
+  },
+
   async 'expired link'(page) {
     await page.goto(`${origin}/pay/${process.env.BYFLY_EXPIRED_ID}`);
     const shown = await waitForText(page, 'Срок действия ссылки истёк');
     assert.match(shown, /новую ссылку/);
+    assert.equal(await page.locator('button[data-method]').count(), 0, 'no way to pay');
+  },
+
+  async 'cancelled by the merchant'(page) {
+    const url = await createPayment(7000, 'Отменённый заказ');
+    const id = url.split('/').pop();
+    const cancelled = await fetch(`${origin}/api/payment/${id}/cancel`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-API-Token': token },
+      body: '{}',
+    });
+    assert.equal(cancelled.status, 200);
+    await page.goto(url);
+    await waitForText(page, 'Платёж отменён');
     assert.equal(await page.locator('button[data-method]').count(), 0, 'no way to pay');
   },
 
