@@ -321,10 +321,10 @@ impl Config {
         if self.webhook_concurrency == 0 || self.webhook_concurrency > 256 {
             return Err(invalid("webhook_concurrency", "must be between 1 and 256"));
         }
-        if !(self.database_url.starts_with("sqlite:")) {
+        if crate::store::Dialect::of_url(&self.database_url).is_none() {
             return Err(invalid(
                 "database_url",
-                "only sqlite: URLs are supported by this build",
+                "must be sqlite://path or postgres://user@host/database",
             ));
         }
         let admin_token = match self.admin_token {

@@ -32,11 +32,11 @@ use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::http::AppState;
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqlStore, Store};
 
 /// Opens the configured database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqliteStore::open(&settings.database_url).await?;
+    let store = SqlStore::open(&settings.database_url).await?;
     store.migrate().await?;
     Ok(Arc::new(store))
 }

@@ -5,7 +5,7 @@
 //! transaction, so a crash leaves either all of a change or none of it. A PostgreSQL implementation
 //! of the same trait can follow without touching the services.
 
-mod sqlite;
+mod sql;
 
 use async_trait::async_trait;
 use byfly_core::ids::{Secret, TokenHash};
@@ -17,7 +17,7 @@ use byfly_terminal::Tokens;
 
 use crate::settle::{FinalAnswer, OperationRecord, SettlementPlan};
 
-pub use sqlite::SqliteStore;
+pub use sql::{Dialect, SqlStore};
 
 /// A storage failure. Callers answer 500 (or 503) and log it; details never reach clients.
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,7 @@ pub struct App {
 impl Drop for App {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.dir).ok();
+        drop_database(&self.dir);
     }
 }
 
@@ -40,9 +41,133 @@ pub fn temp_dir(prefix: &str) -> std::path::PathBuf {
     dir
 }
 
-/// The URL of a SQLite database file in `dir`.
+/// Whether this test binary runs the suite on PostgreSQL: the `pg_*` test targets of
+/// `Cargo.toml` compile the very same files as the SQLite ones.
+pub fn on_postgres() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.file_name()
+                .map(|name| name.to_string_lossy().starts_with("pg_"))
+        })
+        .unwrap_or(false)
+}
+
+/// The PostgreSQL server the `pg_*` tests use: `BYFLY_TEST_DATABASE_URL`, else this machine's
+/// (`postgres://postgres@127.0.0.1:5432/test`). Unreachable is a failure, never a skip.
+fn postgres_admin_url() -> String {
+    std::env::var("BYFLY_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The name of the test database that belongs to `dir` (its own, fresh).
+fn database_name(dir: &std::path::Path) -> String {
+    let stamp = dir
+        .file_name()
+        .map(|name| {
+            name.to_string_lossy()
+                .rsplit('-')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .unwrap_or_default();
+    format!("byfly_t_{stamp}")
+}
+
+/// `admin_url` with its database replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let (server, _) = base.rsplit_once('/').expect("a postgres URL names a database");
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+/// Runs `statement` on the admin database, from a thread of its own (callers may be inside a
+/// runtime, or in `Drop`).
+fn admin_statement(statement: String) {
+    use sqlx::Connection;
+    let url = postgres_admin_url();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut connection = sqlx::postgres::PgConnection::connect(&url)
+                .await
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "PostgreSQL at {url} is unreachable ({err}); start it with \
+                     `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` \
+                     or set BYFLY_TEST_DATABASE_URL"
+                    )
+                });
+            sqlx::Executor::execute(&mut connection, sqlx::AssertSqlSafe(statement))
+                .await
+                .unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// The URL of the database that belongs to `dir`: a SQLite file in it, or — in a `pg_*` test
+/// binary — a fresh PostgreSQL database named after it (created here, dropped with the app).
 pub fn sqlite_url(dir: &std::path::Path) -> String {
-    format!("sqlite://{}", dir.join("byfly.db").display())
+    if !on_postgres() {
+        return format!("sqlite://{}", dir.join("byfly.db").display());
+    }
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(drop_leftover_databases);
+    let name = database_name(dir);
+    let marker = dir.join("postgres-database");
+    if !marker.exists() {
+        admin_statement(format!("CREATE DATABASE {name}"));
+        std::fs::write(&marker, &name).unwrap();
+    }
+    with_database(&postgres_admin_url(), &name)
+}
+
+/// Drops the test databases earlier runs left (tests that manage their own folder do not drop
+/// theirs); called once per test binary, before it creates any.
+fn drop_leftover_databases() {
+    use sqlx::Connection;
+    let url = postgres_admin_url();
+    let names: Vec<String> = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let Ok(mut connection) = sqlx::postgres::PgConnection::connect(&url).await else {
+                return Vec::new(); // reported by the first CREATE DATABASE
+            };
+            sqlx::query_scalar("SELECT datname::TEXT FROM pg_database WHERE datname LIKE 'byfly\\_t\\_%'")
+                .fetch_all(&mut connection)
+                .await
+                .unwrap()
+        })
+    })
+    .join()
+    .unwrap();
+    for name in names {
+        admin_statement(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
+
+/// Drops the PostgreSQL database of `dir`, if one was made.
+fn drop_database(dir: &std::path::Path) {
+    if on_postgres() {
+        admin_statement(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            database_name(dir)
+        ));
+    }
 }
 
 pub async fn spawn_app(terminals: usize) -> App {

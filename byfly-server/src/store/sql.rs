@@ -1,19 +1,28 @@
-//! The embedded default: one SQLite file, WAL journal, `synchronous = FULL` (an acknowledged write
-//! survives a power cut), `busy_timeout` so concurrent writers wait instead of failing, and write
-//! transactions begun `IMMEDIATE` so two writers never deadlock upgrading a read lock.
+//! The storage, on either backend through sqlx's `Any` driver, with one set of queries:
+//!
+//! - **SQLite** (the embedded default): one file, WAL journal, `synchronous = FULL` (an acknowledged
+//!   write survives a power cut), `busy_timeout` so concurrent writers wait instead of failing, and
+//!   write transactions begun `IMMEDIATE` so two writers never deadlock upgrading a read lock.
+//! - **PostgreSQL** (several server processes): `synchronous_commit` as the server sets it (on by
+//!   default); every write transaction first takes one transaction-scoped advisory lock, so write
+//!   transactions are serialized across all processes exactly as SQLite serializes them — every
+//!   read-then-write (claim a free terminal, settle an operation and append its event, claim due
+//!   outbox rows) is atomic across processes, with nothing else to reason about.
+//!
+//! The SQL is written once in the dialect both accept (`ON CONFLICT`, `RETURNING`, `COALESCE`,
+//! `CASE`, flags as 0/1 integers, money as integer tiyn) with `?` placeholders, which
+//! [`Dialect::sql`] turns into `$1, $2, …` for PostgreSQL. Each backend has its own migrations.
 
 use std::borrow::Cow;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use byfly_core::ids::{Secret, TokenHash};
 use byfly_core::{BodyEncoding, Money, PaymentMethod, PaymentStatus, Percent, TransactionId};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlStr, SqlitePool};
+use sqlx::query::{Query, QueryScalar};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr, SqlStr};
 
 use super::{
     ClaimOutcome, DeliveryAttempt, DeliveryLog, DueEvent, IdempotencyCompletion, IdempotencyStart, Inserted,
@@ -30,7 +39,7 @@ use byfly_terminal::Tokens;
 /// How token expiry times are stored (the terminal's local time, as it gave them).
 const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
-/// The columns [`SqliteStore::payment_row`] reads, as a literal so queries stay static strings.
+/// The columns [`SqlStore::payment_row`] reads, as a literal so queries stay static strings.
 macro_rules! select_payments {
     ($condition:literal) => {
         concat!(
@@ -42,8 +51,11 @@ macro_rules! select_payments {
     };
 }
 
-/// The migrations, embedded in the binary.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+/// One backend's migrations, embedded in the binary: `(version, description, SQL)`.
+type Migrations = [(i64, &'static str, &'static str); 5];
+
+/// SQLite's migrations.
+const SQLITE_MIGRATIONS: Migrations = [
     (
         1,
         "initial",
@@ -71,41 +83,186 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
     ),
 ];
 
+/// PostgreSQL's migrations: the same schema, in its types.
+const POSTGRES_MIGRATIONS: Migrations = [
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "terminals",
+        include_str!("../../migrations/postgres/0002_terminals.sql"),
+    ),
+    (
+        3,
+        "operations",
+        include_str!("../../migrations/postgres/0003_operations.sql"),
+    ),
+    (
+        4,
+        "webhook delivery",
+        include_str!("../../migrations/postgres/0004_webhook_delivery.sql"),
+    ),
+    (
+        5,
+        "refunds",
+        include_str!("../../migrations/postgres/0005_refunds.sql"),
+    ),
+];
+
+/// The key of the advisory lock that serializes PostgreSQL write transactions ("BYFLY" on a keypad).
+const WRITE_LOCK_KEY: i64 = 29_359;
+
 /// How long idempotency records are kept.
 const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
 
-/// A SQLite database.
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `sqlite://path`.
+    Sqlite,
+    /// `postgres://…` or `postgresql://…`.
+    Postgres,
+}
+
+impl Dialect {
+    /// The backend a database URL names, if it is one of ours.
+    pub fn of_url(url: &str) -> Option<Dialect> {
+        if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// `sql` as this backend takes it: `?` placeholders numbered `$1, $2, …` for PostgreSQL (a `?`
+    /// inside a quoted literal is left alone).
+    fn sql(self, sql: &'static str) -> SqlStr {
+        match self {
+            Dialect::Sqlite => SqlStr::from_static(sql),
+            Dialect::Postgres => {
+                let mut numbered = String::with_capacity(sql.len() + 16);
+                let (mut n, mut quoted) = (0, false);
+                for c in sql.chars() {
+                    match c {
+                        '\'' => {
+                            quoted = !quoted;
+                            numbered.push(c);
+                        }
+                        '?' if !quoted => {
+                            n += 1;
+                            numbered.push('$');
+                            numbered.push_str(&n.to_string());
+                        }
+                        other => numbered.push(other),
+                    }
+                }
+                AssertSqlSafe(numbered).into_sql_str()
+            }
+        }
+    }
+}
+
+/// A SQLite or PostgreSQL database.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-impl SqliteStore {
-    /// Opens (creating the file if needed) the database at `url` (`sqlite://path` or `sqlite::memory:`).
-    pub async fn open(url: &str) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        Ok(SqliteStore { pool })
+/// A 0/1 integer column as a flag.
+fn flag(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+impl SqlStore {
+    /// Opens the database at `url`: `sqlite://path` (the file is created if needed) or
+    /// `postgres://user@host/db` (the database must exist).
+    pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of_url(url)
+            .ok_or_else(|| StoreError::Corrupt(format!("unsupported database URL {url:?}")))?;
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            connection
+                                .execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                                )
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?
+            }
+        };
+        Ok(SqlStore { pool, dialect })
     }
 
-    fn percent(row: &SqliteRow, column: &str) -> Result<Percent, StoreError> {
+    /// Which backend this is.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// A query of `sql` in this backend's placeholders.
+    fn q<'q>(&self, sql: &'static str) -> Query<'q, Any, AnyArguments> {
+        sqlx::query(self.dialect.sql(sql))
+    }
+
+    /// A one-column query of `sql` in this backend's placeholders.
+    fn scalar<'q, T>(&self, sql: &'static str) -> QueryScalar<'q, Any, T, AnyArguments>
+    where
+        T: sqlx::Type<Any> + for<'r> sqlx::Decode<'r, Any>,
+    {
+        sqlx::query_scalar(self.dialect.sql(sql))
+    }
+
+    /// A write transaction, serialized against every other writer (all processes included).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
+        match self.dialect {
+            Dialect::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                self.q("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(?)) AS lock")
+                    .bind(WRITE_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
+    }
+
+    fn percent(row: &AnyRow, column: &str) -> Result<Percent, StoreError> {
         let text: String = row.try_get(column)?;
         Percent::parse(&text).map_err(|err| corrupt(format!("{column}: {err}")))
     }
 
-    fn method(row: &SqliteRow) -> Result<(PaymentMethod, bool), StoreError> {
+    fn method(row: &AnyRow) -> Result<(PaymentMethod, bool), StoreError> {
         let method = PaymentMethod {
             id: row.try_get("id")?,
             code: byfly_core::MethodCode::new(row.try_get::<String, _>("code")?),
@@ -116,29 +273,29 @@ impl SqliteStore {
             payment_currency: row.try_get("payment_currency")?,
             icon_emoji: row.try_get("icon_emoji")?,
             commission_percent: Self::percent(row, "commission_percent")?,
-            has_credit: row.try_get("has_credit")?,
+            has_credit: flag(row, "has_credit")?,
             credit_commission_percent: Self::percent(row, "credit_commission_percent")?,
-            has_installment: row.try_get("has_installment")?,
+            has_installment: flag(row, "has_installment")?,
             installment_months: row.try_get("installment_months")?,
             installment_commission_percent: Self::percent(row, "installment_commission_percent")?,
-            add_commission_to_amount: row.try_get("add_commission_to_amount")?,
+            add_commission_to_amount: flag(row, "add_commission_to_amount")?,
         };
-        Ok((method, row.try_get("is_active")?))
+        Ok((method, flag(row, "is_active")?))
     }
 
-    fn source_row(row: &SqliteRow) -> Result<SourceRecord, StoreError> {
+    fn source_row(row: &AnyRow) -> Result<SourceRecord, StoreError> {
         let encoding: String = row.try_get("webhook_json")?;
         Ok(SourceRecord {
             id: row.try_get("id")?,
             name: row.try_get("name")?,
             webhook_json: BodyEncoding::parse(&encoding)
                 .ok_or_else(|| corrupt(format!("webhook_json {encoding:?}")))?,
-            active: row.try_get("active")?,
+            active: flag(row, "active")?,
             created_at: row.try_get("created_at")?,
         })
     }
 
-    fn payment_row(row: &SqliteRow) -> Result<PaymentRecord, StoreError> {
+    fn payment_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
         let transaction_id: String = row.try_get("transaction_id")?;
         let status: String = row.try_get("status")?;
         Ok(PaymentRecord {
@@ -165,7 +322,7 @@ impl SqliteStore {
         })
     }
 
-    fn terminal(row: &SqliteRow) -> Result<TerminalRecord, StoreError> {
+    fn terminal(row: &AnyRow) -> Result<TerminalRecord, StoreError> {
         let mode: String = row.try_get("tls_mode")?;
         let tls = match mode.as_str() {
             "verify" => TerminalTls::Verify {
@@ -195,8 +352,8 @@ impl SqliteStore {
                 camera_url: row.try_get("camera_url")?,
                 tls,
             },
-            enabled: row.try_get("enabled")?,
-            healthy: row.try_get("healthy")?,
+            enabled: flag(row, "enabled")?,
+            healthy: flag(row, "healthy")?,
             last_error: row.try_get("last_error")?,
             tokens,
             device_terminal_id: row.try_get("device_terminal_id")?,
@@ -205,7 +362,7 @@ impl SqliteStore {
         })
     }
 
-    fn operation(row: &SqliteRow) -> Result<OperationRecord, StoreError> {
+    fn operation(row: &AnyRow) -> Result<OperationRecord, StoreError> {
         let money =
             |column: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(row.try_get(column)?)) };
         let optional_money = |column: &str| -> Result<Option<Money>, StoreError> {
@@ -226,8 +383,8 @@ impl SqliteStore {
             },
             terminal_amount: row.try_get("terminal_amount")?,
             state: OpState::parse(&state).ok_or_else(|| corrupt(format!("operation state {state:?}")))?,
-            is_current: row.try_get("is_current")?,
-            holds_terminal: row.try_get("holds_terminal")?,
+            is_current: flag(row, "is_current")?,
+            holds_terminal: flag(row, "holds_terminal")?,
             previous_status: PaymentStatus::parse(&previous)
                 .ok_or_else(|| corrupt(format!("status {previous:?}")))?,
             process_id: row.try_get("process_id")?,
@@ -245,11 +402,11 @@ impl SqliteStore {
             refund_of: row.try_get("refund_of_operation_id")?,
             terminal_transaction_id: row.try_get("terminal_transaction_id")?,
             cheque_method: row.try_get("cheque_method")?,
-            needs_review: row.try_get("needs_review")?,
+            needs_review: flag(row, "needs_review")?,
         })
     }
 
-    fn stored_event(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+    fn stored_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
         let money =
             |column: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(row.try_get(column)?)) };
         let event: String = row.try_get("event")?;
@@ -280,14 +437,16 @@ impl SqliteStore {
     }
 
     /// The payment and source encoding an event's delivery needs.
-    async fn due(&self, row: &SqliteRow) -> Result<DueEvent, StoreError> {
+    async fn due(&self, row: &AnyRow) -> Result<DueEvent, StoreError> {
         let event = Self::stored_event(row)?;
-        let payment = sqlx::query(select_payments!("id = ?"))
+        let payment = self
+            .q(select_payments!("id = ?"))
             .bind(event.payment_id)
             .fetch_one(&self.pool)
             .await?;
         let payment = Self::payment_row(&payment)?;
-        let encoding: String = sqlx::query_scalar("SELECT webhook_json FROM sources WHERE id = ?")
+        let encoding: String = self
+            .scalar("SELECT webhook_json FROM sources WHERE id = ?")
             .bind(payment.source_id)
             .fetch_one(&self.pool)
             .await?;
@@ -302,13 +461,14 @@ impl SqliteStore {
     }
 
     async fn seed_methods(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payment_methods")
+        let mut tx = self.begin_write().await?;
+        let count: i64 = self
+            .scalar("SELECT COUNT(*) FROM payment_methods")
             .fetch_one(&mut *tx)
             .await?;
         if count == 0 {
             for method in PaymentMethod::seeded() {
-                sqlx::query(
+                self.q(
                     "INSERT INTO payment_methods (id, code, name, type, provider, country_id, payment_currency, \
                      icon_emoji, commission_percent, has_credit, credit_commission_percent, has_installment, \
                      installment_months, installment_commission_percent, add_commission_to_amount, is_active) \
@@ -323,12 +483,12 @@ impl SqliteStore {
                 .bind(&method.payment_currency)
                 .bind(&method.icon_emoji)
                 .bind(method.commission_percent.to_string())
-                .bind(method.has_credit)
+                .bind(i64::from(method.has_credit))
                 .bind(method.credit_commission_percent.to_string())
-                .bind(method.has_installment)
+                .bind(i64::from(method.has_installment))
                 .bind(&method.installment_months)
                 .bind(method.installment_commission_percent.to_string())
-                .bind(method.add_commission_to_amount)
+                .bind(i64::from(method.add_commission_to_amount))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -339,26 +499,29 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrations = MIGRATIONS
-            .iter()
-            .map(|(version, description, sql)| {
-                Migration::new(
-                    *version,
-                    Cow::Borrowed(*description),
-                    MigrationType::Simple,
-                    SqlStr::from_static(sql),
-                    false,
-                )
-            })
-            .collect();
+        let migrations = match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        }
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                SqlStr::from_static(sql),
+                false,
+            )
+        })
+        .collect();
         Migrator::with_migrations(migrations).run(&self.pool).await?;
         self.seed_methods().await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        self.q("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
@@ -369,7 +532,7 @@ impl Store for SqliteStore {
         webhook_json: BodyEncoding,
         now: i64,
     ) -> Result<SourceRecord, StoreError> {
-        let row = sqlx::query(
+        let row = self.q(
             "INSERT INTO sources (name, token_hash, webhook_json, active, created_at) VALUES (?, ?, ?, 1, ?) \
              RETURNING id, name, webhook_json, active, created_at",
         )
@@ -383,7 +546,7 @@ impl Store for SqliteStore {
     }
 
     async fn source_by_token_hash(&self, hash: &TokenHash) -> Result<Option<SourceRecord>, StoreError> {
-        let row = sqlx::query(
+        let row = self.q(
             "SELECT id, name, webhook_json, active, created_at FROM sources WHERE token_hash = ? AND active = 1",
         )
         .bind(hash.as_str())
@@ -393,7 +556,8 @@ impl Store for SqliteStore {
     }
 
     async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM payment_methods ORDER BY id")
+        let rows = self
+            .q("SELECT * FROM payment_methods ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(Self::method).collect()
@@ -407,14 +571,14 @@ impl Store for SqliteStore {
         now: i64,
         stale_after: i64,
     ) -> Result<IdempotencyStart, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ? AND created_at < ?")
+        let mut tx = self.begin_write().await?;
+        self.q("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ? AND created_at < ?")
             .bind(source_id)
             .bind(key)
             .bind(now - IDEMPOTENCY_TTL_SECS)
             .execute(&mut *tx)
             .await?;
-        let existing = sqlx::query(
+        let existing = self.q(
             "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE source_id = ? AND key = ?",
         )
         .bind(source_id)
@@ -423,7 +587,7 @@ impl Store for SqliteStore {
         .await?;
         let start = match existing {
             None => {
-                sqlx::query("INSERT INTO idempotency_keys (source_id, key, request_hash, created_at) VALUES (?, ?, ?, ?)")
+                self.q("INSERT INTO idempotency_keys (source_id, key, request_hash, created_at) VALUES (?, ?, ?, ?)")
                     .bind(source_id)
                     .bind(key)
                     .bind(request_hash)
@@ -445,14 +609,12 @@ impl Store for SqliteStore {
                             .unwrap_or_default(),
                     }),
                     None if now - created_at > stale_after => {
-                        sqlx::query(
-                            "UPDATE idempotency_keys SET created_at = ? WHERE source_id = ? AND key = ?",
-                        )
-                        .bind(now)
-                        .bind(source_id)
-                        .bind(key)
-                        .execute(&mut *tx)
-                        .await?;
+                        self.q("UPDATE idempotency_keys SET created_at = ? WHERE source_id = ? AND key = ?")
+                            .bind(now)
+                            .bind(source_id)
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await?;
                         IdempotencyStart::Fresh
                     }
                     None => IdempotencyStart::InFlight,
@@ -464,14 +626,14 @@ impl Store for SqliteStore {
     }
 
     async fn complete_idempotent(&self, completion: IdempotencyCompletion) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        complete(&mut tx, &completion).await?;
+        let mut tx = self.begin_write().await?;
+        self.complete(&mut tx, &completion).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn release_idempotent(&self, source_id: i64, key: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ? AND status_code IS NULL")
+        self.q("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ? AND status_code IS NULL")
             .bind(source_id)
             .bind(key)
             .execute(&self.pool)
@@ -484,9 +646,9 @@ impl Store for SqliteStore {
         row: &NewPaymentRow,
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<Inserted, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         let payment = &row.payment;
-        let inserted = sqlx::query(
+        let inserted = self.q(
             "INSERT INTO payments (transaction_id, source_id, status, original_amount_minor, currency, description, \
              customer_name, customer_phone, customer_email, payment_method_id, webhook_url, webhook_secret, metadata, \
              created_at, expires_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -513,14 +675,15 @@ impl Store for SqliteStore {
             return Ok(Inserted::IdCollision);
         }
         if let Some(completion) = completion {
-            complete(&mut tx, completion).await?;
+            self.complete(&mut tx, completion).await?;
         }
         tx.commit().await?;
         Ok(Inserted::Yes)
     }
 
     async fn payment(&self, id: &TransactionId) -> Result<Option<PaymentRecord>, StoreError> {
-        let row = sqlx::query(select_payments!("transaction_id = ?"))
+        let row = self
+            .q(select_payments!("transaction_id = ?"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -533,24 +696,25 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<TerminalRecord>, StoreError> {
         let (mode, server_name) = tls_columns(&terminal.tls);
-        let row = sqlx::query(
-            "INSERT INTO terminals (name, base_url, camera_url, tls_mode, tls_server_name, created_at) \
+        let row = self
+            .q(
+                "INSERT INTO terminals (name, base_url, camera_url, tls_mode, tls_server_name, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING *",
-        )
-        .bind(&terminal.name)
-        .bind(&terminal.base_url)
-        .bind(&terminal.camera_url)
-        .bind(mode)
-        .bind(server_name)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
+            )
+            .bind(&terminal.name)
+            .bind(&terminal.base_url)
+            .bind(&terminal.camera_url)
+            .bind(mode)
+            .bind(server_name)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(Self::terminal).transpose()
     }
 
     async fn upsert_terminal(&self, terminal: &NewTerminal, now: i64) -> Result<TerminalRecord, StoreError> {
         let (mode, server_name) = tls_columns(&terminal.tls);
-        let row = sqlx::query(
+        let row = self.q(
             "INSERT INTO terminals (name, base_url, camera_url, tls_mode, tls_server_name, created_at) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET base_url = excluded.base_url, \
              camera_url = excluded.camera_url, tls_mode = excluded.tls_mode, tls_server_name = excluded.tls_server_name, \
@@ -569,7 +733,8 @@ impl Store for SqliteStore {
     }
 
     async fn source(&self, id: i64) -> Result<Option<SourceRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, webhook_json, active, created_at FROM sources WHERE id = ?")
+        let row = self
+            .q("SELECT id, name, webhook_json, active, created_at FROM sources WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -577,7 +742,8 @@ impl Store for SqliteStore {
     }
 
     async fn sources(&self) -> Result<Vec<SourceRecord>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, webhook_json, active, created_at FROM sources ORDER BY id")
+        let rows = self
+            .q("SELECT id, name, webhook_json, active, created_at FROM sources ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(Self::source_row).collect()
@@ -589,12 +755,12 @@ impl Store for SqliteStore {
         webhook_json: Option<BodyEncoding>,
         active: Option<bool>,
     ) -> Result<Option<SourceRecord>, StoreError> {
-        let row = sqlx::query(
+        let row = self.q(
             "UPDATE sources SET webhook_json = COALESCE(?, webhook_json), active = COALESCE(?, active) WHERE id = ? \
              RETURNING id, name, webhook_json, active, created_at",
         )
         .bind(webhook_json.map(BodyEncoding::as_str))
-        .bind(active)
+        .bind(active.map(i64::from))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -607,23 +773,22 @@ impl Store for SqliteStore {
         terminal: &NewTerminal,
     ) -> Result<Option<TerminalRecord>, StoreError> {
         let (mode, server_name) = tls_columns(&terminal.tls);
-        let row = sqlx::query(
-            "UPDATE terminals SET \
+        let row = self
+            .q("UPDATE terminals SET \
                access_token = CASE WHEN base_url = ? THEN access_token ELSE NULL END, \
                refresh_token = CASE WHEN base_url = ? THEN refresh_token ELSE NULL END, \
                healthy = CASE WHEN base_url = ? THEN healthy ELSE 0 END, \
-               base_url = ?, camera_url = ?, tls_mode = ?, tls_server_name = ? WHERE id = ? RETURNING *",
-        )
-        .bind(&terminal.base_url)
-        .bind(&terminal.base_url)
-        .bind(&terminal.base_url)
-        .bind(&terminal.base_url)
-        .bind(&terminal.camera_url)
-        .bind(mode)
-        .bind(server_name)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+               base_url = ?, camera_url = ?, tls_mode = ?, tls_server_name = ? WHERE id = ? RETURNING *")
+            .bind(&terminal.base_url)
+            .bind(&terminal.base_url)
+            .bind(&terminal.base_url)
+            .bind(&terminal.base_url)
+            .bind(&terminal.camera_url)
+            .bind(mode)
+            .bind(server_name)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(Self::terminal).transpose()
     }
 
@@ -632,8 +797,9 @@ impl Store for SqliteStore {
         id: i64,
         enabled: bool,
     ) -> Result<Option<TerminalRecord>, StoreError> {
-        let row = sqlx::query("UPDATE terminals SET enabled = ? WHERE id = ? RETURNING *")
-            .bind(enabled)
+        let row = self
+            .q("UPDATE terminals SET enabled = ? WHERE id = ? RETURNING *")
+            .bind(i64::from(enabled))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -646,7 +812,7 @@ impl Store for SqliteStore {
         patch: &byfly_core::wire::UpdateMethodRequest,
     ) -> Result<Option<(PaymentMethod, bool)>, StoreError> {
         let text = |percent: Option<byfly_core::Percent>| percent.map(|p| p.to_string());
-        let row = sqlx::query(
+        let row = self.q(
             "UPDATE payment_methods SET commission_percent = COALESCE(?, commission_percent), \
              credit_commission_percent = COALESCE(?, credit_commission_percent), \
              installment_commission_percent = COALESCE(?, installment_commission_percent), \
@@ -656,8 +822,8 @@ impl Store for SqliteStore {
         .bind(text(patch.commission_percent))
         .bind(text(patch.credit_commission_percent))
         .bind(text(patch.installment_commission_percent))
-        .bind(patch.add_commission_to_amount)
-        .bind(patch.is_active)
+        .bind(patch.add_commission_to_amount.map(i64::from))
+        .bind(patch.is_active.map(i64::from))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
@@ -665,7 +831,8 @@ impl Store for SqliteStore {
     }
 
     async fn due_event(&self, event_id: &str) -> Result<Option<DueEvent>, StoreError> {
-        let row = sqlx::query("SELECT * FROM webhook_events WHERE event_id = ?")
+        let row = self
+            .q("SELECT * FROM webhook_events WHERE event_id = ?")
             .bind(event_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -676,7 +843,8 @@ impl Store for SqliteStore {
     }
 
     async fn terminal(&self, id: i64) -> Result<Option<TerminalRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM terminals WHERE id = ?")
+        let row = self
+            .q("SELECT * FROM terminals WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -684,21 +852,21 @@ impl Store for SqliteStore {
     }
 
     async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM terminals ORDER BY id")
+        let rows = self
+            .q("SELECT * FROM terminals ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(Self::terminal).collect()
     }
 
     async fn claim_health_checks(&self, now: i64, interval: i64) -> Result<Vec<TerminalRecord>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE terminals SET last_checked_at = ? \
-             WHERE enabled = 1 AND (last_checked_at IS NULL OR last_checked_at <= ?) RETURNING *",
-        )
-        .bind(now)
-        .bind(now - interval)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .q("UPDATE terminals SET last_checked_at = ? \
+             WHERE enabled = 1 AND (last_checked_at IS NULL OR last_checked_at <= ?) RETURNING *")
+            .bind(now)
+            .bind(now - interval)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(Self::terminal).collect()
     }
 
@@ -709,43 +877,39 @@ impl Store for SqliteStore {
         error: Option<&str>,
         device_terminal_id: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE terminals SET healthy = ?, last_error = ?, \
-             device_terminal_id = COALESCE(?, device_terminal_id) WHERE id = ?",
-        )
-        .bind(healthy)
-        .bind(error)
-        .bind(device_terminal_id)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        self.q("UPDATE terminals SET healthy = ?, last_error = ?, \
+             device_terminal_id = COALESCE(?, device_terminal_id) WHERE id = ?")
+            .bind(i64::from(healthy))
+            .bind(error)
+            .bind(device_terminal_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ? WHERE id = ?",
-        )
-        .bind(&tokens.access_token)
-        .bind(&tokens.refresh_token)
-        .bind(
-            tokens
-                .expires_at
-                .map(|at| at.format(TOKEN_TIME_FORMAT).to_string()),
-        )
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        self.q("UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ? WHERE id = ?")
+            .bind(&tokens.access_token)
+            .bind(&tokens.refresh_token)
+            .bind(
+                tokens
+                    .expires_at
+                    .map(|at| at.format(TOKEN_TIME_FORMAT).to_string()),
+            )
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn pool_counts(&self) -> Result<PoolCounts, StoreError> {
-        let row = sqlx::query(
-            "SELECT COALESCE(SUM(enabled), 0) AS enabled, COALESCE(SUM(enabled AND healthy), 0) AS healthy, \
-             (SELECT COUNT(*) FROM operations WHERE holds_terminal = 1) AS busy FROM terminals",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row = self
+            .q("SELECT CAST(COALESCE(SUM(enabled), 0) AS BIGINT) AS enabled, \
+             CAST(COALESCE(SUM(enabled * healthy), 0) AS BIGINT) AS healthy, \
+             (SELECT COUNT(*) FROM operations WHERE holds_terminal = 1) AS busy FROM terminals")
+            .fetch_one(&self.pool)
+            .await?;
         let count = |column: &str| -> Result<u32, StoreError> {
             u32::try_from(row.try_get::<i64, _>(column)?).map_err(corrupt)
         };
@@ -757,7 +921,8 @@ impl Store for SqliteStore {
     }
 
     async fn operations(&self, payment_id: i64) -> Result<Vec<OperationRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
+        let rows = self
+            .q("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
             .bind(payment_id)
             .fetch_all(&self.pool)
             .await?;
@@ -765,8 +930,9 @@ impl Store for SqliteStore {
     }
 
     async fn claim_terminal(&self, claim: &TerminalClaim) -> Result<ClaimOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM payments WHERE id = ?")
+        let mut tx = self.begin_write().await?;
+        let status: Option<String> = self
+            .scalar("SELECT status FROM payments WHERE id = ?")
             .bind(claim.payment_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -774,28 +940,34 @@ impl Store for SqliteStore {
             return Ok(ClaimOutcome::PaymentChanged);
         }
         if let Some(replaced) = claim.replace_operation {
-            sqlx::query("UPDATE operations SET is_current = 0 WHERE id = ? AND payment_id = ?")
+            self.q("UPDATE operations SET is_current = 0 WHERE id = ? AND payment_id = ?")
                 .bind(replaced)
                 .bind(claim.payment_id)
                 .execute(&mut *tx)
                 .await?;
         }
-        let excluded = serde_json::to_string(&claim.excluded_terminals).map_err(corrupt)?;
-        let terminal = sqlx::query(
-            "SELECT * FROM terminals t WHERE t.enabled = 1 AND t.healthy = 1 \
-             AND t.id NOT IN (SELECT value FROM json_each(?)) \
-             AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.terminal_id = t.id AND o.holds_terminal = 1) \
-             ORDER BY t.last_used_at, t.id LIMIT 1",
-        )
-        .bind(excluded)
-        .fetch_optional(&mut *tx)
-        .await?;
+        // The free terminals, least recently used first; those this request already tried are
+        // skipped here (a pool is a handful of terminals).
+        let free = self
+            .q("SELECT * FROM terminals t WHERE t.enabled = 1 AND t.healthy = 1 \
+                AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.terminal_id = t.id AND o.holds_terminal = 1) \
+                ORDER BY t.last_used_at, t.id")
+            .fetch_all(&mut *tx)
+            .await?;
+        let terminal = free
+            .iter()
+            .map(Self::terminal)
+            .find(|terminal| {
+                terminal
+                    .as_ref()
+                    .map_or(true, |t| !claim.excluded_terminals.contains(&t.id))
+            })
+            .transpose()?;
         let Some(terminal) = terminal else {
             return Ok(ClaimOutcome::NoFreeTerminal);
         };
-        let terminal = Self::terminal(&terminal)?;
         let quote = &claim.quote;
-        let inserted = sqlx::query(
+        let inserted = self.q(
             "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
              charge_minor, terminal_amount, state, is_current, holds_terminal, replaces_operation_id, previous_status, \
              started_at, deadline_at, next_poll_at) \
@@ -824,7 +996,7 @@ impl Store for SqliteStore {
             }
             Err(err) => return Err(err.into()),
         };
-        sqlx::query("UPDATE terminals SET last_used_at = ? WHERE id = ?")
+        self.q("UPDATE terminals SET last_used_at = ? WHERE id = ?")
             .bind(claim.now)
             .bind(terminal.id)
             .execute(&mut *tx)
@@ -837,24 +1009,25 @@ impl Store for SqliteStore {
     }
 
     async fn start_failed(&self, operation_id: i64, unhealthy: Option<&str>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(
-            "UPDATE operations SET state = 'start_failed', is_current = 0, holds_terminal = 0 \
+        let mut tx = self.begin_write().await?;
+        let row = self
+            .q(
+                "UPDATE operations SET state = 'start_failed', is_current = 0, holds_terminal = 0 \
              WHERE id = ? AND state = 'starting' RETURNING terminal_id, replaces_operation_id",
-        )
-        .bind(operation_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+            )
+            .bind(operation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(row) = row {
             let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
             if let Some(replaced) = replaced {
-                sqlx::query("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
+                self.q("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
                     .bind(replaced)
                     .execute(&mut *tx)
                     .await?;
             }
             if let Some(reason) = unhealthy {
-                sqlx::query("UPDATE terminals SET healthy = 0, last_error = ? WHERE id = ?")
+                self.q("UPDATE terminals SET healthy = 0, last_error = ? WHERE id = ?")
                     .bind(reason)
                     .bind(row.try_get::<i64, _>("terminal_id")?)
                     .execute(&mut *tx)
@@ -873,8 +1046,8 @@ impl Store for SqliteStore {
         from: PaymentStatus,
         to: PaymentStatus,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let payment_id: i64 = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let payment_id: i64 = self.scalar(
             "UPDATE operations SET state = 'in_flight', process_id = ?, next_poll_at = ? WHERE id = ? RETURNING payment_id",
         )
         .bind(process_id)
@@ -882,7 +1055,7 @@ impl Store for SqliteStore {
         .bind(operation_id)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE payments SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
+        self.q("UPDATE payments SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
             .bind(to.as_str())
             .bind(now)
             .bind(payment_id)
@@ -899,7 +1072,7 @@ impl Store for SqliteStore {
         qr_code: &str,
         payment_url: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE operations SET qr_code = ?, payment_url = ? WHERE id = ?")
+        self.q("UPDATE operations SET qr_code = ?, payment_url = ? WHERE id = ?")
             .bind(qr_code)
             .bind(payment_url)
             .bind(operation_id)
@@ -909,30 +1082,30 @@ impl Store for SqliteStore {
     }
 
     async fn abandon_unreadable(&self, operation_id: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query(
-            "UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1 \
+        let mut tx = self.begin_write().await?;
+        let row = self
+            .q(
+                "UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1 \
              RETURNING payment_id, previous_status, replaces_operation_id",
-        )
-        .bind(operation_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+            )
+            .bind(operation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(row) = row {
             let payment_id: i64 = row.try_get("payment_id")?;
             let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
             let restored = match replaced {
-                Some(replaced) => {
-                    sqlx::query("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
-                        .bind(replaced)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected()
-                }
+                Some(replaced) => self
+                    .q("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
+                    .bind(replaced)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
                 None => 0,
             };
             if restored == 0 {
                 let previous: String = row.try_get("previous_status")?;
-                sqlx::query("UPDATE payments SET status = ? WHERE id = ? AND status = 'processing'")
+                self.q("UPDATE payments SET status = ? WHERE id = ? AND status = 'processing'")
                     .bind(previous)
                     .bind(payment_id)
                     .execute(&mut *tx)
@@ -950,7 +1123,10 @@ impl Store for SqliteStore {
         payment_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<OperationRecord>, StoreError> {
-        let rows = sqlx::query(
+        // In a write transaction: on PostgreSQL the sub-select alone would let two processes pick
+        // the same rows.
+        let mut tx = self.begin_write().await?;
+        let rows = self.q(
             "UPDATE operations SET next_poll_at = ? WHERE id IN (\
                SELECT id FROM operations WHERE holds_terminal = 1 AND state = 'in_flight' AND next_poll_at <= ? \
                AND (? IS NULL OR payment_id = ?) ORDER BY next_poll_at LIMIT ?) RETURNING *",
@@ -960,8 +1136,9 @@ impl Store for SqliteStore {
         .bind(payment_id)
         .bind(payment_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         rows.iter().map(Self::operation).collect()
     }
 
@@ -973,14 +1150,14 @@ impl Store for SqliteStore {
         unknown_since: Option<i64>,
         needs_review: bool,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        self.q(
             "UPDATE operations SET last_answer = ?, next_poll_at = ?, unknown_since = ?, needs_review = ? \
              WHERE id = ? AND holds_terminal = 1",
         )
         .bind(raw_answer)
         .bind(next_poll_at)
         .bind(unknown_since)
-        .bind(needs_review)
+        .bind(i64::from(needs_review))
         .bind(operation_id)
         .execute(&self.pool)
         .await?;
@@ -995,16 +1172,18 @@ impl Store for SqliteStore {
         now: i64,
         event_id: &str,
     ) -> Result<Option<SettlementPlan>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let payment_id: Option<i64> = sqlx::query_scalar("SELECT payment_id FROM operations WHERE id = ?")
+        let mut tx = self.begin_write().await?;
+        let payment_id: Option<i64> = self
+            .scalar("SELECT payment_id FROM operations WHERE id = ?")
             .bind(operation_id)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(payment_id) = payment_id else {
             return Ok(None);
         };
-        let (payment, operations) = payment_with_operations(&mut tx, payment_id).await?;
-        let methods = sqlx::query("SELECT * FROM payment_methods")
+        let (payment, operations) = self.payment_with_operations(&mut tx, payment_id).await?;
+        let methods = self
+            .q("SELECT * FROM payment_methods")
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -1026,7 +1205,7 @@ impl Store for SqliteStore {
             }
         };
         if operation.is_refund() && succeeded {
-            sqlx::query("UPDATE payments SET refunded_amount_minor = refunded_amount_minor + ? WHERE id = ?")
+            self.q("UPDATE payments SET refunded_amount_minor = refunded_amount_minor + ? WHERE id = ?")
                 .bind(operation.quote.base.to_minor())
                 .bind(payment_id)
                 .execute(&mut *tx)
@@ -1044,7 +1223,7 @@ impl Store for SqliteStore {
             FinalAnswer::Succeeded { gross, .. } => (OpState::Succeeded, Some(gross.to_minor())),
             FinalAnswer::Failed => (OpState::Failed, None),
         };
-        let updated = sqlx::query(
+        let updated = self.q(
             "UPDATE operations SET state = ?, holds_terminal = 0, gross_minor = ?, product_method = ?, \
              credited_minor = ?, terminal_transaction_id = ?, cheque_method = ?, last_answer = ?, finished_at = ? \
              WHERE id = ? AND state = 'in_flight'",
@@ -1063,7 +1242,7 @@ impl Store for SqliteStore {
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
-        sqlx::query(
+        self.q(
             "UPDATE payments SET status = ?, paid_at = CASE WHEN ? THEN ? ELSE paid_at END, updated_at = ? WHERE id = ?",
         )
         .bind(plan.status.as_str())
@@ -1085,7 +1264,8 @@ impl Store for SqliteStore {
                 actual: plan.credited,
                 method,
             };
-            append_event(&mut tx, payment_id, &new, now, event_id).await?;
+            self.append_event(&mut tx, payment_id, &new, now, event_id)
+                .await?;
         }
         tx.commit().await?;
         Ok(Some(plan))
@@ -1100,12 +1280,13 @@ impl Store for SqliteStore {
         now: i64,
         deadline_at: i64,
     ) -> Result<RefundClaim, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM payments WHERE id = ?")
+        let mut tx = self.begin_write().await?;
+        let status: Option<String> = self
+            .scalar("SELECT status FROM payments WHERE id = ?")
             .bind(of_operation.payment_id)
             .fetch_optional(&mut *tx)
             .await?;
-        let running: i64 = sqlx::query_scalar(
+        let running: i64 = self.scalar(
             "SELECT COUNT(*) FROM operations WHERE payment_id = ? AND refund_id IS NOT NULL AND holds_terminal = 1",
         )
         .bind(of_operation.payment_id)
@@ -1114,7 +1295,7 @@ impl Store for SqliteStore {
         if status.as_deref() != Some(expected.as_str()) || running > 0 {
             return Ok(RefundClaim::PaymentChanged);
         }
-        let inserted = sqlx::query(
+        let inserted = self.q(
             "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
              charge_minor, terminal_amount, state, is_current, holds_terminal, previous_status, started_at, deadline_at, \
              next_poll_at, kind, refund_id, refund_of_operation_id) \
@@ -1146,15 +1327,16 @@ impl Store for SqliteStore {
     }
 
     async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT * FROM operations WHERE needs_review = 1 AND holds_terminal = 1 ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = self
+            .q("SELECT * FROM operations WHERE needs_review = 1 AND holds_terminal = 1 ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(Self::operation).collect()
     }
 
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError> {
-        let row = sqlx::query(select_payments!("id = ?"))
+        let row = self
+            .q(select_payments!("id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -1162,7 +1344,8 @@ impl Store for SqliteStore {
     }
 
     async fn refund_operation(&self, refund_id: &str) -> Result<Option<OperationRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM operations WHERE refund_id = ?")
+        let row = self
+            .q("SELECT * FROM operations WHERE refund_id = ?")
             .bind(refund_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -1176,23 +1359,22 @@ impl Store for SqliteStore {
         now: i64,
         event_id: &str,
     ) -> Result<Option<Vec<OperationRecord>>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let updated = sqlx::query(
-            "UPDATE payments SET status = 'cancelled', updated_at = ? WHERE id = ? AND status = ?",
-        )
-        .bind(now)
-        .bind(payment_id)
-        .bind(expected.as_str())
-        .execute(&mut *tx)
-        .await?;
+        let mut tx = self.begin_write().await?;
+        let updated = self
+            .q("UPDATE payments SET status = 'cancelled', updated_at = ? WHERE id = ? AND status = ?")
+            .bind(now)
+            .bind(payment_id)
+            .bind(expected.as_str())
+            .execute(&mut *tx)
+            .await?;
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
-        sqlx::query("UPDATE operations SET is_current = 0 WHERE payment_id = ? AND is_current = 1")
+        self.q("UPDATE operations SET is_current = 0 WHERE payment_id = ? AND is_current = 1")
             .bind(payment_id)
             .execute(&mut *tx)
             .await?;
-        let (payment, operations) = payment_with_operations(&mut tx, payment_id).await?;
+        let (payment, operations) = self.payment_with_operations(&mut tx, payment_id).await?;
         let figures = ledger_of(&payment, &operations).0.figures();
         let new = NewEvent {
             event: WebhookEvent::Cancelled,
@@ -1201,7 +1383,8 @@ impl Store for SqliteStore {
             actual: Money::ZERO,
             method: None,
         };
-        append_event(&mut tx, payment_id, &new, now, event_id).await?;
+        self.append_event(&mut tx, payment_id, &new, now, event_id)
+            .await?;
         tx.commit().await?;
         Ok(Some(
             operations
@@ -1217,21 +1400,22 @@ impl Store for SqliteStore {
         limit: u32,
         event_ids: &(dyn Fn() -> String + Sync),
     ) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let expired: Vec<i64> = sqlx::query_scalar(
-            "UPDATE payments SET status = 'expired', updated_at = ? WHERE id IN (\
+        let mut tx = self.begin_write().await?;
+        let expired: Vec<i64> = self
+            .scalar(
+                "UPDATE payments SET status = 'expired', updated_at = ? WHERE id IN (\
                SELECT p.id FROM payments p WHERE p.status IN ('pending', 'failed') AND p.expires_at <= ? \
                AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.payment_id = p.id \
                                AND (o.holds_terminal = 1 OR o.state = 'succeeded')) \
                ORDER BY p.expires_at LIMIT ?) RETURNING id",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+            )
+            .bind(now)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await?;
         for payment_id in &expired {
-            let (payment, operations) = payment_with_operations(&mut tx, *payment_id).await?;
+            let (payment, operations) = self.payment_with_operations(&mut tx, *payment_id).await?;
             let figures = ledger_of(&payment, &operations).0.figures();
             let new = NewEvent {
                 event: WebhookEvent::Expired,
@@ -1240,14 +1424,16 @@ impl Store for SqliteStore {
                 actual: Money::ZERO,
                 method: None,
             };
-            append_event(&mut tx, *payment_id, &new, now, &event_ids()).await?;
+            self.append_event(&mut tx, *payment_id, &new, now, &event_ids())
+                .await?;
         }
         tx.commit().await?;
         Ok(expired.len())
     }
 
     async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM webhook_events WHERE payment_id = ? ORDER BY id")
+        let rows = self
+            .q("SELECT * FROM webhook_events WHERE payment_id = ? ORDER BY id")
             .bind(payment_id)
             .fetch_all(&self.pool)
             .await?;
@@ -1255,7 +1441,8 @@ impl Store for SqliteStore {
     }
 
     async fn claim_due_events(&self, now: i64, lease: i64, limit: u32) -> Result<Vec<DueEvent>, StoreError> {
-        let rows = sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let rows = self.q(
             "UPDATE webhook_events SET claimed_until = ? WHERE id IN (\
                SELECT id FROM webhook_events WHERE delivered_at IS NULL AND next_attempt_at <= ? \
                AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?) RETURNING *",
@@ -1264,8 +1451,9 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         let mut due = Vec::with_capacity(rows.len());
         for row in &rows {
             due.push(self.due(row).await?);
@@ -1280,8 +1468,8 @@ impl Store for SqliteStore {
         delivered: bool,
         next_attempt_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let attempts: i64 = sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let attempts: i64 = self.scalar(
             "UPDATE webhook_events SET attempts = attempts + 1, claimed_until = NULL, \
              delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, next_attempt_at = ? WHERE id = ? RETURNING attempts",
         )
@@ -1291,7 +1479,7 @@ impl Store for SqliteStore {
         .bind(row_id)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query(
+        self.q(
             "INSERT INTO webhook_logs (event_row_id, attempt, trigger, url, request_body, response_code, response_body, \
              error, duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -1312,7 +1500,7 @@ impl Store for SqliteStore {
     }
 
     async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError> {
-        let rows = sqlx::query(
+        let rows = self.q(
             "SELECT l.* FROM webhook_logs l JOIN webhook_events e ON e.id = l.event_row_id WHERE e.event_id = ? ORDER BY l.id",
         )
         .bind(event_id)
@@ -1349,7 +1537,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, StoreError> {
         let status = status.map(PaymentStatus::as_str);
-        let rows = sqlx::query(select_payments!(
+        let rows = self.q(select_payments!(
             "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) AND id < ? ORDER BY id DESC LIMIT ?"
         ))
         .bind(source_id)
@@ -1381,72 +1569,79 @@ struct NewEvent<'a> {
     method: Option<String>,
 }
 
-/// Appends an event to the outbox inside the transaction of the change it reports.
-async fn append_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    payment_id: i64,
-    new: &NewEvent<'_>,
-    now: i64,
-    event_id: &str,
-) -> Result<(), StoreError> {
-    let f = new.figures;
-    sqlx::query(
-        "INSERT INTO webhook_events (event_id, payment_id, event, status, amount_minor, paid_minor, \
+impl SqlStore {
+    /// Appends an event to the outbox inside the transaction of the change it reports.
+    async fn append_event(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        payment_id: i64,
+        new: &NewEvent<'_>,
+        now: i64,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
+        let f = new.figures;
+        self.q(
+            "INSERT INTO webhook_events (event_id, payment_id, event, status, amount_minor, paid_minor, \
          actual_received_minor, remaining_minor, overpaid_minor, commission_minor, refunded_minor, \
          payment_method, paid_at, created_at, next_attempt_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT paid_at FROM payments WHERE id = ?), ?, ?)",
-    )
-    .bind(event_id)
-    .bind(payment_id)
-    .bind(new.event.as_str())
-    .bind(new.status.as_str())
-    .bind(f.amount.to_minor())
-    .bind(f.paid_amount.to_minor())
-    .bind(new.actual.to_minor())
-    .bind(f.remaining_amount.to_minor())
-    .bind(f.overpaid_amount.to_minor())
-    .bind(f.commission_amount.to_minor())
-    .bind(f.refunded_amount.to_minor())
-    .bind(&new.method)
-    .bind(payment_id)
-    .bind(now)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// A payment and its operations, read inside a transaction.
-async fn payment_with_operations(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    payment_id: i64,
-) -> Result<(PaymentRecord, Vec<OperationRecord>), StoreError> {
-    let payment = sqlx::query(select_payments!("id = ?"))
+        )
+        .bind(event_id)
         .bind(payment_id)
-        .fetch_one(&mut **tx)
+        .bind(new.event.as_str())
+        .bind(new.status.as_str())
+        .bind(f.amount.to_minor())
+        .bind(f.paid_amount.to_minor())
+        .bind(new.actual.to_minor())
+        .bind(f.remaining_amount.to_minor())
+        .bind(f.overpaid_amount.to_minor())
+        .bind(f.commission_amount.to_minor())
+        .bind(f.refunded_amount.to_minor())
+        .bind(&new.method)
+        .bind(payment_id)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
         .await?;
-    let operations = sqlx::query("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
-        .bind(payment_id)
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(SqliteStore::operation)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((SqliteStore::payment_row(&payment)?, operations))
-}
+        Ok(())
+    }
 
-async fn complete(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    completion: &IdempotencyCompletion,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET status_code = ?, response_body = ? WHERE source_id = ? AND key = ?",
-    )
-    .bind(i64::from(completion.response.status))
-    .bind(&completion.response.body)
-    .bind(completion.source_id)
-    .bind(&completion.key)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    /// A payment and its operations, read inside a transaction.
+    async fn payment_with_operations(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        payment_id: i64,
+    ) -> Result<(PaymentRecord, Vec<OperationRecord>), StoreError> {
+        let payment = self
+            .q(select_payments!("id = ?"))
+            .bind(payment_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let operations = self
+            .q("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
+            .bind(payment_id)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(SqlStore::operation)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((SqlStore::payment_row(&payment)?, operations))
+    }
+
+    async fn complete(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        completion: &IdempotencyCompletion,
+    ) -> Result<(), StoreError> {
+        self.q(
+            "UPDATE idempotency_keys SET status_code = ?, response_body = ? WHERE source_id = ? AND key = ?",
+        )
+        .bind(i64::from(completion.response.status))
+        .bind(&completion.response.body)
+        .bind(completion.source_id)
+        .bind(&completion.key)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
