@@ -119,9 +119,16 @@ fn admin_statement(statement: String) {
 /// The URL of the database that belongs to `dir`: a SQLite file in it, or — in a `pg_*` test
 /// binary — a fresh PostgreSQL database named after it (created here, dropped with the app).
 pub fn sqlite_url(dir: &std::path::Path) -> String {
-    if !on_postgres() {
-        return format!("sqlite://{}", dir.join("byfly.db").display());
+    if on_postgres() {
+        postgres_url(dir)
+    } else {
+        format!("sqlite://{}", dir.join("byfly.db").display())
     }
+}
+
+/// A fresh PostgreSQL database that belongs to `dir` (created on the first call; dropped by
+/// [`drop_postgres_database`]).
+pub fn postgres_url(dir: &std::path::Path) -> String {
     static SWEEP: std::sync::Once = std::sync::Once::new();
     SWEEP.call_once(drop_leftover_databases);
     let name = database_name(dir);
@@ -163,11 +170,16 @@ fn drop_leftover_databases() {
 /// Drops the PostgreSQL database of `dir`, if one was made.
 fn drop_database(dir: &std::path::Path) {
     if on_postgres() {
-        admin_statement(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            database_name(dir)
-        ));
+        drop_postgres_database(dir);
     }
+}
+
+/// Drops the PostgreSQL database of `dir`.
+pub fn drop_postgres_database(dir: &std::path::Path) {
+    admin_statement(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        database_name(dir)
+    ));
 }
 
 pub async fn spawn_app(terminals: usize) -> App {
