@@ -66,14 +66,34 @@ pub async fn webhook_dispatcher(dispatcher: crate::webhooks::Dispatcher, mut sto
     dispatcher.drain().await;
 }
 
-/// Expires payments past `expires_at` (never while an operation holds a terminal), with their
-/// `expired` event. Rows are never deleted.
+/// How long an operation may stay `starting` (claimed, `/v2/payment` not yet answered) before it
+/// is taken for the leftover of a process that died in the middle of `/kaspi`: far longer than
+/// any terminal call of a live process may take.
+pub const STALE_START_SECS: i64 = 120;
+
+/// One round of the sweeper: expires payments past `expires_at` (never while an operation holds a
+/// terminal) with their `expired` event, and frees terminals held by operations a dead process
+/// left `starting` (the payment never left its status for them; an abandoned predecessor becomes
+/// current again). Rows are never deleted.
+pub async fn sweep(store: &dyn crate::store::Store, now: i64) -> Result<(), crate::store::StoreError> {
+    store.expire_due(now, 100, &crate::operations::event_id).await?;
+    for operation_id in store.stale_starts(now - STALE_START_SECS).await? {
+        tracing::warn!(
+            operation_id,
+            "operation left starting by a stopped process: terminal freed"
+        );
+        store.start_failed(operation_id, None).await?;
+    }
+    Ok(())
+}
+
+/// Runs [`sweep`] every few seconds.
 pub async fn expiry_sweeper(store: std::sync::Arc<dyn crate::store::Store>, mut stop: watch::Receiver<bool>) {
     loop {
         if *stop.borrow() {
             break;
         }
-        if let Err(err) = store.expire_due(now(), 100, &crate::operations::event_id).await {
+        if let Err(err) = sweep(store.as_ref(), now()).await {
             tracing::error!(%err, "expiry sweep failed");
         }
         tokio::select! {

@@ -199,3 +199,59 @@ async fn fifty_concurrent_payments_over_three_terminals_never_double_book() {
     assert_eq!(busy, 0, "a terminal was never asked for a second operation");
     assert_eq!(payments, 50);
 }
+
+#[tokio::test]
+async fn a_start_left_by_a_dead_process_frees_its_terminal_after_a_while() {
+    use byfly_core::ledger::OperationQuote;
+    use byfly_core::{Money, PaymentMethod, PaymentStatus};
+    use byfly_server::store::{ClaimOutcome, TerminalClaim};
+    use byfly_server::workers::{STALE_START_SECS, sweep};
+
+    let app = spawn_app_with(1, false, |_| {}).await;
+    let abandoned = app.init(1_000).await;
+    let payment = app
+        .store
+        .payment(&TransactionId::parse(&abandoned).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // A process claims the terminal for /kaspi and dies before the terminal answers.
+    let now = byfly_server::http::now();
+    let gold = &PaymentMethod::seeded()[0];
+    let claim = TerminalClaim {
+        payment_id: payment.id,
+        expected_status: PaymentStatus::Pending,
+        quote: OperationQuote::price(Money::from_tenge(1_000), gold),
+        terminal_amount: 1_000,
+        excluded_terminals: Vec::new(),
+        replace_operation: None,
+        now,
+        deadline_at: now + 300,
+    };
+    let ClaimOutcome::Claimed { operation_id, .. } = app.store.claim_terminal(&claim).await.unwrap() else {
+        panic!("the terminal was free");
+    };
+    let other = app.init(2_000).await;
+    assert_eq!(app.kaspi(&other, "kaspi_gold").await.1["code"], "terminals_busy");
+
+    assert_eq!(
+        app.store.stale_starts(now + STALE_START_SECS + 1).await.unwrap(),
+        vec![operation_id]
+    );
+    sweep(app.store.as_ref(), now + STALE_START_SECS - 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.kaspi(&other, "kaspi_gold").await.1["code"],
+        "terminals_busy",
+        "not yet"
+    );
+    sweep(app.store.as_ref(), now + STALE_START_SECS + 1)
+        .await
+        .unwrap();
+    assert!(app.store.stale_starts(now + 10_000).await.unwrap().is_empty());
+    let (code, started) = app.kaspi(&other, "kaspi_gold").await;
+    assert_eq!(code, 200, "{started}");
+    // The abandoned payment never left `pending` and can still be paid.
+    assert_eq!(app.status(&abandoned).await["status"], "pending");
+}

@@ -435,6 +435,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (and marked unhealthy with `unhealthy` as the reason, when given); an abandoned predecessor
     /// becomes current again.
     async fn start_failed(&self, operation_id: i64, unhealthy: Option<&str>) -> Result<(), StoreError>;
+    /// Operations still `starting` (claimed, terminal not yet known to have started them) since
+    /// before `before`: left by a process that died in the middle of `/kaspi`.
+    async fn stale_starts(&self, before: i64) -> Result<Vec<i64>, StoreError>;
     /// The terminal started the process: store its id (polling resumes from it after a restart)
     /// and move the payment from `from` to `to`.
     async fn operation_started(

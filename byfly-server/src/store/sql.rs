@@ -1038,6 +1038,14 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn stale_starts(&self, before: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(self
+            .scalar("SELECT id FROM operations WHERE state = 'starting' AND started_at < ? ORDER BY id")
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn operation_started(
         &self,
         operation_id: i64,
