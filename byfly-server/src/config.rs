@@ -29,7 +29,8 @@ pub enum LogFormat {
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`; `BYFLY_BIND`.
     pub bind: SocketAddr,
-    /// Database URL. Default `sqlite://byfly.db` (created on first start); `BYFLY_DATABASE_URL`.
+    /// Database URL: `sqlite://path` (created on first start) or `postgres://user@host/db` (several
+    /// processes may share it). Default `sqlite://byfly.db`; `BYFLY_DATABASE_URL`.
     pub database_url: String,
     /// UTC offset of the API's date-times. Default `+00:00` (Kazakhstan: `+05:00`); `BYFLY_UTC_OFFSET`.
     pub utc_offset: String,

@@ -3,8 +3,8 @@
 //! # Layout
 //!
 //! - [`config`]: defaults → TOML file → `BYFLY_*` environment → checked [`config::Settings`].
-//! - [`store`]: the [`store::Store`] trait and its SQLite implementation (migrations embedded,
-//!   money in tiyn, durable commits).
+//! - [`store`]: the [`store::Store`] trait and its implementation on SQLite or PostgreSQL
+//!   (migrations embedded per backend, money in tiyn, durable commits, writers serialized).
 //! - [`http`]: the router of `spec/API.md`, the error envelope for every failure, extractors.
 //! - [`random`]: the operating system's CSPRNG behind byfly-core's `SecureRandom`.
 //! - [`pool`]: clients of the pool's terminals and their health check.

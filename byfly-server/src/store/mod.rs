@@ -1,9 +1,10 @@
-//! Storage: the [`Store`] trait the services use, and its SQLite implementation.
+//! Storage: the [`Store`] trait the services use, and [`SqlStore`], its implementation on SQLite
+//! and on PostgreSQL.
 //!
 //! Money is stored as integer minor units (tiyn); a 2xx answer means the change is on disk
-//! (SQLite: WAL with `synchronous = FULL`). Every method that changes state does so in one
-//! transaction, so a crash leaves either all of a change or none of it. A PostgreSQL implementation
-//! of the same trait can follow without touching the services.
+//! (SQLite: WAL with `synchronous = FULL`; PostgreSQL: `synchronous_commit = on`). Every method
+//! that changes state does so in one transaction, so a crash leaves either all of a change or none
+//! of it; write transactions are serialized across every process sharing the database.
 
 mod sql;
 
