@@ -86,15 +86,7 @@ async fn the_page_is_a_self_contained_shell_under_a_strict_policy() {
     }
 
     // The public view names the merchant (the source) and nothing about the customer.
-    let view: Value = app
-        .http
-        .get(format!("{}/payment/{id}", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = app.get_json(&format!("/payment/{id}")).await;
     assert_eq!(view["data"]["merchant_name"], "CRM");
     assert!(view["data"].get("customer_name").is_none());
 }
@@ -103,15 +95,7 @@ async fn the_page_is_a_self_contained_shell_under_a_strict_policy() {
 async fn quotes_are_the_figures_kaspi_answers_and_the_qr_is_an_svg() {
     let app = spawn_app_with(1, false, |_| {}).await;
     let id = app.init(100_000).await;
-    let quotes: Value = app
-        .http
-        .get(format!("{}/payment/{id}/quotes", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let quotes = app.get_json(&format!("/payment/{id}/quotes")).await;
     let totals: Vec<(String, Value)> = quotes["data"]
         .as_array()
         .unwrap()
@@ -148,15 +132,7 @@ async fn quotes_are_the_figures_kaspi_answers_and_the_qr_is_an_svg() {
     let qr = started["data"]["qr_code"].as_str().unwrap();
     app.simulator_with(qr).pay(pay("Gold", Some(87_719))).unwrap();
     assert_eq!(app.settled(&id).await["status"], "partially_paid");
-    let quotes: Value = app
-        .http
-        .get(format!("{}/payment/{id}/quotes", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let quotes = app.get_json(&format!("/payment/{id}/quotes")).await;
     assert_eq!(quotes["data"][0]["amount"], json!(12281));
     assert_eq!(quotes["data"][2]["amount"], json!(14000.34));
     let (_, top_up) = app.kaspi(&id, "kaspi_kredit").await;

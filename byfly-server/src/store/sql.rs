@@ -242,6 +242,27 @@ impl SqlStore {
         sqlx::query_scalar(self.dialect.sql(sql))
     }
 
+    /// The row `sql` finds for `id` (its one placeholder), decoded.
+    async fn by_id<T>(
+        &self,
+        sql: &'static str,
+        id: i64,
+        decode: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = self.q(sql).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    /// Every row `sql` finds, decoded.
+    async fn all<T>(
+        &self,
+        sql: &'static str,
+        decode: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = self.q(sql).fetch_all(&self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// A write transaction, serialized against every other writer (all processes included).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
         match self.dialect {
@@ -556,11 +577,8 @@ impl Store for SqlStore {
     }
 
     async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError> {
-        let rows = self
-            .q("SELECT * FROM payment_methods ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::method).collect()
+        self.all("SELECT * FROM payment_methods ORDER BY id", Self::method)
+            .await
     }
 
     async fn begin_idempotent(
@@ -733,20 +751,20 @@ impl Store for SqlStore {
     }
 
     async fn source(&self, id: i64) -> Result<Option<SourceRecord>, StoreError> {
-        let row = self
-            .q("SELECT id, name, webhook_json, active, created_at FROM sources WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Self::source_row).transpose()
+        self.by_id(
+            "SELECT id, name, webhook_json, active, created_at FROM sources WHERE id = ?",
+            id,
+            Self::source_row,
+        )
+        .await
     }
 
     async fn sources(&self) -> Result<Vec<SourceRecord>, StoreError> {
-        let rows = self
-            .q("SELECT id, name, webhook_json, active, created_at FROM sources ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::source_row).collect()
+        self.all(
+            "SELECT id, name, webhook_json, active, created_at FROM sources ORDER BY id",
+            Self::source_row,
+        )
+        .await
     }
 
     async fn update_source(
@@ -843,20 +861,13 @@ impl Store for SqlStore {
     }
 
     async fn terminal(&self, id: i64) -> Result<Option<TerminalRecord>, StoreError> {
-        let row = self
-            .q("SELECT * FROM terminals WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Self::terminal).transpose()
+        self.by_id("SELECT * FROM terminals WHERE id = ?", id, Self::terminal)
+            .await
     }
 
     async fn terminals(&self) -> Result<Vec<TerminalRecord>, StoreError> {
-        let rows = self
-            .q("SELECT * FROM terminals ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::terminal).collect()
+        self.all("SELECT * FROM terminals ORDER BY id", Self::terminal)
+            .await
     }
 
     async fn claim_health_checks(&self, now: i64, interval: i64) -> Result<Vec<TerminalRecord>, StoreError> {
@@ -1335,20 +1346,16 @@ impl Store for SqlStore {
     }
 
     async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError> {
-        let rows = self
-            .q("SELECT * FROM operations WHERE needs_review = 1 AND holds_terminal = 1 ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::operation).collect()
+        self.all(
+            "SELECT * FROM operations WHERE needs_review = 1 AND holds_terminal = 1 ORDER BY id",
+            Self::operation,
+        )
+        .await
     }
 
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError> {
-        let row = self
-            .q(select_payments!("id = ?"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Self::payment_row).transpose()
+        self.by_id(select_payments!("id = ?"), id, Self::payment_row)
+            .await
     }
 
     async fn refund_operation(&self, refund_id: &str) -> Result<Option<OperationRecord>, StoreError> {

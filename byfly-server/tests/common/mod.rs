@@ -282,17 +282,20 @@ impl App {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
-    pub async fn status(&self, id: &str) -> Value {
-        let body: Value = self
-            .http
-            .get(format!("{}/payment/{id}/status", self.base))
+    /// `GET {base}{path}`, the whole JSON answer.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        body["data"].clone()
+            .unwrap()
+    }
+
+    pub async fn status(&self, id: &str) -> Value {
+        self.get_json(&format!("/payment/{id}/status")).await["data"].clone()
     }
 
     /// Polls `/status` (which asks the terminal) until the payment leaves `processing` (bounded).
