@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use byfly_terminal::{Terminal, TerminalConfig, TerminalError, TlsMode};
+use byfly_terminal::{Terminal, TerminalConfig, TerminalError, TlsMode, Tokens};
 
 use crate::store::{Store, StoreError, TerminalRecord, TerminalTls};
 
@@ -27,6 +27,21 @@ pub struct TerminalPool {
 /// Why a health check failed, as stored in `last_error`.
 fn describe(error: &TerminalError) -> String {
     error.to_string().chars().take(500).collect()
+}
+
+/// Whether tokens read from the database are newer than a client's: another process refreshed
+/// them (its refresh token is then spent, so this client must not refresh with its own). Different
+/// tokens count as newer unless they expire strictly earlier (a record read before this process's
+/// own refresh) — expiries have whole-second resolution, and tokens issued in one second tie.
+fn newer_than(stored: &Tokens, current: Option<&Tokens>) -> bool {
+    match current {
+        None => true,
+        Some(current) if current == stored => false,
+        Some(current) => match (stored.expires_at, current.expires_at) {
+            (Some(stored_expiry), Some(current_expiry)) => stored_expiry >= current_expiry,
+            _ => true,
+        },
+    }
 }
 
 impl TerminalPool {
@@ -72,6 +87,11 @@ impl TerminalPool {
         if let Some((built_from, client)) = clients.get(&record.id)
             && *built_from == signature
         {
+            if let Some(stored) = &record.tokens
+                && newer_than(stored, client.tokens().as_ref())
+            {
+                client.adopt_tokens(stored.clone());
+            }
             return Ok(client.clone());
         }
         let client = Arc::new(Terminal::new(&self.config(record), record.tokens.clone())?);

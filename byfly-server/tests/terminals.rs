@@ -171,3 +171,48 @@ async fn health_endpoint_reports_the_pool_and_the_server_checks_terminals_itself
     server.await.unwrap().unwrap();
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn tokens_refreshed_by_one_process_are_used_by_the_other() {
+    // Two pools over one database: two server processes. A refresh token works once, so the
+    // second must take the tokens the first stored rather than refresh with its spent one.
+    let (store, dir) = store().await;
+    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+    let id = store
+        .add_terminal(&simulated("Касса 1", &simulator), 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let first = TerminalPool::new(store.clone());
+    let second = TerminalPool::new(store.clone());
+    first.check_due(1, 0).await.unwrap();
+    let registered = store.terminal(id).await.unwrap().unwrap();
+    assert!(
+        second.check(&registered).await.unwrap(),
+        "both use the registered tokens"
+    );
+
+    simulator.expire_tokens();
+    assert!(
+        first.check(&registered).await.unwrap(),
+        "the first refreshes (revoke) and stores"
+    );
+    let refreshed = store.terminal(id).await.unwrap().unwrap();
+    assert_ne!(refreshed.tokens, registered.tokens);
+    let rejections = simulator.counters().auth_rejections;
+    assert!(
+        second.check(&refreshed).await.unwrap(),
+        "the second adopts the stored tokens"
+    );
+    assert_eq!(
+        simulator.counters().auth_rejections,
+        rejections,
+        "no 401, so no second revoke"
+    );
+    assert_eq!(
+        store.terminal(id).await.unwrap().unwrap().tokens,
+        refreshed.tokens
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -142,6 +142,13 @@ impl Terminal {
         lock(&self.tokens).clone()
     }
 
+    /// Replaces the tokens with ones obtained elsewhere — by another server process sharing the
+    /// database, which refreshed them first (a refresh token works once, so this client's own
+    /// refresh would fail).
+    pub fn adopt_tokens(&self, tokens: Tokens) {
+        *lock(&self.tokens) = Some(tokens);
+    }
+
     /// Sets the `terminalId` header value (normally learnt from [`Terminal::device_info`]).
     pub fn set_terminal_id(&self, terminal_id: Option<String>) {
         *lock(&self.terminal_id) = terminal_id;
