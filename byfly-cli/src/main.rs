@@ -91,6 +91,11 @@ enum Command {
         /// The payment's transaction id.
         id: String,
     },
+    /// What each active method would charge now (on what remains after a partial payment).
+    Quotes {
+        /// The payment's transaction id.
+        id: String,
+    },
     /// The source's payments, newest first.
     List(ListArgs),
     /// Active payment methods with their commissions.
@@ -477,6 +482,24 @@ async fn run(cli: &Cli, output: Output) -> Result<(), Failure> {
         Command::Show { id } => {
             let view = client(cli)?.payment(&transaction_id(id)?).await?;
             output.emit(&view, render::payment)
+        }
+        Command::Quotes { id } => {
+            let quotes = client(cli)?.quotes(&transaction_id(id)?).await?;
+            output.emit(&quotes, |quotes| {
+                let rows: Vec<Vec<String>> = quotes
+                    .iter()
+                    .map(|q| {
+                        vec![
+                            q.payment_method.clone(),
+                            q.name.clone(),
+                            format!("{} %", q.commission_percent),
+                            render::tenge(q.commission_amount),
+                            render::tenge(q.amount),
+                        ]
+                    })
+                    .collect();
+                render::table(&["method", "name", "commission", "added", "to pay"], &rows)
+            })
         }
         Command::List(args) => {
             let page = client(cli)?.payments(&args.query()).await?;

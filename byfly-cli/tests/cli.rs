@@ -307,6 +307,18 @@ fn every_payment_command_prints_its_answer_as_json() {
         ("pending".into(), 2500.5.into())
     );
     let id = created["transaction_id"].as_str().unwrap().to_owned();
+    let (code, quotes) = server.json(&["quotes", &id]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (quotes[2]["payment_method"].clone(), quotes[2]["amount"].clone()),
+        ("kaspi_kredit".into(), 2850.57.into())
+    );
+    let (code, out, _) = server.run(&["quotes", &id]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("kaspi_kredit") && out.contains("2 850.57 ₸"),
+        "{out}"
+    );
     let (code, started) = server.json(&["kaspi", &id, "--method", "kaspi_red"]);
     assert_eq!(code, 0);
     assert!(
