@@ -710,17 +710,14 @@ fn verify_webhook(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX));
-    // A zero tolerance means "do not check freshness": compare against the signed time itself.
     let received = ReceivedSignatures {
         signature,
         signature_v2,
     };
-    let checked = if tolerance == 0 {
-        verify(secret.as_bytes(), &body, received, now, i64::MAX)
-    } else {
-        verify(secret.as_bytes(), &body, received, now, tolerance)
-    };
-    let timestamp = checked.map_err(|err| Failure::Signature(err.to_string()))?;
+    // A zero tolerance means "do not check freshness".
+    let tolerance = if tolerance == 0 { i64::MAX } else { tolerance };
+    let timestamp = verify(secret.as_bytes(), &body, received, now, tolerance)
+        .map_err(|err| Failure::Signature(err.to_string()))?;
     let payload: Option<byfly_core::WebhookPayload> = serde_json::from_slice(&body).ok();
     let report = json!({
         "valid": true,

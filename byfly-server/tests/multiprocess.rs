@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use byfly_core::webhook::signature::{ReceivedSignatures, headers, verify};
 use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, TransactionId, WebhookEvent};
-use byfly_server::pool::TerminalPool;
 use byfly_server::random::OsRandom;
-use byfly_server::store::{NewTerminal, SqlStore, Store, TerminalTls};
-use byfly_terminal::simulator::{Outcome, PayRequest, Simulator, SimulatorConfig};
+use byfly_server::store::{SqlStore, Store};
+use byfly_terminal::simulator::{Outcome, PayRequest, Simulator};
 use serde_json::{Value, json};
 use tokio::sync::{RwLock, Semaphore};
 
@@ -204,22 +203,7 @@ async fn two_processes_share_one_postgres_without_losing_or_doubling_anything() 
         .create_source("CRM", &token.hash(), BodyEncoding::Js, 0)
         .await
         .unwrap();
-    let mut simulators = Vec::new();
-    for n in 1..=3 {
-        let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
-        let terminal = NewTerminal {
-            name: format!("Касса {n}"),
-            base_url: simulator.base_url(),
-            camera_url: simulator.camera_url(),
-            tls: TerminalTls::Verify { server_name: None },
-        };
-        store.add_terminal(&terminal, 0).await.unwrap().unwrap();
-        simulators.push(simulator);
-    }
-    TerminalPool::new(store.clone())
-        .check_due(byfly_server::http::now(), 0)
-        .await
-        .unwrap();
+    let simulators = common::simulated_terminals(&store, 3).await;
 
     let first = spawn_server(&database_url, &http).await;
     let mut second = spawn_server(&database_url, &http).await;

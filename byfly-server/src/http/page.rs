@@ -9,10 +9,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use byfly_core::ErrorCode;
 use byfly_core::wire::{Envelope, MethodQuoteView};
-use byfly_core::{ErrorCode, PaymentMethod};
 
-use super::payments::{find, is_active_method};
+use super::payments::{active, find};
 use super::{AppState, HttpError};
 use crate::settle::ledger_of;
 
@@ -146,15 +146,7 @@ pub async fn quotes(
     let record = find(&state, &id).await?;
     let operations = state.store.operations(record.id).await?;
     let (ledger, _) = ledger_of(&record, &operations);
-    let methods: Vec<PaymentMethod> = state
-        .store
-        .payment_methods()
-        .await?
-        .into_iter()
-        .filter(is_active_method)
-        .map(|(method, _)| method)
-        .collect();
-    let quotes = methods
+    let quotes = active(state.store.payment_methods().await?)
         .iter()
         .filter_map(|method| {
             let quote = ledger.quote_next(method).ok()?;

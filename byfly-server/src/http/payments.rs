@@ -31,15 +31,11 @@ const IDEMPOTENCY_STALE_SECS: i64 = 60;
 /// Longest `Idempotency-Key`.
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-/// Whether a stored `(method, is_active)` pair is offered to customers.
-pub(super) fn is_active_method(entry: &(PaymentMethod, bool)) -> bool {
-    entry.1
-}
-
-fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> {
+/// The methods offered to customers, of the stored `(method, is_active)` pairs.
+pub(super) fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> {
     methods
         .into_iter()
-        .filter(is_active_method)
+        .filter(|(_, is_active)| *is_active)
         .map(|(method, _)| method)
         .collect()
 }

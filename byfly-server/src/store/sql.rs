@@ -192,10 +192,11 @@ impl SqlStore {
             .ok_or_else(|| StoreError::Corrupt(format!("unsupported database URL {url:?}")))?;
         let pool = match dialect {
             Dialect::Sqlite => {
-                let url = if url.contains('?') {
-                    url.to_owned()
-                } else {
-                    format!("{url}?mode=rwc")
+                // Created on first start, as the SQLite default promises.
+                let url = match (url.contains("mode="), url.contains('?')) {
+                    (true, _) => url.to_owned(),
+                    (false, true) => format!("{url}&mode=rwc"),
+                    (false, false) => format!("{url}?mode=rwc"),
                 };
                 AnyPoolOptions::new()
                     .max_connections(8)

@@ -182,6 +182,28 @@ pub fn drop_postgres_database(dir: &std::path::Path) {
     ));
 }
 
+/// Starts `count` simulated terminals, adds them to the pool as `Касса 1`, … and registers and
+/// checks them, as the health checker would before a server serves.
+pub async fn simulated_terminals(store: &Arc<dyn Store>, count: usize) -> Vec<Simulator> {
+    let mut simulators = Vec::new();
+    for n in 1..=count {
+        let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+        let terminal = NewTerminal {
+            name: format!("Касса {n}"),
+            base_url: simulator.base_url(),
+            camera_url: simulator.camera_url(),
+            tls: TerminalTls::Verify { server_name: None },
+        };
+        store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+        simulators.push(simulator);
+    }
+    TerminalPool::new(store.clone())
+        .check_due(byfly_server::http::now(), 0)
+        .await
+        .unwrap();
+    simulators
+}
+
 pub async fn spawn_app(terminals: usize) -> App {
     spawn_app_with(terminals, false, |_| {}).await
 }
@@ -213,23 +235,7 @@ pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl F
         .create_source("CRM", &token.hash(), BodyEncoding::Php, 0)
         .await
         .unwrap();
-    let mut simulators = Vec::new();
-    for n in 0..terminals {
-        let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
-        let terminal = NewTerminal {
-            name: format!("Касса {}", n + 1),
-            base_url: simulator.base_url(),
-            camera_url: simulator.camera_url(),
-            tls: TerminalTls::Verify { server_name: None },
-        };
-        store.add_terminal(&terminal, 0).await.unwrap().unwrap();
-        simulators.push(simulator);
-    }
-    // Register and check every terminal before serving, as the health checker would.
-    TerminalPool::new(store.clone())
-        .check_due(byfly_server::http::now(), 30)
-        .await
-        .unwrap();
+    let simulators = simulated_terminals(&store, terminals).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
