@@ -535,7 +535,10 @@ pub async fn start_refund(
     };
     let method = source.cheque_method.clone().unwrap_or_else(|| "qr".to_owned());
     let transaction_id = source.terminal_transaction_id.clone().unwrap_or_default();
-    let process = match client.refund(&method, amount.ceil_tenge(), &transaction_id).await {
+    let process = match client
+        .refund(&method, amount.ceil_tenge(), &transaction_id, false)
+        .await
+    {
         Ok(process) => process,
         Err(err) => {
             let busy = matches!(err, TerminalError::Busy(_));

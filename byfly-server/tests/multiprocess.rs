@@ -166,6 +166,7 @@ impl Cluster {
                 amount,
                 outcome: Outcome::Success,
                 after_ms: 0,
+                ..PayRequest::default()
             })
             .unwrap();
         loop {

@@ -1,12 +1,12 @@
 //! A payment on a simulated terminal, start to end, as the server will run it: start a simulator,
-//! register, start a payment, read the QR from the camera, let the customer pay with Kaspi Кредит,
+//! register (the simulated cashier accepts), start a payment, read the QR from the camera, let the customer pay with Kaspi Кредит,
 //! and read the terminal's answer.
 //!
 //! `cargo run -p byfly-terminal --features simulator --example walkthrough`
 
 use std::time::Duration;
 
-use byfly_terminal::simulator::{Outcome, PayRequest, Simulator, SimulatorConfig};
+use byfly_terminal::simulator::{PayRequest, Simulator, SimulatorConfig};
 use byfly_terminal::{Camera, QrScan, Terminal, TerminalConfig, payment_url, read_qr};
 
 #[tokio::main]
@@ -19,7 +19,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let terminal = Terminal::new(&TerminalConfig::new(simulator.base_url()), None)?;
-    terminal.register().await?;
+    // `register` waits for a cashier to accept on the screen; here the simulated cashier does.
+    let (registered, _) = tokio::join!(terminal.register(), async {
+        while !simulator.registration_pending() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        simulator.approve_registration()
+    });
+    registered?;
     let info = terminal.device_info().await?;
     println!("registered; terminalId {}", info.terminal_id.unwrap_or_default());
 
@@ -32,9 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     simulator.pay(PayRequest {
         product: "Loan".into(),
-        amount: None,
-        outcome: Outcome::Success,
-        after_ms: 0,
+        ..PayRequest::default()
     })?;
     let status = terminal.status(&started.process_id).await?;
     println!(

@@ -217,8 +217,20 @@ impl Camera {
 /// Fetches frames every `scan.interval` until one decodes, or fails after `scan.deadline`.
 /// Camera errors on single frames are retried like unreadable frames.
 pub async fn read_qr(camera: &Camera, scan: QrScan) -> Result<String, CameraError> {
+    read_new_qr(camera, scan, None).await
+}
+
+/// As [`read_qr`], but a frame whose QR is `previous` counts as unreadable: right after a new
+/// operation starts, the screen may still show the previous operation's QR (the terminal redraws
+/// late), and handing that to the next customer would send them to a finished operation.
+pub async fn read_new_qr(
+    camera: &Camera,
+    scan: QrScan,
+    previous: Option<&str>,
+) -> Result<String, CameraError> {
     let started = Instant::now();
     let mut frames = 0u32;
+    let mut stale_frames = 0u32;
     loop {
         if let Ok(frame) = camera.snapshot().await {
             frames += 1;
@@ -227,11 +239,16 @@ pub async fn read_qr(camera: &Camera, scan: QrScan) -> Result<String, CameraErro
                 .await
                 .ok()
                 .flatten();
-            if let Some(text) = decoded {
-                return Ok(text);
+            match decoded {
+                Some(text) if previous == Some(text.as_str()) => stale_frames += 1,
+                Some(text) => return Ok(text),
+                None => {}
             }
         }
         if started.elapsed() + scan.interval > scan.deadline {
+            if stale_frames > 0 {
+                tracing::warn!(stale_frames, "the camera showed only the previous operation's QR");
+            }
             return Err(CameraError::QrNotFound {
                 frames,
                 millis: started.elapsed().as_millis(),

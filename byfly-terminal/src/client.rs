@@ -1,8 +1,10 @@
 //! The terminal client: every call of the v2 protocol over HTTP(S) GET.
 //!
 //! A [`Terminal`] is one physical device. It holds the device's tokens; when the device answers
-//! 401/403 it refreshes them once through `revoke` and repeats the call once, and hands the new
-//! tokens back through [`Terminal::take_refreshed_tokens`] so the caller can persist them.
+//! 403 (expired) or 401 (not recognised) it refreshes them once through `revoke` and repeats the
+//! call once, and hands the new tokens back through [`Terminal::take_refreshed_tokens`] so the
+//! caller can persist them. A refusal after that is [`TerminalError::NeedsRegistration`]: only an
+//! operator, with a cashier at the terminal, can register again.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -45,6 +47,8 @@ pub struct TerminalConfig {
     pub connect_timeout: Duration,
     /// Whole-request timeout (default 10 s).
     pub request_timeout: Duration,
+    /// How long `register` waits for the cashier to accept on the screen (default 180 s).
+    pub register_timeout: Duration,
 }
 
 impl TerminalConfig {
@@ -57,6 +61,7 @@ impl TerminalConfig {
             integration_name: "ByFly Payment Center".to_owned(),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(10),
+            register_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -74,6 +79,11 @@ pub struct Terminal {
     refreshed: Mutex<Option<Tokens>>,
     /// `terminalId` from `deviceinfo`, sent as a header on status calls.
     terminal_id: Mutex<Option<String>>,
+    /// How long `register` waits for the cashier.
+    register_timeout: Duration,
+    /// Held while refreshing, so concurrent calls that were all refused refresh once (a refresh
+    /// token works once: a second refresh with it would fail).
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -129,6 +139,8 @@ impl Terminal {
             tokens: Mutex::new(tokens),
             refreshed: Mutex::new(None),
             terminal_id: Mutex::new(None),
+            register_timeout: config.register_timeout,
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -160,19 +172,29 @@ impl Terminal {
         url
     }
 
+    fn access_token(&self) -> Option<String> {
+        lock(&self.tokens).as_ref().map(|t| t.access_token.clone())
+    }
+
     /// One GET, with the envelope read whatever the HTTP status (the terminal sends business errors
-    /// with 200 and with non-2xx alike).
+    /// with 200 and with non-2xx alike). `with_token` sends the `accesstoken` header (and
+    /// `terminalId`); `timeout` overrides the client's request timeout.
     async fn get_once(
         &self,
         call: &str,
         query: &[(&str, String)],
         with_token: bool,
+        timeout: Option<Duration>,
     ) -> Result<Envelope, Failure> {
         let mut request = self.http.get(self.url(call)).query(query);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if with_token {
-            let token = lock(&self.tokens).as_ref().map(|t| t.access_token.clone());
-            let Some(token) = token else {
-                return Err(Failure::Auth("not registered".to_owned()));
+            let Some(token) = self.access_token() else {
+                return Err(Failure::Final(TerminalError::NeedsRegistration(
+                    "no tokens: the terminal was never registered".to_owned(),
+                )));
             };
             request = request.header("accesstoken", token);
             if let Some(id) = lock(&self.terminal_id).clone() {
@@ -183,9 +205,14 @@ impl Terminal {
         let status = response.status();
         let body = response.bytes().await.map_err(classify_transport)?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(Failure::Auth(
-                String::from_utf8_lossy(&body).chars().take(200).collect(),
-            ));
+            return Err(Failure::Rejected(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            )));
         }
         Envelope::parse(&body).map_err(|err| {
             Failure::Final(TerminalError::Protocol {
@@ -195,51 +222,102 @@ impl Terminal {
         })
     }
 
-    /// A call that needs the access token: on 401/403 refresh once and repeat once.
+    /// A call that needs the access token: on 401/403 refresh once and repeat once; refused again,
+    /// the terminal needs registering.
     async fn call(&self, call: &str, query: &[(&str, String)]) -> Result<Value, TerminalError> {
-        let envelope = match self.get_once(call, query, true).await {
-            Err(Failure::Auth(_)) => {
-                self.refresh().await?;
-                self.get_once(call, query, true)
-                    .await
-                    .map_err(Failure::into_error)?
+        let used = self.access_token();
+        let envelope = match self.get_once(call, query, true, None).await {
+            Err(Failure::Rejected(_)) => {
+                self.refresh_after_rejection(used.as_deref()).await?;
+                match self.get_once(call, query, true, None).await {
+                    Err(Failure::Rejected(text)) => {
+                        return Err(TerminalError::NeedsRegistration(format!(
+                            "tokens refused after a refresh: {text}"
+                        )));
+                    }
+                    other => other.map_err(Failure::into_error)?,
+                }
             }
             other => other.map_err(Failure::into_error)?,
         };
         envelope_data(envelope)
     }
 
-    /// `GET /v2/register?name=…`: a cashier must accept on the terminal's screen.
+    /// Refreshes after the terminal refused `used`, unless another call refreshed meanwhile.
+    async fn refresh_after_rejection(&self, used: Option<&str>) -> Result<(), TerminalError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        if self.access_token().as_deref() != used {
+            return Ok(());
+        }
+        self.refresh().await.map(|_| ())
+    }
+
+    /// `GET /v2/register?name=…`: blocks until a cashier accepts on the terminal's screen (at most
+    /// the configured register timeout). `105`: the name is already allowed on this terminal and
+    /// must be cleared there first; another refusal: the cashier declined.
     pub async fn register(&self) -> Result<Tokens, TerminalError> {
         let query = [("name", self.integration_name.clone())];
-        let data = envelope_data(
-            self.get_once("register", &query, false)
-                .await
-                .map_err(Failure::into_error)?,
-        )?;
+        let answer = self
+            .get_once("register", &query, false, Some(self.register_timeout))
+            .await;
+        let envelope = match answer {
+            Ok(envelope) => envelope,
+            Err(Failure::Final(TerminalError::Timeout(text))) => {
+                return Err(TerminalError::Timeout(format!(
+                    "the cashier did not accept within {} s: {text}",
+                    self.register_timeout.as_secs()
+                )));
+            }
+            Err(failure) => return Err(failure.into_error()),
+        };
+        let data = match envelope {
+            Envelope::Ok(data) => data,
+            Envelope::Error {
+                code: codes::ALREADY_REGISTERED,
+                text,
+            } => return Err(TerminalError::AlreadyRegistered(text)),
+            Envelope::Error {
+                code: codes::BAD_PARAMETER,
+                text,
+            } => return Err(TerminalError::BadParameter(text)),
+            Envelope::Error { code, text } => {
+                return Err(TerminalError::RegistrationDeclined(format!("{code}: {text}")));
+            }
+        };
         let tokens =
             Tokens::from_data(&data).ok_or_else(|| protocol("register answer without accessToken", &data))?;
         *lock(&self.tokens) = Some(tokens.clone());
         Ok(tokens)
     }
 
-    /// `GET /v2/revoke?name=…&refreshToken=…`: new tokens for the refresh token. The new tokens are
-    /// also queued for [`Terminal::take_refreshed_tokens`].
+    /// `GET /v2/revoke?name=…&refreshToken=…` with the current `accesstoken` header: new tokens
+    /// for the refresh token. The new tokens are also queued for [`Terminal::take_refreshed_tokens`].
+    /// A refused refresh means the terminal needs registering again.
     pub async fn refresh(&self) -> Result<Tokens, TerminalError> {
         let refresh = lock(&self.tokens).as_ref().map(|t| t.refresh_token.clone());
         let Some(refresh) = refresh else {
-            return Err(TerminalError::Auth("not registered".to_owned()));
+            return Err(TerminalError::NeedsRegistration(
+                "no tokens: the terminal was never registered".to_owned(),
+            ));
         };
         let query = [("name", self.integration_name.clone()), ("refreshToken", refresh)];
-        let envelope = self
-            .get_once("revoke", &query, false)
-            .await
-            .map_err(Failure::into_error)?;
+        let envelope = match self.get_once("revoke", &query, true, None).await {
+            Err(Failure::Rejected(text)) => {
+                return Err(TerminalError::NeedsRegistration(format!(
+                    "refresh refused: {text}"
+                )));
+            }
+            other => other.map_err(Failure::into_error)?,
+        };
         let data = match envelope_data(envelope) {
             Err(TerminalError::Other {
                 code: codes::REVOKE_FAILED,
                 text,
-            }) => return Err(TerminalError::Auth(text)),
+            }) => {
+                return Err(TerminalError::NeedsRegistration(format!(
+                    "refresh refused: {text}"
+                )));
+            }
             other => other?,
         };
         let tokens =
@@ -294,18 +372,20 @@ impl Terminal {
         })
     }
 
-    /// `GET /v2/refund?method=…&amount=…&transactionId=…`: refunds (part of) a payment, naming the
-    /// payment's `chequeInfo.method` and `transactionId`.
+    /// `GET /v2/refund?method=…&amount=…&transactionId=…&owncheque=…`: refunds (part of) a
+    /// payment, naming the payment's `chequeInfo.method` and `transactionId`.
     pub async fn refund(
         &self,
         method: &str,
         amount_tenge: i64,
         transaction_id: &str,
+        own_cheque: bool,
     ) -> Result<ProcessStarted, TerminalError> {
         let query = [
             ("method", method.to_owned()),
             ("amount", amount_tenge.to_string()),
             ("transactionId", transaction_id.to_owned()),
+            ("owncheque", own_cheque.to_string()),
         ];
         let data = self.call("refund", &query).await?;
         ProcessStarted::from_data(&data).ok_or_else(|| protocol("refund answer without processId", &data))
@@ -320,32 +400,35 @@ impl Terminal {
     }
 }
 
-/// An attempt's failure: auth failures may be retried after a refresh, the rest are final.
+/// An attempt's failure: a token refusal (401/403) may be retried after a refresh, the rest are final.
 enum Failure {
-    Auth(String),
+    Rejected(String),
     Final(TerminalError),
 }
 
 impl Failure {
     fn into_error(self) -> TerminalError {
         match self {
-            Failure::Auth(text) => TerminalError::Auth(text),
+            Failure::Rejected(text) => TerminalError::NeedsRegistration(text),
             Failure::Final(err) => err,
         }
     }
 }
 
+/// Sorts a transport failure by what it says about the terminal: a connection never made (the
+/// request did not reach it) versus one that timed out or broke after sending (it may have acted).
+/// The URL, which holds the refresh token on `revoke`, never enters the text.
 fn classify_transport(err: reqwest::Error) -> Failure {
+    let err = err.without_url();
     let text = error_chain(&err);
-    Failure::Final(if err.is_timeout() {
-        TerminalError::Timeout(text)
-    } else if err.is_connect() || err.is_request() || err.is_body() {
+    Failure::Final(if err.is_connect() {
         TerminalError::Unreachable(text)
+    } else if err.is_timeout() {
+        TerminalError::Timeout(text)
+    } else if err.is_builder() {
+        TerminalError::Config(text)
     } else {
-        TerminalError::Protocol {
-            detail: "transport".to_owned(),
-            body: text,
-        }
+        TerminalError::Interrupted(text)
     })
 }
 

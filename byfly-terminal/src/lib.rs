@@ -5,8 +5,9 @@
 //! # Layout
 //!
 //! - [`client`]: [`Terminal`], one device over the v2 HTTP protocol (`spec/KASPI_TERMINAL.md`):
-//!   register, revoke (token refresh), deviceinfo, payment, status, actualize, refund, cancel, with
-//!   TLS per terminal and one automatic refresh-and-retry when the token has expired.
+//!   register (waiting for the cashier), revoke (token refresh), deviceinfo, payment, status,
+//!   actualize, refund, cancel, with TLS per terminal and one automatic refresh-and-retry when the
+//!   token has expired or is not recognised.
 //! - [`protocol`]: lenient parsing of the terminal's answers (envelopes, statuses, `addInfo`,
 //!   `chequeInfo` with its display-text amounts, the three seen date formats).
 //! - [`camera`]: frames from a camera snapshot URL and QR decoding with `image` + `rqrr`, robust to
@@ -23,7 +24,7 @@ pub mod protocol;
 #[cfg(feature = "simulator")]
 pub mod simulator;
 
-pub use camera::{Camera, QrScan, decode_frame, payment_url, read_qr};
+pub use camera::{Camera, QrScan, decode_frame, payment_url, read_new_qr, read_qr};
 pub use client::{Terminal, TerminalConfig, TlsMode};
 pub use error::{CameraError, TerminalError};
 pub use protocol::{OperationStatus, ProcessStatus, Tokens};

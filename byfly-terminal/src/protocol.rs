@@ -19,6 +19,9 @@ pub mod codes {
     pub const CANNOT_ACTUALIZE: i64 = 103;
     /// Revoke (token refresh) refused: wrong name or refresh token.
     pub const REVOKE_FAILED: i64 = 105;
+    /// `register` of a name already allowed on the terminal (the same code as a failed revoke);
+    /// only the terminal's admin panel clears it.
+    pub const ALREADY_REGISTERED: i64 = 105;
     /// Busy: the last operation is not completed.
     pub const BUSY: i64 = 107;
     /// A bad parameter.
@@ -62,12 +65,14 @@ impl Envelope {
             };
             return Ok(Envelope::Ok(data));
         }
-        let text = object
-            .get("errorText")
-            .and_then(Value::as_str)
-            .or_else(|| data.get("message").and_then(Value::as_str))
-            .unwrap_or("")
-            .to_owned();
+        // The useful sentence is often in `data.message`, with `errorText` a generic wrapper: keep both.
+        let error_text = object.get("errorText").and_then(Value::as_str).unwrap_or("");
+        let message = data.get("message").and_then(Value::as_str).unwrap_or("");
+        let text = match (error_text.is_empty(), message.is_empty()) {
+            (false, false) if error_text != message => format!("{error_text} — {message}"),
+            (false, _) => error_text.to_owned(),
+            (true, _) => message.to_owned(),
+        };
         Ok(Envelope::Error { code, text })
     }
 }
@@ -378,6 +383,17 @@ mod tests {
                 code: 101,
                 text: "Process not found".into()
             }
+        );
+        assert_eq!(
+            Envelope::parse(
+                br#"{"statusCode":999,"errorText":"Error","data":{"message":"amount is required"}}"#
+            )
+            .unwrap(),
+            Envelope::Error {
+                code: 999,
+                text: "Error — amount is required".into()
+            },
+            "both texts are kept"
         );
         for garbage in [
             &b"<html>500</html>"[..],

@@ -8,18 +8,44 @@
 use std::time::Duration;
 
 use byfly_core::{Money, ProductType};
-use byfly_terminal::simulator::{FaultMode, Outcome, PayRequest, Simulator, SimulatorConfig};
+use byfly_terminal::simulator::{
+    ConfigPatch, FaultMode, Outcome, PayMethod, PayRequest, Simulator, SimulatorConfig,
+};
 use byfly_terminal::{
     Camera, CameraError, OperationStatus, ProcessStatus, QrScan, Terminal, TerminalConfig, TerminalError,
-    TlsMode, payment_url, read_qr,
+    TlsMode, payment_url, read_new_qr, read_qr,
 };
 use serde_json::{Value, json};
 
 async fn start(config: SimulatorConfig) -> (Simulator, Terminal) {
     let simulator = Simulator::start_local(config).await.unwrap();
     let terminal = Terminal::new(&client_config(&simulator), None).unwrap();
-    terminal.register().await.unwrap();
+    register(&simulator, &terminal).await.unwrap();
     (simulator, terminal)
+}
+
+/// Waits (bounded) until `condition` holds.
+async fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Registers as on a real terminal: the call waits until the cashier accepts on the screen.
+async fn register(
+    simulator: &Simulator,
+    terminal: &Terminal,
+) -> Result<byfly_terminal::Tokens, TerminalError> {
+    let (registered, ()) = tokio::join!(terminal.register(), async {
+        until("the terminal asks the cashier", || {
+            simulator.registration_pending()
+        })
+        .await;
+        simulator.approve_registration().unwrap();
+    });
+    registered
 }
 
 fn client_config(simulator: &Simulator) -> TerminalConfig {
@@ -43,7 +69,7 @@ fn fast_scan() -> QrScan {
 /// The control API over HTTP, as a test or a demo page would use it.
 async fn control(simulator: &Simulator, path: &str, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
-        .post(format!("{}/sim/{path}", simulator.base_url()))
+        .post(format!("{}/sim/{path}", simulator.control_url()))
         .json(&body)
         .send()
         .await
@@ -116,6 +142,7 @@ async fn the_customer_may_pay_another_amount_with_another_product() {
             amount: Some(87_719),
             outcome: Outcome::Success,
             after_ms: 0,
+            ..PayRequest::default()
         })
         .unwrap();
     let status = terminal.status(&started.process_id).await.unwrap();
@@ -142,6 +169,7 @@ async fn one_operation_at_a_time() {
             amount: None,
             outcome: Outcome::Success,
             after_ms: 1500,
+            ..PayRequest::default()
         })
         .unwrap();
     assert_eq!(
@@ -173,19 +201,22 @@ async fn unknown_processes_and_bad_parameters() {
         terminal.actualize("404404").await,
         Err(TerminalError::ProcessNotFound(_))
     ));
-    assert!(matches!(
-        terminal.cancel("404404").await,
-        Err(TerminalError::ProcessNotFound(_))
-    ));
+    assert!(
+        matches!(
+            terminal.cancel("404404").await,
+            Err(TerminalError::Other { code: 404, .. })
+        ),
+        "a realistic terminal has no remote cancel"
+    );
     assert!(matches!(
         terminal.payment(0, false).await,
         Err(TerminalError::BadParameter(_))
     ));
     assert!(matches!(
-        terminal.refund("qr", 10, "no-such-transaction").await,
+        terminal.refund("qr", 10, "no-such-transaction", false).await,
         Err(TerminalError::BadParameter(_))
     ));
-    assert_eq!(simulator.counters().not_found_answers, 3);
+    assert_eq!(simulator.counters().not_found_answers, 2);
 }
 
 #[tokio::test]
@@ -201,30 +232,123 @@ async fn expired_tokens_are_refreshed_once_and_handed_back() {
     assert_eq!(simulator.counters().auth_rejections, 1);
     assert_eq!(simulator.counters().calls["revoke"], 1);
 
-    // A client holding stale tokens whose refresh token was already used cannot recover: Auth.
+    assert_eq!(
+        simulator.counters().expired_token_answers,
+        1,
+        "an expired token is a 403"
+    );
+
+    // A client holding tokens the refresh replaced: its access token is no longer known (401) and
+    // its refresh token was spent, so it needs registering again.
     let stale = Terminal::new(&client_config(&simulator), Some(original)).unwrap();
-    assert!(matches!(stale.device_info().await, Err(TerminalError::Auth(_))));
-    // A client never registered gets Auth without calling the terminal.
+    let refused = stale.device_info().await;
+    assert!(
+        matches!(refused, Err(TerminalError::NeedsRegistration(_))),
+        "{refused:?}"
+    );
+    // A client never registered needs registering, without calling the terminal.
     let unregistered = Terminal::new(&client_config(&simulator), None).unwrap();
+    let calls = simulator.counters().calls.values().sum::<u64>();
     assert!(matches!(
         unregistered.payment(10, false).await,
-        Err(TerminalError::Auth(_))
+        Err(TerminalError::NeedsRegistration(_))
     ));
+    assert_eq!(simulator.counters().calls.values().sum::<u64>(), calls);
+}
+
+#[tokio::test]
+async fn concurrent_calls_refused_together_refresh_once() {
+    let (simulator, terminal) = start(SimulatorConfig::default()).await;
+    simulator.expire_tokens();
+    let (a, b, c) = tokio::join!(
+        terminal.device_info(),
+        terminal.device_info(),
+        terminal.device_info()
+    );
+    assert!(a.is_ok() && b.is_ok() && c.is_ok(), "{a:?} {b:?} {c:?}");
+    assert_eq!(
+        simulator.counters().calls["revoke"],
+        1,
+        "one refresh for all three"
+    );
+}
+
+#[tokio::test]
+async fn revoke_needs_the_current_access_token() {
+    let (simulator, terminal) = start(SimulatorConfig::default()).await;
+    let tokens = terminal.tokens().unwrap();
+    let revoke = |access: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .get(format!("{}/v2/revoke", simulator.base_url()))
+            .query(&[
+                ("name", "ByFly Payment Center"),
+                ("refreshToken", tokens.refresh_token.as_str()),
+            ]);
+        if let Some(access) = access {
+            request = request.header("accesstoken", access.to_owned());
+        }
+        request.send()
+    };
+    assert_eq!(revoke(None).await.unwrap().status(), 401);
+    assert_eq!(revoke(Some("not-a-token")).await.unwrap().status(), 401);
+    // The client sends it: a refresh works, with an expired token too.
+    simulator.expire_tokens();
+    terminal.refresh().await.unwrap();
+    assert!(terminal.device_info().await.is_ok());
+}
+
+#[tokio::test]
+async fn registration_waits_for_the_cashier_and_a_late_approval_leaves_the_name_taken() {
+    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+    let mut config = client_config(&simulator);
+    config.register_timeout = Duration::from_millis(300);
+    let impatient = Terminal::new(&config, None).unwrap();
+    let gave_up = impatient.register().await;
+    assert!(
+        matches!(gave_up, Err(TerminalError::Timeout(ref text)) if text.contains("cashier")),
+        "{gave_up:?}"
+    );
+    assert!(
+        simulator.registration_pending(),
+        "the prompt is still on the screen"
+    );
+    // The cashier accepts later: the name is registered, but nobody holds its tokens.
+    simulator.approve_registration().unwrap();
+    let again = impatient.register().await;
+    assert!(
+        matches!(again, Err(TerminalError::AlreadyRegistered(_))),
+        "{again:?}"
+    );
+    assert_eq!(simulator.counters().already_registered_answers, 1);
+    // Cleared in the terminal's admin panel, it can be registered again (and waits again).
+    simulator.clear_registrations();
+    let patient = Terminal::new(&client_config(&simulator), None).unwrap();
+    register(&simulator, &patient).await.unwrap();
+    assert!(patient.device_info().await.is_ok());
 }
 
 #[tokio::test]
 async fn registration_the_cashier_declines() {
-    let config = SimulatorConfig {
-        auto_accept_register: false,
-        ..SimulatorConfig::default()
-    };
-    let simulator = Simulator::start_local(config).await.unwrap();
+    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
     let terminal = Terminal::new(&client_config(&simulator), None).unwrap();
-    let refused = terminal.register().await;
+    let (refused, ()) = tokio::join!(terminal.register(), async {
+        until("the terminal asks the cashier", || {
+            simulator.registration_pending()
+        })
+        .await;
+        let (code, _) = control(&simulator, "decline-registration", json!({})).await;
+        assert_eq!(code, 200);
+    });
     assert!(
-        matches!(refused, Err(TerminalError::Other { code: 2, ref text }) if text.contains("declined")),
+        matches!(refused, Err(TerminalError::RegistrationDeclined(ref text)) if text.contains("declined")),
         "{refused:?}"
     );
+    let (code, _) = control(&simulator, "approve-registration", json!({})).await;
+    assert_eq!(code, 409, "nothing waits for the cashier any more");
+    // A friendlier terminal (the `auto` knob) accepts at once.
+    let (code, knobs) = control(&simulator, "config", json!({"register": "auto"})).await;
+    assert_eq!((code, &knobs["register"]), (200, &json!("auto")));
+    assert!(terminal.register().await.is_ok());
 }
 
 #[tokio::test]
@@ -267,12 +391,14 @@ async fn unknown_is_actualized_until_the_terminal_knows() {
 async fn refunds_need_the_customers_confirmation_through_a_qr() {
     let (simulator, terminal) = start(SimulatorConfig::default()).await;
     let payment = terminal.payment(10_000, false).await.unwrap();
+    let payment_qr = read_qr(&camera(&simulator), fast_scan()).await.unwrap();
     simulator
         .pay(PayRequest {
             product: "Gold".into(),
             amount: None,
             outcome: Outcome::Success,
             after_ms: 0,
+            ..PayRequest::default()
         })
         .unwrap();
     let paid = terminal.status(&payment.process_id).await.unwrap();
@@ -280,12 +406,36 @@ async fn refunds_need_the_customers_confirmation_through_a_qr() {
     let method = paid.cheque.method.unwrap();
 
     assert!(matches!(
-        terminal.refund(&method, 10_001, &transaction_id).await,
+        terminal.refund(&method, 10_001, &transaction_id, false).await,
         Err(TerminalError::BadParameter(_))
     ));
-    let refund = terminal.refund(&method, 4_000, &transaction_id).await.unwrap();
-    let confirmation = read_qr(&camera(&simulator), fast_scan()).await.unwrap();
-    assert!(confirmation.starts_with("https://qr.kaspi.kz/"));
+    let refund = terminal
+        .refund(&method, 4_000, &transaction_id, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        terminal
+            .status(&refund.process_id)
+            .await
+            .unwrap()
+            .sub_status
+            .as_deref(),
+        Some("Initialize"),
+        "the confirmation QR takes a few seconds to appear"
+    );
+    let confirmation = read_new_qr(&camera(&simulator), fast_scan(), Some(&payment_qr))
+        .await
+        .unwrap();
+    assert!(confirmation.starts_with("https://qr.kaspi.kz/r"));
+    assert_eq!(
+        terminal
+            .status(&refund.process_id)
+            .await
+            .unwrap()
+            .sub_status
+            .as_deref(),
+        Some("ProcessRefund")
+    );
     assert_eq!(
         terminal.status(&refund.process_id).await.unwrap().status,
         ProcessStatus::Wait
@@ -302,20 +452,44 @@ async fn refunds_need_the_customers_confirmation_through_a_qr() {
     );
     // What is left can be refunded; more cannot.
     assert!(matches!(
-        terminal.refund(&method, 6_001, &transaction_id).await,
+        terminal.refund(&method, 6_001, &transaction_id, false).await,
         Err(TerminalError::BadParameter(_))
     ));
-    assert!(terminal.refund(&method, 6_000, &transaction_id).await.is_ok());
+    assert!(
+        terminal
+            .refund(&method, 6_000, &transaction_id, false)
+            .await
+            .is_ok()
+    );
     assert_eq!(simulator.counters().refunds_succeeded, 1);
 }
 
 #[tokio::test]
-async fn cancel_ends_a_waiting_operation_and_deadlines_end_forgotten_ones() {
+async fn cancel_exists_only_on_a_friendlier_terminal_and_deadlines_end_unpaid_operations() {
     let config = SimulatorConfig {
         operation_timeout: Duration::from_millis(300),
         ..SimulatorConfig::default()
     };
-    let (_simulator, terminal) = start(config).await;
+    let (simulator, terminal) = start(config).await;
+    let unpaid = terminal.payment(500, false).await.unwrap();
+    assert!(
+        terminal.cancel(&unpaid.process_id).await.is_err(),
+        "no remote cancel"
+    );
+    assert_eq!(
+        terminal.status(&unpaid.process_id).await.unwrap().status,
+        ProcessStatus::Wait,
+        "the cancel changed nothing"
+    );
+    let status = wait_final(&terminal, &unpaid.process_id).await;
+    assert_eq!(status.status, ProcessStatus::Fail);
+    assert_eq!(status.message.as_deref(), Some("Operation timed out"));
+
+    // The knob: a terminal that honours /v2/cancel.
+    simulator.configure(&ConfigPatch {
+        remote_cancel: Some(true),
+        ..ConfigPatch::default()
+    });
     let cancelled = terminal.payment(500, false).await.unwrap();
     terminal.cancel(&cancelled.process_id).await.unwrap();
     let status = terminal.status(&cancelled.process_id).await.unwrap();
@@ -323,11 +497,6 @@ async fn cancel_ends_a_waiting_operation_and_deadlines_end_forgotten_ones() {
         (status.status, status.sub_status.as_deref()),
         (ProcessStatus::Fail, Some("ProcessCancelled"))
     );
-
-    let forgotten = terminal.payment(500, false).await.unwrap();
-    let status = wait_final(&terminal, &forgotten.process_id).await;
-    assert_eq!(status.status, ProcessStatus::Fail);
-    assert_eq!(status.message.as_deref(), Some("Operation timed out"));
 }
 
 #[tokio::test]
@@ -469,4 +638,223 @@ async fn png_snapshots_decode_too() {
     .unwrap();
     let qr = read_qr(&png, fast_scan()).await.unwrap();
     assert_eq!(simulator.state()["current"]["qr"], json!(qr));
+}
+
+#[tokio::test]
+async fn sub_statuses_follow_the_customer_and_cheques_read_like_the_terminals() {
+    let (simulator, terminal) = start(SimulatorConfig::default()).await;
+    let started = terminal.payment(114_000, false).await.unwrap();
+    let sub = |status: OperationStatus| (status.status, status.sub_status.unwrap_or_default());
+    assert_eq!(
+        sub(terminal.status(&started.process_id).await.unwrap()),
+        (ProcessStatus::Wait, "Initialize".to_owned())
+    );
+    read_qr(&camera(&simulator), fast_scan()).await.unwrap();
+    assert_eq!(
+        sub(terminal.status(&started.process_id).await.unwrap()),
+        (ProcessStatus::Wait, "WaitUser".to_owned())
+    );
+    simulator
+        .pay(PayRequest {
+            product: "Loan".into(),
+            after_ms: 300,
+            ..PayRequest::default()
+        })
+        .unwrap();
+    assert_eq!(
+        sub(terminal.status(&started.process_id).await.unwrap()),
+        (ProcessStatus::Wait, "WaitForQrConfirmation".to_owned())
+    );
+    let paid = wait_final(&terminal, &started.process_id).await;
+    assert_eq!(paid.sub_status.as_deref(), Some("QrTransactionSuccess"));
+    assert_eq!(
+        paid.raw["chequeInfo"]["status"],
+        json!("Покупка с Kaspi Кредит. Одобрено")
+    );
+    assert_eq!(paid.raw["addInfo"]["LoanTerm"], json!(12), "a number");
+    assert_eq!(paid.raw["addInfo"]["IsOffer"], json!(false), "a boolean");
+    assert_eq!(paid.add_info.loan_term.as_deref(), Some("12"));
+
+    // The refund: its own sub-status, and a transactionId of its own.
+    let payment_id = paid.transaction_id.clone().unwrap();
+    let refund = terminal.refund("qr", 14_000, &payment_id, false).await.unwrap();
+    simulator.pay(PayRequest::default()).unwrap();
+    let refunded = terminal.status(&refund.process_id).await.unwrap();
+    assert_eq!(refunded.status, ProcessStatus::Success);
+    assert_eq!(
+        refunded.raw["chequeInfo"]["status"],
+        json!("Возврат успешно совершен")
+    );
+    let refund_id = refunded.transaction_id.unwrap();
+    assert_ne!(refund_id, payment_id, "a refund's transactionId is new");
+    let movements = simulator.movements();
+    assert_eq!(movements.len(), 2);
+    assert_eq!(
+        (movements[1].amount, movements[1].refund_of.as_deref()),
+        (14_000, Some(payment_id.as_str()))
+    );
+    assert_eq!(simulator.state()["refunded_total"], json!(14_000));
+}
+
+#[tokio::test]
+async fn a_card_payment_needs_no_qr_and_its_refund_shows_none() {
+    let (simulator, terminal) = start(SimulatorConfig {
+        stale_qr: Duration::ZERO,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let started = terminal.payment(5_000, false).await.unwrap();
+    simulator
+        .pay(PayRequest {
+            method: PayMethod::Card,
+            ..PayRequest::default()
+        })
+        .unwrap();
+    let paid = terminal.status(&started.process_id).await.unwrap();
+    assert_eq!(paid.sub_status.as_deref(), Some("CardTransactionSuccess"));
+    assert_eq!(paid.cheque.method.as_deref(), Some("card"));
+    let rrn = paid.cheque.rrn.clone().unwrap();
+    assert_eq!(
+        paid.transaction_id.as_deref(),
+        Some(rrn.as_str()),
+        "a card payment is refunded by its rrn"
+    );
+    assert!(paid.raw["chequeInfo"]["cardMask"].is_string());
+    assert!(paid.raw["chequeInfo"]["authorizationCode"].is_string());
+
+    terminal.refund("card", 5_000, &rrn, false).await.unwrap();
+    let scan = QrScan {
+        interval: Duration::from_millis(50),
+        deadline: Duration::from_millis(400),
+    };
+    assert!(
+        matches!(
+            read_qr(&camera(&simulator), scan).await,
+            Err(CameraError::QrNotFound { .. })
+        ),
+        "a card refund shows no QR"
+    );
+}
+
+#[tokio::test]
+async fn the_screen_shows_the_previous_qr_for_a_moment() {
+    let (simulator, terminal) = start(SimulatorConfig::default()).await;
+    terminal.payment(100, false).await.unwrap();
+    let first = read_qr(&camera(&simulator), fast_scan()).await.unwrap();
+    simulator.pay(PayRequest::default()).unwrap();
+    terminal.payment(200, false).await.unwrap();
+    // Read at once, the camera still sees the finished operation's QR...
+    assert_eq!(read_qr(&camera(&simulator), fast_scan()).await.unwrap(), first);
+    // ...which the reader skips until the new one is drawn.
+    let second = read_new_qr(&camera(&simulator), fast_scan(), Some(&first))
+        .await
+        .unwrap();
+    assert_ne!(second, first);
+    assert_eq!(simulator.state()["current"]["qr"], json!(second));
+}
+
+#[tokio::test]
+async fn processes_are_forgotten_after_a_while_and_on_reboot() {
+    let (simulator, terminal) = start(SimulatorConfig::default()).await;
+    let (code, _) = control(&simulator, "config", json!({"forget_finished_after_ms": 200})).await;
+    assert_eq!(code, 200);
+    let finished = terminal.payment(100, false).await.unwrap();
+    simulator.pay(PayRequest::default()).unwrap();
+    assert_eq!(
+        terminal.status(&finished.process_id).await.unwrap().status,
+        ProcessStatus::Success
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match terminal.status(&finished.process_id).await {
+            Err(TerminalError::ProcessNotFound(_)) => break,
+            other => assert!(std::time::Instant::now() < deadline, "never forgotten: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let waiting = terminal.payment(100, false).await.unwrap();
+    let tokens = terminal.tokens();
+    let (code, _) = control(&simulator, "reboot", json!({})).await;
+    assert_eq!(code, 200);
+    assert!(matches!(
+        terminal.status(&waiting.process_id).await,
+        Err(TerminalError::ProcessNotFound(_))
+    ));
+    assert!(
+        terminal.payment(100, false).await.is_ok(),
+        "free after the reboot"
+    );
+    assert_eq!(terminal.tokens(), tokens, "tokens survive a reboot");
+    let (code, body) = control(&simulator, "config", json!({"no_such_knob": 1})).await;
+    assert_eq!(code, 400, "{body}");
+}
+
+#[tokio::test]
+async fn a_lost_answer_may_have_started_the_payment() {
+    let (simulator, terminal) = start(SimulatorConfig::default()).await;
+    simulator.set_fault(FaultMode::LostAnswer, Some(Duration::from_secs(3)));
+    let lost = terminal.payment(100, false).await;
+    assert!(
+        matches!(lost, Err(ref err) if err.may_have_acted() && !err.is_unreachable()),
+        "{lost:?}"
+    );
+    assert_eq!(
+        simulator.state()["current"]["status"],
+        json!("wait"),
+        "it did start"
+    );
+    simulator.set_fault(FaultMode::None, None);
+    assert!(matches!(
+        terminal.payment(100, false).await,
+        Err(TerminalError::Busy(_))
+    ));
+}
+
+/// A one-connection HTTP server that answers every request with `response` as raw bytes.
+async fn raw_server(response: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            stream.read(&mut request).await.ok();
+            stream.write_all(response).await.ok();
+            stream.shutdown().await.ok();
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn unusual_http_statuses_neither_hang_nor_mislead() {
+    // One public simulator sets the HTTP status to the statusCode: `107` is a 1xx status.
+    let informational = raw_server(
+        b"HTTP/1.1 107 Busy\r\nContent-Type: application/json\r\nContent-Length: 46\r\nConnection: close\r\n\r\n{\"statusCode\":107,\"errorText\":\"Terminal busy\"}",
+    )
+    .await;
+    let mut config = TerminalConfig::new(informational);
+    config.request_timeout = Duration::from_secs(5);
+    let started = std::time::Instant::now();
+    let terminal = Terminal::new(&config, None).unwrap();
+    let answer = terminal.register().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(answer, Err(ref err) if err.may_have_acted() && !err.is_unreachable()),
+        "{answer:?}"
+    );
+    // An odd but final status with an envelope is read as the envelope.
+    let teapot = raw_server(
+        b"HTTP/1.1 418 Odd\r\nContent-Type: application/json\r\nContent-Length: 46\r\nConnection: close\r\n\r\n{\"statusCode\":107,\"errorText\":\"Terminal busy\"}",
+    )
+    .await;
+    let terminal = Terminal::new(&TerminalConfig::new(teapot), None).unwrap();
+    assert!(
+        matches!(terminal.register().await, Err(TerminalError::RegistrationDeclined(ref t)) if t.contains("107"))
+    );
 }

@@ -355,5 +355,6 @@ pub fn pay(product: &str, amount: Option<i64>) -> PayRequest {
         amount,
         outcome: Outcome::Success,
         after_ms: 0,
+        ..PayRequest::default()
     }
 }

@@ -2,13 +2,18 @@
 //! (`spec/KASPI_TERMINAL.md` §6), so that everything runs and is tested without hardware.
 //!
 //! It is not a mock. Clients reach it over TCP exactly as a real terminal; it enforces the
-//! terminal's rules (one operation at a time → `107`, tokens that expire → 401, unknown processes →
-//! `101`, refunds only of known payments, unpaid operations failing at their deadline); and its
-//! camera endpoint returns a photo of the screen from which the QR must really be decoded.
+//! terminal's rules (one operation at a time → `107`, an unknown token → 401 and an expired one →
+//! 403, unknown processes → `101`, a registered name → `105`, refunds only of known payments,
+//! unpaid operations failing at their deadline); and its camera endpoint returns a photo of the
+//! screen from which the QR must really be decoded. By default it is as harsh as a real terminal
+//! (see [`SimulatorConfig`]): no remote cancel, registration waits for the cashier, processes are
+//! forgotten, the previous QR lingers on the screen.
 //!
 //! - Protocol: `GET /v2/{register,revoke,deviceinfo,payment,status,actualize,refund,cancel}`.
 //! - Camera: `GET /camera/snapshot` (`?format=png` for PNG) → a 1280×720 frame.
-//! - Control: `POST /sim/pay`, `POST /sim/resolve-unknown`, `POST /sim/fault`, `GET /sim/state`.
+//! - Control: `POST /sim/pay`, `POST /sim/resolve-unknown`, `POST /sim/fault`, `POST /sim/config`,
+//!   `POST /sim/approve-registration`, `POST /sim/decline-registration`, `POST /sim/reboot`,
+//!   `POST /sim/clear-registrations`, `GET /sim/state`.
 //!
 //! Start one with [`Simulator::start`]; the returned handle knows its URLs and stops it on drop.
 
@@ -27,12 +32,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 
-pub use device::{Counters, FaultMode, FaultRequest, Outcome, PayRequest, SimulatorConfig, display_amount};
+pub use device::{
+    ConfigPatch, Counters, FaultMode, FaultRequest, Movement, Outcome, PayMethod, PayRequest, RegisterMode,
+    SimulatorConfig, display_amount,
+};
 pub use render::{CameraStyle, FrameFormat};
 
-use device::{Answer, Device};
+use device::{Answer, Device, Registration, TokenRefusal};
 
 type Shared = Arc<Mutex<Device>>;
 
@@ -44,40 +51,65 @@ fn lock(device: &Shared) -> MutexGuard<'_, Device> {
 #[derive(Debug)]
 pub struct Simulator {
     addr: SocketAddr,
+    control_addr: SocketAddr,
     device: Shared,
-    stop: Option<oneshot::Sender<()>>,
+    socket: Arc<Socket>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Simulator {
     /// Binds `bind` (use `127.0.0.1:0` for a free port) and serves until the handle is dropped.
+    /// The control API is also served on a second port of the same address that stays reachable
+    /// while the device is `down` (see [`Simulator::control_url`]).
     pub async fn start(config: SimulatorConfig, bind: SocketAddr) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
+        let control = TcpListener::bind(SocketAddr::new(bind.ip(), 0)).await?;
+        let control_addr = control.local_addr()?;
         let device = Arc::new(Mutex::new(Device::new(config)));
-        let (stop, stopped) = oneshot::channel::<()>();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let socket = Arc::new(Socket {
+            addr,
+            listener: Mutex::new(Some(listener)),
+        });
         let listener = FaultyListener {
-            inner: listener,
+            socket: socket.clone(),
             device: device.clone(),
         };
-        let app = router(device.clone());
+        let app = router(Sim {
+            device: device.clone(),
+            socket: socket.clone(),
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            stopped.wait_for(|stop| *stop).await.ok();
+        };
+        let protocol =
+            axum::serve(listener, app.clone()).with_graceful_shutdown(until_stopped(stopped.clone()));
+        let control = axum::serve(control, app).with_graceful_shutdown(until_stopped(stopped));
         tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async {
-                stopped.await.ok();
-            });
-            if let Err(err) = served.await {
+            if let (Err(err), _) | (_, Err(err)) = tokio::join!(protocol.into_future(), control.into_future())
+            {
                 tracing::warn!(%err, "terminal simulator stopped");
             }
         });
         Ok(Simulator {
             addr,
+            control_addr,
             device,
-            stop: Some(stop),
+            socket,
+            stop,
         })
     }
 
     /// Starts on a free port of 127.0.0.1.
     pub async fn start_local(config: SimulatorConfig) -> std::io::Result<Simulator> {
         Simulator::start(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// The base URL of the `/sim/` control API on its own port, reachable even while the device
+    /// is `down` (the device's own port then refuses connections).
+    pub fn control_url(&self) -> String {
+        format!("http://{}", self.control_addr)
     }
 
     /// The socket address it listens on.
@@ -122,41 +154,105 @@ impl Simulator {
             for_ms: duration.map(|d| d.as_millis() as u64),
         };
         lock(&self.device).set_fault(request, Instant::now());
+        self.socket.follow(mode);
     }
 
     /// Expires every access token now, so the next call must refresh.
     pub fn expire_tokens(&self) {
         lock(&self.device).expire_tokens();
     }
+
+    /// Changes knobs at run time (as `POST /sim/config`).
+    pub fn configure(&self, patch: &ConfigPatch) {
+        lock(&self.device).configure(patch);
+    }
+
+    /// Whether a `register` call waits for the cashier right now.
+    pub fn registration_pending(&self) -> bool {
+        self.state()["registration"].is_object()
+    }
+
+    /// The cashier approves the waiting registration (as `POST /sim/approve-registration`).
+    pub fn approve_registration(&self) -> Result<Value, String> {
+        lock(&self.device).approve_registration(Instant::now())
+    }
+
+    /// The cashier declines the waiting registration (as `POST /sim/decline-registration`).
+    pub fn decline_registration(&self) -> Result<Value, String> {
+        lock(&self.device).decline_registration()
+    }
+
+    /// The administrator forbids every integration on the terminal (as `POST /sim/clear-registrations`).
+    pub fn clear_registrations(&self) -> Value {
+        lock(&self.device).clear_registrations()
+    }
+
+    /// The terminal restarts and forgets every process (as `POST /sim/reboot`).
+    pub fn reboot(&self) -> Value {
+        lock(&self.device).reboot()
+    }
+
+    /// Every movement of money the terminal made: what customers paid and refunds gave back.
+    pub fn movements(&self) -> Vec<Movement> {
+        lock(&self.device).movements().to_vec()
+    }
 }
 
 impl Drop for Simulator {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.send(()).ok();
+        self.stop.send(true).ok();
+    }
+}
+
+/// The device's listening socket, closed while it is `down` so that connecting is refused exactly
+/// as with a terminal off the network, and bound again (on the same port) when the fault ends.
+/// Closing happens in the call that switches the fault on, so no connection slips in after it.
+#[derive(Debug)]
+struct Socket {
+    addr: SocketAddr,
+    listener: Mutex<Option<TcpListener>>,
+}
+
+impl Socket {
+    fn slot(&self) -> MutexGuard<'_, Option<TcpListener>> {
+        self.listener.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the socket for `down`, opens it again for anything else.
+    fn follow(&self, fault: FaultMode) {
+        let mut slot = self.slot();
+        if fault == FaultMode::Down {
+            *slot = None;
+        } else if slot.is_none() {
+            let bound = std::net::TcpListener::bind(self.addr)
+                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+                .and_then(TcpListener::from_std);
+            match bound {
+                Ok(listener) => *slot = Some(listener),
+                // Tried again at the next accept tick.
+                Err(err) => tracing::debug!(%err, "simulator could not bind its port again yet"),
+            }
         }
     }
 }
 
-/// Accepts connections, except while the device is `down`: then connections for the protocol and
-/// the camera are closed at once (as an unreachable host would refuse them), while the `/sim/`
-/// control API stays reachable so a test can bring the device back.
-struct FaultyListener {
-    inner: TcpListener,
+/// What the simulator's routes share: the device, and its socket (for `down`).
+#[derive(Debug, Clone)]
+struct Sim {
     device: Shared,
+    socket: Arc<Socket>,
 }
 
-impl FaultyListener {
-    async fn is_control_request(stream: &TcpStream) -> bool {
-        let mut start = [0u8; 10];
-        let peeked = tokio::time::timeout(Duration::from_millis(500), stream.peek(&mut start)).await;
-        let n = match peeked {
-            Ok(Ok(n)) => n,
-            _ => return false,
-        };
-        let start = &start[..n];
-        start.starts_with(b"GET /sim/") || start.starts_with(b"POST /sim/")
+impl axum::extract::FromRef<Sim> for Shared {
+    fn from_ref(sim: &Sim) -> Shared {
+        sim.device.clone()
     }
+}
+
+/// Accepts connections on the device's socket while it is open.
+struct FaultyListener {
+    socket: Arc<Socket>,
+    device: Shared,
 }
 
 impl axum::serve::Listener for FaultyListener {
@@ -164,38 +260,51 @@ impl axum::serve::Listener for FaultyListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        const TICK: Duration = Duration::from_millis(20);
         loop {
-            let (stream, addr) = match self.inner.accept().await {
-                Ok(accepted) => accepted,
-                Err(err) => {
+            // A timed fault ends by itself: notice it here.
+            let fault = lock(&self.device).fault(Instant::now());
+            self.socket.follow(fault);
+            let socket = self.socket.clone();
+            let accepted = tokio::time::timeout(
+                TICK,
+                std::future::poll_fn(move |cx| match socket.slot().as_ref() {
+                    Some(listener) => listener.poll_accept(cx).map(Some),
+                    None => std::task::Poll::Ready(None),
+                }),
+            )
+            .await;
+            match accepted {
+                Ok(Some(Ok(accepted))) => return accepted,
+                Ok(Some(Err(err))) => {
                     tracing::debug!(%err, "simulator accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
+                    tokio::time::sleep(TICK).await;
                 }
-            };
-            let down = lock(&self.device).fault(Instant::now()) == FaultMode::Down;
-            if down && !Self::is_control_request(&stream).await {
-                drop(stream);
-                continue;
+                Ok(None) => tokio::time::sleep(TICK).await,
+                Err(_) => {}
             }
-            return (stream, addr);
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+        Ok(self.socket.addr)
     }
 }
 
-fn router(device: Shared) -> Router {
+fn router(sim: Sim) -> Router {
     Router::new()
         .route("/v2/{call}", get(protocol))
         .route("/camera/snapshot", get(camera))
         .route("/sim/pay", post(sim_pay))
         .route("/sim/resolve-unknown", post(sim_resolve))
         .route("/sim/fault", post(sim_fault))
+        .route("/sim/config", post(sim_config))
+        .route("/sim/approve-registration", post(sim_approve))
+        .route("/sim/decline-registration", post(sim_decline))
+        .route("/sim/clear-registrations", post(sim_clear_registrations))
+        .route("/sim/reboot", post(sim_reboot))
         .route("/sim/state", get(sim_state))
-        .with_state(device)
+        .with_state(sim)
 }
 
 fn json_response(status: u16, body: &Value) -> Response {
@@ -212,18 +321,23 @@ fn json_response(status: u16, body: &Value) -> Response {
     response
 }
 
-/// The misbehaviour of the protocol side, if one is switched on.
+/// Holds a request while `mode` is in force (at most a minute): the client gives up first.
+async fn hold_while(device: &Shared, mode: FaultMode) {
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if lock(device).fault(Instant::now()) != mode {
+            break;
+        }
+    }
+}
+
+/// The misbehaviour of the protocol side, if one is switched on before the call is handled.
 async fn protocol_fault(device: &Shared) -> Option<Response> {
     let fault = lock(device).fault(Instant::now());
     match fault {
         FaultMode::Timeout => {
-            // Hold the request until the fault ends (or a minute), answering nothing useful.
-            for _ in 0..600 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if lock(device).fault(Instant::now()) != FaultMode::Timeout {
-                    break;
-                }
-            }
+            // Nothing is done, and nothing useful is answered in time.
+            hold_while(device, FaultMode::Timeout).await;
             Some(json_response(
                 504,
                 &json!({"statusCode": 504, "errorText": "timeout"}),
@@ -238,7 +352,20 @@ async fn protocol_fault(device: &Shared) -> Option<Response> {
                 .into_response(),
         ),
         FaultMode::Garbage => Some((StatusCode::OK, "\u{0}\u{1}garbage{{{").into_response()),
-        FaultMode::None | FaultMode::Down | FaultMode::NoQr => None,
+        FaultMode::None | FaultMode::Down | FaultMode::NoQr | FaultMode::LostAnswer => None,
+    }
+}
+
+fn token_refused(refusal: TokenRefusal) -> Response {
+    match refusal {
+        TokenRefusal::Unknown => json_response(
+            401,
+            &json!({"statusCode": 401, "errorText": "Unauthorized: unknown access token"}),
+        ),
+        TokenRefusal::Expired => json_response(
+            403,
+            &json!({"statusCode": 403, "errorText": "Forbidden: access token expired"}),
+        ),
     }
 }
 
@@ -252,34 +379,51 @@ async fn protocol(
     if let Some(response) = protocol_fault(&device).await {
         return response;
     }
-    let now = Instant::now();
-    let mut device = lock(&device);
     let param = |name: &str| query.get(name).map(String::as_str);
-    let needs_token = !matches!(call.as_str(), "register" | "revoke");
-    if needs_token {
-        let token = headers.get("accesstoken").and_then(|v| v.to_str().ok());
-        if !device.authorize(token, now) {
-            return json_response(
-                401,
-                &json!({"statusCode": 401, "errorText": "Unauthorized: access token is missing or expired"}),
-            );
-        }
+    let token = headers.get("accesstoken").and_then(|v| v.to_str().ok());
+    if call == "register" {
+        // The lock is not held while the cashier thinks.
+        let registration = lock(&device).register(param("name").unwrap_or(""), Instant::now());
+        let answer = match registration {
+            Registration::Answered(answer) => answer,
+            Registration::Waiting(decision) => decision.await.unwrap_or_else(|_| Answer {
+                http: 200,
+                body: json!({"statusCode": device::REGISTRATION_DECLINED, "errorText": "Registration interrupted"}),
+            }),
+        };
+        return json_response(answer.http, &answer.body);
     }
-    let answer: Answer = match call.as_str() {
-        "register" => device.register(param("name").unwrap_or(""), now),
-        "revoke" => device.revoke(
-            param("name").unwrap_or(""),
-            param("refreshToken").unwrap_or(""),
-            now,
-        ),
-        "deviceinfo" => device.device_info(),
-        "payment" => device.payment(param("amount"), now),
-        "status" => device.status(param("processId"), now),
-        "actualize" => device.actualize(param("processId"), now),
-        "refund" => device.refund(param("method"), param("amount"), param("transactionId"), now),
-        "cancel" => device.cancel(param("processId"), now),
-        _ => return json_response(404, &json!({"statusCode": 404, "errorText": "Unknown call"})),
+    let answer = {
+        let now = Instant::now();
+        let mut device = lock(&device);
+        if call != "revoke"
+            && let Err(refusal) = device.authorize(token, now)
+        {
+            return token_refused(refusal);
+        }
+        match call.as_str() {
+            "revoke" => match device.revoke(
+                param("name").unwrap_or(""),
+                param("refreshToken").unwrap_or(""),
+                token,
+                now,
+            ) {
+                Ok(answer) => answer,
+                Err(refusal) => return token_refused(refusal),
+            },
+            "deviceinfo" => device.device_info(),
+            "payment" => device.payment(param("amount"), now),
+            "status" => device.status(param("processId"), now),
+            "actualize" => device.actualize(param("processId"), now),
+            "refund" => device.refund(param("method"), param("amount"), param("transactionId"), now),
+            "cancel" => device.cancel(param("processId"), now),
+            _ => device::no_such_call(),
+        }
     };
+    if lock(&device).fault(Instant::now()) == FaultMode::LostAnswer {
+        // Done, but the answer arrives only after the client stopped waiting.
+        hold_while(&device, FaultMode::LostAnswer).await;
+    }
     json_response(answer.http, &answer.body)
 }
 
@@ -353,11 +497,12 @@ async fn sim_resolve(State(device): State<Shared>, body: axum::body::Bytes) -> R
     }
 }
 
-async fn sim_fault(State(device): State<Shared>, body: axum::body::Bytes) -> Response {
+async fn sim_fault(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
     match parse_body::<FaultRequest>(&body) {
         Ok(request) => {
-            let mut device = lock(&device);
+            let mut device = lock(&sim.device);
             device.set_fault(request, Instant::now());
+            sim.socket.follow(request.mode);
             json_response(200, &device.state_json(Instant::now()))
         }
         Err(reason) => bad_request(reason),
@@ -366,4 +511,31 @@ async fn sim_fault(State(device): State<Shared>, body: axum::body::Bytes) -> Res
 
 async fn sim_state(State(device): State<Shared>) -> Response {
     json_response(200, &lock(&device).state_json(Instant::now()))
+}
+
+async fn sim_config(State(device): State<Shared>, body: axum::body::Bytes) -> Response {
+    match parse_body::<ConfigPatch>(&body) {
+        Ok(patch) => {
+            let mut device = lock(&device);
+            device.configure(&patch);
+            json_response(200, &device.config().knobs_json())
+        }
+        Err(reason) => bad_request(reason),
+    }
+}
+
+async fn sim_approve(State(device): State<Shared>) -> Response {
+    control_answer(lock(&device).approve_registration(Instant::now()))
+}
+
+async fn sim_decline(State(device): State<Shared>) -> Response {
+    control_answer(lock(&device).decline_registration())
+}
+
+async fn sim_clear_registrations(State(device): State<Shared>) -> Response {
+    json_response(200, &lock(&device).clear_registrations())
+}
+
+async fn sim_reboot(State(device): State<Shared>) -> Response {
+    json_response(200, &lock(&device).reboot())
 }
