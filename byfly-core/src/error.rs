@@ -251,6 +251,17 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// What went wrong, for people (Russian).
     pub message: String,
+    /// When trying again makes sense (busy terminals: when the first is expected to be free).
+    pub retry: Option<RetryHint>,
+}
+
+/// When a refused request is worth trying again (an addition to the envelope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryHint {
+    /// Seconds from now (also sent as the `Retry-After` header).
+    pub after_secs: u64,
+    /// The same moment as a date-time of the API (`YYYY-MM-DD HH:MM:SS`).
+    pub at: String,
 }
 
 impl ApiError {
@@ -259,6 +270,7 @@ impl ApiError {
         ApiError {
             code,
             message: code.message().to_owned(),
+            retry: None,
         }
     }
 
@@ -267,7 +279,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry: None,
         }
+    }
+
+    /// The same failure, telling when to try again.
+    pub fn with_retry(mut self, retry: RetryHint) -> ApiError {
+        self.retry = Some(retry);
+        self
     }
 
     /// The envelope of `spec/API.md` §1.
@@ -277,6 +296,8 @@ impl ApiError {
             message: self.message.clone(),
             error_code: self.code.http_status(),
             code: self.code.as_str().to_owned(),
+            retry_after: self.retry.as_ref().map(|retry| retry.after_secs),
+            retry_at: self.retry.as_ref().map(|retry| retry.at.clone()),
         }
     }
 }
@@ -300,6 +321,14 @@ pub struct ErrorEnvelope {
     /// The stable machine code (our addition). Absent only in answers of older servers.
     #[serde(default)]
     pub code: String,
+    /// Seconds after which trying again makes sense (addition; `terminals_busy`: when the first
+    /// busy terminal is expected to be free — an abandoned operation keeps its terminal until the
+    /// terminal ends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// The same moment as a date-time (addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
 }
 
 impl ErrorEnvelope {

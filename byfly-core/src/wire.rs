@@ -640,6 +640,10 @@ pub struct PoolHealth {
     pub healthy: u32,
     /// Running an operation.
     pub busy: u32,
+    /// Enabled, but without tokens: waiting for an operator to register them (a cashier accepts
+    /// on the terminal's screen). Addition.
+    #[serde(default)]
+    pub needs_registration: u32,
 }
 
 /// `GET /api/health`.
@@ -729,6 +733,55 @@ pub struct TerminalView {
     pub last_error: Option<String>,
     /// Registered with the terminal (holds tokens).
     pub registered: bool,
+    /// Holds no tokens: out of the pool until an operator registers it. Health checks and payments
+    /// never register by themselves (on a real terminal each attempt puts a prompt on the screen).
+    #[serde(default)]
+    pub needs_registration: bool,
+    /// The last registration an operator started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<RegistrationView>,
+}
+
+/// An operator's registration of a terminal (admin API).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationView {
+    /// `pending` (waiting for the cashier to accept on the terminal's screen), `approved`,
+    /// `declined`, `already_registered` (`105`: clear the name on the terminal first), `timed_out`
+    /// or `failed`.
+    pub state: String,
+    /// What the terminal said, and what to do about it (Russian).
+    pub message: Option<String>,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub started_at: String,
+    /// `YYYY-MM-DD HH:MM:SS`, once decided.
+    pub finished_at: Option<String>,
+}
+
+impl RegistrationView {
+    /// True once the registration is decided (anything but `pending`).
+    pub fn is_final(&self) -> bool {
+        self.state != "pending"
+    }
+}
+
+/// `POST /api/admin/operations/{id}/resolve` body: an operator's decision about an operation the
+/// terminal cannot answer for (a long `unknown`, a forgotten process), after checking the
+/// terminal's own history or calling Kaspi.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveOperationRequest {
+    /// `paid` or `not_paid`.
+    pub outcome: String,
+    /// What the customer paid (gross, as the terminal's cheque shows it): required for `paid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+    /// The terminal's `transactionId` of the payment, if known (a refund names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// Why, for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `POST /api/admin/terminals` body.
@@ -835,8 +888,15 @@ pub struct OperationView {
     pub started_at: String,
     /// Since when the terminal says `unknown` (the customer may have been charged).
     pub unknown_since: Option<String>,
-    /// `unknown` for longer than the review deadline: an operator must look at it.
+    /// An operator must look at it (see `review_reason`).
     pub needs_review: bool,
+    /// Why it waits for an operator: a long `unknown`, a process the terminal forgot after a
+    /// customer could have paid, or a `/v2/payment` without an answer. Addition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_reason: Option<String>,
+    /// Still holds its terminal (no other operation can run there). Addition.
+    #[serde(default)]
+    pub holds_terminal: bool,
 }
 
 /// A payment with its operations (admin API).

@@ -48,11 +48,18 @@
   }
 
   class ApiError extends Error {
-    constructor(status, code, message) {
+    constructor(status, code, message, retryAfter) {
       super(message || code || `HTTP ${status}`);
       this.status = status;
       this.code = code;
+      // Seconds until the first busy terminal is expected to be free (terminals_busy).
+      this.retryAfter = typeof retryAfter === 'number' ? retryAfter : null;
     }
+  }
+
+  /** "через 3 мин" / "через 40 с": when a busy terminal is expected to be free. */
+  function inAbout(seconds) {
+    return seconds >= 60 ? `примерно через ${Math.ceil(seconds / 60)} мин` : `примерно через ${seconds} с`;
   }
 
   async function call(method, path, body) {
@@ -74,7 +81,7 @@
       json = null;
     }
     if (!response.ok || !json || json.success === false) {
-      throw new ApiError(response.status, json && json.code, json && json.message);
+      throw new ApiError(response.status, json && json.code, json && json.message, json && json.retry_after);
     }
     return json.data;
   }
@@ -83,7 +90,11 @@
   function explain(error) {
     switch (error.code) {
       case 'terminals_busy':
-        return 'Сейчас все кассы заняты другими покупателями. Попробуйте через минуту.';
+        // A terminal stays taken until its operation ends on the terminal itself (it cannot be
+        // cancelled remotely), so the wait can be minutes: say how long.
+        return error.retryAfter
+          ? `Сейчас все кассы заняты другими покупателями. Ближайшая освободится ${inAbout(error.retryAfter)}.`
+          : 'Сейчас все кассы заняты другими покупателями. Попробуйте через минуту.';
       case 'terminal_unavailable':
         return 'Касса временно не отвечает. Попробуйте ещё раз чуть позже.';
       case 'qr_not_found':

@@ -52,6 +52,19 @@ pub struct Config {
     /// Seconds between health checks (`deviceinfo`) of each terminal. Default 30;
     /// `BYFLY_HEALTH_CHECK_INTERVAL_SECS`.
     pub health_check_interval_secs: u64,
+    /// Milliseconds to connect to a terminal before it counts as unreachable. Default 3 000;
+    /// `BYFLY_TERMINAL_CONNECT_TIMEOUT_MS`.
+    pub terminal_connect_timeout_ms: u64,
+    /// Milliseconds a terminal call may take. A `/v2/payment` that times out may still have started:
+    /// its terminal is held, never swapped for another. Default 10 000; `BYFLY_TERMINAL_REQUEST_TIMEOUT_MS`.
+    pub terminal_request_timeout_ms: u64,
+    /// Seconds an operator's registration waits for the cashier to accept on the terminal's
+    /// screen. Default 180; `BYFLY_TERMINAL_REGISTER_TIMEOUT_SECS`.
+    pub terminal_register_timeout_secs: u64,
+    /// The health checker refreshes a terminal's tokens when less than this many seconds remain
+    /// (tokens live about 24 h; their `expirationDate` is read in `utc_offset`). Default 3600;
+    /// `BYFLY_TERMINAL_TOKEN_REFRESH_BEFORE_SECS`.
+    pub terminal_token_refresh_before_secs: u64,
     /// Milliseconds between camera frames while reading a QR. Default 300; `BYFLY_QR_SCAN_INTERVAL_MS`.
     pub qr_scan_interval_ms: u64,
     /// Milliseconds to try reading the QR before giving up. Default 10 000; `BYFLY_QR_SCAN_DEADLINE_MS`.
@@ -93,6 +106,10 @@ impl Default for Config {
             allow_private_webhook_hosts: false,
             log_format: LogFormat::Text,
             health_check_interval_secs: 30,
+            terminal_connect_timeout_ms: 3_000,
+            terminal_request_timeout_ms: 10_000,
+            terminal_register_timeout_secs: 180,
+            terminal_token_refresh_before_secs: 3600,
             qr_scan_interval_ms: 300,
             qr_scan_deadline_ms: 10_000,
             poll_interval_secs: 1,
@@ -155,6 +172,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Interval of terminal health checks.
     pub health_check_interval: Duration,
+    /// Terminal call timeouts, the registration wait and the token refresh margin.
+    pub terminals: crate::pool::TerminalTiming,
     /// Timing of terminal operations.
     pub timing: crate::operations::OperationTiming,
     /// Webhook delivery.
@@ -230,6 +249,18 @@ impl Config {
         if let Some(v) = env("BYFLY_HEALTH_CHECK_INTERVAL_SECS") {
             self.health_check_interval_secs = parsed("health_check_interval_secs", &v)?;
         }
+        if let Some(v) = env("BYFLY_TERMINAL_CONNECT_TIMEOUT_MS") {
+            self.terminal_connect_timeout_ms = parsed("terminal_connect_timeout_ms", &v)?;
+        }
+        if let Some(v) = env("BYFLY_TERMINAL_REQUEST_TIMEOUT_MS") {
+            self.terminal_request_timeout_ms = parsed("terminal_request_timeout_ms", &v)?;
+        }
+        if let Some(v) = env("BYFLY_TERMINAL_REGISTER_TIMEOUT_SECS") {
+            self.terminal_register_timeout_secs = parsed("terminal_register_timeout_secs", &v)?;
+        }
+        if let Some(v) = env("BYFLY_TERMINAL_TOKEN_REFRESH_BEFORE_SECS") {
+            self.terminal_token_refresh_before_secs = parsed("terminal_token_refresh_before_secs", &v)?;
+        }
         if let Some(v) = env("BYFLY_QR_SCAN_INTERVAL_MS") {
             self.qr_scan_interval_ms = parsed("qr_scan_interval_ms", &v)?;
         }
@@ -304,6 +335,30 @@ impl Config {
                 "must be at least qr_scan_interval_ms (≥ 10 ms)",
             ));
         }
+        if self.terminal_connect_timeout_ms < 50 || self.terminal_connect_timeout_ms > 60_000 {
+            return Err(invalid(
+                "terminal_connect_timeout_ms",
+                "must be between 50 and 60 000",
+            ));
+        }
+        if self.terminal_request_timeout_ms < 100 || self.terminal_request_timeout_ms > 120_000 {
+            return Err(invalid(
+                "terminal_request_timeout_ms",
+                "must be between 100 and 120 000",
+            ));
+        }
+        if self.terminal_register_timeout_secs == 0 || self.terminal_register_timeout_secs > 900 {
+            return Err(invalid(
+                "terminal_register_timeout_secs",
+                "must be between 1 and 900",
+            ));
+        }
+        if self.terminal_token_refresh_before_secs > 23 * 3600 {
+            return Err(invalid(
+                "terminal_token_refresh_before_secs",
+                "must be at most 82 800 (tokens live about 24 h)",
+            ));
+        }
         if self.poll_interval_secs == 0 || self.poll_interval_secs > 60 {
             return Err(invalid("poll_interval_secs", "must be between 1 and 60"));
         }
@@ -354,6 +409,13 @@ impl Config {
             allow_private_webhook_hosts: self.allow_private_webhook_hosts,
             log_format: self.log_format,
             health_check_interval: Duration::from_secs(self.health_check_interval_secs),
+            terminals: crate::pool::TerminalTiming {
+                connect_timeout: Duration::from_millis(self.terminal_connect_timeout_ms),
+                request_timeout: Duration::from_millis(self.terminal_request_timeout_ms),
+                register_timeout: Duration::from_secs(self.terminal_register_timeout_secs),
+                refresh_before: secs(self.terminal_token_refresh_before_secs),
+                offset,
+            },
             timing: crate::operations::OperationTiming {
                 qr_scan: byfly_terminal::QrScan {
                     interval: Duration::from_millis(self.qr_scan_interval_ms),
@@ -447,6 +509,14 @@ mod tests {
             "health_check_interval_secs",
         );
         check(&[("BYFLY_PUBLIC_BASE_URL", "example.kz")], "public_base_url");
+        check(
+            &[("BYFLY_TERMINAL_REQUEST_TIMEOUT_MS", "5")],
+            "terminal_request_timeout_ms",
+        );
+        check(
+            &[("BYFLY_TERMINAL_REGISTER_TIMEOUT_SECS", "0")],
+            "terminal_register_timeout_secs",
+        );
         let unknown = toml::from_str::<Config>("colour = \"blue\"").unwrap_err();
         assert!(unknown.to_string().contains("colour"));
     }

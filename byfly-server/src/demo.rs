@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Settings};
 use crate::pool::TerminalPool;
 use crate::random::OsRandom;
-use crate::store::{NewTerminal, Store, TerminalTls};
+use crate::store::{NewTerminal, RegistrationStart, RegistrationState, Store, TerminalRecord, TerminalTls};
 
 /// What a demo is made of.
 #[derive(Debug, Clone)]
@@ -74,6 +74,9 @@ impl Demo {
         settings.demo_mode = true;
         let store = crate::open_store(&settings).await.context("database")?;
 
+        // Realistic simulators (no remote cancel, registration that waits for the cashier, ...),
+        // registered as an operator would, the demo playing the cashier who accepts.
+        let pool = TerminalPool::with_timing(store.clone(), settings.terminals);
         let mut simulators = Vec::with_capacity(terminals);
         for n in 1..=terminals {
             let simulator = Simulator::start_local(SimulatorConfig::default()).await?;
@@ -83,12 +86,16 @@ impl Demo {
                 camera_url: simulator.camera_url(),
                 tls: TerminalTls::Verify { server_name: None },
             };
-            store.upsert_terminal(&terminal, crate::http::now()).await?;
+            let record = store.upsert_terminal(&terminal, crate::http::now()).await?;
+            let state = register_simulated(&store, &pool, &record, &simulator).await?;
+            anyhow::ensure!(
+                state == RegistrationState::Approved,
+                "registering {}: {}",
+                terminal.name,
+                state.as_str()
+            );
             simulators.push(simulator);
         }
-        TerminalPool::new(store.clone())
-            .check_due(crate::http::now(), 0)
-            .await?;
 
         let token = match token {
             Some(given) => ApiToken::parse(&given).context("--token must be 64 characters [A-Za-z0-9]")?,
@@ -124,6 +131,31 @@ impl Demo {
         drop(simulators);
         served
     }
+}
+
+/// Registers a simulated terminal the way an operator registers a real one — the registration is
+/// marked pending and the terminal is asked, which puts a prompt on its screen — while the
+/// simulator plays the cashier who accepts it. Returns how the registration ended.
+pub async fn register_simulated(
+    store: &Arc<dyn Store>,
+    pool: &TerminalPool,
+    terminal: &TerminalRecord,
+    simulator: &Simulator,
+) -> anyhow::Result<RegistrationState> {
+    let t = crate::http::now();
+    let record = match store.begin_registration(terminal.id, t, t).await? {
+        RegistrationStart::Started(record) | RegistrationStart::AlreadyPending(record) => *record,
+        RegistrationStart::NotFound => anyhow::bail!("terminal {} not found", terminal.id),
+    };
+    let cashier = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !simulator.registration_pending() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        simulator.approve_registration().ok();
+    };
+    let (state, ()) = tokio::join!(pool.register(&record), cashier);
+    Ok(state?)
 }
 
 /// A demo serving on a random port of 127.0.0.1 in the background, on a database in a fresh

@@ -7,7 +7,8 @@
 //!   (migrations embedded per backend, money in tiyn, durable commits, writers serialized).
 //! - [`http`]: the router of `spec/API.md`, the error envelope for every failure, extractors.
 //! - [`random`]: the operating system's CSPRNG behind byfly-core's `SecureRandom`.
-//! - [`pool`]: clients of the pool's terminals and their health check.
+//! - [`pool`]: clients of the pool's terminals, their health check and token refresh, and the
+//!   operator's registration (which waits for a cashier at the terminal).
 //! - [`workers`]: background loops of "claim due rows, work, write back".
 //! - [`demo`]: the whole system on one machine with simulated terminals (`byfly-server demo`, and
 //!   a throwaway server for the SDK's and the CLI's tests).
@@ -50,7 +51,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let pool = Arc::new(pool::TerminalPool::new(store.clone()));
+    let pool = Arc::new(pool::TerminalPool::with_timing(store.clone(), settings.terminals));
     let delivery = webhooks::DeliverySettings {
         backoff: settings.webhook_backoff.clone(),
         timeout: settings.webhook_timeout,

@@ -22,8 +22,9 @@ use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CancelResponse, CreateSourceRequest,
     CreatedSource, HealthResponse, InitPaymentRequest, InitPaymentResponse, KaspiRequest, KaspiResponse,
     MethodQuoteView, OperationView, PaymentList, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth,
-    RefundRequest, RefundStatus, RefundView, SourceView, TerminalView, UpdateMethodRequest,
-    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    RefundRequest, RefundStatus, RefundView, RegistrationView, ResolveOperationRequest, SourceView,
+    TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView,
+    WebhookEventView,
 };
 use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, WebhookPayload};
 
@@ -49,6 +50,8 @@ use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, Webho
     CreatedSource,
     UpdateSourceRequest,
     TerminalView,
+    RegistrationView,
+    ResolveOperationRequest,
     AddTerminalRequest,
     UpdateTerminalRequest,
     AdminMethodView,
@@ -241,6 +244,33 @@ const ROUTES: &[Route] = &[
         "201",
     ),
     (
+        HttpMethod::Get,
+        "/api/admin/terminals/{id}",
+        "One terminal, with its registration's progress",
+        Auth::Admin,
+        None,
+        "TerminalView",
+        "200",
+    ),
+    (
+        HttpMethod::Post,
+        "/api/admin/terminals/{id}/register",
+        "Start registering a terminal: a cashier accepts on its screen (answers at once, registration pending)",
+        Auth::Admin,
+        None,
+        "TerminalView",
+        "202",
+    ),
+    (
+        HttpMethod::Post,
+        "/api/admin/operations/{id}/resolve",
+        "An operator's decision about an operation under review: paid (amount) or not paid",
+        Auth::Admin,
+        Some("ResolveOperationRequest"),
+        "OperationView",
+        "200",
+    ),
+    (
         HttpMethod::Patch,
         "/api/admin/terminals/{id}",
         "Enable or disable a terminal",
@@ -297,7 +327,7 @@ const ROUTES: &[Route] = &[
     (
         HttpMethod::Get,
         "/api/admin/operations/review",
-        "Operations left unknown past the review deadline",
+        "Operations waiting for an operator: long unknown, forgotten by the terminal, or started without an answer",
         Auth::Admin,
         None,
         "[OperationView]",

@@ -4,14 +4,18 @@
 use std::time::Duration;
 
 use byfly_core::error::ApiError;
+use byfly_core::error::RetryHint;
 use byfly_core::ledger::LedgerError;
 use byfly_core::wire::{KaspiResponse, RefundStatus, RefundView};
 use byfly_core::{ErrorCode, MethodCode, Money, PaymentEvent, PaymentMethod, PaymentStatus};
-use byfly_terminal::{Camera, ProcessStatus, QrScan, TerminalError, payment_url, read_qr};
+use byfly_terminal::protocol::ProcessStarted;
+use byfly_terminal::{Camera, ProcessStatus, QrScan, Terminal, TerminalError, payment_url, read_new_qr};
 
 use crate::http::{AppState, HttpError, now};
 use crate::settle::{FinalAnswer, OpState, OperationRecord, ledger_of};
-use crate::store::{ClaimOutcome, PaymentRecord, RefundClaim, StoreError, TerminalClaim, TerminalRecord};
+use crate::store::{
+    ClaimOutcome, PaymentRecord, PollNote, RefundClaim, StoreError, TerminalClaim, TerminalRecord,
+};
 
 /// Timing of operations (`spec/KASPI_TERMINAL.md` §4–§5).
 #[derive(Debug, Clone, Copy)]
@@ -193,11 +197,27 @@ pub async fn start(
 /// Why no terminal could be claimed: all busy, or none healthy.
 async fn no_terminal(state: &AppState) -> Result<HttpError, StoreError> {
     let counts = state.store.pool_counts().await?;
-    Ok(HttpError::code(if counts.healthy > 0 {
-        ErrorCode::TerminalsBusy
-    } else {
-        ErrorCode::TerminalUnavailable
-    }))
+    if counts.healthy == 0 {
+        return Ok(HttpError::code(ErrorCode::TerminalUnavailable));
+    }
+    terminals_busy(state).await
+}
+
+/// `terminals_busy`, telling when the first terminal is expected to be free: an abandoned or
+/// unpaid operation keeps its terminal until the terminal itself ends it (a real terminal has no
+/// working remote cancel), at the latest at the operation's deadline.
+pub async fn terminals_busy(state: &AppState) -> Result<HttpError, StoreError> {
+    let mut error = ApiError::new(ErrorCode::TerminalsBusy);
+    if let Some(free_at) = state.store.earliest_release().await? {
+        let t = now();
+        // Never "now": a terminal is polled about once a second before it is seen free.
+        let after = u64::try_from((free_at - t).max(1)).unwrap_or(1);
+        error = error.with_retry(RetryHint {
+            after_secs: after,
+            at: state.settings.offset.format(free_at.max(t + 1)),
+        });
+    }
+    Ok(HttpError(error))
 }
 
 enum Failure {
@@ -213,7 +233,54 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// Starts the payment on the claimed terminal and reads its QR.
+/// What asking a terminal to start a payment came to.
+enum Start {
+    /// It runs, with this process id.
+    Started(ProcessStarted),
+    /// It refused or could not be reached: nothing runs.
+    Refused(TerminalError),
+    /// No answer we could read, and asking again did not prove nothing runs.
+    Uncertain(String),
+}
+
+/// Asks the terminal to start a payment. A call whose answer was lost or unreadable may have
+/// started it under a process id we never learnt: the terminal is asked once more — it runs one
+/// operation at a time, so the second call either starts the only one (the first never did) or is
+/// refused as busy (the first did). Tokens the terminal refused for good are dropped, unless
+/// another process stored newer ones (then the call is made once more with them).
+async fn start_payment(state: &AppState, terminal: &TerminalRecord, client: &Terminal, amount: i64) -> Start {
+    let mut answer = client.payment(amount, false).await;
+    if let Err(TerminalError::NeedsRegistration(why)) = &answer {
+        match state.pool.tokens_refused(terminal.id, client, why).await {
+            Ok(true) => answer = client.payment(amount, false).await,
+            Ok(false) => {}
+            Err(err) => tracing::error!(terminal = terminal.id, %err, "could not record refused tokens"),
+        }
+    }
+    let answer = match answer {
+        Err(first) if first.may_have_acted() => {
+            tracing::warn!(terminal = terminal.id, %first, "/v2/payment may have started without an answer; asking again");
+            match client.payment(amount, false).await {
+                Ok(process) => {
+                    tracing::info!(terminal = terminal.id, "the first /v2/payment had not started");
+                    Ok(process)
+                }
+                Err(second) => return Start::Uncertain(format!("{first}; asked again: {second}")),
+            }
+        }
+        other => other,
+    };
+    if let Err(err) = state.pool.persist_refreshed_tokens(terminal.id, client).await {
+        tracing::error!(terminal = terminal.id, %err, "could not store refreshed tokens");
+    }
+    match answer {
+        Ok(process) => Start::Started(process),
+        Err(err) => Start::Refused(err),
+    }
+}
+
+/// Starts the payment on the claimed terminal and reads its QR — never the QR its screen still
+/// shows for the terminal's previous operation.
 async fn run_on_terminal(
     state: &AppState,
     terminal: &TerminalRecord,
@@ -226,25 +293,26 @@ async fn run_on_terminal(
         Ok(client) => client,
         Err(err) => return Err(release(state, operation_id, &err).await?),
     };
-    if client.tokens().is_none() {
-        match client.register().await {
-            Ok(tokens) => state.store.save_terminal_tokens(terminal.id, &tokens).await?,
-            Err(err) => return Err(release(state, operation_id, &err).await?),
+    let process = match start_payment(state, terminal, &client, amount).await {
+        Start::Started(process) => process,
+        Start::Refused(err) => return Err(release(state, operation_id, &err).await?),
+        Start::Uncertain(reason) => {
+            // Never the next terminal while this one may be running the payment: it stays held
+            // until the operation's deadline, then goes to review.
+            tracing::warn!(terminal = terminal.id, operation_id, %reason, "payment start uncertain: terminal held");
+            let reason = format!("/v2/payment без ответа: терминал мог начать операцию ({reason})");
+            state.store.start_uncertain(operation_id, &reason).await?;
+            return Err(Failure::Stop(HttpError::code(ErrorCode::TerminalUnavailable)));
         }
-    }
-    let started = client.payment(amount, false).await;
-    state.pool.persist_refreshed_tokens(terminal.id, &client).await?;
-    let process = match started {
-        Ok(process) => process,
-        Err(err) => return Err(release(state, operation_id, &err).await?),
     };
     state
         .store
         .operation_started(operation_id, &process.process_id, now(), from, to)
         .await?;
+    let previous = state.store.previous_qr(terminal.id, operation_id).await?;
     let camera = Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5))
         .map_err(|err| Failure::Stop(HttpError::internal(err)))?;
-    match read_qr(&camera, state.timing.qr_scan).await {
+    match read_new_qr(&camera, state.timing.qr_scan, previous.as_deref()).await {
         Ok(qr) => {
             state
                 .store
@@ -322,7 +390,7 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
         }
     };
     let t = now();
-    let asked = if op.unknown_since.is_some() {
+    let asked = if op.unknown_since.is_some() || op.needs_review {
         client.actualize(process).await
     } else {
         client.status(process).await
@@ -330,8 +398,8 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
     state.pool.persist_refreshed_tokens(terminal.id, &client).await?;
     let answer = match asked {
         Ok(answer) => answer,
-        Err(TerminalError::ProcessNotFound(text)) if terminal.healthy => {
-            // A healthy terminal that no longer knows the process: it never took money for it.
+        Err(TerminalError::ProcessNotFound(text)) if !op.shown => {
+            // Never shown to a customer (no QR read, no `wait` seen): nobody could have paid it.
             let raw = serde_json::json!({ "error": "process not found", "text": text }).to_string();
             state
                 .store
@@ -339,26 +407,51 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
                 .await?;
             return Ok(());
         }
+        Err(TerminalError::ProcessNotFound(text)) => {
+            // Terminals forget finished processes, and all of them on a reboot: a customer may
+            // have paid this one. An operator decides; the terminal stays held until then (or
+            // until an actualize gives a final answer).
+            if !op.needs_review {
+                tracing::warn!(
+                    operation = op.id,
+                    "terminal forgot an operation a customer could have paid: review"
+                );
+            }
+            let note = PollNote {
+                raw_answer: serde_json::json!({ "error": "process not found", "text": text }).to_string(),
+                next_poll_at: t + state.timing.actualize_interval,
+                unknown_since: op.unknown_since,
+                shown: true,
+                review: Some(FORGOTTEN_REVIEW.to_owned()),
+            };
+            state.store.record_poll(op.id, &note).await?;
+            return Ok(());
+        }
         Err(TerminalError::CannotActualize(_)) => {
             // No longer unknown: ask with status next time.
-            state
-                .store
-                .record_poll(op.id, "{}", t + state.timing.poll_interval, None, false)
-                .await?;
+            let note = PollNote {
+                raw_answer: "{}".to_owned(),
+                next_poll_at: t + state.timing.poll_interval,
+                unknown_since: None,
+                shown: true,
+                review: None,
+            };
+            state.store.record_poll(op.id, &note).await?;
             return Ok(());
         }
         Err(err) => {
+            if let TerminalError::NeedsRegistration(why) = &err {
+                state.pool.tokens_refused(terminal.id, &client, why).await?;
+            }
             tracing::warn!(operation = op.id, %err, "poll failed; will ask again");
-            state
-                .store
-                .record_poll(
-                    op.id,
-                    "{}",
-                    t + state.timing.poll_interval.max(2),
-                    op.unknown_since,
-                    false,
-                )
-                .await?;
+            let note = PollNote {
+                raw_answer: serde_json::json!({ "error": err.to_string() }).to_string(),
+                next_poll_at: t + state.timing.poll_interval.max(2),
+                unknown_since: op.unknown_since,
+                shown: false,
+                review: None,
+            };
+            state.store.record_poll(op.id, &note).await?;
             return Ok(());
         }
     };
@@ -393,28 +486,38 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
                 .await?;
         }
         ProcessStatus::Wait => {
-            state
-                .store
-                .record_poll(op.id, &raw, t + state.timing.poll_interval, None, false)
-                .await?;
+            let note = PollNote {
+                raw_answer: raw,
+                next_poll_at: t + state.timing.poll_interval,
+                unknown_since: None,
+                shown: true,
+                review: None,
+            };
+            state.store.record_poll(op.id, &note).await?;
         }
         ProcessStatus::Unknown => {
             let since = op.unknown_since.unwrap_or(t);
-            let review = t - since >= state.timing.unknown_review_after;
-            state
-                .store
-                .record_poll(
-                    op.id,
-                    &raw,
-                    t + state.timing.actualize_interval,
-                    Some(since),
-                    review,
-                )
-                .await?;
+            let review = (t - since >= state.timing.unknown_review_after).then(|| UNKNOWN_REVIEW.to_owned());
+            let note = PollNote {
+                raw_answer: raw,
+                next_poll_at: t + state.timing.actualize_interval,
+                unknown_since: Some(since),
+                shown: true,
+                review,
+            };
+            state.store.record_poll(op.id, &note).await?;
         }
     }
     Ok(())
 }
+
+/// Why an operation the terminal forgot (`101`) after a customer could have paid waits for an operator.
+pub const FORGOTTEN_REVIEW: &str = "101: терминал больше не знает операцию, которую мог оплатить \
+     покупатель (перезагрузка или давно завершена); проверьте историю операций на терминале";
+
+/// Why a long `unknown` waits for an operator.
+pub const UNKNOWN_REVIEW: &str =
+    "unknown: терминал не знает, списаны ли деньги; проверьте историю операций на терминале";
 
 /// Polls the due operations (of one payment, or all) once. Returns how many were asked.
 pub async fn poll_due(state: &AppState, payment_id: Option<i64>) -> Result<usize, StoreError> {
@@ -523,7 +626,7 @@ pub async fn start_refund(
         .await?;
     let operation_id = match claim {
         RefundClaim::Claimed(id) => id,
-        RefundClaim::TerminalBusy => return Err(HttpError::code(ErrorCode::TerminalsBusy)),
+        RefundClaim::TerminalBusy => return Err(terminals_busy(state).await?),
         RefundClaim::PaymentChanged => return Err(HttpError::code(ErrorCode::InvalidStatus)),
     };
     let client = match state.pool.client(&terminal) {
@@ -561,14 +664,22 @@ pub async fn start_refund(
             payment.status,
         )
         .await?;
-    let camera = Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5))
-        .map_err(HttpError::internal)?;
-    // A card refund may show no QR: the refund still runs and is followed by the poller.
-    if let Ok(qr) = read_qr(&camera, state.timing.qr_scan).await {
-        state
-            .store
-            .operation_qr(operation_id, &qr, &payment_url(&qr))
-            .await?;
+    // A card refund shows no QR (the card is presented at the terminal); a QR refund's
+    // confirmation QR appears after a few seconds, while the screen may still show the payment's.
+    if method != "card" {
+        let previous = state.store.previous_qr(terminal.id, operation_id).await?;
+        let camera = Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5))
+            .map_err(HttpError::internal)?;
+        match read_new_qr(&camera, state.timing.qr_scan, previous.as_deref()).await {
+            Ok(qr) => {
+                state
+                    .store
+                    .operation_qr(operation_id, &qr, &payment_url(&qr))
+                    .await?;
+            }
+            // The refund still runs and is followed by the poller; the customer confirms in the app.
+            Err(err) => tracing::warn!(operation_id, %err, "refund confirmation QR not read"),
+        }
     }
     let op = state
         .store

@@ -94,8 +94,15 @@ pub struct OperationRecord {
     pub terminal_transaction_id: Option<String>,
     /// `chequeInfo.method` of a successful payment (`qr`, `card`, `alaqan`).
     pub cheque_method: Option<String>,
-    /// `unknown` past the review deadline.
+    /// Waits for an operator (see `review_reason`).
     pub needs_review: bool,
+    /// Why it waits for an operator.
+    pub review_reason: Option<String>,
+    /// A customer could have seen it (QR read, or `wait`/`unknown` answered): a `101` for it is
+    /// no proof that nothing was paid.
+    pub shown: bool,
+    /// `/v2/payment` got no readable answer: the terminal may run it under an unknown process id.
+    pub start_uncertain: bool,
 }
 
 impl OperationRecord {

@@ -13,7 +13,8 @@ use crate::pool::TerminalPool;
 /// How often a worker looks for due work at most; due-ness itself is decided by the claims.
 const MAX_TICK: Duration = Duration::from_secs(5);
 
-/// Checks every enabled terminal once per `interval` (`deviceinfo`, registering it first if needed).
+/// Checks every enabled terminal once per `interval` (`deviceinfo`, refreshing tokens that are
+/// about to expire; never registering).
 pub async fn health_checker(pool: Arc<TerminalPool>, interval: Duration, mut stop: watch::Receiver<bool>) {
     let interval_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
     let tick = interval.min(MAX_TICK);
@@ -72,9 +73,11 @@ pub async fn webhook_dispatcher(dispatcher: crate::webhooks::Dispatcher, mut sto
 pub const STALE_START_SECS: i64 = 120;
 
 /// One round of the sweeper: expires payments past `expires_at` (never while an operation holds a
-/// terminal) with their `expired` event, and frees terminals held by operations a dead process
-/// left `starting` (the payment never left its status for them; an abandoned predecessor becomes
-/// current again). Rows are never deleted.
+/// terminal) with their `expired` event; frees terminals held by operations a dead process left
+/// `starting` (the payment never left its status for them; an abandoned predecessor becomes
+/// current again); and frees, for review, the terminals of payment starts that got no answer once
+/// their deadline passed (the terminal has ended any such operation by itself). Rows are never
+/// deleted.
 pub async fn sweep(store: &dyn crate::store::Store, now: i64) -> Result<(), crate::store::StoreError> {
     store.expire_due(now, 100, &crate::operations::event_id).await?;
     for operation_id in store.stale_starts(now - STALE_START_SECS).await? {
@@ -83,6 +86,12 @@ pub async fn sweep(store: &dyn crate::store::Store, now: i64) -> Result<(), crat
             "operation left starting by a stopped process: terminal freed"
         );
         store.start_failed(operation_id, None).await?;
+    }
+    for operation_id in store.release_uncertain_starts(now).await? {
+        tracing::warn!(
+            operation_id,
+            "terminal freed after the deadline of a payment start that got no answer: review"
+        );
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use byfly_server::random::OsRandom;
 use common::{App, pay, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
-const ADMIN: &str = "admin-token-0123456789";
+use common::{ADMIN, admin};
 
 async fn admin_app() -> App {
     spawn_app_with(1, false, |config| {
@@ -25,18 +25,6 @@ async fn admin_app() -> App {
         config.webhook_backoff_secs = vec![3600];
     })
     .await
-}
-
-async fn admin(app: &App, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app
-        .http
-        .request(method, format!("{}/admin{path}", app.base))
-        .bearer_auth(ADMIN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -470,9 +458,33 @@ async fn payments_of_every_source_and_registering_a_terminal_now() {
         None,
     )
     .await;
-    assert_eq!(code, 200, "{registered}");
+    // Registration waits for a cashier at the terminal: answered at once, pending.
+    assert_eq!(code, 202, "{registered}");
+    assert_eq!(registered["data"]["registration"]["state"], json!("pending"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !simulator.registration_pending() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the terminal never asked the cashier"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    simulator.approve_registration().unwrap();
+    let terminal = loop {
+        let (_, terminal) = admin(&app, reqwest::Method::GET, &format!("/terminals/{id}"), None).await;
+        if terminal["data"]["registration"]["state"] != json!("pending") {
+            break terminal;
+        }
+        assert!(std::time::Instant::now() < deadline, "never decided: {terminal}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(
-        (&registered["data"]["registered"], &registered["data"]["healthy"]),
+        terminal["data"]["registration"]["state"],
+        json!("approved"),
+        "{terminal}"
+    );
+    assert_eq!(
+        (&terminal["data"]["registered"], &terminal["data"]["healthy"]),
         (&json!(true), &json!(true))
     );
     assert_eq!(simulator.counters().calls["register"], 1);

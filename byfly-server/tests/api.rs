@@ -619,7 +619,7 @@ async fn health_reports_the_database() {
     assert_eq!(health.body["data"]["status"], json!("degraded"));
     assert_eq!(
         health.body["data"]["terminals"],
-        json!({"total": 0, "healthy": 0, "busy": 0})
+        json!({"total": 0, "healthy": 0, "busy": 0, "needs_registration": 0})
     );
 }
 

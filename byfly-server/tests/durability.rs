@@ -74,9 +74,8 @@ async fn an_operation_in_flight_completes_after_a_restart_and_its_webhook_is_sen
         camera_url: simulator.camera_url(),
         tls: TerminalTls::Verify { server_name: None },
     };
-    store.add_terminal(&terminal, 0).await.unwrap();
-    TerminalPool::new(store.clone())
-        .check_due(byfly_server::http::now(), 0)
+    let record = store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+    byfly_server::demo::register_simulated(&store, &TerminalPool::new(store.clone()), &record, &simulator)
         .await
         .unwrap();
     let http = reqwest::Client::new();

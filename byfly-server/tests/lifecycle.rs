@@ -79,6 +79,13 @@ async fn only_the_owner_cancels_and_only_what_can_be_cancelled() {
 #[tokio::test]
 async fn cancelling_a_running_operation_ends_it_on_the_terminal_and_frees_the_terminal() {
     let app = spawn_app(1).await;
+    // A friendlier terminal that honours /v2/cancel: this test is about the server using the call
+    // where a terminal has it. Without it (the realistic default) the operation keeps its
+    // terminal until it ends: tests/realism.rs.
+    app.simulators[0].configure(&byfly_terminal::simulator::ConfigPatch {
+        remote_cancel: Some(true),
+        ..Default::default()
+    });
     let id = app.init(20_000).await;
     let (_, started) = app.kaspi(&id, "kaspi_gold").await;
     assert_eq!(started["data"]["terminal_id"], json!(1));

@@ -1,5 +1,5 @@
-//! The terminal pool against real simulators over TCP: registration, token storage, health checks
-//! and what `/api/health` reports.
+//! The terminal pool against real simulators over TCP: registration (an operator's, with a
+//! cashier accepting), token storage, health checks and what `/api/health` reports.
 
 // Test code: a panic is a failed assertion with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -58,6 +58,20 @@ async fn terminals_are_registered_once_and_checked_when_due() {
         Duration::from_millis(500),
         Duration::from_millis(1500),
     );
+    // A health check never registers: the terminal waits for an operator.
+    assert_eq!(pool.check_due(900, 30).await.unwrap(), 1);
+    let waiting = &store.terminals().await.unwrap()[0];
+    assert!(!waiting.healthy && waiting.needs_registration());
+    assert_eq!(
+        waiting.last_error.as_deref(),
+        Some(byfly_server::pool::NEEDS_REGISTRATION)
+    );
+    assert!(!simulator.counters().calls.contains_key("register"));
+    assert_eq!(store.pool_counts().await.unwrap().needs_registration, 1);
+    let registered = byfly_server::demo::register_simulated(&store, &pool, &added, &simulator)
+        .await
+        .unwrap();
+    assert_eq!(registered, byfly_server::store::RegistrationState::Approved);
     assert_eq!(pool.check_due(1_000, 30).await.unwrap(), 1);
     let checked = &store.terminals().await.unwrap()[0];
     assert!(checked.healthy, "{:?}", checked.last_error);
@@ -69,7 +83,8 @@ async fn terminals_are_registered_once_and_checked_when_due() {
     assert_eq!(pool.check_due(1_010, 30).await.unwrap(), 0);
     assert_eq!(pool.check_due(1_030, 30).await.unwrap(), 1);
     assert_eq!(simulator.counters().calls["register"], 1);
-    assert_eq!(simulator.counters().calls["deviceinfo"], 2);
+    // One check after registering, then the two due rounds.
+    assert_eq!(simulator.counters().calls["deviceinfo"], 3);
 
     // A fresh pool (another process) starts from the stored tokens, and refreshes them when they expire.
     simulator.expire_tokens();
@@ -97,7 +112,7 @@ async fn terminals_are_registered_once_and_checked_when_due() {
 async fn an_unreachable_terminal_is_marked_unhealthy_and_recovers() {
     let (store, dir) = store().await;
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
-    store
+    let added = store
         .add_terminal(&simulated("Касса 2", &simulator), 0)
         .await
         .unwrap()
@@ -107,6 +122,9 @@ async fn an_unreachable_terminal_is_marked_unhealthy_and_recovers() {
         Duration::from_millis(500),
         Duration::from_millis(1500),
     );
+    byfly_server::demo::register_simulated(&store, &pool, &added, &simulator)
+        .await
+        .unwrap();
     pool.check_due(100, 30).await.unwrap();
     assert_eq!(store.pool_counts().await.unwrap().healthy, 1);
 
@@ -134,10 +152,13 @@ async fn an_unreachable_terminal_is_marked_unhealthy_and_recovers() {
 async fn health_endpoint_reports_the_pool_and_the_server_checks_terminals_itself() {
     let (store, dir) = store().await;
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
-    store
+    let added = store
         .add_terminal(&simulated("Касса 3", &simulator), 0)
         .await
         .unwrap()
+        .unwrap();
+    byfly_server::demo::register_simulated(&store, &TerminalPool::new(store.clone()), &added, &simulator)
+        .await
         .unwrap();
     let settings = Config {
         database_url: common::sqlite_url(&dir),
@@ -152,7 +173,7 @@ async fn health_endpoint_reports_the_pool_and_the_server_checks_terminals_itself
     let server = tokio::spawn(byfly_server::run(listener, store.clone(), settings, async {
         stopped.await.ok();
     }));
-    // The server's own health checker registers and checks the terminal; wait for it (bounded).
+    // The server's own health checker checks the terminal; wait for it (bounded).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut body = serde_json::Value::Null;
     while std::time::Instant::now() < deadline {
@@ -165,7 +186,7 @@ async fn health_endpoint_reports_the_pool_and_the_server_checks_terminals_itself
     assert_eq!(body["data"]["status"], "ok", "{body}");
     assert_eq!(
         body["data"]["terminals"],
-        serde_json::json!({"total": 1, "healthy": 1, "busy": 0})
+        serde_json::json!({"total": 1, "healthy": 1, "busy": 0, "needs_registration": 0})
     );
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
@@ -178,15 +199,17 @@ async fn tokens_refreshed_by_one_process_are_used_by_the_other() {
     // second must take the tokens the first stored rather than refresh with its spent one.
     let (store, dir) = store().await;
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
-    let id = store
+    let added = store
         .add_terminal(&simulated("Касса 1", &simulator), 0)
         .await
         .unwrap()
-        .unwrap()
-        .id;
+        .unwrap();
+    let id = added.id;
     let first = TerminalPool::new(store.clone());
     let second = TerminalPool::new(store.clone());
-    first.check_due(1, 0).await.unwrap();
+    byfly_server::demo::register_simulated(&store, &first, &added, &simulator)
+        .await
+        .unwrap();
     let registered = store.terminal(id).await.unwrap().unwrap();
     assert!(
         second.check(&registered).await.unwrap(),

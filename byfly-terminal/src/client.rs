@@ -161,6 +161,12 @@ impl Terminal {
         *lock(&self.tokens) = Some(tokens);
     }
 
+    /// Drops the tokens (the terminal refused them for good): calls fail with
+    /// [`TerminalError::NeedsRegistration`] until new ones are adopted or registered.
+    pub fn forget_tokens(&self) {
+        *lock(&self.tokens) = None;
+    }
+
     /// Sets the `terminalId` header value (normally learnt from [`Terminal::device_info`]).
     pub fn set_terminal_id(&self, terminal_id: Option<String>) {
         *lock(&self.terminal_id) = terminal_id;

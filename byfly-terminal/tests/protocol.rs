@@ -818,8 +818,15 @@ async fn raw_server(response: &'static [u8]) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            let mut request = [0u8; 4096];
-            stream.read(&mut request).await.ok();
+            // Read the request's head (a GET has no body), then answer.
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
             stream.write_all(response).await.ok();
             stream.shutdown().await.ok();
         }

@@ -241,6 +241,7 @@ const scenarios = {
     await page.locator('button[data-method="kaspi_gold"]').click();
     let shown = await waitForText(page, 'все кассы заняты');
     assert.match(shown, /Повторить/);
+    assert.match(shown, /освободится примерно через \d+ (мин|с)/, 'says when a terminal is expected to be free');
     // A terminal frees up (its customer refuses); the retry then succeeds.
     const firstId = holders[0];
     await fetch(`${origin}/api/dev/simulate/${firstId}`, {

@@ -10,16 +10,16 @@ use byfly_core::error::ApiError;
 use byfly_core::ids::TokenHash;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, Envelope,
-    OperationView, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
-    WebhookAttemptView, WebhookEventView,
+    OperationView, RegistrationView, ResolveOperationRequest, SourceView, TerminalView, UpdateMethodRequest,
+    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{ApiToken, ErrorCode, TransactionId};
 
 use super::extract::{JsonBytes, invalid_query, parse_json};
 use super::{AppState, HttpError, now};
 use crate::random::OsRandom;
-use crate::settle::OperationRecord;
-use crate::store::{DeliveryLog, NewTerminal, SourceRecord, TerminalRecord, TerminalTls};
+use crate::settle::{FinalAnswer, OpState, OperationRecord};
+use crate::store::{DeliveryLog, NewTerminal, RegistrationStart, SourceRecord, TerminalRecord, TerminalTls};
 
 /// Proof that the request carries the admin token.
 #[derive(Debug, Clone, Copy)]
@@ -59,7 +59,9 @@ fn source_view(source: SourceRecord, state: &AppState) -> SourceView {
     }
 }
 
-fn terminal_view(terminal: TerminalRecord) -> TerminalView {
+fn terminal_view(terminal: TerminalRecord, state: &AppState) -> TerminalView {
+    let offset = state.settings.offset;
+    let needs_registration = terminal.needs_registration();
     let (tls, tls_server_name) = match terminal.terminal.tls {
         TerminalTls::Verify { server_name } => ("verify", server_name),
         TerminalTls::Insecure => ("insecure", None),
@@ -75,6 +77,13 @@ fn terminal_view(terminal: TerminalRecord) -> TerminalView {
         healthy: terminal.healthy,
         last_error: terminal.last_error,
         registered: terminal.tokens.is_some(),
+        needs_registration,
+        registration: terminal.registration.map(|registration| RegistrationView {
+            state: registration.state.as_str().to_owned(),
+            message: registration.message,
+            started_at: offset.format(registration.started_at),
+            finished_at: registration.finished_at.map(|at| offset.format(at)),
+        }),
     }
 }
 
@@ -155,7 +164,7 @@ pub async fn terminals(
             .terminals()
             .await?
             .into_iter()
-            .map(terminal_view)
+            .map(|terminal| terminal_view(terminal, &state))
             .collect(),
     )))
 }
@@ -194,7 +203,11 @@ pub async fn add_terminal(
         .add_terminal(&terminal, now())
         .await?
         .ok_or_else(|| invalid("Терминал с таким именем уже есть"))?;
-    Ok((StatusCode::CREATED, Json(Envelope::data(terminal_view(added)))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(Envelope::data(terminal_view(added, &state))),
+    )
+        .into_response())
 }
 
 /// `tls` and `tls_server_name` of a request into the stored form.
@@ -264,7 +277,17 @@ pub async fn update_terminal(
         state.store.set_terminal_enabled(id, enabled).await?;
     }
     let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
-    Ok(Json(Envelope::data(terminal_view(terminal))))
+    Ok(Json(Envelope::data(terminal_view(terminal, &state))))
+}
+
+/// `GET /api/admin/terminals/{id}`: one terminal, with its registration's progress.
+pub async fn terminal(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Envelope<TerminalView>>, HttpError> {
+    let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
+    Ok(Json(Envelope::data(terminal_view(terminal, &state))))
 }
 
 /// `GET /api/admin/payment-methods`: all methods, active or not.
@@ -364,6 +387,8 @@ fn operation_view(op: &OperationRecord, transaction_id: &TransactionId, state: &
         started_at: offset.format(op.started_at),
         unknown_since: op.unknown_since.map(|at| offset.format(at)),
         needs_review: op.needs_review,
+        review_reason: op.review_reason.clone(),
+        holds_terminal: op.holds_terminal,
     }
 }
 
@@ -438,15 +463,93 @@ pub async fn payments(
     )))
 }
 
-/// `POST /api/admin/terminals/{id}/register`: registers (if needed) and checks the terminal now,
-/// instead of at its next health check. A cashier must accept on the terminal's screen.
+/// `POST /api/admin/terminals/{id}/register`: starts registering the terminal and answers `202`
+/// at once with the registration `pending`. On the terminal's screen a prompt waits for a cashier
+/// to accept (up to `terminal_register_timeout_secs`); follow it with
+/// `GET /api/admin/terminals/{id}` until it is `approved`, `declined`, `already_registered` (with
+/// the on-terminal remedy), `timed_out` or `failed`. A second call while one waits joins it.
 pub async fn register_terminal(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<i64>,
-) -> Result<Json<Envelope<TerminalView>>, HttpError> {
-    let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
-    state.pool.check(&terminal).await?;
-    let checked = state.store.terminal(id).await?.ok_or_else(not_found)?;
-    Ok(Json(Envelope::data(terminal_view(checked))))
+) -> Result<Response, HttpError> {
+    let t = now();
+    let timing = state.pool.timing();
+    // A registration left pending longer than it can wait belongs to a process that stopped.
+    let stale_before = t - i64::try_from(timing.register_timeout.as_secs()).unwrap_or(i64::MAX) - 60;
+    let terminal = match state.store.begin_registration(id, t, stale_before).await? {
+        RegistrationStart::Started(terminal) => {
+            let pool = state.pool.clone();
+            let record = (*terminal).clone();
+            // Not tied to this request: the cashier may take minutes, and the outcome is stored.
+            tokio::spawn(async move {
+                if let Err(err) = pool.register(&record).await {
+                    tracing::error!(terminal = record.id, %err, "could not record a registration");
+                }
+            });
+            *terminal
+        }
+        RegistrationStart::AlreadyPending(terminal) => *terminal,
+        RegistrationStart::NotFound => return Err(not_found()),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Envelope::data(terminal_view(terminal, &state))),
+    )
+        .into_response())
+}
+
+/// `POST /api/admin/operations/{id}/resolve`: an operator's decision about an operation waiting
+/// for review — `paid` (with the amount the terminal's history shows) or `not_paid` — applied
+/// like the terminal's own final answer: it frees the terminal, settles the payment and sends its
+/// webhook.
+pub async fn resolve_operation(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Envelope<OperationView>>, HttpError> {
+    let request: ResolveOperationRequest = parse_json(&body)?;
+    let op = state.store.operation(id).await?.ok_or_else(not_found)?;
+    let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
+    let answer = match (request.outcome.as_str(), request.amount) {
+        ("paid", Some(amount)) if amount.is_positive() => FinalAnswer::Succeeded {
+            gross: amount,
+            product_method: None,
+            transaction_id: request.transaction_id.clone(),
+            cheque_method: None,
+        },
+        ("paid", _) => return Err(invalid("amount: для paid нужна сумма больше 0")),
+        ("not_paid", _) => FinalAnswer::Failed,
+        _ => return Err(invalid("outcome: paid или not_paid")),
+    };
+    if !(op.needs_review && op.state == OpState::InFlight) {
+        return Err(HttpError(ApiError::with_message(
+            ErrorCode::InvalidStatus,
+            "Операция не ждёт решения оператора",
+        )));
+    }
+    let raw = serde_json::json!({
+        "resolved_by": "operator",
+        "outcome": request.outcome,
+        "amount": request.amount,
+        "note": request.note,
+    })
+    .to_string();
+    tracing::warn!(operation = id, outcome = %request.outcome, "operation resolved by an operator");
+    state
+        .store
+        .settle(id, &answer, &raw, now(), &crate::operations::event_id())
+        .await?;
+    let resolved = state.store.operation(id).await?.ok_or_else(not_found)?;
+    let payment = state
+        .store
+        .payment_by_row_id(resolved.payment_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(Envelope::data(operation_view(
+        &resolved,
+        &payment.transaction_id,
+        &state,
+    ))))
 }

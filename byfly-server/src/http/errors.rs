@@ -59,7 +59,13 @@ impl IntoResponse for HttpError {
         let body = serde_json::to_string(&envelope).unwrap_or_else(|_| {
             r#"{"success":false,"message":"Внутренняя ошибка сервера","error_code":500,"code":"internal_error"}"#.to_owned()
         });
-        json_response(envelope.error_code, body)
+        let mut response = json_response(envelope.error_code, body);
+        if let Some(seconds) = envelope.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

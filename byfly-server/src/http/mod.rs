@@ -74,7 +74,10 @@ pub fn router(state: AppState) -> Router {
             "/admin/terminals",
             get(admin::terminals).post(admin::add_terminal),
         )
-        .route("/admin/terminals/{id}", patch(admin::update_terminal))
+        .route(
+            "/admin/terminals/{id}",
+            get(admin::terminal).patch(admin::update_terminal),
+        )
         .route("/admin/payment-methods", get(admin::methods))
         .route("/admin/payment-methods/{id}", patch(admin::update_method))
         .route("/admin/terminals/{id}/register", post(admin::register_terminal))
@@ -82,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/payments/{id}", get(admin::payment))
         .route("/admin/payments/{id}/webhooks", get(admin::payment_webhooks))
         .route("/admin/operations/review", get(admin::review))
+        .route("/admin/operations/{id}/resolve", post(admin::resolve_operation))
         .route("/admin/webhooks/{event_id}/retry", post(admin::retry_webhook));
     let api = if state.settings.demo_mode {
         api.route("/dev/simulate/{id}", post(dev::simulate)).route(

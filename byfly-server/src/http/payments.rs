@@ -467,6 +467,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
             total: counts.enabled,
             healthy: counts.healthy,
             busy: counts.busy,
+            needs_registration: counts.needs_registration,
         },
         version: env!("CARGO_PKG_VERSION").to_owned(),
     };

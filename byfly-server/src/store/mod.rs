@@ -169,6 +169,92 @@ pub struct NewTerminal {
     pub tls: TerminalTls,
 }
 
+/// Where an operator's registration of a terminal stands (`spec/KASPI_TERMINAL.md` §1: the call
+/// waits for a cashier to accept on the terminal's screen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// Waiting for the cashier.
+    Pending,
+    /// Accepted: the terminal's tokens are stored.
+    Approved,
+    /// Declined on the screen.
+    Declined,
+    /// `105`: the name is already allowed on the terminal; clear it there first.
+    AlreadyRegistered,
+    /// Nobody accepted in time.
+    TimedOut,
+    /// Another failure (unreachable, an unreadable answer, the process stopped meanwhile).
+    Failed,
+}
+
+impl RegistrationState {
+    /// The stored text (also the admin API's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegistrationState::Pending => "pending",
+            RegistrationState::Approved => "approved",
+            RegistrationState::Declined => "declined",
+            RegistrationState::AlreadyRegistered => "already_registered",
+            RegistrationState::TimedOut => "timed_out",
+            RegistrationState::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(text: &str) -> Option<RegistrationState> {
+        [
+            RegistrationState::Pending,
+            RegistrationState::Approved,
+            RegistrationState::Declined,
+            RegistrationState::AlreadyRegistered,
+            RegistrationState::TimedOut,
+            RegistrationState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
+    }
+}
+
+/// The last registration an operator started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRecord {
+    /// Where it stands.
+    pub state: RegistrationState,
+    /// What the terminal said, and what to do about it.
+    pub message: Option<String>,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds, once decided.
+    pub finished_at: Option<i64>,
+}
+
+/// What starting a registration found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistrationStart {
+    /// Marked pending: the caller runs it.
+    Started(Box<TerminalRecord>),
+    /// Another request's registration is still waiting for the cashier.
+    AlreadyPending(Box<TerminalRecord>),
+    /// No such terminal.
+    NotFound,
+}
+
+/// What a poll of an operation learnt without a final answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollNote {
+    /// The terminal's answer, raw JSON (or a description of the failure).
+    pub raw_answer: String,
+    /// Unix seconds: when to ask again.
+    pub next_poll_at: i64,
+    /// Since when the terminal says `unknown`.
+    pub unknown_since: Option<i64>,
+    /// The answer shows the operation existed on the terminal for a customer to see (`wait`,
+    /// `unknown`): from now on a `101` is no proof that nothing was paid.
+    pub shown: bool,
+    /// Why it now needs an operator (`None`: no review, or no change to it).
+    pub review: Option<String>,
+}
+
 /// A terminal of the pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TerminalRecord {
@@ -190,6 +276,18 @@ pub struct TerminalRecord {
     pub last_used_at: i64,
     /// Unix seconds of its last health check.
     pub last_checked_at: Option<i64>,
+    /// Unix seconds when its tokens were obtained (register or refresh).
+    pub tokens_obtained_at: Option<i64>,
+    /// The last registration an operator started.
+    pub registration: Option<RegistrationRecord>,
+}
+
+impl TerminalRecord {
+    /// True while it holds no tokens: only an operator's registration (a cashier accepting on the
+    /// screen) can bring it into the pool.
+    pub fn needs_registration(&self) -> bool {
+        self.tokens.is_none()
+    }
 }
 
 /// Terminal counts for `/api/health`.
@@ -201,6 +299,8 @@ pub struct PoolCounts {
     pub healthy: u32,
     /// Held by an operation.
     pub busy: u32,
+    /// Enabled, without tokens: waiting for an operator to register them.
+    pub needs_registration: u32,
 }
 
 /// A request to claim a free terminal and start an operation on it.
@@ -423,8 +523,44 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         error: Option<&str>,
         device_terminal_id: Option<&str>,
     ) -> Result<(), StoreError>;
-    /// Stores tokens the terminal issued (register, or a refresh).
-    async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens) -> Result<(), StoreError>;
+    /// Stores tokens the terminal issued (register, or a refresh) at `now`.
+    async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens, now: i64) -> Result<(), StoreError>;
+    /// Drops a terminal's tokens after the terminal refused them for good — only if they are still
+    /// `access_token` (another process may have stored new ones) — marking it unhealthy with
+    /// `reason`. Returns whether they were dropped.
+    async fn forget_terminal_tokens(
+        &self,
+        id: i64,
+        access_token: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
+    /// Marks a registration pending, unless another one is pending and started after
+    /// `stale_before` (a process that died while waiting leaves an older one behind).
+    async fn begin_registration(
+        &self,
+        id: i64,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<RegistrationStart, StoreError>;
+    /// Records how a registration ended; approved ones store their tokens in the same write.
+    async fn finish_registration(
+        &self,
+        id: i64,
+        state: RegistrationState,
+        message: Option<&str>,
+        tokens: Option<&Tokens>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// The QR read for the latest operation of `terminal_id` before `before_operation`: what its
+    /// screen may still show when the next operation starts.
+    async fn previous_qr(
+        &self,
+        terminal_id: i64,
+        before_operation: i64,
+    ) -> Result<Option<String>, StoreError>;
+    /// Unix seconds when the first busy, enabled, healthy terminal is expected to be free: the
+    /// earliest deadline of the operations holding them. `None` when none is held.
+    async fn earliest_release(&self) -> Result<Option<i64>, StoreError>;
     /// Counts for `/api/health`.
     async fn pool_counts(&self) -> Result<PoolCounts, StoreError>;
 
@@ -437,8 +573,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// becomes current again.
     async fn start_failed(&self, operation_id: i64, unhealthy: Option<&str>) -> Result<(), StoreError>;
     /// Operations still `starting` (claimed, terminal not yet known to have started them) since
-    /// before `before`: left by a process that died in the middle of `/kaspi`.
+    /// before `before`: left by a process that died in the middle of `/kaspi`. Uncertain starts
+    /// are not among them.
     async fn stale_starts(&self, before: i64) -> Result<Vec<i64>, StoreError>;
+    /// `/v2/payment` got no answer we could read, and asking again did not prove it never started:
+    /// the terminal may run it under a process id we never learnt. The operation stops being
+    /// current (the payment returns to the status it had) but keeps its terminal until its
+    /// deadline, when [`Store::release_uncertain_starts`] frees it for review.
+    async fn start_uncertain(&self, operation_id: i64, reason: &str) -> Result<(), StoreError>;
+    /// Frees the terminals of uncertain starts whose deadline passed (a terminal ends an unpaid
+    /// operation by itself by then) and flags them for an operator, who checks the terminal's own
+    /// history. Returns their ids.
+    async fn release_uncertain_starts(&self, now: i64) -> Result<Vec<i64>, StoreError>;
     /// The terminal started the process: store its id (polling resumes from it after a restart)
     /// and move the payment from `from` to `to`.
     async fn operation_started(
@@ -468,15 +614,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         payment_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<OperationRecord>, StoreError>;
-    /// Records a non-final answer: the raw JSON, when to ask again, since when it is `unknown`.
-    async fn record_poll(
-        &self,
-        operation_id: i64,
-        raw_answer: &str,
-        next_poll_at: i64,
-        unknown_since: Option<i64>,
-        needs_review: bool,
-    ) -> Result<(), StoreError>;
+    /// Records a non-final answer: the raw JSON, when to ask again, since when it is `unknown`,
+    /// whether it showed the operation to a customer, and why it needs review.
+    async fn record_poll(&self, operation_id: i64, note: &PollNote) -> Result<(), StoreError>;
     /// Records a final answer, in one transaction: the operation, the freed terminal, the payment's
     /// status, and the webhook event. `None` when the operation was already settled.
     async fn settle(
@@ -512,8 +652,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         deadline_at: i64,
     ) -> Result<RefundClaim, StoreError>;
-    /// Operations the terminal has called `unknown` for longer than the review deadline.
+    /// Operations waiting for an operator: `unknown` past the review deadline, forgotten by their
+    /// terminal after a customer could have paid (`101`), or started without an answer.
     async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError>;
+    /// One operation.
+    async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError>;
     /// A payment by its row id.
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError>;
     /// A refund operation by its public id.

@@ -26,8 +26,9 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr, SqlStr};
 
 use super::{
     ClaimOutcome, DeliveryAttempt, DeliveryLog, DueEvent, IdempotencyCompletion, IdempotencyStart, Inserted,
-    NewPaymentRow, NewTerminal, PaymentRecord, PoolCounts, RefundClaim, SourceRecord, Store, StoreError,
-    StoredEvent, StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
+    NewPaymentRow, NewTerminal, PaymentRecord, PollNote, PoolCounts, RefundClaim, RegistrationRecord,
+    RegistrationStart, RegistrationState, SourceRecord, Store, StoreError, StoredEvent, StoredResponse,
+    TerminalClaim, TerminalRecord, TerminalTls,
 };
 use crate::settle::{
     FinalAnswer, OpState, OperationRecord, SettlementPlan, ledger_of, plan_refund_settlement, plan_settlement,
@@ -52,7 +53,7 @@ macro_rules! select_payments {
 }
 
 /// One backend's migrations, embedded in the binary: `(version, description, SQL)`.
-type Migrations = [(i64, &'static str, &'static str); 5];
+type Migrations = [(i64, &'static str, &'static str); 6];
 
 /// SQLite's migrations.
 const SQLITE_MIGRATIONS: Migrations = [
@@ -80,6 +81,11 @@ const SQLITE_MIGRATIONS: Migrations = [
         5,
         "refunds",
         include_str!("../../migrations/sqlite/0005_refunds.sql"),
+    ),
+    (
+        6,
+        "terminal realism",
+        include_str!("../../migrations/sqlite/0006_terminal_realism.sql"),
     ),
 ];
 
@@ -109,6 +115,11 @@ const POSTGRES_MIGRATIONS: Migrations = [
         5,
         "refunds",
         include_str!("../../migrations/postgres/0005_refunds.sql"),
+    ),
+    (
+        6,
+        "terminal realism",
+        include_str!("../../migrations/postgres/0006_terminal_realism.sql"),
     ),
 ];
 
@@ -381,7 +392,24 @@ impl SqlStore {
             device_terminal_id: row.try_get("device_terminal_id")?,
             last_used_at: row.try_get("last_used_at")?,
             last_checked_at: row.try_get("last_checked_at")?,
+            tokens_obtained_at: row.try_get("tokens_obtained_at")?,
+            registration: Self::registration(row)?,
         })
+    }
+
+    fn registration(row: &AnyRow) -> Result<Option<RegistrationRecord>, StoreError> {
+        let Some(state) = row.try_get::<Option<String>, _>("registration_state")? else {
+            return Ok(None);
+        };
+        Ok(Some(RegistrationRecord {
+            state: RegistrationState::parse(&state)
+                .ok_or_else(|| corrupt(format!("registration_state {state:?}")))?,
+            message: row.try_get("registration_message")?,
+            started_at: row
+                .try_get::<Option<i64>, _>("registration_started_at")?
+                .unwrap_or_default(),
+            finished_at: row.try_get("registration_finished_at")?,
+        }))
     }
 
     fn operation(row: &AnyRow) -> Result<OperationRecord, StoreError> {
@@ -425,6 +453,9 @@ impl SqlStore {
             terminal_transaction_id: row.try_get("terminal_transaction_id")?,
             cheque_method: row.try_get("cheque_method")?,
             needs_review: flag(row, "needs_review")?,
+            review_reason: row.try_get("review_reason")?,
+            shown: flag(row, "shown")?,
+            start_uncertain: flag(row, "start_uncertain")?,
         })
     }
 
@@ -900,8 +931,93 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens) -> Result<(), StoreError> {
-        self.q("UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ? WHERE id = ?")
+    async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens, now: i64) -> Result<(), StoreError> {
+        self.q(
+            "UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ?, \
+             tokens_obtained_at = ? WHERE id = ?",
+        )
+        .bind(&tokens.access_token)
+        .bind(&tokens.refresh_token)
+        .bind(
+            tokens
+                .expires_at
+                .map(|at| at.format(TOKEN_TIME_FORMAT).to_string()),
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn forget_terminal_tokens(
+        &self,
+        id: i64,
+        access_token: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let done = self
+            .q(
+                "UPDATE terminals SET access_token = NULL, refresh_token = NULL, token_expires_at = NULL, \
+                healthy = 0, last_error = ? WHERE id = ? AND access_token = ?",
+            )
+            .bind(reason)
+            .bind(id)
+            .bind(access_token)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn begin_registration(
+        &self,
+        id: i64,
+        now: i64,
+        stale_before: i64,
+    ) -> Result<RegistrationStart, StoreError> {
+        let row = self
+            .q("UPDATE terminals SET registration_state = 'pending', registration_message = NULL, \
+                registration_started_at = ?, registration_finished_at = NULL WHERE id = ? \
+                AND (registration_state IS NULL OR registration_state <> 'pending' OR registration_started_at < ?) \
+                RETURNING *")
+            .bind(now)
+            .bind(id)
+            .bind(stale_before)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = row {
+            return Ok(RegistrationStart::Started(Box::new(Self::terminal(&row)?)));
+        }
+        Ok(match self.terminal(id).await? {
+            Some(terminal) => RegistrationStart::AlreadyPending(Box::new(terminal)),
+            None => RegistrationStart::NotFound,
+        })
+    }
+
+    async fn finish_registration(
+        &self,
+        id: i64,
+        state: RegistrationState,
+        message: Option<&str>,
+        tokens: Option<&Tokens>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.q(
+            "UPDATE terminals SET registration_state = ?, registration_message = ?, \
+                registration_finished_at = ? WHERE id = ?",
+        )
+        .bind(state.as_str())
+        .bind(message)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(tokens) = tokens {
+            self.q(
+                "UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ?, \
+                 tokens_obtained_at = ?, last_checked_at = NULL WHERE id = ?",
+            )
             .bind(&tokens.access_token)
             .bind(&tokens.refresh_token)
             .bind(
@@ -909,16 +1025,47 @@ impl Store for SqlStore {
                     .expires_at
                     .map(|at| at.format(TOKEN_TIME_FORMAT).to_string()),
             )
+            .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn previous_qr(
+        &self,
+        terminal_id: i64,
+        before_operation: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .scalar(
+                "SELECT qr_code FROM operations WHERE terminal_id = ? AND id < ? AND qr_code IS NOT NULL \
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(terminal_id)
+            .bind(before_operation)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn earliest_release(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .scalar(
+                "SELECT MIN(o.deadline_at) FROM operations o JOIN terminals t ON t.id = o.terminal_id \
+                 WHERE o.holds_terminal = 1 AND t.enabled = 1 AND t.healthy = 1",
+            )
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn pool_counts(&self) -> Result<PoolCounts, StoreError> {
         let row = self
             .q("SELECT CAST(COALESCE(SUM(enabled), 0) AS BIGINT) AS enabled, \
              CAST(COALESCE(SUM(enabled * healthy), 0) AS BIGINT) AS healthy, \
+             CAST(COALESCE(SUM(CASE WHEN enabled = 1 AND access_token IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT) \
+             AS needs_registration, \
              (SELECT COUNT(*) FROM operations WHERE holds_terminal = 1) AS busy FROM terminals")
             .fetch_one(&self.pool)
             .await?;
@@ -929,6 +1076,7 @@ impl Store for SqlStore {
             enabled: count("enabled")?,
             healthy: count("healthy")?,
             busy: count("busy")?,
+            needs_registration: count("needs_registration")?,
         })
     }
 
@@ -1052,7 +1200,10 @@ impl Store for SqlStore {
 
     async fn stale_starts(&self, before: i64) -> Result<Vec<i64>, StoreError> {
         Ok(self
-            .scalar("SELECT id FROM operations WHERE state = 'starting' AND started_at < ? ORDER BY id")
+            .scalar(
+                "SELECT id FROM operations WHERE state = 'starting' AND start_uncertain = 0 AND started_at < ? \
+                 ORDER BY id",
+            )
             .bind(before)
             .fetch_all(&self.pool)
             .await?)
@@ -1086,13 +1237,43 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn start_uncertain(&self, operation_id: i64, reason: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = self
+            .q(
+                "UPDATE operations SET start_uncertain = 1, is_current = 0, review_reason = ? \
+                 WHERE id = ? AND state = 'starting' RETURNING payment_id, previous_status, replaces_operation_id",
+            )
+            .bind(reason)
+            .bind(operation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = row {
+            self.restore_predecessor(&mut tx, &row).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_uncertain_starts(&self, now: i64) -> Result<Vec<i64>, StoreError> {
+        Ok(self
+            .scalar(
+                "UPDATE operations SET state = 'start_failed', holds_terminal = 0, needs_review = 1, finished_at = ? \
+                 WHERE start_uncertain = 1 AND state = 'starting' AND deadline_at < ? RETURNING id",
+            )
+            .bind(now)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn operation_qr(
         &self,
         operation_id: i64,
         qr_code: &str,
         payment_url: &str,
     ) -> Result<(), StoreError> {
-        self.q("UPDATE operations SET qr_code = ?, payment_url = ? WHERE id = ?")
+        self.q("UPDATE operations SET qr_code = ?, payment_url = ?, shown = 1 WHERE id = ?")
             .bind(qr_code)
             .bind(payment_url)
             .bind(operation_id)
@@ -1112,25 +1293,7 @@ impl Store for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = row {
-            let payment_id: i64 = row.try_get("payment_id")?;
-            let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
-            let restored = match replaced {
-                Some(replaced) => self
-                    .q("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
-                    .bind(replaced)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected(),
-                None => 0,
-            };
-            if restored == 0 {
-                let previous: String = row.try_get("previous_status")?;
-                self.q("UPDATE payments SET status = ? WHERE id = ? AND status = 'processing'")
-                    .bind(previous)
-                    .bind(payment_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            self.restore_predecessor(&mut tx, &row).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1162,22 +1325,19 @@ impl Store for SqlStore {
         rows.iter().map(Self::operation).collect()
     }
 
-    async fn record_poll(
-        &self,
-        operation_id: i64,
-        raw_answer: &str,
-        next_poll_at: i64,
-        unknown_since: Option<i64>,
-        needs_review: bool,
-    ) -> Result<(), StoreError> {
+    async fn record_poll(&self, operation_id: i64, note: &PollNote) -> Result<(), StoreError> {
         self.q(
-            "UPDATE operations SET last_answer = ?, next_poll_at = ?, unknown_since = ?, needs_review = ? \
-             WHERE id = ? AND holds_terminal = 1",
+            "UPDATE operations SET last_answer = ?, next_poll_at = ?, unknown_since = ?, \
+             shown = CASE WHEN ? THEN 1 ELSE shown END, \
+             needs_review = CASE WHEN ? IS NULL THEN needs_review ELSE 1 END, \
+             review_reason = COALESCE(?, review_reason) WHERE id = ? AND holds_terminal = 1",
         )
-        .bind(raw_answer)
-        .bind(next_poll_at)
-        .bind(unknown_since)
-        .bind(i64::from(needs_review))
+        .bind(&note.raw_answer)
+        .bind(note.next_poll_at)
+        .bind(note.unknown_since)
+        .bind(note.shown)
+        .bind(note.review.as_deref())
+        .bind(note.review.as_deref())
         .bind(operation_id)
         .execute(&self.pool)
         .await?;
@@ -1348,10 +1508,16 @@ impl Store for SqlStore {
 
     async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError> {
         self.all(
-            "SELECT * FROM operations WHERE needs_review = 1 AND holds_terminal = 1 ORDER BY id",
+            "SELECT * FROM operations WHERE needs_review = 1 AND (holds_terminal = 1 OR start_uncertain = 1) \
+             ORDER BY id",
             Self::operation,
         )
         .await
+    }
+
+    async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError> {
+        self.by_id("SELECT * FROM operations WHERE id = ?", id, Self::operation)
+            .await
     }
 
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError> {
@@ -1586,6 +1752,36 @@ struct NewEvent<'a> {
 }
 
 impl SqlStore {
+    /// After the operation of `row` (`payment_id, previous_status, replaces_operation_id`) stopped
+    /// being current: the operation it replaced becomes current again if it still runs; otherwise
+    /// the payment returns from `processing` to the status it had.
+    async fn restore_predecessor(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        row: &AnyRow,
+    ) -> Result<(), StoreError> {
+        let payment_id: i64 = row.try_get("payment_id")?;
+        let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
+        let restored = match replaced {
+            Some(replaced) => self
+                .q("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
+                .bind(replaced)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            None => 0,
+        };
+        if restored == 0 {
+            let previous: String = row.try_get("previous_status")?;
+            self.q("UPDATE payments SET status = ? WHERE id = ? AND status = 'processing'")
+                .bind(previous)
+                .bind(payment_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Appends an event to the outbox inside the transaction of the change it reports.
     async fn append_event(
         &self,

@@ -182,9 +182,11 @@ pub fn drop_postgres_database(dir: &std::path::Path) {
     ));
 }
 
-/// Starts `count` simulated terminals, adds them to the pool as `Касса 1`, … and registers and
-/// checks them, as the health checker would before a server serves.
+/// Starts `count` realistic simulated terminals, adds them to the pool as `Касса 1`, … and
+/// registers them as an operator would, each simulator playing the cashier who accepts on its
+/// screen (which also checks them).
 pub async fn simulated_terminals(store: &Arc<dyn Store>, count: usize) -> Vec<Simulator> {
+    let pool = TerminalPool::new(store.clone());
     let mut simulators = Vec::new();
     for n in 1..=count {
         let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
@@ -194,13 +196,13 @@ pub async fn simulated_terminals(store: &Arc<dyn Store>, count: usize) -> Vec<Si
             camera_url: simulator.camera_url(),
             tls: TerminalTls::Verify { server_name: None },
         };
-        store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+        let record = store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+        let registered = byfly_server::demo::register_simulated(store, &pool, &record, &simulator)
+            .await
+            .unwrap();
+        assert_eq!(registered, byfly_server::store::RegistrationState::Approved);
         simulators.push(simulator);
     }
-    TerminalPool::new(store.clone())
-        .check_due(byfly_server::http::now(), 0)
-        .await
-        .unwrap();
     simulators
 }
 
@@ -346,6 +348,37 @@ impl App {
                 )
             })
             .collect()
+    }
+}
+
+/// The admin token of the apps whose configuration sets one.
+pub const ADMIN: &str = "admin-token-0123456789";
+
+/// `{method} {base}/admin{path}` with the admin token: status and JSON answer.
+pub async fn admin(app: &App, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app
+        .http
+        .request(method, format!("{}/admin{path}", app.base))
+        .bearer_auth(ADMIN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Waits (bounded: 20 s) until `probe` returns something, checking every 20 ms.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

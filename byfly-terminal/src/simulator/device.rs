@@ -245,13 +245,19 @@ pub enum FaultMode {
 }
 
 /// `POST /sim/fault`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultRequest {
     /// The mode.
     pub mode: FaultMode,
     /// For how long (forever when absent).
     #[serde(default)]
     pub for_ms: Option<u64>,
+    /// For how many protocol calls (each call met by the fault counts; `down` is not counted).
+    #[serde(default)]
+    pub for_calls: Option<u32>,
+    /// Only this protocol call meets the fault (`payment`, `status`, ...; default: every call).
+    #[serde(default)]
+    pub call: Option<String>,
 }
 
 /// Counters of what the terminal received and refused, for assertions.
@@ -435,6 +441,8 @@ pub struct Device {
     movements: Vec<Movement>,
     fault: FaultMode,
     fault_until: Option<Instant>,
+    fault_calls: Option<u32>,
+    fault_call: Option<String>,
     counters: Counters,
     frame_seed: u64,
 }
@@ -496,6 +504,8 @@ impl Device {
             movements: Vec::new(),
             fault: FaultMode::None,
             fault_until: None,
+            fault_calls: None,
+            fault_call: None,
             counters: Counters::default(),
             frame_seed: 0,
         }
@@ -539,6 +549,28 @@ impl Device {
     pub fn set_fault(&mut self, request: FaultRequest, now: Instant) {
         self.fault = request.mode;
         self.fault_until = request.for_ms.map(|ms| now + Duration::from_millis(ms));
+        self.fault_calls = request.for_calls;
+        self.fault_call = request.call;
+    }
+
+    /// The fault protocol call `call` meets now, counted against `for_calls`.
+    pub fn fault_for_call(&mut self, call: &str, now: Instant) -> FaultMode {
+        let fault = self.fault(now);
+        if self.fault_call.as_deref().is_some_and(|only| only != call) {
+            return FaultMode::None;
+        }
+        if fault != FaultMode::None
+            && let Some(left) = &mut self.fault_calls
+        {
+            *left = left.saturating_sub(1);
+            if *left == 0 {
+                self.fault = FaultMode::None;
+                self.fault_until = None;
+                self.fault_calls = None;
+                self.fault_call = None;
+            }
+        }
+        fault
     }
 
     fn issue_tokens(&mut self, name: &str, now: Instant) -> Value {

@@ -147,12 +147,19 @@ impl Simulator {
         lock(&self.device).resolve_unknown(outcome)
     }
 
-    /// Makes the terminal misbehave (as `POST /sim/fault`).
+    /// Makes the terminal misbehave for a while (as `POST /sim/fault`).
     pub fn set_fault(&self, mode: FaultMode, duration: Option<Duration>) {
-        let request = FaultRequest {
+        self.apply_fault(FaultRequest {
             mode,
             for_ms: duration.map(|d| d.as_millis() as u64),
-        };
+            for_calls: None,
+            call: None,
+        });
+    }
+
+    /// Makes the terminal misbehave as `request` says (as `POST /sim/fault`).
+    pub fn apply_fault(&self, request: FaultRequest) {
+        let mode = request.mode;
         lock(&self.device).set_fault(request, Instant::now());
         self.socket.follow(mode);
     }
@@ -332,8 +339,7 @@ async fn hold_while(device: &Shared, mode: FaultMode) {
 }
 
 /// The misbehaviour of the protocol side, if one is switched on before the call is handled.
-async fn protocol_fault(device: &Shared) -> Option<Response> {
-    let fault = lock(device).fault(Instant::now());
+async fn protocol_fault(device: &Shared, fault: FaultMode) -> Option<Response> {
     match fault {
         FaultMode::Timeout => {
             // Nothing is done, and nothing useful is answered in time.
@@ -375,8 +381,12 @@ async fn protocol(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    lock(&device).count(&call);
-    if let Some(response) = protocol_fault(&device).await {
+    let fault = {
+        let mut device = lock(&device);
+        device.count(&call);
+        device.fault_for_call(&call, Instant::now())
+    };
+    if let Some(response) = protocol_fault(&device, fault).await {
         return response;
     }
     let param = |name: &str| query.get(name).map(String::as_str);
@@ -420,7 +430,7 @@ async fn protocol(
             _ => device::no_such_call(),
         }
     };
-    if lock(&device).fault(Instant::now()) == FaultMode::LostAnswer {
+    if fault == FaultMode::LostAnswer {
         // Done, but the answer arrives only after the client stopped waiting.
         hold_while(&device, FaultMode::LostAnswer).await;
     }
@@ -500,9 +510,10 @@ async fn sim_resolve(State(device): State<Shared>, body: axum::body::Bytes) -> R
 async fn sim_fault(State(sim): State<Sim>, body: axum::body::Bytes) -> Response {
     match parse_body::<FaultRequest>(&body) {
         Ok(request) => {
+            let mode = request.mode;
             let mut device = lock(&sim.device);
             device.set_fault(request, Instant::now());
-            sim.socket.follow(request.mode);
+            sim.socket.follow(mode);
             json_response(200, &device.state_json(Instant::now()))
         }
         Err(reason) => bad_request(reason),
