@@ -3,8 +3,9 @@
 
 use byfly_client::Client;
 use byfly_core::wire::{
-    AddTerminalRequest, CreateSourceRequest, OperationView, SourceView, TerminalView, UpdateMethodRequest,
-    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    AddTerminalRequest, CreateSourceRequest, OperationView, ResolveOperationRequest, SourceView,
+    TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView,
+    WebhookEventView,
 };
 use byfly_core::{BodyEncoding, Percent};
 use clap::Subcommand;
@@ -52,8 +53,27 @@ pub enum AdminCommand {
         /// The event id (from `admin webhooks`).
         event_id: String,
     },
-    /// Operations whose outcome the terminal never told (to check by hand).
+    /// Operations waiting for an operator: a long `unknown`, a process the terminal forgot after a
+    /// customer could have paid, a payment start that got no answer.
     Review,
+    /// Decide an operation under review after checking the terminal's history (or with Kaspi):
+    /// settled like the terminal's own answer, with its webhook.
+    Resolve {
+        /// The operation id (from `admin review`).
+        operation_id: i64,
+        /// The customer paid this much (gross, as on the terminal's cheque).
+        #[arg(long, conflicts_with = "not_paid", required_unless_present = "not_paid")]
+        paid: Option<byfly_core::Money>,
+        /// Nothing was paid.
+        #[arg(long)]
+        not_paid: bool,
+        /// The terminal's transactionId of the payment, if known (a refund names it).
+        #[arg(long)]
+        transaction_id: Option<String>,
+        /// Why, for the record.
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,7 +102,9 @@ pub enum SourceCommand {
 pub enum TerminalCommand {
     /// List terminals with their health.
     List,
-    /// Add a terminal (it is registered and checked at once).
+    /// One terminal, with its registration's progress.
+    Show { id: i64 },
+    /// Add a terminal (then register it: `admin terminals register ID`).
     Add {
         #[arg(long)]
         name: String,
@@ -113,8 +135,19 @@ pub enum TerminalCommand {
         #[arg(long)]
         tls_server_name: Option<String>,
     },
-    /// Register and check a terminal now.
-    Register { id: i64 },
+    /// Register a terminal: the terminal shows a prompt that a cashier must accept on its screen;
+    /// waits for the answer (approved, declined, or the name already registered there — with
+    /// what to do on the terminal) unless `--no-wait`.
+    Register {
+        id: i64,
+        /// Start it and return at once (follow with `admin terminals show ID`).
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for the cashier (the server itself waits up to its
+        /// `terminal_register_timeout_secs`, 180 by default).
+        #[arg(long, default_value_t = 200)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +226,69 @@ fn terminals_table(terminals: &[TerminalView]) -> String {
         ],
         &rows,
     )
+}
+
+/// A terminal as a table row, with its registration's progress and what to do about it.
+fn terminal_details(terminal: &TerminalView) -> String {
+    let mut text = terminals_table(std::slice::from_ref(terminal));
+    if let Some(registration) = &terminal.registration {
+        text.push_str(&format!(
+            "\nregistration: {} (started {})",
+            registration.state, registration.started_at
+        ));
+        if let Some(message) = &registration.message {
+            text.push_str(&format!("\n  {message}"));
+        }
+    } else if terminal.needs_registration {
+        text.push_str(&format!(
+            "\nneeds registration: byfly admin terminals register {}",
+            terminal.id
+        ));
+    }
+    text
+}
+
+/// Waits for the cashier's answer, with a spinner on stderr saying what the terminal waits for.
+async fn wait_for_cashier(
+    admin: &byfly_client::Admin<'_>,
+    id: i64,
+    timeout: u64,
+) -> Result<TerminalView, Failure> {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let started = std::time::Instant::now();
+    let waited = admin
+        .wait_for_registration(id, std::time::Duration::from_secs(timeout), |view| {
+            spinner.set_message(format!(
+                "{}: waiting for a cashier to accept «ByFly Payment Center» on the terminal's screen ({} s)",
+                view.name,
+                started.elapsed().as_secs()
+            ));
+        })
+        .await;
+    spinner.finish_and_clear();
+    Ok(waited?)
+}
+
+/// An approved registration is the answer; anything else fails with the terminal's words.
+fn registration_outcome(view: TerminalView) -> Result<TerminalView, Failure> {
+    let Some(registration) = view.registration.clone() else {
+        return Ok(view);
+    };
+    let code = match registration.state.as_str() {
+        "approved" => return Ok(view),
+        "pending" => "wait_deadline".to_owned(),
+        state => format!("registration_{state}"),
+    };
+    let message = registration
+        .message
+        .unwrap_or_else(|| format!("registration {}", registration.state));
+    Err(Failure::Outcome {
+        code,
+        message,
+        data: serde_json::to_value(&view).unwrap_or_default(),
+    })
 }
 
 fn operations_table(operations: &[OperationView]) -> String {
@@ -320,9 +416,18 @@ pub async fn run(client: &Client, command: &AdminCommand, output: Output) -> Res
                     };
                     admin.update_terminal(*id, &request).await?
                 }
-                TerminalCommand::Register { id } => admin.register_terminal(*id).await?,
+                TerminalCommand::Show { id } => admin.terminal(*id).await?,
+                TerminalCommand::Register { id, no_wait, timeout } => {
+                    let started = admin.register_terminal(*id).await?;
+                    if *no_wait {
+                        started
+                    } else {
+                        let waited = wait_for_cashier(&admin, *id, *timeout).await?;
+                        registration_outcome(waited)?
+                    }
+                }
             };
-            output.emit(&terminal, |t| terminals_table(std::slice::from_ref(t)))
+            output.emit(&terminal, |t| terminal_details(t))
         }
         AdminCommand::Methods { command } => {
             let methods = match command {
@@ -390,10 +495,33 @@ pub async fn run(client: &Client, command: &AdminCommand, output: Output) -> Res
         }
         AdminCommand::Review => output.emit(&admin.review().await?, |ops| {
             if ops.is_empty() {
-                "nothing to review".into()
-            } else {
-                operations_table(ops)
+                return "nothing to review".into();
             }
+            let reasons: Vec<String> = ops
+                .iter()
+                .filter_map(|op| {
+                    op.review_reason
+                        .as_ref()
+                        .map(|why| format!("  #{}: {why}", op.id))
+                })
+                .collect();
+            format!("{}\n{}", operations_table(ops), reasons.join("\n"))
         }),
+        AdminCommand::Resolve {
+            operation_id,
+            paid,
+            not_paid: _,
+            transaction_id,
+            note,
+        } => {
+            let request = ResolveOperationRequest {
+                outcome: if paid.is_some() { "paid" } else { "not_paid" }.to_owned(),
+                amount: *paid,
+                transaction_id: transaction_id.clone(),
+                note: note.clone(),
+            };
+            let resolved = admin.resolve_operation(*operation_id, &request).await?;
+            output.emit(&resolved, |op| operations_table(std::slice::from_ref(op)))
+        }
     }
 }

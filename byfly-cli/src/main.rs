@@ -27,7 +27,8 @@ const EXIT_CODES: &str = "Exit codes:
   4  not found (payment, refund, source, terminal, event)
   5  not authorized (missing or invalid API / admin token)
   6  server unavailable (cannot connect, timeout, HTTP 5xx)
-  7  `status --wait`: the deadline passed before the awaited status
+  7  a wait's deadline passed: `status --wait` before the awaited status, `admin terminals
+     register` before the cashier answered
   8  `webhook verify`: the signature is missing, wrong or stale";
 
 #[derive(Debug, Parser)]
@@ -258,6 +259,16 @@ enum Failure {
     Local(String),
     /// `webhook verify` refused the signature.
     Signature(String),
+    /// The server did what was asked, but the outcome is not the one wanted (a registration the
+    /// cashier declined): exit 3, or 7 for `wait_deadline`, with the answer kept as `data`.
+    Outcome {
+        /// Our code (`registration_declined`, `wait_deadline`, ...).
+        code: String,
+        /// For people.
+        message: String,
+        /// The answer.
+        data: Value,
+    },
 }
 
 impl From<Error> for Failure {
@@ -301,6 +312,8 @@ impl Failure {
             Failure::Usage(_) => ExitCode::Usage,
             Failure::Local(_) => ExitCode::Unexpected,
             Failure::Signature(_) => ExitCode::BadSignature,
+            Failure::Outcome { code, .. } if code == "wait_deadline" => ExitCode::WaitDeadline,
+            Failure::Outcome { .. } => ExitCode::Refused,
         }
     }
 
@@ -332,6 +345,9 @@ impl Failure {
             Failure::Usage(_) => (self.to_string(), 0, "usage".into(), None),
             Failure::Local(_) => (self.to_string(), 0, "local_error".into(), None),
             Failure::Signature(_) => (self.to_string(), 0, "signature_invalid".into(), None),
+            Failure::Outcome { code, message, data } => {
+                (message.clone(), 0, code.clone(), Some(data.clone()))
+            }
         };
         let mut envelope = json!({"success": false, "message": message, "error_code": status, "code": code});
         if let Some(last) = last {
@@ -347,6 +363,7 @@ impl std::fmt::Display for Failure {
             Failure::Client(err) => write!(f, "{err}"),
             Failure::Usage(message) | Failure::Local(message) => f.write_str(message),
             Failure::Signature(message) => write!(f, "invalid webhook: {message}"),
+            Failure::Outcome { message, code, .. } => write!(f, "{message} ({code})"),
         }
     }
 }

@@ -8,7 +8,8 @@ use std::io::Write;
 use assert_cmd::Command;
 use byfly_core::webhook::signature::SignedHeaders;
 use byfly_server::demo::RunningDemo;
-use serde_json::Value;
+use byfly_terminal::simulator::{Simulator, SimulatorConfig};
+use serde_json::{Value, json};
 
 /// A demo server on its own runtime; the CLI runs as a child process against it.
 struct Server {
@@ -502,8 +503,22 @@ fn admin_commands() {
     assert_eq!((code, disabled["enabled"].clone()), (0, false.into()));
     let (code, _) = server.json(&["admin", "terminals", "update", "1", "--enabled", "true"]);
     assert_eq!(code, 0);
-    let (code, registered) = server.json(&["admin", "terminals", "register", "1"]);
-    assert_eq!((code, registered["registered"].clone()), (0, true.into()));
+    // The demo's terminal already allows our name: the registration ends `already_registered`,
+    // refused (3) with the remedy on the terminal, and the terminal keeps working.
+    let (code, refused) = server.json(&["admin", "terminals", "register", "1"]);
+    assert_eq!(
+        (code, &refused["code"]),
+        (3, &json!("registration_already_registered")),
+        "{refused}"
+    );
+    assert!(
+        refused["message"].as_str().unwrap().contains("«Запретить»"),
+        "{refused}"
+    );
+    assert_eq!(refused["data"]["registered"], json!(true));
+    let (code, _, stderr) = server.run(&["admin", "terminals", "register", "1"]);
+    assert_eq!(code, 3);
+    assert!(stderr.contains("Панель администратора"), "{stderr}");
     assert_eq!(server.run(&["admin", "terminals", "register", "99"]).0, 4);
 
     let (code, out, _) = server.run(&["admin", "methods", "list"]);
@@ -556,4 +571,78 @@ fn sim_terminal_serves_the_protocol_until_stopped() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(state.is_object(), "{state}");
+}
+
+#[test]
+fn an_operator_registers_a_terminal_while_the_cashier_accepts_on_its_screen() {
+    let server = Server::start(0);
+    let simulator = server
+        .runtime
+        .block_on(Simulator::start_local(SimulatorConfig::default()))
+        .unwrap();
+    let (code, added) = server.json(&[
+        "admin",
+        "terminals",
+        "add",
+        "--name",
+        "Касса у окна",
+        "--url",
+        &simulator.base_url(),
+        "--camera-url",
+        &simulator.camera_url(),
+    ]);
+    assert_eq!(code, 0, "{added}");
+    assert_eq!(added["needs_registration"], json!(true));
+    let id = added["id"].to_string();
+    let (_, health) = server.json(&["health"]);
+    assert_eq!(health["terminals"]["needs_registration"], json!(1), "{health}");
+
+    // The operator runs the command; it waits while the terminal shows the prompt...
+    let command = std::thread::spawn({
+        let mut byfly = server.byfly();
+        byfly.args(["admin", "terminals", "register", &id]);
+        move || finish(&mut byfly)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !simulator.registration_pending() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the terminal never showed the prompt"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // ...until the cashier accepts a moment later.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    simulator.approve_registration().unwrap();
+    let (code, out, _) = command.join().unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("registration: approved"), "{out}");
+    let (_, shown) = server.json(&["admin", "terminals", "show", &id]);
+    assert_eq!(
+        (&shown["healthy"], &shown["needs_registration"]),
+        (&json!(true), &json!(false))
+    );
+
+    // A cashier who declines: refused, with the terminal's words.
+    simulator.clear_registrations();
+    let command = std::thread::spawn({
+        let mut byfly = server.byfly();
+        byfly.args(["--json", "admin", "terminals", "register", &id]);
+        move || finish(&mut byfly)
+    });
+    while !simulator.registration_pending() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the terminal never showed the prompt"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    simulator.decline_registration().unwrap();
+    let (code, out, _) = command.join().unwrap();
+    let refused: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (code, &refused["code"]),
+        (3, &json!("registration_declined")),
+        "{refused}"
+    );
 }

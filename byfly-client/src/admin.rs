@@ -3,8 +3,8 @@
 use byfly_core::TransactionId;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, OperationView,
-    PaymentList, PaymentListQuery, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest,
-    UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    PaymentList, PaymentListQuery, ResolveOperationRequest, SourceView, TerminalView, UpdateMethodRequest,
+    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use reqwest::Method;
 
@@ -82,10 +82,41 @@ impl<'a> Admin<'a> {
         self.patch(format!("/admin/terminals/{id}"), request).await
     }
 
-    /// `POST /api/admin/terminals/{id}/register`: registers and checks it now.
+    /// `GET /api/admin/terminals/{id}`: one terminal, with its registration's progress.
+    pub async fn terminal(&self, id: i64) -> Result<TerminalView, Error> {
+        self.get(format!("/admin/terminals/{id}")).await
+    }
+
+    /// `POST /api/admin/terminals/{id}/register`: starts registering the terminal. The answer
+    /// comes at once with the registration `pending`: the terminal shows a prompt that a cashier
+    /// must accept (follow it with [`Admin::wait_for_registration`]).
     pub async fn register_terminal(&self, id: i64) -> Result<TerminalView, Error> {
         self.post(format!("/admin/terminals/{id}/register"), &empty_body())
             .await
+    }
+
+    /// Follows a terminal's registration (once a second) until it is decided or `timeout` passes,
+    /// calling `on_wait` with each view while it is pending; returns the last view (check
+    /// `registration.state`: `approved`, or why not).
+    pub async fn wait_for_registration(
+        &self,
+        id: i64,
+        timeout: std::time::Duration,
+        mut on_wait: impl FnMut(&TerminalView),
+    ) -> Result<TerminalView, Error> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let view = self.terminal(id).await?;
+            let pending = view
+                .registration
+                .as_ref()
+                .is_some_and(|registration| !registration.is_final());
+            if !pending || std::time::Instant::now() >= deadline {
+                return Ok(view);
+            }
+            on_wait(&view);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 
     /// `GET /api/admin/payment-methods` (active and inactive).
@@ -133,8 +164,20 @@ impl<'a> Admin<'a> {
         self.post(path, &empty_body()).await
     }
 
-    /// `GET /api/admin/operations/review`: operations whose outcome the terminal never told.
+    /// `GET /api/admin/operations/review`: operations waiting for an operator (a long `unknown`,
+    /// a process the terminal forgot after a customer could have paid, a start without an answer).
     pub async fn review(&self) -> Result<Vec<OperationView>, Error> {
         self.get("/admin/operations/review".into()).await
+    }
+
+    /// `POST /api/admin/operations/{id}/resolve`: the operator's decision — paid (with the
+    /// amount the terminal's history shows) or not paid — settled like a terminal's answer.
+    pub async fn resolve_operation(
+        &self,
+        id: i64,
+        request: &ResolveOperationRequest,
+    ) -> Result<OperationView, Error> {
+        self.post(format!("/admin/operations/{id}/resolve"), request)
+            .await
     }
 }

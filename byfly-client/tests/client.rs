@@ -423,8 +423,21 @@ async fn the_admin_api() {
         .await
         .unwrap();
     assert!(!disabled.enabled);
-    let registered = admin.register_terminal(terminals[0].id).await.unwrap();
-    assert!(registered.registered);
+    // Registering again: the demo's terminal already allows our name (105), so the registration
+    // ends as `already_registered`, with what to do on the terminal.
+    let started = admin.register_terminal(terminals[0].id).await.unwrap();
+    assert_eq!(started.registration.unwrap().state, "pending");
+    let mut waited = 0;
+    let decided = admin
+        .wait_for_registration(terminals[0].id, std::time::Duration::from_secs(20), |_| {
+            waited += 1
+        })
+        .await
+        .unwrap();
+    let registration = decided.registration.unwrap();
+    assert_eq!(registration.state, "already_registered", "{registration:?}");
+    assert!(registration.message.unwrap().contains("«Защита интеграции»"));
+    assert!(decided.registered, "its tokens still work");
     assert_eq!(
         admin
             .update_terminal(999, &UpdateTerminalRequest::default())
