@@ -427,7 +427,7 @@ pub async fn run(client: &Client, command: &AdminCommand, output: Output) -> Res
                     }
                 }
             };
-            output.emit(&terminal, |t| terminal_details(t))
+            output.emit(&terminal, terminal_details)
         }
         AdminCommand::Methods { command } => {
             let methods = match command {

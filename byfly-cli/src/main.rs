@@ -760,7 +760,12 @@ async fn sim_terminal(bind: SocketAddr) -> Result<(), Failure> {
     say!("Kaspi terminal simulator on {}", simulator.base_url());
     say!("  camera:  {}", simulator.camera_url());
     say!(
-        "  control: POST {0}/sim/pay {{\"product\": \"Gold\"}}, POST {0}/sim/fault, GET {0}/sim/state",
+        "  control: POST {0}/sim/pay {{\"product\": \"Gold\"}}, POST {0}/sim/fault, POST {0}/sim/config, GET {0}/sim/state",
+        simulator.base_url()
+    );
+    say!(
+        "  as harsh as a real terminal: `register` waits for POST {0}/sim/approve-registration (the cashier), \
+         no remote cancel; friendlier: POST {0}/sim/config {{\"register\": \"auto\", \"remote_cancel\": true}}",
         simulator.base_url()
     );
     say!(

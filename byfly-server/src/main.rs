@@ -59,7 +59,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum TerminalCommand {
-    /// Add a terminal to the pool (it is registered and checked by the running server).
+    /// Add a terminal to the pool; then register it with `byfly admin terminals register ID`
+    /// while a cashier stands at the terminal to accept the prompt on its screen.
     Add {
         /// A unique name for people (`Касса 1`).
         #[arg(long)]
@@ -179,7 +180,13 @@ async fn main() -> anyhow::Result<()> {
                 tls,
             };
             match store.add_terminal(&terminal, byfly_server::http::now()).await? {
-                Some(added) => println!("terminal #{} {:?} added", added.id, added.terminal.name),
+                Some(added) => {
+                    println!("terminal #{} {:?} added", added.id, added.terminal.name);
+                    println!(
+                        "register it (a cashier accepts on the terminal's screen): byfly admin terminals register {}",
+                        added.id
+                    );
+                }
                 None => anyhow::bail!("a terminal named {:?} already exists", terminal.name),
             }
         }

@@ -9,7 +9,9 @@ use byfly_core::ledger::LedgerError;
 use byfly_core::wire::{KaspiResponse, RefundStatus, RefundView};
 use byfly_core::{ErrorCode, MethodCode, Money, PaymentEvent, PaymentMethod, PaymentStatus};
 use byfly_terminal::protocol::ProcessStarted;
-use byfly_terminal::{Camera, ProcessStatus, QrScan, Terminal, TerminalError, payment_url, read_new_qr};
+use byfly_terminal::{
+    Camera, CameraError, ProcessStatus, QrScan, Terminal, TerminalError, payment_url, read_new_qr,
+};
 
 use crate::http::{AppState, HttpError, now};
 use crate::settle::{FinalAnswer, OpState, OperationRecord, ledger_of};
@@ -309,23 +311,38 @@ async fn run_on_terminal(
         .store
         .operation_started(operation_id, &process.process_id, now(), from, to)
         .await?;
-    let previous = state.store.previous_qr(terminal.id, operation_id).await?;
-    let camera = Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5))
-        .map_err(|err| Failure::Stop(HttpError::internal(err)))?;
-    match read_new_qr(&camera, state.timing.qr_scan, previous.as_deref()).await {
-        Ok(qr) => {
-            state
-                .store
-                .operation_qr(operation_id, &qr, &payment_url(&qr))
-                .await?;
-            Ok(())
-        }
+    match read_operation_qr(state, terminal, operation_id).await? {
+        Ok(()) => Ok(()),
         Err(err) => {
             tracing::warn!(terminal = terminal.id, %err, "QR not read from the camera");
             state.store.abandon_unreadable(operation_id).await?;
             client.cancel(&process.process_id).await.ok();
             Err(Failure::Stop(HttpError::code(ErrorCode::QrNotFound)))
         }
+    }
+}
+
+/// Reads the QR the terminal shows for `operation_id` from its camera — never the one read for its
+/// previous operation, which the screen may still show — and stores it with its payment link.
+async fn read_operation_qr(
+    state: &AppState,
+    terminal: &TerminalRecord,
+    operation_id: i64,
+) -> Result<Result<(), CameraError>, StoreError> {
+    let previous = state.store.previous_qr(terminal.id, operation_id).await?;
+    let camera = match Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5)) {
+        Ok(camera) => camera,
+        Err(err) => return Ok(Err(err)),
+    };
+    match read_new_qr(&camera, state.timing.qr_scan, previous.as_deref()).await {
+        Ok(qr) => {
+            state
+                .store
+                .operation_qr(operation_id, &qr, &payment_url(&qr))
+                .await?;
+            Ok(Ok(()))
+        }
+        Err(err) => Ok(Err(err)),
     }
 }
 
@@ -666,20 +683,11 @@ pub async fn start_refund(
         .await?;
     // A card refund shows no QR (the card is presented at the terminal); a QR refund's
     // confirmation QR appears after a few seconds, while the screen may still show the payment's.
-    if method != "card" {
-        let previous = state.store.previous_qr(terminal.id, operation_id).await?;
-        let camera = Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5))
-            .map_err(HttpError::internal)?;
-        match read_new_qr(&camera, state.timing.qr_scan, previous.as_deref()).await {
-            Ok(qr) => {
-                state
-                    .store
-                    .operation_qr(operation_id, &qr, &payment_url(&qr))
-                    .await?;
-            }
-            // The refund still runs and is followed by the poller; the customer confirms in the app.
-            Err(err) => tracing::warn!(operation_id, %err, "refund confirmation QR not read"),
-        }
+    if method != "card"
+        && let Err(err) = read_operation_qr(state, &terminal, operation_id).await?
+    {
+        // The refund still runs and is followed by the poller; the customer confirms in the app.
+        tracing::warn!(operation_id, %err, "refund confirmation QR not read");
     }
     let op = state
         .store

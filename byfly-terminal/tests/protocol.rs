@@ -78,6 +78,12 @@ async fn control(simulator: &Simulator, path: &str, body: Value) -> (u16, Value)
     (status, response.json().await.unwrap())
 }
 
+/// The process's status and sub-status now.
+async fn sub_status(terminal: &Terminal, process_id: &str) -> (ProcessStatus, String) {
+    let status = terminal.status(process_id).await.unwrap();
+    (status.status, status.sub_status.unwrap_or_default())
+}
+
 /// Polls `status` until the process leaves `wait` (bounded: 10 s).
 async fn wait_final(terminal: &Terminal, process_id: &str) -> OperationStatus {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -414,13 +420,8 @@ async fn refunds_need_the_customers_confirmation_through_a_qr() {
         .await
         .unwrap();
     assert_eq!(
-        terminal
-            .status(&refund.process_id)
-            .await
-            .unwrap()
-            .sub_status
-            .as_deref(),
-        Some("Initialize"),
+        sub_status(&terminal, &refund.process_id).await,
+        (ProcessStatus::Wait, "Initialize".to_owned()),
         "the confirmation QR takes a few seconds to appear"
     );
     let confirmation = read_new_qr(&camera(&simulator), fast_scan(), Some(&payment_qr))
@@ -428,13 +429,8 @@ async fn refunds_need_the_customers_confirmation_through_a_qr() {
         .unwrap();
     assert!(confirmation.starts_with("https://qr.kaspi.kz/r"));
     assert_eq!(
-        terminal
-            .status(&refund.process_id)
-            .await
-            .unwrap()
-            .sub_status
-            .as_deref(),
-        Some("ProcessRefund")
+        sub_status(&terminal, &refund.process_id).await,
+        (ProcessStatus::Wait, "ProcessRefund".to_owned())
     );
     assert_eq!(
         terminal.status(&refund.process_id).await.unwrap().status,
@@ -644,14 +640,13 @@ async fn png_snapshots_decode_too() {
 async fn sub_statuses_follow_the_customer_and_cheques_read_like_the_terminals() {
     let (simulator, terminal) = start(SimulatorConfig::default()).await;
     let started = terminal.payment(114_000, false).await.unwrap();
-    let sub = |status: OperationStatus| (status.status, status.sub_status.unwrap_or_default());
     assert_eq!(
-        sub(terminal.status(&started.process_id).await.unwrap()),
+        sub_status(&terminal, &started.process_id).await,
         (ProcessStatus::Wait, "Initialize".to_owned())
     );
     read_qr(&camera(&simulator), fast_scan()).await.unwrap();
     assert_eq!(
-        sub(terminal.status(&started.process_id).await.unwrap()),
+        sub_status(&terminal, &started.process_id).await,
         (ProcessStatus::Wait, "WaitUser".to_owned())
     );
     simulator
@@ -662,7 +657,7 @@ async fn sub_statuses_follow_the_customer_and_cheques_read_like_the_terminals() 
         })
         .unwrap();
     assert_eq!(
-        sub(terminal.status(&started.process_id).await.unwrap()),
+        sub_status(&terminal, &started.process_id).await,
         (ProcessStatus::Wait, "WaitForQrConfirmation".to_owned())
     );
     let paid = wait_final(&terminal, &started.process_id).await;

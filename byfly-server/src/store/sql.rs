@@ -932,21 +932,7 @@ impl Store for SqlStore {
     }
 
     async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens, now: i64) -> Result<(), StoreError> {
-        self.q(
-            "UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ?, \
-             tokens_obtained_at = ? WHERE id = ?",
-        )
-        .bind(&tokens.access_token)
-        .bind(&tokens.refresh_token)
-        .bind(
-            tokens
-                .expires_at
-                .map(|at| at.format(TOKEN_TIME_FORMAT).to_string()),
-        )
-        .bind(now)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
+        self.tokens_update(id, tokens, now).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -1014,21 +1000,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         if let Some(tokens) = tokens {
-            self.q(
-                "UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ?, \
-                 tokens_obtained_at = ?, last_checked_at = NULL WHERE id = ?",
-            )
-            .bind(&tokens.access_token)
-            .bind(&tokens.refresh_token)
-            .bind(
-                tokens
-                    .expires_at
-                    .map(|at| at.format(TOKEN_TIME_FORMAT).to_string()),
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            self.tokens_update(id, tokens, now).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1238,21 +1210,15 @@ impl Store for SqlStore {
     }
 
     async fn start_uncertain(&self, operation_id: i64, reason: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let row = self
-            .q(
+        self.end_current(
+            self.q(
                 "UPDATE operations SET start_uncertain = 1, is_current = 0, review_reason = ? \
                  WHERE id = ? AND state = 'starting' RETURNING payment_id, previous_status, replaces_operation_id",
             )
             .bind(reason)
-            .bind(operation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = row {
-            self.restore_predecessor(&mut tx, &row).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            .bind(operation_id),
+        )
+        .await
     }
 
     async fn release_uncertain_starts(&self, now: i64) -> Result<Vec<i64>, StoreError> {
@@ -1283,20 +1249,14 @@ impl Store for SqlStore {
     }
 
     async fn abandon_unreadable(&self, operation_id: i64) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let row = self
-            .q(
+        self.end_current(
+            self.q(
                 "UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1 \
              RETURNING payment_id, previous_status, replaces_operation_id",
             )
-            .bind(operation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = row {
-            self.restore_predecessor(&mut tx, &row).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            .bind(operation_id),
+        )
+        .await
     }
 
     async fn claim_due_operations(
@@ -1752,6 +1712,35 @@ struct NewEvent<'a> {
 }
 
 impl SqlStore {
+    /// The statement that stores a terminal's tokens, obtained at `now`.
+    fn tokens_update<'q>(&self, id: i64, tokens: &'q Tokens, now: i64) -> Query<'q, Any, AnyArguments> {
+        self.q(
+            "UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ?, \
+             tokens_obtained_at = ? WHERE id = ?",
+        )
+        .bind(&tokens.access_token)
+        .bind(&tokens.refresh_token)
+        .bind(
+            tokens
+                .expires_at
+                .map(|at| at.format(TOKEN_TIME_FORMAT).to_string()),
+        )
+        .bind(now)
+        .bind(id)
+    }
+
+    /// Runs `update` — an `UPDATE … RETURNING payment_id, previous_status, replaces_operation_id`
+    /// that stops an operation being current — in one write transaction with
+    /// [`SqlStore::restore_predecessor`].
+    async fn end_current(&self, update: Query<'_, Any, AnyArguments>) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        if let Some(row) = update.fetch_optional(&mut *tx).await? {
+            self.restore_predecessor(&mut tx, &row).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// After the operation of `row` (`payment_id, previous_status, replaces_operation_id`) stopped
     /// being current: the operation it replaced becomes current again if it still runs; otherwise
     /// the payment returns from `processing` to the status it had.
