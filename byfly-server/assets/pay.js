@@ -135,7 +135,10 @@
     if (state.view.status === 'not_found') return;
     try {
       const status = await call('GET', `/payment/${id}/status`);
-      if (status.status !== state.view.status || status.paid_amount !== state.view.paid_amount) {
+      // A terminal draws its QR a moment after the operation starts (its screen may still show the
+      // previous one): while processing without a QR, reload the view until it has one.
+      const waitingForQr = state.view.status === 'processing' && !state.view.qr_code;
+      if (waitingForQr || status.status !== state.view.status || status.paid_amount !== state.view.paid_amount) {
         state.choosing = false;
         await load();
         return;
