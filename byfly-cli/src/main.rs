@@ -586,6 +586,7 @@ async fn run(cli: &Cli, output: Output) -> Result<(), Failure> {
                         ("terminals", h.terminals.total.to_string()),
                         ("healthy", h.terminals.healthy.to_string()),
                         ("busy", h.terminals.busy.to_string()),
+                        ("needs registration", h.terminals.needs_registration.to_string(),),
                     ])
                 )
             })
