@@ -67,8 +67,8 @@ pub enum AdminCommand {
         /// Nothing was paid.
         #[arg(long)]
         not_paid: bool,
-        /// The terminal's transactionId of the payment, if known (a refund names it).
-        #[arg(long)]
+        /// The terminal's transactionId of the payment (required with --paid: a refund names it).
+        #[arg(long, required_unless_present = "not_paid")]
         transaction_id: Option<String>,
         /// Why, for the record.
         #[arg(long)]
@@ -518,6 +518,7 @@ pub async fn run(client: &Client, command: &AdminCommand, output: Output) -> Res
                 outcome: if paid.is_some() { "paid" } else { "not_paid" }.to_owned(),
                 amount: *paid,
                 transaction_id: transaction_id.clone(),
+                method: None,
                 note: note.clone(),
             };
             let resolved = admin.resolve_operation(*operation_id, &request).await?;

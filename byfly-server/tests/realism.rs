@@ -291,7 +291,7 @@ async fn a_terminal_that_forgot_an_operation_a_customer_saw_holds_it_for_review(
         assert_eq!(busy["code"], json!("terminals_busy"), "the terminal stays held");
 
         let decision = if outcome == "paid" {
-            json!({"outcome": "paid", "amount": 50000, "note": "виден в истории терминала"})
+            json!({"outcome": "paid", "amount": 50000, "transaction_id": "1234567890", "note": "виден в истории терминала"})
         } else {
             json!({"outcome": "not_paid", "note": "нет в истории терминала"})
         };
@@ -541,6 +541,18 @@ async fn a_lost_answer_to_a_payment_start_holds_that_terminal_and_never_tries_th
         .unwrap();
     assert_eq!(listed["holds_terminal"], json!(false), "{listed}");
     assert!(listed["review_reason"].as_str().unwrap().contains("/v2/payment"));
+    // The operator checks the terminal's history: nothing was paid; it leaves the queue.
+    let path = format!("/operations/{}/resolve", uncertain.id);
+    let (code, body) = admin(&app, Method::POST, &path, Some(json!({"outcome": "not_paid"}))).await;
+    assert_eq!(code, 200, "{body}");
+    let (_, review) = admin(&app, Method::GET, "/operations/review", None).await;
+    assert!(
+        review["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|op| op["id"] != json!(uncertain.id))
+    );
 }
 
 #[tokio::test]

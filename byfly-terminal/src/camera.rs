@@ -217,17 +217,22 @@ impl Camera {
 /// Fetches frames every `scan.interval` until one decodes, or fails after `scan.deadline`.
 /// Camera errors on single frames are retried like unreadable frames.
 pub async fn read_qr(camera: &Camera, scan: QrScan) -> Result<String, CameraError> {
-    read_new_qr(camera, scan, None).await
+    read_new_qr(camera, scan, &[]).await
 }
 
-/// As [`read_qr`], but a frame whose QR is `previous` counts as unreadable: right after a new
+/// The QR one frame shows now, if any (what the screen shows before a new operation starts).
+pub async fn qr_on_screen(camera: &Camera) -> Option<String> {
+    let frame = camera.snapshot().await.ok()?;
+    tokio::task::spawn_blocking(move || decode_frame(&frame))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// As [`read_qr`], but a frame whose QR is one of `stale` counts as unreadable: right after a new
 /// operation starts, the screen may still show the previous operation's QR (the terminal redraws
 /// late), and handing that to the next customer would send them to a finished operation.
-pub async fn read_new_qr(
-    camera: &Camera,
-    scan: QrScan,
-    previous: Option<&str>,
-) -> Result<String, CameraError> {
+pub async fn read_new_qr(camera: &Camera, scan: QrScan, stale: &[&str]) -> Result<String, CameraError> {
     let started = Instant::now();
     let mut frames = 0u32;
     let mut stale_frames = 0u32;
@@ -240,7 +245,7 @@ pub async fn read_new_qr(
                 .ok()
                 .flatten();
             match decoded {
-                Some(text) if previous == Some(text.as_str()) => stale_frames += 1,
+                Some(text) if stale.contains(&text.as_str()) => stale_frames += 1,
                 Some(text) => return Ok(text),
                 None => {}
             }

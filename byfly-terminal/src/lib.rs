@@ -24,7 +24,7 @@ pub mod protocol;
 #[cfg(feature = "simulator")]
 pub mod simulator;
 
-pub use camera::{Camera, QrScan, decode_frame, payment_url, read_new_qr, read_qr};
+pub use camera::{Camera, QrScan, decode_frame, payment_url, qr_on_screen, read_new_qr, read_qr};
 pub use client::{Terminal, TerminalConfig, TlsMode};
 pub use error::{CameraError, TerminalError};
 pub use protocol::{OperationStatus, ProcessStatus, Tokens};

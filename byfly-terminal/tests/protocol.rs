@@ -424,7 +424,7 @@ async fn refunds_need_the_customers_confirmation_through_a_qr() {
         (ProcessStatus::Wait, "Initialize".to_owned()),
         "the confirmation QR takes a few seconds to appear"
     );
-    let confirmation = read_new_qr(&camera(&simulator), fast_scan(), Some(&payment_qr))
+    let confirmation = read_new_qr(&camera(&simulator), fast_scan(), &[payment_qr.as_str()])
         .await
         .unwrap();
     assert!(confirmation.starts_with("https://qr.kaspi.kz/r"));
@@ -741,7 +741,7 @@ async fn the_screen_shows_the_previous_qr_for_a_moment() {
     // Read at once, the camera still sees the finished operation's QR...
     assert_eq!(read_qr(&camera(&simulator), fast_scan()).await.unwrap(), first);
     // ...which the reader skips until the new one is drawn.
-    let second = read_new_qr(&camera(&simulator), fast_scan(), Some(&first))
+    let second = read_new_qr(&camera(&simulator), fast_scan(), &[first.as_str()])
         .await
         .unwrap();
     assert_ne!(second, first);

@@ -10,6 +10,8 @@ ALTER TABLE terminals ADD COLUMN tokens_obtained_at INTEGER;
 -- 1 once a customer could have seen the operation (its QR was read, or the terminal answered
 -- `wait`/`unknown` for it): only an operation never shown may be settled as failed on a `101`.
 ALTER TABLE operations ADD COLUMN shown INTEGER NOT NULL DEFAULT 0;
+-- Operations from before this column: anything read, answered or unknown counts as shown.
+UPDATE operations SET shown = 1 WHERE qr_code IS NOT NULL OR unknown_since IS NOT NULL OR last_answer IS NOT NULL;
 -- 1 when `/v2/payment` got no answer we could read: the terminal may run it under a process id we
 -- never learnt. It holds its terminal until its deadline, then goes to review.
 ALTER TABLE operations ADD COLUMN start_uncertain INTEGER NOT NULL DEFAULT 0;

@@ -553,12 +553,14 @@ impl Device {
         self.fault_call = request.call;
     }
 
-    /// The fault protocol call `call` meets now, counted against `for_calls`.
-    pub fn fault_for_call(&mut self, call: &str, now: Instant) -> FaultMode {
+    /// The fault protocol call `call` meets now, counted against `for_calls`, and whether it was
+    /// counted (a counted fault may already be over when its call is answered).
+    pub fn fault_for_call(&mut self, call: &str, now: Instant) -> (FaultMode, bool) {
         let fault = self.fault(now);
         if self.fault_call.as_deref().is_some_and(|only| only != call) {
-            return FaultMode::None;
+            return (FaultMode::None, false);
         }
+        let counted = fault != FaultMode::None && self.fault_calls.is_some();
         if fault != FaultMode::None
             && let Some(left) = &mut self.fault_calls
         {
@@ -570,7 +572,7 @@ impl Device {
                 self.fault_call = None;
             }
         }
-        fault
+        (fault, counted)
     }
 
     fn issue_tokens(&mut self, name: &str, now: Instant) -> Value {
@@ -746,7 +748,8 @@ impl Device {
     fn advance(&mut self, now: Instant) {
         if let Some(id) = self.current.clone() {
             let due = self.processes.get_mut(&id).and_then(|p| match &p.scheduled {
-                Some((at, _)) if now >= *at => p.scheduled.take(),
+                // Due before the deadline it happens; due after it, it is too late.
+                Some((at, _)) if now >= *at && *at < p.deadline => p.scheduled.take(),
                 _ => None,
             });
             if let Some((_, request)) = due {

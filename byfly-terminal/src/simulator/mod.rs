@@ -160,7 +160,8 @@ impl Simulator {
     /// Makes the terminal misbehave as `request` says (as `POST /sim/fault`).
     pub fn apply_fault(&self, request: FaultRequest) {
         let mode = request.mode;
-        lock(&self.device).set_fault(request, Instant::now());
+        let mut device = lock(&self.device);
+        device.set_fault(request, Instant::now());
         self.socket.follow(mode);
     }
 
@@ -269,9 +270,13 @@ impl axum::serve::Listener for FaultyListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         const TICK: Duration = Duration::from_millis(20);
         loop {
-            // A timed fault ends by itself: notice it here.
-            let fault = lock(&self.device).fault(Instant::now());
-            self.socket.follow(fault);
+            // A timed fault ends by itself: notice it here (under the device's lock, as a fault is
+            // switched on, so a `down` set meanwhile is never undone).
+            {
+                let mut device = lock(&self.device);
+                let fault = device.fault(Instant::now());
+                self.socket.follow(fault);
+            }
             let socket = self.socket.clone();
             let accepted = tokio::time::timeout(
                 TICK,
@@ -328,22 +333,23 @@ fn json_response(status: u16, body: &Value) -> Response {
     response
 }
 
-/// Holds a request while `mode` is in force (at most a minute): the client gives up first.
-async fn hold_while(device: &Shared, mode: FaultMode) {
+/// Holds a request while `mode` is in force (at most a minute): the client gives up first. A
+/// fault limited to a number of calls holds its call for the whole minute (it is over already).
+async fn hold_while(device: &Shared, mode: FaultMode, counted: bool) {
     for _ in 0..600 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if lock(device).fault(Instant::now()) != mode {
+        if !counted && lock(device).fault(Instant::now()) != mode {
             break;
         }
     }
 }
 
 /// The misbehaviour of the protocol side, if one is switched on before the call is handled.
-async fn protocol_fault(device: &Shared, fault: FaultMode) -> Option<Response> {
+async fn protocol_fault(device: &Shared, fault: FaultMode, counted: bool) -> Option<Response> {
     match fault {
         FaultMode::Timeout => {
             // Nothing is done, and nothing useful is answered in time.
-            hold_while(device, FaultMode::Timeout).await;
+            hold_while(device, FaultMode::Timeout, counted).await;
             Some(json_response(
                 504,
                 &json!({"statusCode": 504, "errorText": "timeout"}),
@@ -381,12 +387,12 @@ async fn protocol(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let fault = {
+    let (fault, counted) = {
         let mut device = lock(&device);
         device.count(&call);
         device.fault_for_call(&call, Instant::now())
     };
-    if let Some(response) = protocol_fault(&device, fault).await {
+    if let Some(response) = protocol_fault(&device, fault, counted).await {
         return response;
     }
     let param = |name: &str| query.get(name).map(String::as_str);
@@ -432,7 +438,7 @@ async fn protocol(
     };
     if fault == FaultMode::LostAnswer {
         // Done, but the answer arrives only after the client stopped waiting.
-        hold_while(&device, FaultMode::LostAnswer).await;
+        hold_while(&device, FaultMode::LostAnswer, counted).await;
     }
     json_response(answer.http, &answer.body)
 }
