@@ -53,7 +53,7 @@ fn run(title: &str, original: i64, steps: &[Step]) -> Result<(), Box<dyn std::er
         let event = ledger
             .settle(index, outcome)?
             .ok_or("a success always moves the payment")?;
-        let transition = status.apply(&event)?;
+        let transition = status.follow(event, &ledger.standing());
         status = transition.to;
         last_event = transition.webhook.or(last_event);
         last_received = ledger.operations[index].credited();

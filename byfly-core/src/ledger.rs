@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 
 use crate::method::{MethodCode, PaymentMethod};
 use crate::money::{Money, Percent, round_half_away};
-use crate::status::PaymentEvent;
+use crate::status::{MoneyEvent, Standing};
 
 /// The price of one terminal operation, fixed when `/kaspi` starts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,6 +255,30 @@ impl Ledger {
         }
     }
 
+    /// `amount` with the current in-flight operation left out: A₀ + Σ C of successful operations.
+    fn amount_without_current(&self) -> Money {
+        let settled_commission: Money = self.succeeded().map(|op| op.quote.commission).sum();
+        self.original_amount + settled_commission
+    }
+
+    /// What the status machine decides on ([`crate::PaymentStatus::follow`]); the caller sets
+    /// `unchanged_for_merchant` from what it last reported.
+    pub fn standing(&self) -> Standing {
+        let figures = self.figures();
+        let owed = self.amount_without_current();
+        let covered = |have: Money| owed.saturating_sub(have).as_decimal() <= tolerance(owed);
+        let paid = figures.paid_amount;
+        Standing {
+            fully_paid: figures.is_fully_paid(),
+            fully_paid_without_current: covered(paid),
+            current_in_flight: self.current_in_flight().is_some(),
+            received: paid.is_positive(),
+            held_covers_amount: covered(paid.saturating_sub(self.refunded_amount)),
+            everything_refunded: paid.is_positive() && self.refunded_amount >= paid,
+            unchanged_for_merchant: false,
+        }
+    }
+
     /// `B` of the next operation: what remains once the current in-flight operation (which a new
     /// one replaces) is left out.
     pub fn next_base(&self) -> Money {
@@ -292,12 +316,13 @@ impl Ledger {
     }
 
     /// Records the terminal's final answer for operation `index` and says what it means for the
-    /// payment: the [`PaymentEvent`] to apply to its status, if any.
+    /// payment: the [`MoneyEvent`] for its status to follow (none when an abandoned operation
+    /// ended without money: nothing changed).
     pub fn settle(
         &mut self,
         index: usize,
         outcome: TerminalOutcome,
-    ) -> Result<Option<PaymentEvent>, LedgerError> {
+    ) -> Result<Option<MoneyEvent>, LedgerError> {
         let op = self
             .operations
             .get_mut(index)
@@ -318,19 +343,11 @@ impl Ledger {
                     product_method,
                     credited,
                 };
-                let figures = self.figures();
-                Ok(Some(PaymentEvent::Credited {
-                    fully_paid: figures.is_fully_paid(),
-                    current_in_flight: self.current_in_flight().is_some(),
-                }))
+                Ok(Some(MoneyEvent::Credited))
             }
             TerminalOutcome::Failed => {
                 op.state = OperationState::Failed;
-                if !was_current {
-                    return Ok(None);
-                }
-                let anything_received = self.figures().paid_amount.is_positive();
-                Ok(Some(PaymentEvent::CurrentOperationFailed { anything_received }))
+                Ok(was_current.then_some(MoneyEvent::CurrentEnded))
             }
         }
     }
@@ -356,19 +373,17 @@ impl Ledger {
         Ok(amount)
     }
 
-    /// Records a refund the terminal confirmed and returns the status event it causes.
-    pub fn record_refund(&mut self, amount: Money) -> PaymentEvent {
+    /// Records money a terminal refund gave back; the status follows [`MoneyEvent::Refunded`].
+    pub fn record_refund(&mut self, amount: Money) -> MoneyEvent {
         self.refunded_amount = self.refunded_amount + amount;
-        PaymentEvent::Refunded {
-            everything_refunded: self.refundable().is_zero(),
-        }
+        MoneyEvent::Refunded
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::PaymentStatus;
+    use crate::status::{PaymentEvent, PaymentStatus};
 
     fn m(text: &str) -> Money {
         Money::parse(text).unwrap()
@@ -405,8 +420,8 @@ mod tests {
         let status = status.apply(&PaymentEvent::OperationStarted).unwrap().to;
         let index = ledger.start(quote.clone());
         let event = ledger.settle(index, outcome).unwrap().unwrap();
-        let transition = status.apply(&event).unwrap();
-        (quote, transition.to, transition.webhook)
+        let settlement = status.follow(event, &ledger.standing());
+        (quote, settlement.to, settlement.webhook)
     }
 
     #[test]
@@ -552,12 +567,8 @@ mod tests {
         let index = ledger.start(quote);
         assert_eq!(ledger.figures().amount, m("114000"));
         let event = ledger.settle(index, TerminalOutcome::Failed).unwrap();
-        assert_eq!(
-            event,
-            Some(PaymentEvent::CurrentOperationFailed {
-                anything_received: false
-            })
-        );
+        assert_eq!(event, Some(MoneyEvent::CurrentEnded));
+        assert!(!ledger.standing().received);
         assert_eq!(ledger.figures().amount, m("100000"));
         assert_eq!(
             ledger.settle(index, TerminalOutcome::Failed),
@@ -586,13 +597,9 @@ mod tests {
         assert_eq!(ledger.settle(first, TerminalOutcome::Failed).unwrap(), None);
         // Paying the current one settles it.
         let event = ledger.settle(second, paid_with("kaspi_gold", "100000")).unwrap();
-        assert_eq!(
-            event,
-            Some(PaymentEvent::Credited {
-                fully_paid: true,
-                current_in_flight: false
-            })
-        );
+        assert_eq!(event, Some(MoneyEvent::Credited));
+        let standing = ledger.standing();
+        assert!(standing.fully_paid && !standing.current_in_flight);
     }
 
     #[test]
@@ -602,22 +609,18 @@ mod tests {
         let second = ledger.start(ledger.quote_next(&method("kaspi_red")).unwrap());
         ledger.settle(second, paid_with("kaspi_red", "50000")).unwrap();
         let event = ledger.settle(first, paid_with("kaspi_gold", "50000")).unwrap();
-        assert_eq!(
-            event,
-            Some(PaymentEvent::Credited {
-                fully_paid: true,
-                current_in_flight: false
-            })
-        );
+        assert_eq!(event, Some(MoneyEvent::Credited));
         let f = ledger.figures();
         assert_eq!(
             (f.paid_amount, f.overpaid_amount, f.remaining_amount),
             (m("100000"), m("50000"), m("0"))
         );
         assert_eq!(
-            PaymentStatus::Paid.apply(&event.unwrap()).unwrap().webhook,
-            None,
-            "never a second paid event"
+            PaymentStatus::Paid
+                .follow(event.unwrap(), &ledger.standing())
+                .webhook,
+            Some(crate::webhook::WebhookEvent::Overpaid),
+            "never a second paid event: reported as overpayment"
         );
     }
 
@@ -654,19 +657,11 @@ mod tests {
             Err(LedgerError::RefundNotPositive)
         );
         assert_eq!(ledger.plan_refund(Some(m("20000"))), Ok(m("20000")));
-        assert_eq!(
-            ledger.record_refund(m("20000")),
-            PaymentEvent::Refunded {
-                everything_refunded: false
-            }
-        );
+        assert_eq!(ledger.record_refund(m("20000")), MoneyEvent::Refunded);
+        assert!(!ledger.standing().everything_refunded);
         assert_eq!(ledger.plan_refund(None), Ok(m("30000")));
-        assert_eq!(
-            ledger.record_refund(m("30000")),
-            PaymentEvent::Refunded {
-                everything_refunded: true
-            }
-        );
+        ledger.record_refund(m("30000"));
+        assert!(ledger.standing().everything_refunded);
         assert_eq!(ledger.plan_refund(None), Err(LedgerError::RefundNotPositive));
     }
 
@@ -682,6 +677,73 @@ mod tests {
         assert_eq!(
             ledger.quote_next(&method("kaspi_gold")),
             Err(LedgerError::NothingToPay)
+        );
+    }
+
+    /// `spec/API.md` §5.1, the method switch the old rules got wrong: Gold → Кредит, and the
+    /// customer pays the Gold QR anyway. 100 000 of 100 000 is paid; the Кредит operation is
+    /// abandoned (its money, if any, is overpayment).
+    #[test]
+    fn money_on_an_abandoned_operation_that_covers_what_is_owed_pays_the_payment() {
+        let mut ledger = Ledger::new(m("100000"));
+        let status = PaymentStatus::Processing;
+        let gold = ledger.start(ledger.quote_next(&method("kaspi_gold")).unwrap());
+        ledger.start(ledger.quote_next(&method("kaspi_kredit")).unwrap());
+        assert_eq!(
+            ledger.figures().amount,
+            m("114000"),
+            "the in-flight Кредит commission counts"
+        );
+        let event = ledger
+            .settle(gold, paid_with("kaspi_gold", "100000"))
+            .unwrap()
+            .unwrap();
+        let standing = ledger.standing();
+        assert!(!standing.fully_paid && standing.fully_paid_without_current);
+        let settlement = status.follow(event, &standing);
+        assert_eq!(
+            (settlement.to, settlement.webhook, settlement.abandon_current),
+            (
+                PaymentStatus::Paid,
+                Some(crate::webhook::WebhookEvent::Paid),
+                true
+            )
+        );
+        ledger.abandon_current();
+        let figures = ledger.figures();
+        assert_eq!((figures.amount, figures.remaining_amount), (m("100000"), m("0")));
+    }
+
+    /// Refunded, then the customer pays again: judged by what is held.
+    #[test]
+    fn money_after_a_full_refund_is_held_again_and_refundable() {
+        let mut ledger = Ledger::new(m("50000"));
+        run(
+            &mut ledger,
+            PaymentStatus::Pending,
+            "kaspi_gold",
+            paid_with("kaspi_gold", "50000"),
+        );
+        ledger.record_refund(m("50000"));
+        assert_eq!(ledger.refundable(), m("0"));
+        let late = ledger.start(
+            ledger
+                .quote_next(&method("kaspi_gold"))
+                .unwrap_or(OperationQuote {
+                    method: MethodCode::new("kaspi_gold"),
+                    percent: Percent::ZERO,
+                    base: m("50000"),
+                    commission: m("0"),
+                    charge: m("50000"),
+                }),
+        );
+        ledger.settle(late, paid_with("kaspi_gold", "50000")).unwrap();
+        let standing = ledger.standing();
+        assert!(standing.held_covers_amount && !standing.everything_refunded);
+        assert_eq!(ledger.refundable(), m("50000"));
+        assert_eq!(
+            PaymentStatus::Refunded.follow(MoneyEvent::Credited, &standing).to,
+            PaymentStatus::Paid
         );
     }
 }

@@ -39,7 +39,7 @@
 //!     product_percent: kredit.effective_percent(),
 //! };
 //! let event = ledger.settle(op, paid).unwrap().unwrap();
-//! assert_eq!(status.apply(&event).unwrap().to, PaymentStatus::Paid);
+//! assert_eq!(status.follow(event, &ledger.standing()).to, PaymentStatus::Paid);
 //! assert_eq!(ledger.figures().remaining_amount, Money::ZERO);
 //! ```
 
@@ -60,5 +60,5 @@ pub use ids::{ApiToken, Secret, SecureRandom, TokenHash, TransactionId};
 pub use ledger::{Figures, Ledger, Operation, OperationQuote, OperationState};
 pub use method::{MethodCode, PaymentMethod, ProductType};
 pub use money::{Money, MoneyError, Percent};
-pub use status::{PaymentEvent, PaymentStatus, TransitionError};
+pub use status::{MoneyEvent, PaymentEvent, PaymentStatus, Settlement, Standing, TransitionError};
 pub use webhook::{BodyEncoding, WebhookEvent, WebhookPayload};

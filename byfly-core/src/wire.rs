@@ -776,9 +776,13 @@ pub struct ResolveOperationRequest {
     /// What the customer paid (gross, as the terminal's cheque shows it): required for `paid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Money>,
-    /// The terminal's `transactionId` of the payment, if known (a refund names it).
+    /// The terminal's `transactionId` of the payment (`chequeInfo.orderNumber`, or the `rrn` of a
+    /// card payment): required for `paid`, since a refund must name it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<String>,
+    /// `qr` (default), `card` or `alaqan`: how it was paid, as a refund must say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     /// Why, for the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

@@ -102,7 +102,9 @@ proptest! {
             };
             let succeeded = matches!(outcome, TerminalOutcome::Succeeded { .. });
             let event = ledger.settle(index, outcome).unwrap().unwrap();
-            status = status.apply(&event).unwrap().to;
+            let settlement = status.follow(event, &ledger.standing());
+            prop_assert!(!settlement.abandon_current, "one operation at a time here");
+            status = settlement.to;
 
             let f = ledger.figures();
             // The books balance and nothing is negative.

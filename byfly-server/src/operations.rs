@@ -210,8 +210,8 @@ async fn no_terminal(state: &AppState) -> Result<HttpError, StoreError> {
 /// working remote cancel), at the latest at the operation's deadline.
 pub async fn terminals_busy(state: &AppState) -> Result<HttpError, StoreError> {
     let mut error = ApiError::new(ErrorCode::TerminalsBusy);
-    if let Some(free_at) = state.store.earliest_release().await? {
-        let t = now();
+    let t = now();
+    if let Some(free_at) = state.store.earliest_release(t).await? {
         // Never "now": a terminal is polled about once a second before it is seen free.
         let after = u64::try_from((free_at - t).max(1)).unwrap_or(1);
         error = error.with_retry(RetryHint {
@@ -267,17 +267,27 @@ async fn start_payment(state: &AppState, terminal: &TerminalRecord, client: &Ter
                     tracing::info!(terminal = terminal.id, "the first /v2/payment had not started");
                     Ok(process)
                 }
-                Err(second) => return Start::Uncertain(format!("{first}; asked again: {second}")),
+                Err(second) => Err(format!("{first}; asked again: {second}")),
             }
         }
-        other => other,
+        Ok(process) => Ok(process),
+        Err(err) => {
+            persist_tokens(state, terminal, client).await;
+            return Start::Refused(err);
+        }
     };
-    if let Err(err) = state.pool.persist_refreshed_tokens(terminal.id, client).await {
-        tracing::error!(terminal = terminal.id, %err, "could not store refreshed tokens");
-    }
+    persist_tokens(state, terminal, client).await;
     match answer {
         Ok(process) => Start::Started(process),
-        Err(err) => Start::Refused(err),
+        Err(reason) => Start::Uncertain(reason),
+    }
+}
+
+/// Stores tokens a refresh during a call produced, at once: another process still holding the old
+/// ones must find them (a refresh token works once).
+async fn persist_tokens(state: &AppState, terminal: &TerminalRecord, client: &Terminal) {
+    if let Err(err) = state.pool.persist_refreshed_tokens(terminal.id, client).await {
+        tracing::error!(terminal = terminal.id, %err, "could not store refreshed tokens");
     }
 }
 
@@ -295,6 +305,13 @@ async fn run_on_terminal(
         Ok(client) => client,
         Err(err) => return Err(release(state, operation_id, &err).await?),
     };
+    // What the screen shows before the payment starts: if it lingers, it is not the new QR (also
+    // when it is the QR of an operation whose QR we never read).
+    let camera = Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5)).ok();
+    let on_screen = match &camera {
+        Some(camera) => byfly_terminal::qr_on_screen(camera).await,
+        None => None,
+    };
     let process = match start_payment(state, terminal, &client, amount).await {
         Start::Started(process) => process,
         Start::Refused(err) => return Err(release(state, operation_id, &err).await?),
@@ -303,7 +320,10 @@ async fn run_on_terminal(
             // until the operation's deadline, then goes to review.
             tracing::warn!(terminal = terminal.id, operation_id, %reason, "payment start uncertain: terminal held");
             let reason = format!("/v2/payment без ответа: терминал мог начать операцию ({reason})");
-            state.store.start_uncertain(operation_id, &reason).await?;
+            state
+                .store
+                .start_uncertain(operation_id, &reason, now(), &event_id())
+                .await?;
             return Err(Failure::Stop(HttpError::code(ErrorCode::TerminalUnavailable)));
         }
     };
@@ -311,11 +331,14 @@ async fn run_on_terminal(
         .store
         .operation_started(operation_id, &process.process_id, now(), from, to)
         .await?;
-    match read_operation_qr(state, terminal, operation_id).await? {
+    match read_operation_qr(state, terminal, operation_id, on_screen.as_deref()).await? {
         Ok(()) => Ok(()),
         Err(err) => {
             tracing::warn!(terminal = terminal.id, %err, "QR not read from the camera");
-            state.store.abandon_unreadable(operation_id).await?;
+            state
+                .store
+                .abandon_unreadable(operation_id, now(), &event_id())
+                .await?;
             client.cancel(&process.process_id).await.ok();
             Err(Failure::Stop(HttpError::code(ErrorCode::QrNotFound)))
         }
@@ -323,18 +346,21 @@ async fn run_on_terminal(
 }
 
 /// Reads the QR the terminal shows for `operation_id` from its camera — never the one read for its
-/// previous operation, which the screen may still show — and stores it with its payment link.
+/// previous operation, nor `on_screen_before` (what the screen showed before it started), which
+/// the screen may still show — and stores it with its payment link.
 async fn read_operation_qr(
     state: &AppState,
     terminal: &TerminalRecord,
     operation_id: i64,
+    on_screen_before: Option<&str>,
 ) -> Result<Result<(), CameraError>, StoreError> {
     let previous = state.store.previous_qr(terminal.id, operation_id).await?;
+    let stale: Vec<&str> = previous.as_deref().into_iter().chain(on_screen_before).collect();
     let camera = match Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5)) {
         Ok(camera) => camera,
         Err(err) => return Ok(Err(err)),
     };
-    match read_new_qr(&camera, state.timing.qr_scan, previous.as_deref()).await {
+    match read_new_qr(&camera, state.timing.qr_scan, &stale).await {
         Ok(qr) => {
             state
                 .store
@@ -407,7 +433,8 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
         }
     };
     let t = now();
-    let asked = if op.unknown_since.is_some() || op.needs_review {
+    // `actualize` only while the terminal says `unknown` (it refuses others with 103).
+    let asked = if op.unknown_since.is_some() {
         client.actualize(process).await
     } else {
         client.status(process).await
@@ -415,7 +442,9 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
     state.pool.persist_refreshed_tokens(terminal.id, &client).await?;
     let answer = match asked {
         Ok(answer) => answer,
-        Err(TerminalError::ProcessNotFound(text)) if !op.shown => {
+        Err(TerminalError::ProcessNotFound(text))
+            if !(op.shown || op.qr_code.is_some() || op.unknown_since.is_some()) =>
+        {
             // Never shown to a customer (no QR read, no `wait` seen): nobody could have paid it.
             let raw = serde_json::json!({ "error": "process not found", "text": text }).to_string();
             state
@@ -581,13 +610,26 @@ pub async fn start_refund(
     payment: PaymentRecord,
     requested: Option<Money>,
 ) -> Result<RefundView, HttpError> {
-    match payment.status {
-        PaymentStatus::Paid | PaymentStatus::PartiallyPaid => {}
-        PaymentStatus::Refunded => return Err(HttpError::code(ErrorCode::PaymentRefunded)),
-        _ => return Err(HttpError::code(ErrorCode::InvalidStatus)),
+    // Terminals move whole tenge: a refund of tiyn could not be made as asked.
+    if let Some(amount) = requested
+        && Money::from_tenge(amount.ceil_tenge()) != amount
+    {
+        return Err(HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            "Сумма возврата должна быть целым числом тенге",
+        )));
     }
     let operations = state.store.operations(payment.id).await?;
     let (ledger, _) = ledger_of(&payment, &operations);
+    // Allowed from every status that holds money not yet refunded (paid, partially paid, a
+    // cancelled payment that had received some, a refunded one paid again).
+    if ledger.refundable().is_zero() {
+        return Err(HttpError::code(match payment.status {
+            PaymentStatus::Refunded => ErrorCode::PaymentRefunded,
+            PaymentStatus::Paid | PaymentStatus::PartiallyPaid => ErrorCode::NothingToRefund,
+            _ => ErrorCode::InvalidStatus,
+        }));
+    }
     let amount = ledger.plan_refund(requested).map_err(|err| match err {
         LedgerError::RefundTooLarge { .. } => HttpError::code(ErrorCode::RefundTooLarge),
         _ if requested.is_some() => HttpError(ApiError::with_message(
@@ -684,7 +726,7 @@ pub async fn start_refund(
     // A card refund shows no QR (the card is presented at the terminal); a QR refund's
     // confirmation QR appears after a few seconds, while the screen may still show the payment's.
     if method != "card"
-        && let Err(err) = read_operation_qr(state, &terminal, operation_id).await?
+        && let Err(err) = read_operation_qr(state, &terminal, operation_id, None).await?
     {
         // The refund still runs and is followed by the poller; the customer confirms in the app.
         tracing::warn!(operation_id, %err, "refund confirmation QR not read");

@@ -2,7 +2,9 @@
 //! changes. Pure, so every storage backend runs the same decision inside its own transaction.
 
 use byfly_core::ledger::{Ledger, Operation, OperationQuote, OperationState, TerminalOutcome};
-use byfly_core::{MethodCode, Money, PaymentMethod, PaymentStatus, Percent, WebhookEvent};
+use byfly_core::{
+    MethodCode, Money, MoneyEvent, PaymentMethod, PaymentStatus, Percent, Settlement, WebhookEvent,
+};
 
 use crate::store::PaymentRecord;
 
@@ -174,16 +176,36 @@ pub struct SettlementPlan {
     pub event: Option<WebhookEvent>,
     /// The payment's figures afterwards.
     pub figures: byfly_core::Figures,
+    /// The current in-flight operation that stops being current: what is owed without it is paid.
+    pub abandon_current: Option<i64>,
+}
+
+/// What the payment's last webhook event told the merchant: its status and figures.
+pub type Reported = Option<(PaymentStatus, byfly_core::Figures)>;
+
+/// byfly-core's total [`PaymentStatus::follow`], with "nothing changed for the merchant" judged
+/// against what was last reported.
+fn follow(status: PaymentStatus, event: MoneyEvent, ledger: &Ledger, reported: Reported) -> Settlement {
+    let mut standing = ledger.standing();
+    let first = status.follow(event, &standing);
+    if reported == Some((first.to, ledger.figures())) {
+        standing.unchanged_for_merchant = true;
+        return status.follow(event, &standing);
+    }
+    first
 }
 
 /// Decides what `answer` about operation `operation_id` changes. `None` when the operation is not
-/// open (already settled by another caller: nothing to do, nothing doubled).
+/// open (already settled by another caller: nothing to do, nothing doubled). Money is never
+/// ignored: whatever the payment's status, what the terminal took is credited, the status follows
+/// it and an event reports it.
 pub fn plan_settlement(
     payment: &PaymentRecord,
     operations: &[OperationRecord],
     operation_id: i64,
     answer: &FinalAnswer,
     methods: &[PaymentMethod],
+    reported: Reported,
 ) -> Option<SettlementPlan> {
     let (mut ledger, ids) = ledger_of(payment, operations);
     let index = ids.iter().position(|id| *id == operation_id)?;
@@ -215,27 +237,32 @@ pub fn plan_settlement(
     };
     let event = ledger.settle(index, outcome).ok()?;
     let credited = ledger.operations[index].credited();
-    let transition = match event {
-        Some(event) => match payment.status.apply(&event) {
-            Ok(transition) => transition,
-            // Money is never ignored: credited even where the status cannot move (logged by the caller).
-            Err(_) => byfly_core::status::Transition {
-                to: payment.status,
-                webhook: None,
-            },
-        },
-        None => byfly_core::status::Transition {
+    let settlement = match event {
+        Some(event) => follow(payment.status, event, &ledger, reported),
+        // An abandoned operation ended without money: nothing changed.
+        None => Settlement {
             to: payment.status,
             webhook: None,
+            abandon_current: false,
         },
     };
+    let mut abandon_current = None;
+    if settlement.abandon_current {
+        abandon_current = ledger
+            .operations
+            .iter()
+            .position(|op| op.current && op.in_flight())
+            .map(|current| ids[current]);
+        ledger.abandon_current();
+    }
     Some(SettlementPlan {
         credited,
         product_method,
-        status: transition.to,
-        becomes_paid: transition.to == PaymentStatus::Paid && payment.status != PaymentStatus::Paid,
-        event: transition.webhook,
+        status: settlement.to,
+        becomes_paid: settlement.to == PaymentStatus::Paid && payment.status != PaymentStatus::Paid,
+        event: settlement.webhook,
         figures: ledger.figures(),
+        abandon_current,
     })
 }
 
@@ -244,40 +271,52 @@ pub fn percent_text(percent: Percent) -> String {
     percent.to_string()
 }
 
-/// What a refund operation's final answer changes: on success the refunded amount grows and the
-/// payment's status follows (`refunded` once everything received is refunded), with a `refunded`
-/// event; a failed refund changes nothing.
+/// What a refund operation's final answer changes: on success the refunded amount grows by what
+/// the terminal gave back and the payment's status follows (`refunded` once everything received
+/// is refunded), with a `refunded` event; a failed refund changes nothing.
 pub fn plan_refund_settlement(
     payment: &PaymentRecord,
     operations: &[OperationRecord],
-    refund_amount: Money,
-    succeeded: bool,
+    refunded: Option<Money>,
+    reported: Reported,
 ) -> SettlementPlan {
     let (mut ledger, _) = ledger_of(payment, operations);
-    if !succeeded {
-        return SettlementPlan {
-            credited: Money::ZERO,
-            product_method: None,
-            status: payment.status,
-            becomes_paid: false,
-            event: None,
-            figures: ledger.figures(),
-        };
-    }
-    let event = ledger.record_refund(refund_amount);
-    let transition = payment
-        .status
-        .apply(&event)
-        .unwrap_or(byfly_core::status::Transition {
+    let settlement = match refunded {
+        Some(amount) => {
+            let event = ledger.record_refund(amount);
+            follow(payment.status, event, &ledger, reported)
+        }
+        None => Settlement {
             to: payment.status,
-            webhook: Some(WebhookEvent::Refunded),
-        });
+            webhook: None,
+            abandon_current: false,
+        },
+    };
     SettlementPlan {
         credited: Money::ZERO,
         product_method: None,
-        status: transition.to,
+        status: settlement.to,
         becomes_paid: false,
-        event: transition.webhook,
+        event: settlement.webhook,
         figures: ledger.figures(),
+        abandon_current: None,
     }
+}
+
+/// The payment's status once its current operation was given up before anyone could pay it (QR
+/// unreadable, a start without an answer) and no predecessor became current again: as before
+/// the operation, unless money arrived meanwhile (then what it paid for, with its event).
+pub fn plan_given_up(
+    payment: &PaymentRecord,
+    operations: &[OperationRecord],
+    previous: PaymentStatus,
+    reported: Reported,
+) -> Settlement {
+    let (ledger, _) = ledger_of(payment, operations);
+    follow(
+        payment.status,
+        MoneyEvent::CurrentGivenUp { previous },
+        &ledger,
+        reported,
+    )
 }

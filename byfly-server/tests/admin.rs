@@ -273,6 +273,30 @@ async fn methods_are_edited_and_new_operations_use_the_new_percent() {
         (400, &json!("invalid_json")),
         "percents stay within 0..100"
     );
+    // Кредит: 0 + 90 credit would be 90 %, fine; with a 20 % base it would be 110 %: refused.
+    let (code, _) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/payment-methods/3",
+        Some(json!({"credit_commission_percent": 90})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, body) = admin(
+        &app,
+        reqwest::Method::PATCH,
+        "/payment-methods/3",
+        Some(json!({"commission_percent": 20})),
+    )
+    .await;
+    assert_eq!((code, &body["code"]), (400, &json!("validation_error")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("110"), "{body}");
+    let (_, methods) = admin(&app, reqwest::Method::GET, "/payment-methods", None).await;
+    assert_eq!(
+        methods["data"][2]["method"]["commission_percent"],
+        json!(0),
+        "nothing stored"
+    );
 }
 
 async fn answer_with(State(code): State<Arc<AtomicU16>>) -> StatusCode {

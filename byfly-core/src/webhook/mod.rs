@@ -36,17 +36,21 @@ pub enum WebhookEvent {
     Refunded,
     /// Not paid in time.
     Expired,
+    /// Money arrived on a payment already paid (an abandoned operation the customer paid anyway):
+    /// the status stays `paid`, `overpaid_amount` grows (addition).
+    Overpaid,
 }
 
 impl WebhookEvent {
     /// Every event.
-    pub const ALL: [WebhookEvent; 6] = [
+    pub const ALL: [WebhookEvent; 7] = [
         WebhookEvent::Paid,
         WebhookEvent::PartiallyPaid,
         WebhookEvent::Failed,
         WebhookEvent::Cancelled,
         WebhookEvent::Refunded,
         WebhookEvent::Expired,
+        WebhookEvent::Overpaid,
     ];
 
     /// The event's name, as in `X-Webhook-Event`.
@@ -58,6 +62,7 @@ impl WebhookEvent {
             WebhookEvent::Cancelled => "cancelled",
             WebhookEvent::Refunded => "refunded",
             WebhookEvent::Expired => "expired",
+            WebhookEvent::Overpaid => "overpaid",
         }
     }
 

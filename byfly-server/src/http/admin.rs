@@ -19,7 +19,9 @@ use super::extract::{JsonBytes, invalid_query, parse_json};
 use super::{AppState, HttpError, now};
 use crate::random::OsRandom;
 use crate::settle::{FinalAnswer, OpState, OperationRecord};
-use crate::store::{DeliveryLog, NewTerminal, RegistrationStart, SourceRecord, TerminalRecord, TerminalTls};
+use crate::store::{
+    DeliveryLog, NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
+};
 
 /// Proof that the request carries the admin token.
 #[derive(Debug, Clone, Copy)]
@@ -78,11 +80,26 @@ fn terminal_view(terminal: TerminalRecord, state: &AppState) -> TerminalView {
         last_error: terminal.last_error,
         registered: terminal.tokens.is_some(),
         needs_registration,
-        registration: terminal.registration.map(|registration| RegistrationView {
-            state: registration.state.as_str().to_owned(),
-            message: registration.message,
-            started_at: offset.format(registration.started_at),
-            finished_at: registration.finished_at.map(|at| offset.format(at)),
+        registration: terminal.registration.map(|registration| {
+            // Pending for longer than it can wait: the process that waited stopped meanwhile.
+            let wait = i64::try_from(state.pool.timing().register_timeout.as_secs()).unwrap_or(i64::MAX);
+            let abandoned = registration.state == RegistrationState::Pending
+                && now() - registration.started_at > wait.saturating_add(60);
+            RegistrationView {
+                state: if abandoned {
+                    "failed"
+                } else {
+                    registration.state.as_str()
+                }
+                .to_owned(),
+                message: if abandoned {
+                    Some("Сервер остановился, пока ждал кассира: запустите регистрацию снова".to_owned())
+                } else {
+                    registration.message
+                },
+                started_at: offset.format(registration.started_at),
+                finished_at: registration.finished_at.map(|at| offset.format(at)),
+            }
         }),
     }
 }
@@ -313,6 +330,32 @@ pub async fn update_method(
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<AdminMethodView>>, HttpError> {
     let patch: UpdateMethodRequest = parse_json(&body)?;
+    let methods = state.store.payment_methods().await?;
+    let (current, _) = methods
+        .iter()
+        .find(|(method, _)| method.id == id)
+        .ok_or_else(not_found)?;
+    let mut edited = current.clone();
+    if let Some(percent) = patch.commission_percent {
+        edited.commission_percent = percent;
+    }
+    if let Some(percent) = patch.credit_commission_percent {
+        edited.credit_commission_percent = percent;
+    }
+    if let Some(percent) = patch.installment_commission_percent {
+        edited.installment_commission_percent = percent;
+    }
+    // Each part is 0..100 by its type; their sum is what a customer pays on top, and the rule for
+    // what a dearer product credits divides by it: more than 100 % is refused, never stored.
+    if edited.effective_percent() > byfly_core::Percent::whole(100) {
+        return Err(HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            format!(
+                "Итоговая комиссия способа оплаты ({} %) не может быть больше 100 %",
+                edited.effective_percent()
+            ),
+        )));
+    }
     let (method, is_active) = state
         .store
         .update_method(id, &patch)
@@ -512,35 +555,66 @@ pub async fn resolve_operation(
     let request: ResolveOperationRequest = parse_json(&body)?;
     let op = state.store.operation(id).await?.ok_or_else(not_found)?;
     let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
-    let answer = match (request.outcome.as_str(), request.amount) {
-        ("paid", Some(amount)) if amount.is_positive() => FinalAnswer::Succeeded {
-            gross: amount,
-            product_method: None,
-            transaction_id: request.transaction_id.clone(),
-            cheque_method: None,
-        },
-        ("paid", _) => return Err(invalid("amount: для paid нужна сумма больше 0")),
-        ("not_paid", _) => FinalAnswer::Failed,
+    let answer = match (request.outcome.as_str(), request.amount, &request.transaction_id) {
+        // The terminal's transactionId is what a refund of this money will have to name.
+        ("paid", Some(amount), Some(transaction_id))
+            if amount.is_positive() && !transaction_id.is_empty() =>
+        {
+            FinalAnswer::Succeeded {
+                gross: amount,
+                product_method: None,
+                transaction_id: Some(transaction_id.clone()),
+                cheque_method: Some(request.method.clone().unwrap_or_else(|| "qr".to_owned())),
+            }
+        }
+        ("paid", _, _) => {
+            return Err(invalid(
+                "для paid нужны amount больше 0 и transaction_id из истории терминала",
+            ));
+        }
+        ("not_paid", _, _) => FinalAnswer::Failed,
         _ => return Err(invalid("outcome: paid или not_paid")),
     };
-    if !(op.needs_review && op.state == OpState::InFlight) {
-        return Err(HttpError(ApiError::with_message(
+    let not_waiting = || {
+        HttpError(ApiError::with_message(
             ErrorCode::InvalidStatus,
             "Операция не ждёт решения оператора",
-        )));
+        ))
+    };
+    if op.needs_review && op.start_uncertain && !op.holds_terminal {
+        // A start that got no answer, its terminal already free: the operator records what the
+        // terminal's history shows. Money found there cannot be attached to this payment from here.
+        if matches!(answer, FinalAnswer::Succeeded { .. }) {
+            return Err(HttpError(ApiError::with_message(
+                ErrorCode::InvalidStatus,
+                "Операция без ответа терминала: деньги по ней зачислить нельзя, верните их через терминал",
+            )));
+        }
+        if !state.store.acknowledge_review(id).await? {
+            return Err(not_waiting());
+        }
+    } else {
+        if !(op.needs_review && op.state == OpState::InFlight) {
+            return Err(not_waiting());
+        }
+        let raw = serde_json::json!({
+            "resolved_by": "operator",
+            "outcome": request.outcome,
+            "amount": request.amount,
+            "transaction_id": request.transaction_id,
+            "note": request.note,
+        })
+        .to_string();
+        let settled = state
+            .store
+            .settle(id, &answer, &raw, now(), &crate::operations::event_id())
+            .await?;
+        // Settled meanwhile by the terminal's own answer: that one stands.
+        if settled.is_none() {
+            return Err(not_waiting());
+        }
     }
-    let raw = serde_json::json!({
-        "resolved_by": "operator",
-        "outcome": request.outcome,
-        "amount": request.amount,
-        "note": request.note,
-    })
-    .to_string();
     tracing::warn!(operation = id, outcome = %request.outcome, "operation resolved by an operator");
-    state
-        .store
-        .settle(id, &answer, &raw, now(), &crate::operations::event_id())
-        .await?;
     let resolved = state.store.operation(id).await?.ok_or_else(not_found)?;
     let payment = state
         .store

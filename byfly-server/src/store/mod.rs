@@ -559,8 +559,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         before_operation: i64,
     ) -> Result<Option<String>, StoreError>;
     /// Unix seconds when the first busy, enabled, healthy terminal is expected to be free: the
-    /// earliest deadline of the operations holding them. `None` when none is held.
-    async fn earliest_release(&self) -> Result<Option<i64>, StoreError>;
+    /// earliest deadline after `now` of the operations holding them (one held past its deadline
+    /// waits for a final answer or an operator: no time can be promised). `None` when none.
+    async fn earliest_release(&self, now: i64) -> Result<Option<i64>, StoreError>;
     /// Counts for `/api/health`.
     async fn pool_counts(&self) -> Result<PoolCounts, StoreError>;
 
@@ -580,7 +581,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// the terminal may run it under a process id we never learnt. The operation stops being
     /// current (the payment returns to the status it had) but keeps its terminal until its
     /// deadline, when [`Store::release_uncertain_starts`] frees it for review.
-    async fn start_uncertain(&self, operation_id: i64, reason: &str) -> Result<(), StoreError>;
+    async fn start_uncertain(
+        &self,
+        operation_id: i64,
+        reason: &str,
+        now: i64,
+        event_id: &str,
+    ) -> Result<(), StoreError>;
     /// Frees the terminals of uncertain starts whose deadline passed (a terminal ends an unpaid
     /// operation by itself by then) and flags them for an operator, who checks the terminal's own
     /// history. Returns their ids.
@@ -603,8 +610,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         payment_url: &str,
     ) -> Result<(), StoreError>;
     /// The QR could not be read: the operation is abandoned (still followed until final) and the
-    /// payment returns to the status it had.
-    async fn abandon_unreadable(&self, operation_id: i64) -> Result<(), StoreError>;
+    /// payment returns to the status it had — unless money arrived meanwhile (then `event_id`
+    /// names the event reporting it).
+    async fn abandon_unreadable(&self, operation_id: i64, now: i64, event_id: &str)
+    -> Result<(), StoreError>;
     /// Claims operations holding a terminal whose next poll is due (of one payment, or all),
     /// pushing their next poll `lease` seconds ahead so no other caller polls them meanwhile.
     async fn claim_due_operations(
@@ -657,6 +666,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError>;
     /// One operation.
     async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError>;
+    /// An operator looked at an operation under review that no longer holds a terminal and found
+    /// nothing to settle: it leaves the review queue. Returns whether it was waiting.
+    async fn acknowledge_review(&self, id: i64) -> Result<bool, StoreError>;
     /// A payment by its row id.
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError>;
     /// A refund operation by its public id.

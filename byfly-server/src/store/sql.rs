@@ -31,7 +31,8 @@ use super::{
     TerminalClaim, TerminalRecord, TerminalTls,
 };
 use crate::settle::{
-    FinalAnswer, OpState, OperationRecord, SettlementPlan, ledger_of, plan_refund_settlement, plan_settlement,
+    FinalAnswer, OpState, OperationRecord, SettlementPlan, ledger_of, plan_given_up, plan_refund_settlement,
+    plan_settlement,
 };
 use byfly_core::ledger::OperationQuote;
 use byfly_core::{Figures, MethodCode, WebhookEvent};
@@ -53,7 +54,7 @@ macro_rules! select_payments {
 }
 
 /// One backend's migrations, embedded in the binary: `(version, description, SQL)`.
-type Migrations = [(i64, &'static str, &'static str); 6];
+type Migrations = [(i64, &'static str, &'static str); 7];
 
 /// SQLite's migrations.
 const SQLITE_MIGRATIONS: Migrations = [
@@ -86,6 +87,11 @@ const SQLITE_MIGRATIONS: Migrations = [
         6,
         "terminal realism",
         include_str!("../../migrations/sqlite/0006_terminal_realism.sql"),
+    ),
+    (
+        7,
+        "paid per entry",
+        include_str!("../../migrations/sqlite/0007_paid_per_entry.sql"),
     ),
 ];
 
@@ -120,6 +126,11 @@ const POSTGRES_MIGRATIONS: Migrations = [
         6,
         "terminal realism",
         include_str!("../../migrations/postgres/0006_terminal_realism.sql"),
+    ),
+    (
+        7,
+        "paid per entry",
+        include_str!("../../migrations/postgres/0007_paid_per_entry.sql"),
     ),
 ];
 
@@ -1022,12 +1033,13 @@ impl Store for SqlStore {
             .await?)
     }
 
-    async fn earliest_release(&self) -> Result<Option<i64>, StoreError> {
+    async fn earliest_release(&self, now: i64) -> Result<Option<i64>, StoreError> {
         Ok(self
             .scalar(
                 "SELECT MIN(o.deadline_at) FROM operations o JOIN terminals t ON t.id = o.terminal_id \
-                 WHERE o.holds_terminal = 1 AND t.enabled = 1 AND t.healthy = 1",
+                 WHERE o.holds_terminal = 1 AND t.enabled = 1 AND t.healthy = 1 AND o.deadline_at > ?",
             )
+            .bind(now)
             .fetch_one(&self.pool)
             .await?)
     }
@@ -1209,14 +1221,27 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn start_uncertain(&self, operation_id: i64, reason: &str) -> Result<(), StoreError> {
+    async fn start_uncertain(
+        &self,
+        operation_id: i64,
+        reason: &str,
+        now: i64,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
+        self.q("UPDATE operations SET start_uncertain = 1, review_reason = ? WHERE id = ? AND state = 'starting'")
+            .bind(reason)
+            .bind(operation_id)
+            .execute(&self.pool)
+            .await?;
+        // Only while it still decides the payment (a method switch may have replaced it).
         self.end_current(
             self.q(
-                "UPDATE operations SET start_uncertain = 1, is_current = 0, review_reason = ? \
-                 WHERE id = ? AND state = 'starting' RETURNING payment_id, previous_status, replaces_operation_id",
+                "UPDATE operations SET is_current = 0 WHERE id = ? AND state = 'starting' AND is_current = 1 \
+                 RETURNING payment_id, previous_status, replaces_operation_id",
             )
-            .bind(reason)
             .bind(operation_id),
+            now,
+            event_id,
         )
         .await
     }
@@ -1248,13 +1273,20 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn abandon_unreadable(&self, operation_id: i64) -> Result<(), StoreError> {
+    async fn abandon_unreadable(
+        &self,
+        operation_id: i64,
+        now: i64,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
         self.end_current(
             self.q(
                 "UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1 \
              RETURNING payment_id, previous_status, replaces_operation_id",
             )
             .bind(operation_id),
+            now,
+            event_id,
         )
         .await
     }
@@ -1332,22 +1364,36 @@ impl Store for SqlStore {
         let Some(operation) = operations.iter().find(|op| op.id == operation_id) else {
             return Ok(None);
         };
-        let succeeded = matches!(answer, FinalAnswer::Succeeded { .. });
+        let reported = self.last_reported(&mut tx, payment_id).await?;
+        // What a terminal refund gave back: what the terminal reports moving.
+        let refunded = match answer {
+            FinalAnswer::Succeeded { gross, .. } => Some(*gross),
+            FinalAnswer::Failed => None,
+        };
         let plan = if operation.is_refund() {
             if operation.state != OpState::InFlight {
                 return Ok(None);
             }
-            plan_refund_settlement(&payment, &operations, operation.quote.base, succeeded)
+            plan_refund_settlement(&payment, &operations, refunded, reported)
         } else {
-            match plan_settlement(&payment, &operations, operation_id, answer, &methods) {
+            match plan_settlement(&payment, &operations, operation_id, answer, &methods, reported) {
                 Some(plan) => plan,
                 None => return Ok(None),
             }
         };
-        if operation.is_refund() && succeeded {
+        if operation.is_refund()
+            && let Some(refunded) = refunded
+        {
             self.q("UPDATE payments SET refunded_amount_minor = refunded_amount_minor + ? WHERE id = ?")
-                .bind(operation.quote.base.to_minor())
+                .bind(refunded.to_minor())
                 .bind(payment_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(current) = plan.abandon_current {
+            // What is owed without it is paid: it is followed still, its money is overpayment.
+            self.q("UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1")
+                .bind(current)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -1478,6 +1524,15 @@ impl Store for SqlStore {
     async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError> {
         self.by_id("SELECT * FROM operations WHERE id = ?", id, Self::operation)
             .await
+    }
+
+    async fn acknowledge_review(&self, id: i64) -> Result<bool, StoreError> {
+        let done = self
+            .q("UPDATE operations SET needs_review = 0 WHERE id = ? AND needs_review = 1 AND holds_terminal = 0")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError> {
@@ -1732,10 +1787,15 @@ impl SqlStore {
     /// Runs `update` — an `UPDATE … RETURNING payment_id, previous_status, replaces_operation_id`
     /// that stops an operation being current — in one write transaction with
     /// [`SqlStore::restore_predecessor`].
-    async fn end_current(&self, update: Query<'_, Any, AnyArguments>) -> Result<(), StoreError> {
+    async fn end_current(
+        &self,
+        update: Query<'_, Any, AnyArguments>,
+        now: i64,
+        event_id: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(row) = update.fetch_optional(&mut *tx).await? {
-            self.restore_predecessor(&mut tx, &row).await?;
+            self.restore_predecessor(&mut tx, &row, now, event_id).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1743,11 +1803,14 @@ impl SqlStore {
 
     /// After the operation of `row` (`payment_id, previous_status, replaces_operation_id`) stopped
     /// being current: the operation it replaced becomes current again if it still runs; otherwise
-    /// the payment returns from `processing` to the status it had.
+    /// the payment's status follows byfly-core's decision for a given-up operation (back to the
+    /// status it had, unless money arrived meanwhile), with its event if one is due.
     async fn restore_predecessor(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
         row: &AnyRow,
+        now: i64,
+        event_id: &str,
     ) -> Result<(), StoreError> {
         let payment_id: i64 = row.try_get("payment_id")?;
         let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
@@ -1760,13 +1823,38 @@ impl SqlStore {
                 .rows_affected(),
             None => 0,
         };
-        if restored == 0 {
-            let previous: String = row.try_get("previous_status")?;
-            self.q("UPDATE payments SET status = ? WHERE id = ? AND status = 'processing'")
-                .bind(previous)
-                .bind(payment_id)
-                .execute(&mut **tx)
-                .await?;
+        if restored > 0 {
+            return Ok(());
+        }
+        let previous: String = row.try_get("previous_status")?;
+        let previous =
+            PaymentStatus::parse(&previous).ok_or_else(|| corrupt(format!("status {previous:?}")))?;
+        let (payment, operations) = self.payment_with_operations(tx, payment_id).await?;
+        let reported = self.last_reported(tx, payment_id).await?;
+        let decided = plan_given_up(&payment, &operations, previous, reported);
+        if decided.to != payment.status {
+            self.q(
+                "UPDATE payments SET status = ?, paid_at = CASE WHEN ? THEN ? ELSE paid_at END, updated_at = ? \
+                 WHERE id = ?",
+            )
+            .bind(decided.to.as_str())
+            .bind(decided.to == PaymentStatus::Paid)
+            .bind(now)
+            .bind(now)
+            .bind(payment_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        if let Some(event) = decided.webhook {
+            let figures = ledger_of(&payment, &operations).0.figures();
+            let new = NewEvent {
+                event,
+                status: decided.to,
+                figures: &figures,
+                actual: Money::ZERO,
+                method: None,
+            };
+            self.append_event(tx, payment_id, &new, now, event_id).await?;
         }
         Ok(())
     }
@@ -1808,6 +1896,24 @@ impl SqlStore {
     }
 
     /// A payment and its operations, read inside a transaction.
+    /// The status and figures the payment's last event reported, if any.
+    async fn last_reported(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        payment_id: i64,
+    ) -> Result<crate::settle::Reported, StoreError> {
+        let row = self
+            .q("SELECT * FROM webhook_events WHERE payment_id = ? ORDER BY id DESC LIMIT 1")
+            .bind(payment_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(row
+            .as_ref()
+            .map(SqlStore::stored_event)
+            .transpose()?
+            .map(|event| (event.status, event.figures)))
+    }
+
     async fn payment_with_operations(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,

@@ -1,0 +1,216 @@
+//! The ledger is total (`spec/API.md` §5.1), end to end over real TCP against realistic simulated
+//! terminals (no remote cancel): whatever the payment's status when a terminal takes money, the
+//! money is credited, the status follows it and an event reports it.
+
+// Test code: a panic is a failed assertion with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use byfly_core::WebhookEvent;
+use byfly_terminal::simulator::{FaultMode, Outcome, PayRequest};
+use common::{App, eventually, pay, spawn_app_with};
+use serde_json::{Value, json};
+
+async fn app(terminals: usize) -> App {
+    spawn_app_with(terminals, false, |_| {}).await
+}
+
+async fn wait_status(app: &App, id: &str, status: &str) -> Value {
+    eventually(&format!("{id} becomes {status}"), || async {
+        let view = app.status(id).await;
+        (view["status"] == json!(status)).then_some(view)
+    })
+    .await
+}
+
+fn events(list: &[(WebhookEvent, byfly_core::PaymentStatus, String, String, String)]) -> Vec<WebhookEvent> {
+    list.iter().map(|event| event.0).collect()
+}
+
+async fn refund_all(app: &App, id: &str) -> Value {
+    let response = app
+        .http
+        .post(format!("{}/payment/{id}/refund", app.base))
+        .header("X-API-Token", &app.token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn money_on_an_abandoned_operation_decides_the_payment_whatever_is_current() {
+    let app = app(2).await;
+    // Gold, then the customer switches to Кредит: the Gold operation keeps its terminal.
+    let id = app.init(100_000).await;
+    let (_, gold) = app.kaspi(&id, "kaspi_gold").await;
+    let (code, kredit) = app.kaspi(&id, "kaspi_kredit").await;
+    assert_eq!(code, 200, "{kredit}");
+    assert_eq!(
+        app.status(&id).await["amount"],
+        json!(114000),
+        "the current Кредит commission counts"
+    );
+    // The customer pays the Gold QR anyway: 100 000 is what is owed without the Кредит operation.
+    app.simulator_with(gold["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", None))
+        .unwrap();
+    let paid = wait_status(&app, &id, "paid").await;
+    assert_eq!(
+        (&paid["amount"], &paid["paid_amount"], &paid["remaining_amount"]),
+        (&json!(100000), &json!(100000), &json!(0))
+    );
+    assert_eq!(events(&app.events(&id).await), [WebhookEvent::Paid]);
+
+    // The abandoned Кредит operation is still followed: paid too, it is overpayment, reported.
+    let kredit_terminal = app.simulator_with(kredit["data"]["qr_code"].as_str().unwrap());
+    kredit_terminal.pay(pay("Loan", None)).unwrap();
+    let over = eventually("the overpayment is credited", || async {
+        let view = app.status(&id).await;
+        (view["paid_amount"] == json!(214000)).then_some(view)
+    })
+    .await;
+    // Its commission counts once it succeeded (amount = A₀ + Σ C of successful operations).
+    assert_eq!(
+        (&over["status"], &over["amount"], &over["overpaid_amount"]),
+        (&json!("paid"), &json!(114000), &json!(100000))
+    );
+    let log = app.events(&id).await;
+    assert_eq!(
+        events(&log),
+        [WebhookEvent::Paid, WebhookEvent::Overpaid],
+        "one paid event, ever"
+    );
+    assert_eq!(log[1].1, byfly_core::PaymentStatus::Paid);
+}
+
+#[tokio::test]
+async fn money_on_an_abandoned_operation_that_is_not_enough_reports_it_while_processing() {
+    let app = app(2).await;
+    let id = app.init(100_000).await;
+    let (_, gold) = app.kaspi(&id, "kaspi_gold").await;
+    let (_, red) = app.kaspi(&id, "kaspi_red").await;
+    app.simulator_with(gold["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", Some(60_000)))
+        .unwrap();
+    let part = eventually("the part is credited", || async {
+        let view = app.status(&id).await;
+        (view["paid_amount"] == json!(60000)).then_some(view)
+    })
+    .await;
+    assert_eq!(
+        (&part["status"], &part["remaining_amount"]),
+        (&json!("processing"), &json!(40000))
+    );
+    let log = app.events(&id).await;
+    assert_eq!(events(&log), [WebhookEvent::PartiallyPaid]);
+    assert_eq!(
+        log[0].1,
+        byfly_core::PaymentStatus::Processing,
+        "the payload shows it still processing"
+    );
+    // The current Red operation is declined: what was received stands, the payment waits for a top-up.
+    app.simulator_with(red["data"]["qr_code"].as_str().unwrap())
+        .pay(PayRequest {
+            outcome: Outcome::Fail,
+            ..PayRequest::default()
+        })
+        .unwrap();
+    let back = wait_status(&app, &id, "partially_paid").await;
+    assert_eq!(back["remaining_amount"], json!(40000));
+    assert_eq!(
+        events(&app.events(&id).await),
+        [WebhookEvent::PartiallyPaid, WebhookEvent::PartiallyPaid],
+        "the status changed from what the merchant was told: reported"
+    );
+}
+
+#[tokio::test]
+async fn money_after_the_payment_went_back_to_pending_or_failed_is_credited() {
+    let app = app(1).await;
+    let terminal = &app.simulators[0];
+    for failed_first in [false, true] {
+        let id = app.init(20_000).await;
+        if failed_first {
+            let (_, started) = app.kaspi(&id, "kaspi_gold").await;
+            assert!(started["data"]["qr_code"].is_string(), "{started}");
+            terminal
+                .pay(PayRequest {
+                    outcome: Outcome::Fail,
+                    ..PayRequest::default()
+                })
+                .unwrap();
+            wait_status(&app, &id, "failed").await;
+        }
+        // The camera cannot read the QR: the payment goes back, the operation runs on.
+        terminal.set_fault(FaultMode::NoQr, None);
+        let (code, body) = app.kaspi(&id, "kaspi_gold").await;
+        assert_eq!((code, &body["code"]), (400, &json!("qr_not_found")), "{body}");
+        let back = if failed_first { "failed" } else { "pending" };
+        assert_eq!(app.status(&id).await["status"], json!(back));
+        terminal.set_fault(FaultMode::None, None);
+        // The customer at the terminal pays the QR on its screen anyway.
+        terminal.pay(pay("Gold", None)).unwrap();
+        wait_status(&app, &id, "paid").await;
+        let log = events(&app.events(&id).await);
+        assert_eq!(log.last(), Some(&WebhookEvent::Paid), "{log:?}");
+        assert_eq!(log.iter().filter(|e| **e == WebhookEvent::Paid).count(), 1);
+    }
+}
+
+#[tokio::test]
+async fn money_after_a_full_refund_makes_the_payment_paid_again_and_refundable() {
+    let app = app(2).await;
+    let id = app.init(10_000).await;
+    let (_, gold) = app.kaspi(&id, "kaspi_gold").await;
+    let (_, red) = app.kaspi(&id, "kaspi_red").await;
+    let gold_terminal = app.simulator_with(gold["data"]["qr_code"].as_str().unwrap());
+    let red_terminal = app.simulator_with(red["data"]["qr_code"].as_str().unwrap());
+    red_terminal.pay(pay("Red", None)).unwrap();
+    wait_status(&app, &id, "paid").await;
+    let refund = refund_all(&app, &id).await;
+    assert_eq!(refund["data"]["amount"], json!(10000));
+    red_terminal.pay(PayRequest::default()).unwrap();
+    wait_status(&app, &id, "refunded").await;
+
+    // The abandoned Gold operation is still on its terminal, and the customer pays it.
+    gold_terminal.pay(pay("Gold", None)).unwrap();
+    let again = wait_status(&app, &id, "paid").await;
+    assert_eq!(
+        (&again["paid_amount"], &again["refunded_amount"]),
+        (&json!(20000), &json!(10000))
+    );
+    assert_eq!(
+        events(&app.events(&id).await),
+        [WebhookEvent::Paid, WebhookEvent::Refunded, WebhookEvent::Paid],
+        "one paid event per entry into paid"
+    );
+    // What is held again can be refunded again.
+    let second = refund_all(&app, &id).await;
+    assert_eq!(second["data"]["amount"], json!(10000));
+}
+
+#[tokio::test]
+async fn a_refund_of_tiyn_is_refused() {
+    let app = app(1).await;
+    let id = app.init(5_000).await;
+    app.kaspi(&id, "kaspi_gold").await;
+    app.simulators[0].pay(pay("Gold", None)).unwrap();
+    wait_status(&app, &id, "paid").await;
+    let response = app
+        .http
+        .post(format!("{}/payment/{id}/refund", app.base))
+        .header("X-API-Token", &app.token)
+        .json(&json!({"amount": 100.5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], json!("validation_error"), "{body}");
+}
