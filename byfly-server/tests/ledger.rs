@@ -214,3 +214,109 @@ async fn a_refund_of_tiyn_is_refused() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], json!("validation_error"), "{body}");
 }
+
+#[tokio::test]
+async fn a_stored_row_that_cannot_be_read_never_fails_a_batch() {
+    use byfly_server::store::{ClaimOutcome, NewTerminal, TerminalClaim, TerminalTls};
+    let dir = common::temp_dir("byfly-unreadable");
+    let url = common::sqlite_url(&dir);
+    let settings = byfly_server::config::Config {
+        database_url: url.clone(),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let store = byfly_server::open_store(&settings).await.unwrap();
+    let token = byfly_core::ApiToken::generate(&mut byfly_server::random::OsRandom);
+    let source = store
+        .create_source("CRM", &token.hash(), byfly_core::BodyEncoding::Php, 0)
+        .await
+        .unwrap();
+    let gold = store
+        .payment_methods()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(m, _)| m.code.as_str() == "kaspi_gold")
+        .unwrap()
+        .0;
+    let now = byfly_server::http::now();
+    let mut operations = Vec::new();
+    for n in 1..=2 {
+        let terminal = NewTerminal {
+            name: format!("Касса {n}"),
+            base_url: format!("http://127.0.0.1:{}", 9 + n),
+            camera_url: "http://127.0.0.1:9/camera".to_owned(),
+            tls: TerminalTls::Verify { server_name: None },
+        };
+        let added = store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+        store.record_health(added.id, true, None, None).await.unwrap();
+        let id = byfly_core::TransactionId::generate(&mut byfly_server::random::OsRandom);
+        let row = byfly_server::store::NewPaymentRow {
+            transaction_id: id.clone(),
+            source_id: source.id,
+            payment: byfly_core::wire::NewPayment {
+                amount: byfly_core::Money::from_tenge(1_000),
+                currency: "KZT".to_owned(),
+                description: None,
+                customer_name: None,
+                customer_phone: None,
+                customer_email: None,
+                payment_method_id: None,
+                webhook_url: None,
+                webhook_secret: None,
+                metadata: None,
+            },
+            created_at: now,
+            expires_at: now + 3600,
+        };
+        store.insert_payment(&row, None).await.unwrap();
+        let payment = store.payment(&id).await.unwrap().unwrap();
+        let quote = byfly_core::ledger::Ledger::new(payment.original_amount)
+            .quote_next(&gold)
+            .unwrap();
+        let claim = TerminalClaim {
+            payment_id: payment.id,
+            expected_status: byfly_core::PaymentStatus::Pending,
+            terminal_amount: quote.terminal_amount(),
+            quote,
+            excluded_terminals: Vec::new(),
+            replace_operation: None,
+            now,
+            deadline_at: now + 300,
+        };
+        let ClaimOutcome::Claimed { operation_id, .. } = store.claim_terminal(&claim).await.unwrap() else {
+            panic!("no terminal claimed");
+        };
+        store
+            .operation_started(
+                operation_id,
+                &format!("10000000{n}"),
+                now,
+                byfly_core::PaymentStatus::Pending,
+                byfly_core::PaymentStatus::Processing,
+            )
+            .await
+            .unwrap();
+        operations.push(operation_id);
+    }
+    // A hand edit (or a bug) leaves one operation unreadable.
+    sqlx::any::install_default_drivers();
+    let raw = sqlx::AnyPool::connect(&url).await.unwrap();
+    let garble = format!(
+        "UPDATE operations SET percent = 'a lot' WHERE id = {}",
+        operations[0]
+    );
+    sqlx::query(sqlx::AssertSqlSafe(garble))
+        .execute(&raw)
+        .await
+        .unwrap();
+    let due = store.claim_due_operations(now + 10, 15, None, 20).await.unwrap();
+    assert_eq!(
+        due.iter().map(|op| op.id).collect::<Vec<_>>(),
+        [operations[1]],
+        "the readable one is polled, the other skipped"
+    );
+    drop(store);
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1314,7 +1314,7 @@ impl Store for SqlStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        rows.iter().map(Self::operation).collect()
+        Ok(readable(&rows, "operation", Self::operation))
     }
 
     async fn record_poll(&self, operation_id: i64, note: &PollNote) -> Result<(), StoreError> {
@@ -1653,7 +1653,11 @@ impl Store for SqlStore {
         tx.commit().await?;
         let mut due = Vec::with_capacity(rows.len());
         for row in &rows {
-            due.push(self.due(row).await?);
+            match self.due(row).await {
+                Ok(event) => due.push(event),
+                Err(err @ StoreError::Corrupt(_)) => skip_unreadable("webhook event", row, &err),
+                Err(err) => return Err(err),
+            }
         }
         Ok(due)
     }
@@ -1755,6 +1759,25 @@ fn tls_columns(tls: &TerminalTls) -> (&'static str, Option<&str>) {
         TerminalTls::Verify { server_name } => ("verify", server_name.as_deref()),
         TerminalTls::Insecure => ("insecure", None),
     }
+}
+
+/// The rows of a batch that decode; one that does not (a bug, a hand edit) is logged for the
+/// operator and skipped, never failing the others.
+fn readable<T>(rows: &[AnyRow], what: &str, decode: impl Fn(&AnyRow) -> Result<T, StoreError>) -> Vec<T> {
+    rows.iter()
+        .filter_map(|row| match decode(row) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                skip_unreadable(what, row, &err);
+                None
+            }
+        })
+        .collect()
+}
+
+fn skip_unreadable(what: &str, row: &AnyRow, err: &StoreError) {
+    let id: Option<i64> = row.try_get("id").ok();
+    tracing::error!(what, id, %err, "a stored row cannot be read: skipped (check it by hand)");
 }
 
 /// An outbox event to append.
