@@ -46,6 +46,15 @@ impl Default for OperationTiming {
     }
 }
 
+/// Runs `work` to its end even when the client that asked for it goes away (axum drops a handler's
+/// future on disconnect): once a terminal may be running the operation, what it does must be
+/// recorded, not abandoned halfway.
+pub async fn carried_on<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, HttpError>> + Send + 'static,
+) -> Result<T, HttpError> {
+    tokio::spawn(work).await.map_err(HttpError::internal)?
+}
+
 /// A new outbox event id (`evt_` + 128 random bits), stable across the event's delivery attempts.
 pub fn event_id() -> String {
     let mut bytes = [0u8; 16];
@@ -152,9 +161,10 @@ pub async fn start(
             ClaimOutcome::PaymentChanged => {
                 // Another request opened an operation first: answer with it once its QR is read.
                 let operations = state.store.operations(payment.id).await?;
+                // Only an operation still starting or running: never a finished one's QR and amount.
                 return match operations
                     .iter()
-                    .find(|op| op.is_current && op.state != OpState::StartFailed)
+                    .find(|op| op.is_current && matches!(op.state, OpState::Starting | OpState::InFlight))
                 {
                     Some(op) => wait_for_qr(state, &payment, op.id).await,
                     None => Err(HttpError::code(ErrorCode::TerminalsBusy)),
@@ -327,10 +337,16 @@ async fn run_on_terminal(
             return Err(Failure::Stop(HttpError::code(ErrorCode::TerminalUnavailable)));
         }
     };
-    state
+    if !state
         .store
         .operation_started(operation_id, &process.process_id, now(), from, to)
-        .await?;
+        .await?
+    {
+        // Far slower than any terminal call may be: the claim was given up. The terminal may run a
+        // process nobody holds; it ends by itself, and its terminal answers 107 meanwhile.
+        tracing::error!(operation_id, process = %process.process_id, "terminal answered after its claim was given up");
+        return Err(Failure::Stop(HttpError::code(ErrorCode::TerminalUnavailable)));
+    }
     match read_operation_qr(state, terminal, operation_id, on_screen.as_deref()).await? {
         Ok(()) => Ok(()),
         Err(err) => {
@@ -722,7 +738,9 @@ pub async fn start_refund(
             payment.status,
             payment.status,
         )
-        .await?;
+        .await?
+        .then_some(())
+        .ok_or_else(|| HttpError::internal("refund answered after its claim was given up"))?;
     // A card refund shows no QR (the card is presented at the terminal); a QR refund's
     // confirmation QR appears after a few seconds, while the screen may still show the payment's.
     if method != "card"

@@ -320,3 +320,28 @@ async fn a_stored_row_that_cannot_be_read_never_fails_a_batch() {
     drop(store);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_mid_kaspi_does_not_stop_the_work() {
+    let app = app(1).await;
+    let id = app.init(3_000).await;
+    // The customer's phone loses the connection while the terminal draws its QR (≈1.5 s).
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .post(format!("{}/payment/{id}/kaspi", app.base))
+        .json(&json!({"payment_method": "kaspi_gold"}))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up first");
+    // The server carried on: the operation runs with its QR read and stored.
+    let view = eventually("the QR is stored", || async {
+        let view = app.get_json(&format!("/payment/{id}")).await["data"].clone();
+        view["qr_code"].is_string().then_some(view)
+    })
+    .await;
+    assert_eq!(view["status"], json!("processing"));
+    assert_eq!(app.simulators[0].state()["current"]["qr"], view["qr_code"]);
+}

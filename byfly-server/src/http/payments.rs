@@ -278,7 +278,10 @@ pub async fn kaspi(
     }
     let record = find(&state, &id).await?;
     let request: KaspiRequest = parse_json_or_default(&body)?;
-    let answer = operations::start(&state, record, request.payment_method.as_deref()).await?;
+    let answer = operations::carried_on(async move {
+        operations::start(&state, record, request.payment_method.as_deref()).await
+    })
+    .await?;
     Ok(Json(Envelope::with_message("Платеж инициирован", answer)).into_response())
 }
 
@@ -336,7 +339,11 @@ pub async fn refund(
 ) -> Result<Json<Envelope<RefundView>>, HttpError> {
     let record = own(&state, source.id, &id).await?;
     let request: RefundRequest = parse_json_or_default(&body)?;
-    let view = operations::start_refund(&state, record, request.amount).await?;
+    let view = {
+        let state = state.clone();
+        operations::carried_on(async move { operations::start_refund(&state, record, request.amount).await })
+            .await?
+    };
     Ok(Json(Envelope::with_message(
         "Возврат создан: клиент подтверждает его в приложении Kaspi",
         view,

@@ -593,7 +593,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// history. Returns their ids.
     async fn release_uncertain_starts(&self, now: i64) -> Result<Vec<i64>, StoreError>;
     /// The terminal started the process: store its id (polling resumes from it after a restart)
-    /// and move the payment from `from` to `to`.
+    /// and move the payment from `from` to `to`. `false` when the operation was no longer
+    /// `starting` (the stale-start sweeper freed it): nothing is written.
     async fn operation_started(
         &self,
         operation_id: i64,
@@ -601,7 +602,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         from: PaymentStatus,
         to: PaymentStatus,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
     /// The QR was read from the camera.
     async fn operation_qr(
         &self,

@@ -1157,14 +1157,17 @@ impl Store for SqlStore {
         let row = self
             .q(
                 "UPDATE operations SET state = 'start_failed', is_current = 0, holds_terminal = 0 \
-             WHERE id = ? AND state = 'starting' RETURNING terminal_id, replaces_operation_id",
+             WHERE id = ? AND state = 'starting' RETURNING terminal_id, replaces_operation_id, is_current",
             )
             .bind(operation_id)
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = row {
             let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
-            if let Some(replaced) = replaced {
+            // Its predecessor decides the payment again only if it itself still did (a later
+            // request may have replaced it meanwhile).
+            let was_current = flag(&row, "is_current")?;
+            if let Some(replaced) = replaced.filter(|_| was_current) {
                 self.q("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
                     .bind(replaced)
                     .execute(&mut *tx)
@@ -1200,16 +1203,23 @@ impl Store for SqlStore {
         now: i64,
         from: PaymentStatus,
         to: PaymentStatus,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let payment_id: i64 = self.scalar(
-            "UPDATE operations SET state = 'in_flight', process_id = ?, next_poll_at = ? WHERE id = ? RETURNING payment_id",
-        )
-        .bind(process_id)
-        .bind(now + 1)
-        .bind(operation_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        // Only from `starting`: an operation the stale-start sweeper freed meanwhile must not come
+        // back in flight on a terminal the pool thinks is free.
+        let payment_id: Option<i64> = self
+            .scalar(
+                "UPDATE operations SET state = 'in_flight', process_id = ?, next_poll_at = ? \
+                 WHERE id = ? AND state = 'starting' RETURNING payment_id",
+            )
+            .bind(process_id)
+            .bind(now + 1)
+            .bind(operation_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(payment_id) = payment_id else {
+            return Ok(false);
+        };
         self.q("UPDATE payments SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
             .bind(to.as_str())
             .bind(now)
@@ -1218,7 +1228,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn start_uncertain(
