@@ -255,26 +255,35 @@ enum Start {
     Uncertain(String),
 }
 
-/// Asks the terminal to start a payment. A call whose answer was lost or unreadable may have
-/// started it under a process id we never learnt: the terminal is asked once more — it runs one
-/// operation at a time, so the second call either starts the only one (the first never did) or is
-/// refused as busy (the first did). Tokens the terminal refused for good are dropped, unless
-/// another process stored newer ones (then the call is made once more with them).
-async fn start_payment(state: &AppState, terminal: &TerminalRecord, client: &Terminal, amount: i64) -> Start {
-    let mut answer = client.payment(amount, false).await;
+/// Asks the terminal to start a process (`/v2/payment` or `/v2/refund`, made by `call`). A call
+/// whose answer was lost or unreadable may have started it under a process id we never learnt:
+/// the terminal is asked once more — it runs one operation at a time, so the second call either
+/// starts the only one (the first never did) or is refused as busy (the first did). Tokens the
+/// terminal refused for good are dropped, unless another process stored newer ones (then the
+/// call is made once more with them).
+async fn start_process<F>(
+    state: &AppState,
+    terminal: &TerminalRecord,
+    client: &Terminal,
+    call: impl Fn() -> F,
+) -> Start
+where
+    F: std::future::Future<Output = Result<ProcessStarted, TerminalError>>,
+{
+    let mut answer = call().await;
     if let Err(TerminalError::NeedsRegistration(why)) = &answer {
         match state.pool.tokens_refused(terminal.id, client, why).await {
-            Ok(true) => answer = client.payment(amount, false).await,
+            Ok(true) => answer = call().await,
             Ok(false) => {}
             Err(err) => tracing::error!(terminal = terminal.id, %err, "could not record refused tokens"),
         }
     }
     let answer = match answer {
         Err(first) if first.may_have_acted() => {
-            tracing::warn!(terminal = terminal.id, %first, "/v2/payment may have started without an answer; asking again");
-            match client.payment(amount, false).await {
+            tracing::warn!(terminal = terminal.id, %first, "a start may have acted without an answer; asking again");
+            match call().await {
                 Ok(process) => {
-                    tracing::info!(terminal = terminal.id, "the first /v2/payment had not started");
+                    tracing::info!(terminal = terminal.id, "the first call had not started anything");
                     Ok(process)
                 }
                 Err(second) => Err(format!("{first}; asked again: {second}")),
@@ -322,7 +331,7 @@ async fn run_on_terminal(
         Some(camera) => byfly_terminal::qr_on_screen(camera).await,
         None => None,
     };
-    let process = match start_payment(state, terminal, &client, amount).await {
+    let process = match start_process(state, terminal, &client, || client.payment(amount, false)).await {
         Start::Started(process) => process,
         Start::Refused(err) => return Err(release(state, operation_id, &err).await?),
         Start::Uncertain(reason) => {
@@ -713,12 +722,13 @@ pub async fn start_refund(
     };
     let method = source.cheque_method.clone().unwrap_or_else(|| "qr".to_owned());
     let transaction_id = source.terminal_transaction_id.clone().unwrap_or_default();
-    let process = match client
-        .refund(&method, amount.ceil_tenge(), &transaction_id, false)
-        .await
-    {
-        Ok(process) => process,
-        Err(err) => {
+    let whole = amount.ceil_tenge();
+    let start = start_process(state, &terminal, &client, || {
+        client.refund(&method, whole, &transaction_id, false)
+    });
+    let process = match start.await {
+        Start::Started(process) => process,
+        Start::Refused(err) => {
             let busy = matches!(err, TerminalError::Busy(_));
             release(state, operation_id, &err).await?;
             return Err(HttpError::code(if busy {
@@ -727,8 +737,18 @@ pub async fn start_refund(
                 ErrorCode::TerminalUnavailable
             }));
         }
+        Start::Uncertain(reason) => {
+            // Never sent again blindly: the terminal may be refunding already. It stays held
+            // until the deadline, then an operator checks the terminal's history.
+            tracing::warn!(terminal = terminal.id, operation_id, %reason, "refund start uncertain: terminal held");
+            let reason = format!("/v2/refund без ответа: терминал мог начать возврат ({reason})");
+            state
+                .store
+                .start_uncertain(operation_id, &reason, now(), &event_id())
+                .await?;
+            return Err(HttpError::code(ErrorCode::TerminalUnavailable));
+        }
     };
-    state.pool.persist_refreshed_tokens(terminal.id, &client).await?;
     state
         .store
         .operation_started(

@@ -345,3 +345,42 @@ async fn a_client_that_goes_away_mid_kaspi_does_not_stop_the_work() {
     assert_eq!(view["status"], json!("processing"));
     assert_eq!(app.simulators[0].state()["current"]["qr"], view["qr_code"]);
 }
+
+#[tokio::test]
+async fn a_refund_whose_start_got_no_answer_is_never_sent_again_blindly() {
+    let app = spawn_app_with(1, false, |config| config.terminal_request_timeout_ms = 700).await;
+    let terminal = &app.simulators[0];
+    let id = app.init(6_000).await;
+    app.kaspi(&id, "kaspi_gold").await;
+    terminal.pay(pay("Gold", None)).unwrap();
+    wait_status(&app, &id, "paid").await;
+    // The terminal starts the refund, but its answer is lost.
+    terminal.apply_fault(byfly_terminal::simulator::FaultRequest {
+        mode: FaultMode::LostAnswer,
+        for_ms: Some(2_000),
+        for_calls: None,
+        call: Some("refund".to_owned()),
+    });
+    let refund = |body: Value| {
+        app.http
+            .post(format!("{}/payment/{id}/refund", app.base))
+            .header("X-API-Token", &app.token)
+            .json(&body)
+            .send()
+    };
+    let lost = refund(json!({})).await.unwrap();
+    assert_eq!(lost.status(), 400);
+    let lost: Value = lost.json().await.unwrap();
+    assert_eq!(lost["code"], json!("terminal_unavailable"), "{lost}");
+    assert_eq!(
+        terminal.state()["current"]["kind"],
+        json!("refund"),
+        "it did start there"
+    );
+    let sent = terminal.counters().calls["refund"];
+    assert_eq!(sent, 2, "asked once more on the same terminal, no more");
+    // A second request does not send another refund while that one may run.
+    let again = refund(json!({})).await.unwrap();
+    assert_eq!(again.status(), 400);
+    assert_eq!(terminal.counters().calls["refund"], sent);
+}
