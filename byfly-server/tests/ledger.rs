@@ -217,29 +217,13 @@ async fn a_refund_of_tiyn_is_refused() {
 
 #[tokio::test]
 async fn a_stored_row_that_cannot_be_read_never_fails_a_batch() {
-    use byfly_server::store::{ClaimOutcome, NewTerminal, TerminalClaim, TerminalTls};
-    let dir = common::temp_dir("byfly-unreadable");
-    let url = common::sqlite_url(&dir);
-    let settings = byfly_server::config::Config {
-        database_url: url.clone(),
-        ..Default::default()
-    }
-    .validate()
-    .unwrap();
-    let store = byfly_server::open_store(&settings).await.unwrap();
+    use byfly_server::store::{NewTerminal, TerminalTls};
+    let (store, dir, url) = common::fresh_store("byfly-unreadable").await;
     let token = byfly_core::ApiToken::generate(&mut byfly_server::random::OsRandom);
     let source = store
         .create_source("CRM", &token.hash(), byfly_core::BodyEncoding::Php, 0)
         .await
         .unwrap();
-    let gold = store
-        .payment_methods()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|(m, _)| m.code.as_str() == "kaspi_gold")
-        .unwrap()
-        .0;
     let now = byfly_server::http::now();
     let mut operations = Vec::new();
     for n in 1..=2 {
@@ -272,33 +256,7 @@ async fn a_stored_row_that_cannot_be_read_never_fails_a_batch() {
         };
         store.insert_payment(&row, None).await.unwrap();
         let payment = store.payment(&id).await.unwrap().unwrap();
-        let quote = byfly_core::ledger::Ledger::new(payment.original_amount)
-            .quote_next(&gold)
-            .unwrap();
-        let claim = TerminalClaim {
-            payment_id: payment.id,
-            expected_status: byfly_core::PaymentStatus::Pending,
-            terminal_amount: quote.terminal_amount(),
-            quote,
-            excluded_terminals: Vec::new(),
-            replace_operation: None,
-            now,
-            deadline_at: now + 300,
-        };
-        let ClaimOutcome::Claimed { operation_id, .. } = store.claim_terminal(&claim).await.unwrap() else {
-            panic!("no terminal claimed");
-        };
-        store
-            .operation_started(
-                operation_id,
-                &format!("10000000{n}"),
-                now,
-                byfly_core::PaymentStatus::Pending,
-                byfly_core::PaymentStatus::Processing,
-            )
-            .await
-            .unwrap();
-        operations.push(operation_id);
+        operations.push(common::start_by_hand(&store, &payment, &format!("10000000{n}")).await);
     }
     // A hand edit (or a bug) leaves one operation unreadable.
     sqlx::any::install_default_drivers();

@@ -10,8 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use byfly_core::{PaymentStatus, TransactionId, WebhookEvent};
-use byfly_server::config::Config;
+use byfly_core::{TransactionId, WebhookEvent};
 use byfly_server::pool::TerminalPool;
 use byfly_server::store::{NewTerminal, RegistrationState, TerminalTls};
 use byfly_terminal::simulator::{FaultMode, FaultRequest, PayMethod, PayRequest, Simulator, SimulatorConfig};
@@ -164,14 +163,7 @@ async fn registration_is_an_operators_action_that_waits_for_the_cashier() {
 
 #[tokio::test]
 async fn tokens_are_refreshed_before_they_expire() {
-    let dir = common::temp_dir("byfly-refresh");
-    let settings = Config {
-        database_url: common::sqlite_url(&dir),
-        ..Config::default()
-    }
-    .validate()
-    .unwrap();
-    let store = byfly_server::open_store(&settings).await.unwrap();
+    let (store, dir, _) = common::fresh_store("byfly-refresh").await;
     // Tokens that live 30 minutes: less than the hour before expiry at which the checker refreshes.
     let simulator = Simulator::start_local(SimulatorConfig {
         token_ttl: Duration::from_secs(30 * 60),
@@ -341,40 +333,7 @@ async fn a_101_for_an_operation_never_shown_settles_it_failed() {
     let payment = payment_row(&app, &id).await;
     // An operation the terminal started but nobody ever saw (no QR read, no answer polled), whose
     // process the terminal no longer knows.
-    let methods = app.store.payment_methods().await.unwrap();
-    let gold = methods
-        .iter()
-        .find(|(m, _)| m.code.as_str() == "kaspi_gold")
-        .unwrap();
-    let quote = byfly_core::ledger::Ledger::new(payment.original_amount)
-        .quote_next(&gold.0)
-        .unwrap();
-    let now = byfly_server::http::now();
-    let claim = byfly_server::store::TerminalClaim {
-        payment_id: payment.id,
-        expected_status: PaymentStatus::Pending,
-        terminal_amount: quote.terminal_amount(),
-        quote,
-        excluded_terminals: Vec::new(),
-        replace_operation: None,
-        now,
-        deadline_at: now + 300,
-    };
-    let byfly_server::store::ClaimOutcome::Claimed { operation_id, .. } =
-        app.store.claim_terminal(&claim).await.unwrap()
-    else {
-        panic!("no terminal claimed");
-    };
-    app.store
-        .operation_started(
-            operation_id,
-            "100000001",
-            now,
-            PaymentStatus::Pending,
-            PaymentStatus::Processing,
-        )
-        .await
-        .unwrap();
+    common::start_by_hand(&app.store, &payment, "100000001").await;
     wait_status(&app, &id, "failed").await;
     assert!(app.simulators[0].counters().not_found_answers >= 1);
     assert_eq!(

@@ -351,6 +351,66 @@ impl App {
     }
 }
 
+/// A store on a fresh database of its own, with no server: the store, its folder (the caller
+/// removes it) and its URL.
+pub async fn fresh_store(prefix: &str) -> (Arc<dyn Store>, std::path::PathBuf, String) {
+    let dir = temp_dir(prefix);
+    let url = sqlite_url(&dir);
+    let settings = Config {
+        database_url: url.clone(),
+        ..Config::default()
+    }
+    .validate()
+    .unwrap();
+    (byfly_server::open_store(&settings).await.unwrap(), dir, url)
+}
+
+/// Opens a Gold operation on `payment` by hand, as `/kaspi` does once a terminal answered with
+/// `process_id`: claims a free terminal and records the start. Returns the operation's id.
+pub async fn start_by_hand(
+    store: &Arc<dyn Store>,
+    payment: &byfly_server::store::PaymentRecord,
+    process_id: &str,
+) -> i64 {
+    let methods = store.payment_methods().await.unwrap();
+    let (gold, _) = methods
+        .iter()
+        .find(|(m, _)| m.code.as_str() == "kaspi_gold")
+        .unwrap();
+    let quote = byfly_core::ledger::Ledger::new(payment.original_amount)
+        .quote_next(gold)
+        .unwrap();
+    let now = byfly_server::http::now();
+    let claim = byfly_server::store::TerminalClaim {
+        payment_id: payment.id,
+        expected_status: PaymentStatus::Pending,
+        terminal_amount: quote.terminal_amount(),
+        quote,
+        excluded_terminals: Vec::new(),
+        replace_operation: None,
+        now,
+        deadline_at: now + 300,
+    };
+    let byfly_server::store::ClaimOutcome::Claimed { operation_id, .. } =
+        store.claim_terminal(&claim).await.unwrap()
+    else {
+        panic!("no terminal claimed");
+    };
+    assert!(
+        store
+            .operation_started(
+                operation_id,
+                process_id,
+                now,
+                PaymentStatus::Pending,
+                PaymentStatus::Processing
+            )
+            .await
+            .unwrap()
+    );
+    operation_id
+}
+
 /// The admin token of the apps whose configuration sets one.
 pub const ADMIN: &str = "admin-token-0123456789";
 
