@@ -226,8 +226,10 @@ async fn two_processes_share_one_postgres_without_losing_or_doubling_anything() 
         simulators,
     });
 
-    // The receiver's address is known from the start; it listens only later.
-    let receiver_port = free_port();
+    // The receiver's address is bound from the start (a port merely reserved and bound later can be
+    // taken meanwhile by one of the thousands of outgoing connections); it answers only later.
+    let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_port = receiver_listener.local_addr().unwrap().port();
     let webhook_url = format!("http://127.0.0.1:{receiver_port}/hook");
 
     // 200 payments, created on both servers.
@@ -276,13 +278,19 @@ async fn two_processes_share_one_postgres_without_losing_or_doubling_anything() 
         }));
     }
 
-    // The receiver comes up once 60 payments are done; until then every delivery fails.
+    // The receiver comes up once 60 payments are done; until then it drops every connection, so
+    // every delivery fails.
     let inbox = Arc::new(std::sync::Mutex::new(Inbox::default()));
     let receiver = {
         let (done, inbox) = (done.clone(), inbox.clone());
+        let listener = receiver_listener;
         tokio::spawn(async move {
             while done.load(Ordering::SeqCst) < 60 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Ok(Ok((dropped, _))) =
+                    tokio::time::timeout(Duration::from_millis(50), listener.accept()).await
+                {
+                    drop(dropped);
+                }
             }
             let app = axum::Router::new().route(
                 "/hook",
@@ -313,9 +321,6 @@ async fn two_processes_share_one_postgres_without_losing_or_doubling_anything() 
                     },
                 ),
             );
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", receiver_port))
-                .await
-                .unwrap();
             axum::serve(listener, app).await.unwrap();
         })
     };
