@@ -10,37 +10,14 @@ mod common;
 use byfly_core::WebhookEvent;
 use byfly_terminal::simulator::{FaultMode, Outcome, PayRequest};
 use common::{App, eventually, pay, spawn_app_with};
-use serde_json::{Value, json};
+use serde_json::json;
 
 async fn app(terminals: usize) -> App {
     spawn_app_with(terminals, false, |_| {}).await
 }
 
-async fn wait_status(app: &App, id: &str, status: &str) -> Value {
-    eventually(&format!("{id} becomes {status}"), || async {
-        let view = app.status(id).await;
-        (view["status"] == json!(status)).then_some(view)
-    })
-    .await
-}
-
 fn events(list: &[(WebhookEvent, byfly_core::PaymentStatus, String, String, String)]) -> Vec<WebhookEvent> {
     list.iter().map(|event| event.0).collect()
-}
-
-async fn refund_all(app: &App, id: &str) -> Value {
-    let response = app
-        .http
-        .post(format!("{}/payment/{id}/refund", app.base))
-        .header("X-API-Token", &app.token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    body
 }
 
 #[tokio::test]
@@ -60,7 +37,7 @@ async fn money_on_an_abandoned_operation_decides_the_payment_whatever_is_current
     app.simulator_with(gold["data"]["qr_code"].as_str().unwrap())
         .pay(pay("Gold", None))
         .unwrap();
-    let paid = wait_status(&app, &id, "paid").await;
+    let paid = app.wait_status(&id, "paid").await;
     assert_eq!(
         (&paid["amount"], &paid["paid_amount"], &paid["remaining_amount"]),
         (&json!(100000), &json!(100000), &json!(0))
@@ -121,7 +98,7 @@ async fn money_on_an_abandoned_operation_that_is_not_enough_reports_it_while_pro
             ..PayRequest::default()
         })
         .unwrap();
-    let back = wait_status(&app, &id, "partially_paid").await;
+    let back = app.wait_status(&id, "partially_paid").await;
     assert_eq!(back["remaining_amount"], json!(40000));
     assert_eq!(
         events(&app.events(&id).await),
@@ -145,7 +122,7 @@ async fn money_after_the_payment_went_back_to_pending_or_failed_is_credited() {
                     ..PayRequest::default()
                 })
                 .unwrap();
-            wait_status(&app, &id, "failed").await;
+            app.wait_status(&id, "failed").await;
         }
         // The camera cannot read the QR: the payment goes back, the operation runs on.
         terminal.set_fault(FaultMode::NoQr, None);
@@ -156,7 +133,7 @@ async fn money_after_the_payment_went_back_to_pending_or_failed_is_credited() {
         terminal.set_fault(FaultMode::None, None);
         // The customer at the terminal pays the QR on its screen anyway.
         terminal.pay(pay("Gold", None)).unwrap();
-        wait_status(&app, &id, "paid").await;
+        app.wait_status(&id, "paid").await;
         let log = events(&app.events(&id).await);
         assert_eq!(log.last(), Some(&WebhookEvent::Paid), "{log:?}");
         assert_eq!(log.iter().filter(|e| **e == WebhookEvent::Paid).count(), 1);
@@ -172,15 +149,16 @@ async fn money_after_a_full_refund_makes_the_payment_paid_again_and_refundable()
     let gold_terminal = app.simulator_with(gold["data"]["qr_code"].as_str().unwrap());
     let red_terminal = app.simulator_with(red["data"]["qr_code"].as_str().unwrap());
     red_terminal.pay(pay("Red", None)).unwrap();
-    wait_status(&app, &id, "paid").await;
-    let refund = refund_all(&app, &id).await;
+    app.wait_status(&id, "paid").await;
+    let (code, refund) = app.refund(&id, json!({})).await;
+    assert_eq!(code, 200, "{refund}");
     assert_eq!(refund["data"]["amount"], json!(10000));
     red_terminal.pay(PayRequest::default()).unwrap();
-    wait_status(&app, &id, "refunded").await;
+    app.wait_status(&id, "refunded").await;
 
     // The abandoned Gold operation is still on its terminal, and the customer pays it.
     gold_terminal.pay(pay("Gold", None)).unwrap();
-    let again = wait_status(&app, &id, "paid").await;
+    let again = app.wait_status(&id, "paid").await;
     assert_eq!(
         (&again["paid_amount"], &again["refunded_amount"]),
         (&json!(20000), &json!(10000))
@@ -191,7 +169,8 @@ async fn money_after_a_full_refund_makes_the_payment_paid_again_and_refundable()
         "one paid event per entry into paid"
     );
     // What is held again can be refunded again.
-    let second = refund_all(&app, &id).await;
+    let (code, second) = app.refund(&id, json!({})).await;
+    assert_eq!(code, 200, "{second}");
     assert_eq!(second["data"]["amount"], json!(10000));
 }
 
@@ -201,17 +180,9 @@ async fn a_refund_of_tiyn_is_refused() {
     let id = app.init(5_000).await;
     app.kaspi(&id, "kaspi_gold").await;
     app.simulators[0].pay(pay("Gold", None)).unwrap();
-    wait_status(&app, &id, "paid").await;
-    let response = app
-        .http
-        .post(format!("{}/payment/{id}/refund", app.base))
-        .header("X-API-Token", &app.token)
-        .json(&json!({"amount": 100.5}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let body: Value = response.json().await.unwrap();
+    app.wait_status(&id, "paid").await;
+    let (code, body) = app.refund(&id, json!({"amount": 100.5})).await;
+    assert_eq!(code, 400);
     assert_eq!(body["code"], json!("validation_error"), "{body}");
 }
 
@@ -311,7 +282,7 @@ async fn a_refund_whose_start_got_no_answer_is_never_sent_again_blindly() {
     let id = app.init(6_000).await;
     app.kaspi(&id, "kaspi_gold").await;
     terminal.pay(pay("Gold", None)).unwrap();
-    wait_status(&app, &id, "paid").await;
+    app.wait_status(&id, "paid").await;
     // The terminal starts the refund, but its answer is lost.
     terminal.apply_fault(byfly_terminal::simulator::FaultRequest {
         mode: FaultMode::LostAnswer,
@@ -319,17 +290,12 @@ async fn a_refund_whose_start_got_no_answer_is_never_sent_again_blindly() {
         for_calls: None,
         call: Some("refund".to_owned()),
     });
-    let refund = |body: Value| {
-        app.http
-            .post(format!("{}/payment/{id}/refund", app.base))
-            .header("X-API-Token", &app.token)
-            .json(&body)
-            .send()
-    };
-    let lost = refund(json!({})).await.unwrap();
-    assert_eq!(lost.status(), 400);
-    let lost: Value = lost.json().await.unwrap();
-    assert_eq!(lost["code"], json!("terminal_unavailable"), "{lost}");
+    let (code, lost) = app.refund(&id, json!({})).await;
+    assert_eq!(
+        (code, &lost["code"]),
+        (400, &json!("terminal_unavailable")),
+        "{lost}"
+    );
     assert_eq!(
         terminal.state()["current"]["kind"],
         json!("refund"),
@@ -338,7 +304,7 @@ async fn a_refund_whose_start_got_no_answer_is_never_sent_again_blindly() {
     let sent = terminal.counters().calls["refund"];
     assert_eq!(sent, 2, "asked once more on the same terminal, no more");
     // A second request does not send another refund while that one may run.
-    let again = refund(json!({})).await.unwrap();
-    assert_eq!(again.status(), 400);
+    let (code, _) = app.refund(&id, json!({})).await;
+    assert_eq!(code, 400);
     assert_eq!(terminal.counters().calls["refund"], sent);
 }

@@ -13,7 +13,7 @@
 
 mod common;
 
-use byfly_core::{Money, PaymentStatus, TransactionId, WebhookEvent};
+use byfly_core::{Money, PaymentStatus, WebhookEvent};
 use byfly_server::settle::OpState;
 use byfly_terminal::simulator::{ConfigPatch, Outcome, PayRequest};
 use common::{App, eventually, spawn_app_with};
@@ -79,14 +79,6 @@ fn money(value: &Value) -> Money {
     Money::parse(&value.to_string()).unwrap()
 }
 
-async fn payment_row(app: &App, id: &str) -> byfly_server::store::PaymentRecord {
-    app.store
-        .payment(&TransactionId::parse(id).unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 /// The simulator of a terminal id (terminals are added in the simulators' order).
 fn simulator_of(app: &App, terminal_id: i64) -> &byfly_terminal::simulator::Simulator {
     &app.simulators[usize::try_from(terminal_id - 1).unwrap()]
@@ -99,7 +91,7 @@ async fn quiesce(app: &App, payments: &[String]) {
         for id in payments {
             // `/status` asks the terminal when the payment is processing.
             app.status(id).await;
-            let payment = payment_row(app, id).await;
+            let payment = app.payment_row(id).await;
             for op in app.store.operations(payment.id).await.unwrap() {
                 match op.state {
                     OpState::Starting if !op.start_uncertain => return None,
@@ -136,7 +128,7 @@ async fn violations(app: &App, payments: &[String]) -> Vec<String> {
     let (mut received, mut refunded) = (Money::ZERO, Money::ZERO);
     for id in payments {
         let view = app.status(id).await;
-        let payment = payment_row(app, id).await;
+        let payment = app.payment_row(id).await;
         let operations = app.store.operations(payment.id).await.unwrap();
         received = received
             + operations
@@ -283,15 +275,7 @@ async fn act(app: &App, rng: &mut Rng, payments: &mut Vec<String>) -> String {
             format!("cancel {id}: {}", response.status().as_u16())
         }
         83..93 => {
-            let response = app
-                .http
-                .post(format!("{}/payment/{id}/refund", app.base))
-                .header("X-API-Token", &app.token)
-                .json(&json!({}))
-                .send()
-                .await
-                .unwrap();
-            let code = response.status().as_u16();
+            let (code, _) = app.refund(&id, json!({})).await;
             if code == 200 {
                 // The customer confirms it in the Kaspi app.
                 if let Some((index, _)) = waiting(app, "refund").first() {

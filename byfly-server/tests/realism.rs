@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use byfly_core::{TransactionId, WebhookEvent};
+use byfly_core::WebhookEvent;
 use byfly_server::pool::TerminalPool;
 use byfly_server::store::{NewTerminal, RegistrationState, TerminalTls};
 use byfly_terminal::simulator::{FaultMode, FaultRequest, PayMethod, PayRequest, Simulator, SimulatorConfig};
@@ -35,22 +35,6 @@ async fn kaspi_raw(app: &App, id: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
-}
-
-async fn payment_row(app: &App, id: &str) -> byfly_server::store::PaymentRecord {
-    app.store
-        .payment(&TransactionId::parse(id).unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-async fn wait_status(app: &App, id: &str, status: &str) -> Value {
-    eventually(&format!("{id} becomes {status}"), || async {
-        let view = app.status(id).await;
-        (view["status"] == json!(status)).then_some(view)
-    })
-    .await
 }
 
 async fn terminal_view(app: &App, id: i64) -> Value {
@@ -239,7 +223,7 @@ async fn without_remote_cancel_a_cancelled_operation_keeps_its_terminal_and_its_
     app.simulator_with(started["data"]["qr_code"].as_str().unwrap())
         .pay(pay("Gold", None))
         .unwrap();
-    wait_status(&app, &first, "paid").await;
+    app.wait_status(&first, "paid").await;
     let events = app.events(&first).await;
     assert_eq!(
         events.iter().map(|e| e.0).collect::<Vec<_>>(),
@@ -330,11 +314,11 @@ async fn a_terminal_that_forgot_an_operation_a_customer_saw_holds_it_for_review(
 async fn a_101_for_an_operation_never_shown_settles_it_failed() {
     let app = app(1).await;
     let id = app.init(7_000).await;
-    let payment = payment_row(&app, &id).await;
+    let payment = app.payment_row(&id).await;
     // An operation the terminal started but nobody ever saw (no QR read, no answer polled), whose
     // process the terminal no longer knows.
     common::start_by_hand(&app.store, &payment, "100000001").await;
-    wait_status(&app, &id, "failed").await;
+    app.wait_status(&id, "failed").await;
     assert!(app.simulators[0].counters().not_found_answers >= 1);
     assert_eq!(
         app.events(&id).await.iter().map(|e| e.0).collect::<Vec<_>>(),
@@ -360,24 +344,11 @@ async fn the_qr_still_on_screen_from_the_previous_operation_is_never_handed_out(
             "the terminal's own, current QR"
         );
         simulator.pay(pay("Gold", None)).unwrap();
-        wait_status(&app, &id, "paid").await;
+        app.wait_status(&id, "paid").await;
         handed_out.push(qr);
     }
     handed_out.dedup();
     assert_eq!(handed_out.len(), 3, "{handed_out:?}");
-}
-
-async fn refund(app: &App, id: &str) -> Value {
-    let response = app
-        .http
-        .post(format!("{}/payment/{id}/refund", app.base))
-        .header("X-API-Token", &app.token)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
 }
 
 #[tokio::test]
@@ -391,8 +362,9 @@ async fn refunds_wait_for_their_own_confirmation_qr_and_card_refunds_show_none()
     let (_, started) = app.kaspi(&id, "kaspi_gold").await;
     let payment_qr = started["data"]["qr_code"].as_str().unwrap().to_owned();
     simulator.pay(pay("Gold", None)).unwrap();
-    wait_status(&app, &id, "paid").await;
-    let waiting = refund(&app, &id).await;
+    app.wait_status(&id, "paid").await;
+    let (code, waiting) = app.refund(&id, json!({})).await;
+    assert_eq!(code, 200, "{waiting}");
     assert_eq!(
         waiting["data"]["status"],
         json!("waiting_confirmation"),
@@ -402,7 +374,7 @@ async fn refunds_wait_for_their_own_confirmation_qr_and_card_refunds_show_none()
     assert_ne!(confirmation, payment_qr);
     assert_eq!(simulator.state()["current"]["qr"], json!(confirmation));
     simulator.pay(PayRequest::default()).unwrap();
-    wait_status(&app, &id, "refunded").await;
+    app.wait_status(&id, "refunded").await;
 
     // A card payment's refund: no QR at all, the card is presented at the terminal.
     let card = app.init(8_000).await;
@@ -413,8 +385,9 @@ async fn refunds_wait_for_their_own_confirmation_qr_and_card_refunds_show_none()
             ..PayRequest::default()
         })
         .unwrap();
-    wait_status(&app, &card, "paid").await;
-    let waiting = refund(&app, &card).await;
+    app.wait_status(&card, "paid").await;
+    let (code, waiting) = app.refund(&card, json!({})).await;
+    assert_eq!(code, 200, "{waiting}");
     assert_eq!(
         waiting["data"]["status"],
         json!("waiting_confirmation"),
@@ -423,15 +396,11 @@ async fn refunds_wait_for_their_own_confirmation_qr_and_card_refunds_show_none()
     assert!(waiting["data"]["qr_code"].is_null(), "{waiting}");
     assert_eq!(simulator.state()["current"]["kind"], json!("refund"));
     simulator.pay(PayRequest::default()).unwrap();
-    wait_status(&app, &card, "refunded").await;
+    app.wait_status(&card, "refunded").await;
 
     // Each refund is stored with the terminal's new transactionId, never confused with the payment's.
     for id in [&id, &card] {
-        let operations = app
-            .store
-            .operations(payment_row(&app, id).await.id)
-            .await
-            .unwrap();
+        let operations = app.store.operations(app.payment_row(id).await.id).await.unwrap();
         let (refunds, payments): (Vec<_>, Vec<_>) = operations.iter().partition(|op| op.is_refund());
         let paid_with = payments[0].terminal_transaction_id.clone().unwrap();
         let refunded_with = refunds[0].terminal_transaction_id.clone().unwrap();
@@ -475,10 +444,10 @@ async fn a_lost_answer_to_a_payment_start_holds_that_terminal_and_never_tries_th
     assert_eq!(code, 200, "{body}");
     assert_eq!(second.counters().calls["payment"], 1);
     second.pay(pay("Gold", None)).unwrap();
-    wait_status(&app, &id, "paid").await;
+    app.wait_status(&id, "paid").await;
     let uncertain = app
         .store
-        .operations(payment_row(&app, &id).await.id)
+        .operations(app.payment_row(&id).await.id)
         .await
         .unwrap()
         .into_iter()

@@ -13,18 +13,6 @@ use byfly_server::random::OsRandom;
 use common::{App, pay, spawn_app};
 use serde_json::{Value, json};
 
-async fn refund(app: &App, id: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!("{}/payment/{id}/refund", app.base))
-        .header("X-API-Token", &app.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
 async fn refund_status(app: &App, id: &str, refund_id: &str) -> Value {
     let response = app
         .http
@@ -63,7 +51,7 @@ async fn a_partial_then_a_full_refund_confirmed_by_the_customer() {
     let app = spawn_app(1).await;
     let id = paid(&app, 50_000).await;
 
-    let (code, body) = refund(&app, &id, json!({"amount": 20000})).await;
+    let (code, body) = app.refund(&id, json!({"amount": 20000})).await;
     assert_eq!(code, 200, "{body}");
     let data = &body["data"];
     assert_eq!(
@@ -95,9 +83,9 @@ async fn a_partial_then_a_full_refund_confirmed_by_the_customer() {
     );
 
     // Too much, then the rest by default.
-    let (code, body) = refund(&app, &id, json!({"amount": 30001})).await;
+    let (code, body) = app.refund(&id, json!({"amount": 30001})).await;
     assert_eq!((code, &body["code"]), (400, &json!("refund_too_large")));
-    let (code, body) = refund(&app, &id, json!({})).await;
+    let (code, body) = app.refund(&id, json!({})).await;
     assert_eq!((code, &body["data"]["amount"]), (200, &json!(30000)), "{body}");
     let rest = body["data"]["refund_id"].as_str().unwrap().to_owned();
     app.simulators[0].pay(pay("Gold", None)).unwrap();
@@ -120,7 +108,7 @@ async fn a_partial_then_a_full_refund_confirmed_by_the_customer() {
             (WebhookEvent::Refunded, PaymentStatus::Refunded),
         ]
     );
-    let (code, body) = refund(&app, &id, json!({})).await;
+    let (code, body) = app.refund(&id, json!({})).await;
     assert_eq!((code, &body["code"]), (400, &json!("payment_refunded")));
 }
 
@@ -128,7 +116,7 @@ async fn a_partial_then_a_full_refund_confirmed_by_the_customer() {
 async fn refusals() {
     let app = spawn_app(1).await;
     let pending = app.init(1_000).await;
-    let (code, body) = refund(&app, &pending, json!({})).await;
+    let (code, body) = app.refund(&pending, json!({})).await;
     assert_eq!(
         (code, &body["code"]),
         (400, &json!("invalid_status")),
@@ -136,9 +124,9 @@ async fn refusals() {
     );
 
     let id = paid(&app, 5_000).await;
-    let (code, body) = refund(&app, &id, json!({"amount": 0})).await;
+    let (code, body) = app.refund(&id, json!({"amount": 0})).await;
     assert_eq!((code, &body["code"]), (400, &json!("validation_error")));
-    let (code, body) = refund(&app, &id, json!({"amount": "много"})).await;
+    let (code, body) = app.refund(&id, json!({"amount": "много"})).await;
     assert_eq!((code, &body["code"]), (400, &json!("invalid_json")));
 
     // Another source's payment does not exist for it.
@@ -160,7 +148,7 @@ async fn refusals() {
     assert_eq!(unknown["code"], json!("refund_not_found"));
 
     // A customer who does not confirm: the refund fails and nothing changes.
-    let (_, body) = refund(&app, &id, json!({"amount": 1000})).await;
+    let (_, body) = app.refund(&id, json!({"amount": 1000})).await;
     let refund_id = body["data"]["refund_id"].as_str().unwrap().to_owned();
     let declined = byfly_terminal::simulator::PayRequest {
         outcome: byfly_terminal::simulator::Outcome::Fail,

@@ -302,6 +302,37 @@ impl App {
             .unwrap()
     }
 
+    /// `POST /payment/{id}/refund` with `body`, as the app's source: status and JSON answer.
+    pub async fn refund(&self, id: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/payment/{id}/refund", self.base))
+            .header("X-API-Token", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// The payment as stored.
+    pub async fn payment_row(&self, id: &str) -> byfly_server::store::PaymentRecord {
+        self.store
+            .payment(&TransactionId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Polls `/status` until the payment is in `status` (bounded) and returns that view.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        eventually(&format!("{id} becomes {status}"), || async {
+            let view = self.status(id).await;
+            (view["status"] == json!(status)).then_some(view)
+        })
+        .await
+    }
+
     pub async fn status(&self, id: &str) -> Value {
         self.get_json(&format!("/payment/{id}/status")).await["data"].clone()
     }
