@@ -9,6 +9,11 @@
 //! - [`random`]: the operating system's CSPRNG behind byfly-core's `SecureRandom`.
 //! - [`pool`]: clients of the pool's terminals, their health check and token refresh, and the
 //!   operator's registration (which waits for a cashier at the terminal).
+//! - [`operations`]: starting an operation for `/kaspi` (claim a terminal, start it — asking
+//!   again when the answer was lost —, read its QR, never a stale one).
+//! - [`poll`]: following operations to their final answer (`101` and `unknown` go to review).
+//! - [`refunds`]: refunds through the terminal that took the money.
+//! - [`settle`]: from stored operations to byfly-core's ledger and its total decisions.
 //! - [`workers`]: background loops of "claim due rows, work, write back".
 //! - [`demo`]: the whole system on one machine with simulated terminals (`byfly-server demo`, and
 //!   a throwaway server for the SDK's and the CLI's tests).
@@ -19,8 +24,10 @@ pub mod demo;
 pub mod http;
 pub mod openapi;
 pub mod operations;
+pub mod poll;
 pub mod pool;
 pub mod random;
+pub mod refunds;
 pub mod settle;
 pub mod store;
 pub mod webhooks;

@@ -1,23 +1,19 @@
-//! Terminal operations: starting one for `/kaspi` (claim a terminal, start the payment, read the
-//! QR), and following each one to its final answer (the poller, and `/status` on demand).
+//! Starting terminal operations for `/kaspi`: claim a terminal, start the payment (asking again when
+//! its answer was lost), read the QR — and what payments and refunds share for that. Following them
+//! to their end is `poll`; refunds are `refunds`.
 
 use std::time::Duration;
 
 use byfly_core::error::ApiError;
 use byfly_core::error::RetryHint;
-use byfly_core::ledger::LedgerError;
-use byfly_core::wire::{KaspiResponse, RefundStatus, RefundView};
-use byfly_core::{ErrorCode, MethodCode, Money, PaymentEvent, PaymentMethod, PaymentStatus};
+use byfly_core::wire::KaspiResponse;
+use byfly_core::{ErrorCode, MethodCode, PaymentEvent, PaymentMethod, PaymentStatus};
 use byfly_terminal::protocol::ProcessStarted;
-use byfly_terminal::{
-    Camera, CameraError, ProcessStatus, QrScan, Terminal, TerminalError, payment_url, read_new_qr,
-};
+use byfly_terminal::{Camera, CameraError, QrScan, Terminal, TerminalError, payment_url, read_new_qr};
 
 use crate::http::{AppState, HttpError, now};
-use crate::settle::{FinalAnswer, OpState, OperationRecord, ledger_of};
-use crate::store::{
-    ClaimOutcome, PaymentRecord, PollNote, RefundClaim, StoreError, TerminalClaim, TerminalRecord,
-};
+use crate::settle::{OpState, OperationRecord, ledger_of};
+use crate::store::{ClaimOutcome, PaymentRecord, StoreError, TerminalClaim, TerminalRecord};
 
 /// Timing of operations (`spec/KASPI_TERMINAL.md` §4–§5).
 #[derive(Debug, Clone, Copy)]
@@ -232,7 +228,7 @@ pub async fn terminals_busy(state: &AppState) -> Result<HttpError, StoreError> {
     Ok(HttpError(error))
 }
 
-enum Failure {
+pub(crate) enum Failure {
     /// This terminal could not start it; the operation was released: try another terminal.
     TryNext(String),
     /// Stop with this answer.
@@ -246,7 +242,7 @@ impl From<StoreError> for Failure {
 }
 
 /// What asking a terminal to start a payment came to.
-enum Start {
+pub(crate) enum Start {
     /// It runs, with this process id.
     Started(ProcessStarted),
     /// It refused or could not be reached: nothing runs.
@@ -261,7 +257,7 @@ enum Start {
 /// starts the only one (the first never did) or is refused as busy (the first did). Tokens the
 /// terminal refused for good are dropped, unless another process stored newer ones (then the
 /// call is made once more with them).
-async fn start_process<F>(
+pub(crate) async fn start_process<F>(
     state: &AppState,
     terminal: &TerminalRecord,
     client: &Terminal,
@@ -373,7 +369,7 @@ async fn run_on_terminal(
 /// Reads the QR the terminal shows for `operation_id` from its camera — never the one read for its
 /// previous operation, nor `on_screen_before` (what the screen showed before it started), which
 /// the screen may still show — and stores it with its payment link.
-async fn read_operation_qr(
+pub(crate) async fn read_operation_qr(
     state: &AppState,
     terminal: &TerminalRecord,
     operation_id: i64,
@@ -400,7 +396,11 @@ async fn read_operation_qr(
 /// `/v2/payment` could not start on the claimed terminal: the operation is released and the next
 /// terminal is to be tried. An unreachable or broken terminal leaves the pool until its health check
 /// passes; a busy one (someone else uses it) stays healthy.
-async fn release(state: &AppState, operation_id: i64, err: &TerminalError) -> Result<Failure, StoreError> {
+pub(crate) async fn release(
+    state: &AppState,
+    operation_id: i64,
+    err: &TerminalError,
+) -> Result<Failure, StoreError> {
     let unhealthy = !matches!(err, TerminalError::Busy(_));
     state
         .store
@@ -440,339 +440,4 @@ async fn wait_for_qr(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(HttpError::code(ErrorCode::TerminalsBusy))
-}
-
-/// Asks the terminal about one operation and records the answer; settles it when final.
-pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreError> {
-    let Some(process) = op.process_id.as_deref() else {
-        return Ok(());
-    };
-    let Some(terminal) = state.store.terminal(op.terminal_id).await? else {
-        return Ok(());
-    };
-    let client = match state.pool.client(&terminal) {
-        Ok(client) => client,
-        Err(err) => {
-            tracing::error!(operation = op.id, %err, "terminal client");
-            return Ok(());
-        }
-    };
-    let t = now();
-    // `actualize` only while the terminal says `unknown` (it refuses others with 103).
-    let asked = if op.unknown_since.is_some() {
-        client.actualize(process).await
-    } else {
-        client.status(process).await
-    };
-    state.pool.persist_refreshed_tokens(terminal.id, &client).await?;
-    let answer = match asked {
-        Ok(answer) => answer,
-        Err(TerminalError::ProcessNotFound(text))
-            if !(op.shown || op.qr_code.is_some() || op.unknown_since.is_some()) =>
-        {
-            // Never shown to a customer (no QR read, no `wait` seen): nobody could have paid it.
-            let raw = serde_json::json!({ "error": "process not found", "text": text }).to_string();
-            state
-                .store
-                .settle(op.id, &FinalAnswer::Failed, &raw, t, &event_id())
-                .await?;
-            return Ok(());
-        }
-        Err(TerminalError::ProcessNotFound(text)) => {
-            // Terminals forget finished processes, and all of them on a reboot: a customer may
-            // have paid this one. An operator decides; the terminal stays held until then (or
-            // until an actualize gives a final answer).
-            if !op.needs_review {
-                tracing::warn!(
-                    operation = op.id,
-                    "terminal forgot an operation a customer could have paid: review"
-                );
-            }
-            let note = PollNote {
-                raw_answer: serde_json::json!({ "error": "process not found", "text": text }).to_string(),
-                next_poll_at: t + state.timing.actualize_interval,
-                unknown_since: op.unknown_since,
-                shown: true,
-                review: Some(FORGOTTEN_REVIEW.to_owned()),
-            };
-            state.store.record_poll(op.id, &note).await?;
-            return Ok(());
-        }
-        Err(TerminalError::CannotActualize(_)) => {
-            // No longer unknown: ask with status next time.
-            let note = PollNote {
-                raw_answer: "{}".to_owned(),
-                next_poll_at: t + state.timing.poll_interval,
-                unknown_since: None,
-                shown: true,
-                review: None,
-            };
-            state.store.record_poll(op.id, &note).await?;
-            return Ok(());
-        }
-        Err(err) => {
-            if let TerminalError::NeedsRegistration(why) = &err {
-                state.pool.tokens_refused(terminal.id, &client, why).await?;
-            }
-            tracing::warn!(operation = op.id, %err, "poll failed; will ask again");
-            let note = PollNote {
-                raw_answer: serde_json::json!({ "error": err.to_string() }).to_string(),
-                next_poll_at: t + state.timing.poll_interval.max(2),
-                unknown_since: op.unknown_since,
-                shown: false,
-                review: None,
-            };
-            state.store.record_poll(op.id, &note).await?;
-            return Ok(());
-        }
-    };
-    let raw = answer.raw.to_string();
-    match answer.status {
-        ProcessStatus::Success => {
-            let gross = answer
-                .amount
-                .filter(|a| a.is_positive())
-                .unwrap_or(byfly_core::Money::from_tenge(op.terminal_amount));
-            let product_method = answer.add_info.product.map(byfly_core::ProductType::method_code);
-            state
-                .store
-                .settle(
-                    op.id,
-                    &FinalAnswer::Succeeded {
-                        gross,
-                        product_method,
-                        transaction_id: answer.transaction_id.clone(),
-                        cheque_method: answer.cheque.method.clone(),
-                    },
-                    &raw,
-                    t,
-                    &event_id(),
-                )
-                .await?;
-        }
-        ProcessStatus::Fail => {
-            state
-                .store
-                .settle(op.id, &FinalAnswer::Failed, &raw, t, &event_id())
-                .await?;
-        }
-        ProcessStatus::Wait => {
-            let note = PollNote {
-                raw_answer: raw,
-                next_poll_at: t + state.timing.poll_interval,
-                unknown_since: None,
-                shown: true,
-                review: None,
-            };
-            state.store.record_poll(op.id, &note).await?;
-        }
-        ProcessStatus::Unknown => {
-            let since = op.unknown_since.unwrap_or(t);
-            let review = (t - since >= state.timing.unknown_review_after).then(|| UNKNOWN_REVIEW.to_owned());
-            let note = PollNote {
-                raw_answer: raw,
-                next_poll_at: t + state.timing.actualize_interval,
-                unknown_since: Some(since),
-                shown: true,
-                review,
-            };
-            state.store.record_poll(op.id, &note).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Why an operation the terminal forgot (`101`) after a customer could have paid waits for an operator.
-pub const FORGOTTEN_REVIEW: &str = "101: терминал больше не знает операцию, которую мог оплатить \
-     покупатель (перезагрузка или давно завершена); проверьте историю операций на терминале";
-
-/// Why a long `unknown` waits for an operator.
-pub const UNKNOWN_REVIEW: &str =
-    "unknown: терминал не знает, списаны ли деньги; проверьте историю операций на терминале";
-
-/// Polls the due operations (of one payment, or all) once. Returns how many were asked.
-pub async fn poll_due(state: &AppState, payment_id: Option<i64>) -> Result<usize, StoreError> {
-    let lease = 15;
-    let due = state
-        .store
-        .claim_due_operations(now(), lease, payment_id, 20)
-        .await?;
-    for op in &due {
-        poll(state, op).await?;
-    }
-    Ok(due.len())
-}
-
-/// The answer for a refund operation.
-pub fn refund_view(payment: &PaymentRecord, op: &OperationRecord, state: &AppState) -> RefundView {
-    let status = match op.state {
-        OpState::Starting | OpState::InFlight => RefundStatus::WaitingConfirmation,
-        OpState::Succeeded => RefundStatus::Completed,
-        OpState::Failed | OpState::StartFailed => RefundStatus::Failed,
-    };
-    RefundView {
-        refund_id: op.refund_id.clone().unwrap_or_default(),
-        transaction_id: payment.transaction_id.clone(),
-        amount: op.quote.base,
-        status,
-        refund_url: op
-            .payment_url
-            .clone()
-            .filter(|_| status == RefundStatus::WaitingConfirmation),
-        qr_code: op
-            .qr_code
-            .clone()
-            .filter(|_| status == RefundStatus::WaitingConfirmation),
-        created_at: state.settings.offset.format(op.started_at),
-    }
-}
-
-/// `POST /api/payment/{id}/refund`: gives back `requested` (default: everything received and not
-/// yet refunded) through the terminal that took the money, naming its `transactionId` and method.
-/// The customer confirms a QR refund in the Kaspi app; the answer carries the confirmation link.
-pub async fn start_refund(
-    state: &AppState,
-    payment: PaymentRecord,
-    requested: Option<Money>,
-) -> Result<RefundView, HttpError> {
-    // Terminals move whole tenge: a refund of tiyn could not be made as asked.
-    if let Some(amount) = requested
-        && Money::from_tenge(amount.ceil_tenge()) != amount
-    {
-        return Err(HttpError(ApiError::with_message(
-            ErrorCode::ValidationError,
-            "Сумма возврата должна быть целым числом тенге",
-        )));
-    }
-    let operations = state.store.operations(payment.id).await?;
-    let (ledger, _) = ledger_of(&payment, &operations);
-    // Allowed from every status that holds money not yet refunded (paid, partially paid, a
-    // cancelled payment that had received some, a refunded one paid again).
-    if ledger.refundable().is_zero() {
-        return Err(HttpError::code(match payment.status {
-            PaymentStatus::Refunded => ErrorCode::PaymentRefunded,
-            PaymentStatus::Paid | PaymentStatus::PartiallyPaid => ErrorCode::NothingToRefund,
-            _ => ErrorCode::InvalidStatus,
-        }));
-    }
-    let amount = ledger.plan_refund(requested).map_err(|err| match err {
-        LedgerError::RefundTooLarge { .. } => HttpError::code(ErrorCode::RefundTooLarge),
-        _ if requested.is_some() => HttpError(ApiError::with_message(
-            ErrorCode::ValidationError,
-            "Сумма возврата должна быть больше 0",
-        )),
-        _ => HttpError::code(ErrorCode::NothingToRefund),
-    })?;
-    // Refunds already made (or running) against each payment operation.
-    let refunded_from = |id: i64| -> Money {
-        operations
-            .iter()
-            .filter(|op| {
-                op.refund_of == Some(id) && !matches!(op.state, OpState::Failed | OpState::StartFailed)
-            })
-            .map(|op| op.quote.base)
-            .sum()
-    };
-    let source = operations
-        .iter()
-        .rev()
-        .filter(|op| {
-            !op.is_refund() && op.state == OpState::Succeeded && op.terminal_transaction_id.is_some()
-        })
-        .find(|op| {
-            op.credited
-                .unwrap_or(Money::ZERO)
-                .saturating_sub(refunded_from(op.id))
-                >= amount
-        })
-        .ok_or_else(|| {
-            HttpError(ApiError::with_message(
-                ErrorCode::RefundTooLarge,
-                "Сумма возврата больше суммы, полученной одной операцией: верните частями",
-            ))
-        })?;
-    let terminal = state.store.terminal(source.terminal_id).await?;
-    let terminal = terminal.ok_or_else(|| HttpError::internal("operation without terminal"))?;
-    let mut id_bytes = [0u8; 8];
-    rand::fill(&mut id_bytes);
-    let refund_id = format!("rf_{}", hex::encode(id_bytes));
-    let started = now();
-    let claim = state
-        .store
-        .claim_refund(
-            payment.status,
-            source,
-            amount,
-            &refund_id,
-            started,
-            started + state.timing.operation_deadline,
-        )
-        .await?;
-    let operation_id = match claim {
-        RefundClaim::Claimed(id) => id,
-        RefundClaim::TerminalBusy => return Err(terminals_busy(state).await?),
-        RefundClaim::PaymentChanged => return Err(HttpError::code(ErrorCode::InvalidStatus)),
-    };
-    let client = match state.pool.client(&terminal) {
-        Ok(client) => client,
-        Err(err) => {
-            release(state, operation_id, &err).await?;
-            return Err(HttpError::code(ErrorCode::TerminalUnavailable));
-        }
-    };
-    let method = source.cheque_method.clone().unwrap_or_else(|| "qr".to_owned());
-    let transaction_id = source.terminal_transaction_id.clone().unwrap_or_default();
-    let whole = amount.ceil_tenge();
-    let start = start_process(state, &terminal, &client, || {
-        client.refund(&method, whole, &transaction_id, false)
-    });
-    let process = match start.await {
-        Start::Started(process) => process,
-        Start::Refused(err) => {
-            let busy = matches!(err, TerminalError::Busy(_));
-            release(state, operation_id, &err).await?;
-            return Err(HttpError::code(if busy {
-                ErrorCode::TerminalsBusy
-            } else {
-                ErrorCode::TerminalUnavailable
-            }));
-        }
-        Start::Uncertain(reason) => {
-            // Never sent again blindly: the terminal may be refunding already. It stays held
-            // until the deadline, then an operator checks the terminal's history.
-            tracing::warn!(terminal = terminal.id, operation_id, %reason, "refund start uncertain: terminal held");
-            let reason = format!("/v2/refund без ответа: терминал мог начать возврат ({reason})");
-            state
-                .store
-                .start_uncertain(operation_id, &reason, now(), &event_id())
-                .await?;
-            return Err(HttpError::code(ErrorCode::TerminalUnavailable));
-        }
-    };
-    state
-        .store
-        .operation_started(
-            operation_id,
-            &process.process_id,
-            now(),
-            payment.status,
-            payment.status,
-        )
-        .await?
-        .then_some(())
-        .ok_or_else(|| HttpError::internal("refund answered after its claim was given up"))?;
-    // A card refund shows no QR (the card is presented at the terminal); a QR refund's
-    // confirmation QR appears after a few seconds, while the screen may still show the payment's.
-    if method != "card"
-        && let Err(err) = read_operation_qr(state, &terminal, operation_id, None).await?
-    {
-        // The refund still runs and is followed by the poller; the customer confirms in the app.
-        tracing::warn!(operation_id, %err, "refund confirmation QR not read");
-    }
-    let op = state
-        .store
-        .refund_operation(&refund_id)
-        .await?
-        .ok_or_else(|| HttpError::internal("refund vanished"))?;
-    Ok(refund_view(&payment, &op, state))
 }

@@ -39,7 +39,7 @@ pub async fn operation_poller(state: AppState, mut stop: watch::Receiver<bool>) 
         if *stop.borrow() {
             break;
         }
-        if let Err(err) = crate::operations::poll_due(&state, None).await {
+        if let Err(err) = crate::poll::poll_due(&state, None).await {
             tracing::error!(%err, "operation poll round failed");
         }
         tokio::select! {

@@ -351,7 +351,7 @@ async fn registration_the_cashier_declines() {
     );
     let (code, _) = control(&simulator, "approve-registration", json!({})).await;
     assert_eq!(code, 409, "nothing waits for the cashier any more");
-    // A friendlier terminal (the `auto` knob) accepts at once.
+    // The friendlier `auto` knob, turned on here to test the knob itself: the cashier accepts at once.
     let (code, knobs) = control(&simulator, "config", json!({"register": "auto"})).await;
     assert_eq!((code, &knobs["register"]), (200, &json!("auto")));
     assert!(terminal.register().await.is_ok());

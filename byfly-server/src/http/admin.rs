@@ -10,15 +10,15 @@ use byfly_core::error::ApiError;
 use byfly_core::ids::TokenHash;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, Envelope,
-    OperationView, RegistrationView, ResolveOperationRequest, SourceView, TerminalView, UpdateMethodRequest,
-    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    OperationView, RegistrationView, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest,
+    UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{ApiToken, ErrorCode, TransactionId};
 
 use super::extract::{JsonBytes, invalid_query, parse_json};
 use super::{AppState, HttpError, now};
 use crate::random::OsRandom;
-use crate::settle::{FinalAnswer, OpState, OperationRecord};
+use crate::settle::OperationRecord;
 use crate::store::{
     DeliveryLog, NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
 };
@@ -47,7 +47,7 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-fn not_found() -> HttpError {
+pub(super) fn not_found() -> HttpError {
     HttpError::code(ErrorCode::NotFound)
 }
 
@@ -186,7 +186,8 @@ pub async fn terminals(
     )))
 }
 
-/// `POST /api/admin/terminals`: added to the pool; registered by the next health check.
+/// `POST /api/admin/terminals`: added to the pool, waiting for an operator to register it
+/// (`POST /api/admin/terminals/{id}/register`: a cashier accepts on the terminal's screen).
 pub async fn add_terminal(
     _: Admin,
     State(state): State<AppState>,
@@ -411,7 +412,11 @@ pub async fn retry_webhook(
     Ok(Json(Envelope::data(attempt_view(last, &state))))
 }
 
-fn operation_view(op: &OperationRecord, transaction_id: &TransactionId, state: &AppState) -> OperationView {
+pub(super) fn operation_view(
+    op: &OperationRecord,
+    transaction_id: &TransactionId,
+    state: &AppState,
+) -> OperationView {
     let offset = state.settings.offset;
     OperationView {
         id: op.id,
@@ -458,21 +463,6 @@ pub async fn payment(
             .collect(),
     };
     Ok(Json(Envelope::data(view)))
-}
-
-/// `GET /api/admin/operations/review`: operations a terminal has called `unknown` for longer than
-/// `unknown_review_after`; they keep their terminal until the terminal gives a final answer.
-pub async fn review(
-    _: Admin,
-    State(state): State<AppState>,
-) -> Result<Json<Envelope<Vec<OperationView>>>, HttpError> {
-    let mut views = Vec::new();
-    for op in state.store.operations_needing_review().await? {
-        if let Some(payment) = state.store.payment_by_row_id(op.payment_id).await? {
-            views.push(operation_view(&op, &payment.transaction_id, &state));
-        }
-    }
-    Ok(Json(Envelope::data(views)))
 }
 
 /// `GET /api/admin/payments` query: the public list's filters, plus a source.
@@ -540,90 +530,4 @@ pub async fn register_terminal(
         Json(Envelope::data(terminal_view(terminal, &state))),
     )
         .into_response())
-}
-
-/// `POST /api/admin/operations/{id}/resolve`: an operator's decision about an operation waiting
-/// for review — `paid` (with the amount the terminal's history shows) or `not_paid` — applied
-/// like the terminal's own final answer: it frees the terminal, settles the payment and sends its
-/// webhook.
-pub async fn resolve_operation(
-    _: Admin,
-    State(state): State<AppState>,
-    Path(id): Path<i64>,
-    JsonBytes(body): JsonBytes,
-) -> Result<Json<Envelope<OperationView>>, HttpError> {
-    let request: ResolveOperationRequest = parse_json(&body)?;
-    let op = state.store.operation(id).await?.ok_or_else(not_found)?;
-    let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
-    let answer = match (request.outcome.as_str(), request.amount, &request.transaction_id) {
-        // The terminal's transactionId is what a refund of this money will have to name.
-        ("paid", Some(amount), Some(transaction_id))
-            if amount.is_positive() && !transaction_id.is_empty() =>
-        {
-            FinalAnswer::Succeeded {
-                gross: amount,
-                product_method: None,
-                transaction_id: Some(transaction_id.clone()),
-                cheque_method: Some(request.method.clone().unwrap_or_else(|| "qr".to_owned())),
-            }
-        }
-        ("paid", _, _) => {
-            return Err(invalid(
-                "для paid нужны amount больше 0 и transaction_id из истории терминала",
-            ));
-        }
-        ("not_paid", _, _) => FinalAnswer::Failed,
-        _ => return Err(invalid("outcome: paid или not_paid")),
-    };
-    let not_waiting = || {
-        HttpError(ApiError::with_message(
-            ErrorCode::InvalidStatus,
-            "Операция не ждёт решения оператора",
-        ))
-    };
-    if op.needs_review && op.start_uncertain && !op.holds_terminal {
-        // A start that got no answer, its terminal already free: the operator records what the
-        // terminal's history shows. Money found there cannot be attached to this payment from here.
-        if matches!(answer, FinalAnswer::Succeeded { .. }) {
-            return Err(HttpError(ApiError::with_message(
-                ErrorCode::InvalidStatus,
-                "Операция без ответа терминала: деньги по ней зачислить нельзя, верните их через терминал",
-            )));
-        }
-        if !state.store.acknowledge_review(id).await? {
-            return Err(not_waiting());
-        }
-    } else {
-        if !(op.needs_review && op.state == OpState::InFlight) {
-            return Err(not_waiting());
-        }
-        let raw = serde_json::json!({
-            "resolved_by": "operator",
-            "outcome": request.outcome,
-            "amount": request.amount,
-            "transaction_id": request.transaction_id,
-            "note": request.note,
-        })
-        .to_string();
-        let settled = state
-            .store
-            .settle(id, &answer, &raw, now(), &crate::operations::event_id())
-            .await?;
-        // Settled meanwhile by the terminal's own answer: that one stands.
-        if settled.is_none() {
-            return Err(not_waiting());
-        }
-    }
-    tracing::warn!(operation = id, outcome = %request.outcome, "operation resolved by an operator");
-    let resolved = state.store.operation(id).await?.ok_or_else(not_found)?;
-    let payment = state
-        .store
-        .payment_by_row_id(resolved.payment_id)
-        .await?
-        .ok_or_else(not_found)?;
-    Ok(Json(Envelope::data(operation_view(
-        &resolved,
-        &payment.transaction_id,
-        &state,
-    ))))
 }

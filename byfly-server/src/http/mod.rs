@@ -7,6 +7,7 @@ mod extract;
 mod limits;
 mod page;
 mod payments;
+mod review;
 
 use std::sync::Arc;
 
@@ -84,8 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/payments", get(admin::payments))
         .route("/admin/payments/{id}", get(admin::payment))
         .route("/admin/payments/{id}/webhooks", get(admin::payment_webhooks))
-        .route("/admin/operations/review", get(admin::review))
-        .route("/admin/operations/{id}/resolve", post(admin::resolve_operation))
+        .route("/admin/operations/review", get(review::review))
+        .route("/admin/operations/{id}/resolve", post(review::resolve_operation))
         .route("/admin/webhooks/{event_id}/retry", post(admin::retry_webhook));
     let api = if state.settings.demo_mode {
         api.route("/dev/simulate/{id}", post(dev::simulate)).route(

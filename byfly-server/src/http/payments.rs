@@ -239,7 +239,7 @@ pub async fn status(
 ) -> Result<Json<Envelope<PaymentStatusView>>, HttpError> {
     let mut record = find(&state, &id).await?;
     if record.status == PaymentStatus::Processing {
-        operations::poll_due(&state, Some(record.id)).await?;
+        crate::poll::poll_due(&state, Some(record.id)).await?;
         record = find(&state, &id).await?;
     }
     let (figures, _) = figures(&state, &record).await?;
@@ -341,8 +341,10 @@ pub async fn refund(
     let request: RefundRequest = parse_json_or_default(&body)?;
     let view = {
         let state = state.clone();
-        operations::carried_on(async move { operations::start_refund(&state, record, request.amount).await })
-            .await?
+        operations::carried_on(
+            async move { crate::refunds::start_refund(&state, record, request.amount).await },
+        )
+        .await?
     };
     Ok(Json(Envelope::with_message(
         "Возврат создан: клиент подтверждает его в приложении Kaspi",
@@ -366,7 +368,7 @@ pub async fn refund_status(
         .filter(|op| op.payment_id == record.id)
         .ok_or_else(not_found)?;
     if op.state == OpState::InFlight {
-        operations::poll_due(&state, Some(record.id)).await?;
+        crate::poll::poll_due(&state, Some(record.id)).await?;
     }
     let op = state
         .store
@@ -374,7 +376,7 @@ pub async fn refund_status(
         .await?
         .ok_or_else(not_found)?;
     let record = find(&state, &id).await?;
-    Ok(Json(Envelope::data(operations::refund_view(
+    Ok(Json(Envelope::data(crate::refunds::refund_view(
         &record, &op, &state,
     ))))
 }

@@ -609,6 +609,8 @@ impl Device {
                 "Integration with this name is already allowed",
             ));
         }
+        // The friendlier knob: a terminal whose cashier accepts at once. The realistic default waits;
+        // a test that turns this on says why (only byfly-terminal's protocol tests, to test the knob).
         if self.config.register == RegisterMode::Auto {
             self.registered.insert(name.to_owned());
             return Registration::Answered(ok(self.issue_tokens(name, now)));

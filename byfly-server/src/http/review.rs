@@ -1,0 +1,115 @@
+//! The review queue of the admin API: operations the terminal cannot answer for, and the
+//! operator's decision about each, settled like the terminal's own final answer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use byfly_core::ErrorCode;
+use byfly_core::error::ApiError;
+use byfly_core::wire::{Envelope, OperationView, ResolveOperationRequest};
+
+use super::admin::{Admin, not_found, operation_view};
+use super::extract::{JsonBytes, parse_json};
+use super::{AppState, HttpError, now};
+use crate::settle::{FinalAnswer, OpState};
+
+/// `GET /api/admin/operations/review`: operations waiting for an operator — `unknown` for longer
+/// than `unknown_review_after`, forgotten by their terminal (`101`) after a customer could have
+/// paid, or started without an answer — each with its `review_reason`.
+pub async fn review(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Envelope<Vec<OperationView>>>, HttpError> {
+    let mut views = Vec::new();
+    for op in state.store.operations_needing_review().await? {
+        if let Some(payment) = state.store.payment_by_row_id(op.payment_id).await? {
+            views.push(operation_view(&op, &payment.transaction_id, &state));
+        }
+    }
+    Ok(Json(Envelope::data(views)))
+}
+
+/// `POST /api/admin/operations/{id}/resolve`: an operator's decision about an operation waiting
+/// for review — `paid` (with the amount the terminal's history shows) or `not_paid` — applied
+/// like the terminal's own final answer: it frees the terminal, settles the payment and sends its
+/// webhook.
+pub async fn resolve_operation(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Envelope<OperationView>>, HttpError> {
+    let request: ResolveOperationRequest = parse_json(&body)?;
+    let op = state.store.operation(id).await?.ok_or_else(not_found)?;
+    let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
+    let answer = match (request.outcome.as_str(), request.amount, &request.transaction_id) {
+        // The terminal's transactionId is what a refund of this money will have to name.
+        ("paid", Some(amount), Some(transaction_id))
+            if amount.is_positive() && !transaction_id.is_empty() =>
+        {
+            FinalAnswer::Succeeded {
+                gross: amount,
+                product_method: None,
+                transaction_id: Some(transaction_id.clone()),
+                cheque_method: Some(request.method.clone().unwrap_or_else(|| "qr".to_owned())),
+            }
+        }
+        ("paid", _, _) => {
+            return Err(invalid(
+                "для paid нужны amount больше 0 и transaction_id из истории терминала",
+            ));
+        }
+        ("not_paid", _, _) => FinalAnswer::Failed,
+        _ => return Err(invalid("outcome: paid или not_paid")),
+    };
+    let not_waiting = || {
+        HttpError(ApiError::with_message(
+            ErrorCode::InvalidStatus,
+            "Операция не ждёт решения оператора",
+        ))
+    };
+    if op.needs_review && op.start_uncertain && !op.holds_terminal {
+        // A start that got no answer, its terminal already free: the operator records what the
+        // terminal's history shows. Money found there cannot be attached to this payment from here.
+        if matches!(answer, FinalAnswer::Succeeded { .. }) {
+            return Err(HttpError(ApiError::with_message(
+                ErrorCode::InvalidStatus,
+                "Операция без ответа терминала: деньги по ней зачислить нельзя, верните их через терминал",
+            )));
+        }
+        if !state.store.acknowledge_review(id).await? {
+            return Err(not_waiting());
+        }
+    } else {
+        if !(op.needs_review && op.state == OpState::InFlight) {
+            return Err(not_waiting());
+        }
+        let raw = serde_json::json!({
+            "resolved_by": "operator",
+            "outcome": request.outcome,
+            "amount": request.amount,
+            "transaction_id": request.transaction_id,
+            "note": request.note,
+        })
+        .to_string();
+        let settled = state
+            .store
+            .settle(id, &answer, &raw, now(), &crate::operations::event_id())
+            .await?;
+        // Settled meanwhile by the terminal's own answer: that one stands.
+        if settled.is_none() {
+            return Err(not_waiting());
+        }
+    }
+    tracing::warn!(operation = id, outcome = %request.outcome, "operation resolved by an operator");
+    let resolved = state.store.operation(id).await?.ok_or_else(not_found)?;
+    let payment = state
+        .store
+        .payment_by_row_id(resolved.payment_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(Envelope::data(operation_view(
+        &resolved,
+        &payment.transaction_id,
+        &state,
+    ))))
+}
