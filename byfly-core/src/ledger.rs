@@ -380,6 +380,40 @@ impl Ledger {
     }
 }
 
+/// Splits one refund request over the operations that received the money (`spec/API.md` §3.4):
+/// each terminal refund goes back through the operation that took it, so a request larger than
+/// any one operation becomes several parts, the largest source first (fewest confirmations for the
+/// customer). `sources` pairs each operation with what it still holds; a terminal gives back whole
+/// tenge only, so tiyn left on a source are not counted. Ties keep the order given.
+pub fn split_refund<K: Copy>(amount: Money, sources: &[(K, Money)]) -> Result<Vec<(K, Money)>, LedgerError> {
+    if !amount.is_positive() {
+        return Err(LedgerError::RefundNotPositive);
+    }
+    let mut by_size: Vec<(K, Money)> = sources
+        .iter()
+        .map(|&(source, held)| (source, held.floor_tenge()))
+        .filter(|(_, held)| held.is_positive())
+        .collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut left = amount;
+    let mut parts = Vec::new();
+    for (source, held) in by_size {
+        if left.is_zero() {
+            break;
+        }
+        let part = held.min(left);
+        parts.push((source, part));
+        left = left.saturating_sub(part);
+    }
+    if left.is_positive() {
+        return Err(LedgerError::RefundTooLarge {
+            requested: amount,
+            refundable: amount.saturating_sub(left),
+        });
+    }
+    Ok(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,5 +779,48 @@ mod tests {
             PaymentStatus::Refunded.follow(MoneyEvent::Credited, &standing).to,
             PaymentStatus::Paid
         );
+    }
+
+    #[test]
+    fn a_refund_spans_operations_largest_first() {
+        // Guide scenario 3: 87 719 then a top-up of 12 281, refunded as one request.
+        let sources = [(1, m("87719")), (2, m("12281"))];
+        assert_eq!(
+            split_refund(m("100000"), &[sources[1], sources[0]]).unwrap(),
+            vec![(1, m("87719")), (2, m("12281"))]
+        );
+        assert_eq!(
+            split_refund(m("90000"), &sources).unwrap(),
+            vec![(1, m("87719")), (2, m("2281"))]
+        );
+        assert_eq!(split_refund(m("500"), &sources).unwrap(), vec![(1, m("500"))]);
+    }
+
+    #[test]
+    fn a_refund_split_never_exceeds_what_each_source_holds() {
+        let sources = [(1, m("100.50")), (2, m("0")), (3, m("0.99"))];
+        assert_eq!(
+            split_refund(m("101"), &sources),
+            Err(LedgerError::RefundTooLarge {
+                requested: m("101"),
+                refundable: m("100"),
+            })
+        );
+        assert_eq!(
+            split_refund(m("0"), &sources),
+            Err(LedgerError::RefundNotPositive)
+        );
+        assert_eq!(split_refund(m("100"), &sources).unwrap(), vec![(1, m("100"))]);
+        // Every split sums to the request and takes from each source no more than it holds.
+        for amount in 1..=300 {
+            let sources = [(1, m("120")), (2, m("120")), (3, m("60"))];
+            let parts = split_refund(Money::from_tenge(amount), &sources).unwrap();
+            let total: Money = parts.iter().map(|(_, part)| *part).sum();
+            assert_eq!(total, Money::from_tenge(amount));
+            for (source, part) in parts {
+                let held = sources.iter().find(|(id, _)| *id == source).unwrap().1;
+                assert!(part.is_positive() && part <= held);
+            }
+        }
     }
 }

@@ -84,6 +84,11 @@ impl Money {
         self.0.ceil().to_i64().unwrap_or(i64::MAX)
     }
 
+    /// The whole tenge in this amount, tiyn dropped: what a terminal can give back of it.
+    pub fn floor_tenge(self) -> Money {
+        Money(self.0.floor().normalize())
+    }
+
     /// Rounded to whole tenge, half away from zero.
     pub fn round_tenge(self) -> Money {
         Money(round_half_away(self.0, 0).normalize())

@@ -558,6 +558,28 @@ pub enum RefundStatus {
     Completed,
     /// The terminal refused it, or the customer did not confirm in time.
     Failed,
+    /// A request spanning operations stopped after some of its parts gave money back: one part
+    /// failed, so the rest were not started (`refunded_amount` says how much moved).
+    PartiallyCompleted,
+    /// A part not started yet: it runs once the parts before it have completed.
+    Queued,
+}
+
+/// One terminal refund of a request: a request larger than any one operation received is given
+/// back through each of them in turn, largest first (`spec/API.md` §3.4).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundPart {
+    /// What this part gives back.
+    pub amount: Money,
+    /// Progress of this part (`queued` until it starts).
+    pub status: RefundStatus,
+    /// The confirmation link while this part waits for the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_url: Option<String>,
+    /// The confirmation QR text while this part waits for the customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qr_code: Option<String>,
 }
 
 /// A refund (answer of `POST /refund` and `GET /refund/{refund_id}`).
@@ -578,6 +600,12 @@ pub struct RefundView {
     pub qr_code: Option<String>,
     /// `YYYY-MM-DD HH:MM:SS`.
     pub created_at: String,
+    /// What the completed parts have given back so far.
+    #[serde(default)]
+    pub refunded_amount: Money,
+    /// The terminal refunds this request is made of, in the order they run.
+    #[serde(default)]
+    pub parts: Vec<RefundPart>,
 }
 
 /// `GET /api/payments` query.

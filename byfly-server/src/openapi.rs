@@ -22,9 +22,9 @@ use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CancelResponse, CreateSourceRequest,
     CreatedSource, HealthResponse, InitPaymentRequest, InitPaymentResponse, KaspiRequest, KaspiResponse,
     MethodQuoteView, OperationView, PaymentList, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth,
-    RefundRequest, RefundStatus, RefundView, RegistrationView, ResolveOperationRequest, SourceView,
-    TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView,
-    WebhookEventView,
+    RefundPart, RefundRequest, RefundStatus, RefundView, RegistrationView, ResolveOperationRequest,
+    SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
+    WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, WebhookPayload};
 
@@ -40,6 +40,7 @@ use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, Webho
     CancelResponse,
     RefundRequest,
     RefundStatus,
+    RefundPart,
     RefundView,
     PaymentSummary,
     PaymentList,

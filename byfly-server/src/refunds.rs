@@ -1,44 +1,181 @@
 //! Refunds: through the terminal that took the money, naming its `transactionId` and method,
-//! confirmed by the customer (a QR refund) and followed by the poller like a payment.
+//! confirmed by the customer (a QR refund) and followed by the poller like a payment. A request
+//! larger than what one operation received is split over the operations that received it, largest
+//! first (`spec/API.md` §3.4); its parts run one after another: the first from the request itself,
+//! each next one from [`continue_open`] once the one before has completed. A part that fails ends
+//! the request (the customer declined, or the terminal refused): the rest is not started, and the
+//! merchant sees `partially_completed` with what did move.
 
 use byfly_core::error::ApiError;
-use byfly_core::ledger::LedgerError;
-use byfly_core::wire::{RefundStatus, RefundView};
+use byfly_core::ledger::{LedgerError, split_refund};
+use byfly_core::wire::{RefundPart, RefundStatus, RefundView};
 use byfly_core::{ErrorCode, Money, PaymentStatus};
 use byfly_terminal::TerminalError;
 
 use crate::http::{AppState, HttpError, now};
 use crate::operations::{Start, event_id, read_operation_qr, release, start_process, terminals_busy};
 use crate::settle::{OpState, OperationRecord, ledger_of};
-use crate::store::{PaymentRecord, RefundClaim};
+use crate::store::{PaymentRecord, RefundClaim, RefundPartOf, RefundRequestRecord, StoreError};
 
-/// The answer for a refund operation.
-pub fn refund_view(payment: &PaymentRecord, op: &OperationRecord, state: &AppState) -> RefundView {
-    let status = match op.state {
-        OpState::Starting | OpState::InFlight => RefundStatus::WaitingConfirmation,
-        OpState::Succeeded => RefundStatus::Completed,
-        OpState::Failed | OpState::StartFailed => RefundStatus::Failed,
+/// How many open requests one round of [`continue_open`] looks at.
+const OPEN_REQUESTS_PER_ROUND: i64 = 50;
+
+/// What each successful payment operation still holds for refunds: what it received minus the
+/// refunds made or running against it. Only an operation with the terminal's `transactionId` can
+/// be named in `/v2/refund`.
+fn refund_sources(operations: &[OperationRecord]) -> Vec<(&OperationRecord, Money)> {
+    let given_back = |id: i64| -> Money {
+        operations
+            .iter()
+            .filter(|op| op.refund_of == Some(id) && !part_failed(op))
+            .map(|op| op.quote.base)
+            .sum()
+    };
+    operations
+        .iter()
+        .filter(|op| {
+            !op.is_refund() && op.state == OpState::Succeeded && op.terminal_transaction_id.is_some()
+        })
+        .map(|op| {
+            (
+                op,
+                op.credited
+                    .unwrap_or(Money::ZERO)
+                    .saturating_sub(given_back(op.id)),
+            )
+        })
+        .collect()
+}
+
+/// [`split_refund`] over the operations that can still give money back.
+fn split_over_sources(
+    amount: Money,
+    operations: &[OperationRecord],
+) -> Result<Vec<(&OperationRecord, Money)>, LedgerError> {
+    let sources = refund_sources(operations);
+    let by_index: Vec<(usize, Money)> = sources
+        .iter()
+        .enumerate()
+        .map(|(at, (_, held))| (at, *held))
+        .collect();
+    Ok(split_refund(amount, &by_index)?
+        .into_iter()
+        .map(|(at, part)| (sources[at].0, part))
+        .collect())
+}
+
+/// A part ended without giving anything back (and no operator still has to decide it).
+fn part_failed(op: &OperationRecord) -> bool {
+    matches!(op.state, OpState::Failed | OpState::StartFailed) && !part_undecided(op)
+}
+
+/// A part still running on its terminal, or waiting for an operator's decision.
+fn part_undecided(op: &OperationRecord) -> bool {
+    op.holds_terminal || op.needs_review || matches!(op.state, OpState::Starting | OpState::InFlight)
+}
+
+fn part_status(op: &OperationRecord) -> RefundStatus {
+    if part_undecided(op) {
+        RefundStatus::WaitingConfirmation
+    } else if op.state == OpState::Succeeded {
+        RefundStatus::Completed
+    } else {
+        RefundStatus::Failed
+    }
+}
+
+/// What a completed part gave back: what its terminal reported moving.
+fn moved(op: &OperationRecord) -> Money {
+    if op.state == OpState::Succeeded {
+        op.gross.unwrap_or(op.quote.base)
+    } else {
+        Money::ZERO
+    }
+}
+
+/// The parts of `request` started so far, in the order they ran.
+fn started_parts<'a>(
+    request: &RefundRequestRecord,
+    operations: &'a [OperationRecord],
+) -> Vec<&'a OperationRecord> {
+    operations
+        .iter()
+        .filter(|op| op.refund_id.as_deref() == Some(request.refund_id.as_str()))
+        .collect()
+}
+
+/// What of the request no part has taken on yet (parts that failed took nothing).
+fn not_yet_started(request: &RefundRequestRecord, parts: &[&OperationRecord]) -> Money {
+    let taken: Money = parts
+        .iter()
+        .filter(|op| !part_failed(op))
+        .map(|op| op.quote.base)
+        .sum();
+    request.amount.saturating_sub(taken)
+}
+
+/// The answer for a refund request: its parts so far, the ones still queued, and where it stands.
+pub fn refund_view(
+    payment: &PaymentRecord,
+    request: &RefundRequestRecord,
+    operations: &[OperationRecord],
+    state: &AppState,
+) -> RefundView {
+    let started = started_parts(request, operations);
+    let mut parts: Vec<RefundPart> = started
+        .iter()
+        .map(|op| {
+            let status = part_status(op);
+            let waiting = status == RefundStatus::WaitingConfirmation;
+            RefundPart {
+                amount: op.quote.base,
+                status,
+                refund_url: op.payment_url.clone().filter(|_| waiting),
+                qr_code: op.qr_code.clone().filter(|_| waiting),
+            }
+        })
+        .collect();
+    let stopped = started.iter().any(|op| part_failed(op));
+    let left = not_yet_started(request, &started);
+    if request.open && !stopped && left.is_positive() {
+        let queued = split_over_sources(left, operations).unwrap_or_default();
+        parts.extend(queued.into_iter().map(|(_, amount)| RefundPart {
+            amount,
+            status: RefundStatus::Queued,
+            refund_url: None,
+            qr_code: None,
+        }));
+    }
+    let refunded_amount: Money = started.iter().map(|op| moved(op)).sum();
+    let running = parts
+        .iter()
+        .find(|part| part.status == RefundStatus::WaitingConfirmation);
+    let status = if running.is_some() || parts.iter().any(|part| part.status == RefundStatus::Queued) {
+        RefundStatus::WaitingConfirmation
+    } else if refunded_amount >= request.amount {
+        RefundStatus::Completed
+    } else if refunded_amount.is_positive() {
+        RefundStatus::PartiallyCompleted
+    } else {
+        RefundStatus::Failed
     };
     RefundView {
-        refund_id: op.refund_id.clone().unwrap_or_default(),
+        refund_id: request.refund_id.clone(),
         transaction_id: payment.transaction_id.clone(),
-        amount: op.quote.base,
+        amount: request.amount,
         status,
-        refund_url: op
-            .payment_url
-            .clone()
-            .filter(|_| status == RefundStatus::WaitingConfirmation),
-        qr_code: op
-            .qr_code
-            .clone()
-            .filter(|_| status == RefundStatus::WaitingConfirmation),
-        created_at: state.settings.offset.format(op.started_at),
+        refund_url: running.and_then(|part| part.refund_url.clone()),
+        qr_code: running.and_then(|part| part.qr_code.clone()),
+        created_at: state.settings.offset.format(request.created_at),
+        refunded_amount,
+        parts,
     }
 }
 
 /// `POST /api/payment/{id}/refund`: gives back `requested` (default: everything received and not
-/// yet refunded) through the terminal that took the money, naming its `transactionId` and method.
-/// The customer confirms a QR refund in the Kaspi app; the answer carries the confirmation link.
+/// yet refunded) through the terminals that took the money, naming each `transactionId` and
+/// method. The customer confirms a QR refund in the Kaspi app; the answer carries the first
+/// part's confirmation link.
 pub async fn start_refund(
     state: &AppState,
     payment: PaymentRecord,
@@ -72,56 +209,77 @@ pub async fn start_refund(
         )),
         _ => HttpError::code(ErrorCode::NothingToRefund),
     })?;
-    // Refunds already made (or running) against each payment operation.
-    let refunded_from = |id: i64| -> Money {
-        operations
-            .iter()
-            .filter(|op| {
-                op.refund_of == Some(id) && !matches!(op.state, OpState::Failed | OpState::StartFailed)
-            })
-            .map(|op| op.quote.base)
-            .sum()
+    // The default (everything held) may include tiyn no terminal can give back.
+    let amount = if requested.is_none() {
+        amount.floor_tenge()
+    } else {
+        amount
     };
-    let source = operations
-        .iter()
-        .rev()
-        .filter(|op| {
-            !op.is_refund() && op.state == OpState::Succeeded && op.terminal_transaction_id.is_some()
-        })
-        .find(|op| {
-            op.credited
-                .unwrap_or(Money::ZERO)
-                .saturating_sub(refunded_from(op.id))
-                >= amount
-        })
-        .ok_or_else(|| {
-            HttpError(ApiError::with_message(
-                ErrorCode::RefundTooLarge,
-                "Сумма возврата больше суммы, полученной одной операцией: верните частями",
-            ))
-        })?;
-    let terminal = state.store.terminal(source.terminal_id).await?;
-    let terminal = terminal.ok_or_else(|| HttpError::internal("operation without terminal"))?;
+    let parts = split_over_sources(amount, &operations).map_err(|_| {
+        HttpError(ApiError::with_message(
+            ErrorCode::RefundTooLarge,
+            "Сумма возврата больше той, что терминалы могут вернуть по операциям платежа",
+        ))
+    })?;
+    let (source, first) = parts[0];
     let mut id_bytes = [0u8; 8];
     rand::fill(&mut id_bytes);
     let refund_id = format!("rf_{}", hex::encode(id_bytes));
+    let request = RefundPartOf::New {
+        refund_id: &refund_id,
+        total: amount,
+    };
+    let operation_id = match claim_part(state, &payment, source, first, request).await? {
+        RefundClaim::Claimed(id) => id,
+        RefundClaim::TerminalBusy => return Err(terminals_busy(state).await?),
+        RefundClaim::PaymentChanged => {
+            return Err(HttpError(ApiError::with_message(
+                ErrorCode::InvalidStatus,
+                "Статус платежа изменился или по нему уже выполняется возврат: дождитесь его завершения",
+            )));
+        }
+    };
+    run_part(state, payment.status, source, operation_id).await?;
+    let request = state
+        .store
+        .refund_request(&refund_id)
+        .await?
+        .ok_or_else(|| HttpError::internal("refund request vanished"))?;
+    let operations = state.store.operations(payment.id).await?;
+    Ok(refund_view(&payment, &request, &operations, state))
+}
+
+async fn claim_part(
+    state: &AppState,
+    payment: &PaymentRecord,
+    source: &OperationRecord,
+    amount: Money,
+    request: RefundPartOf<'_>,
+) -> Result<RefundClaim, StoreError> {
     let started = now();
-    let claim = state
+    state
         .store
         .claim_refund(
             payment.status,
             source,
             amount,
-            &refund_id,
+            request,
             started,
             started + state.timing.operation_deadline,
         )
-        .await?;
-    let operation_id = match claim {
-        RefundClaim::Claimed(id) => id,
-        RefundClaim::TerminalBusy => return Err(terminals_busy(state).await?),
-        RefundClaim::PaymentChanged => return Err(HttpError::code(ErrorCode::InvalidStatus)),
-    };
+        .await
+}
+
+/// Starts a claimed part on the terminal that took `source`'s money and reads its confirmation QR.
+/// A part whose start got no answer is "possibly started": held, never sent again blindly.
+async fn run_part(
+    state: &AppState,
+    payment_status: PaymentStatus,
+    source: &OperationRecord,
+    operation_id: i64,
+) -> Result<(), HttpError> {
+    let terminal = state.store.terminal(source.terminal_id).await?;
+    let terminal = terminal.ok_or_else(|| HttpError::internal("operation without terminal"))?;
     let client = match state.pool.client(&terminal) {
         Ok(client) => client,
         Err(err) => {
@@ -129,9 +287,14 @@ pub async fn start_refund(
             return Err(HttpError::code(ErrorCode::TerminalUnavailable));
         }
     };
+    let part = state
+        .store
+        .operation(operation_id)
+        .await?
+        .ok_or_else(|| HttpError::internal("refund part vanished"))?;
     let method = source.cheque_method.clone().unwrap_or_else(|| "qr".to_owned());
     let transaction_id = source.terminal_transaction_id.clone().unwrap_or_default();
-    let whole = amount.ceil_tenge();
+    let whole = part.quote.base.ceil_tenge();
     let start = start_process(state, &terminal, &client, || {
         client.refund(&method, whole, &transaction_id, false)
     });
@@ -164,8 +327,8 @@ pub async fn start_refund(
             operation_id,
             &process.process_id,
             now(),
-            payment.status,
-            payment.status,
+            payment_status,
+            payment_status,
         )
         .await?
         .then_some(())
@@ -178,10 +341,50 @@ pub async fn start_refund(
         // The refund still runs and is followed by the poller; the customer confirms in the app.
         tracing::warn!(operation_id, %err, "refund confirmation QR not read");
     }
-    let op = state
-        .store
-        .refund_operation(&refund_id)
-        .await?
-        .ok_or_else(|| HttpError::internal("refund vanished"))?;
-    Ok(refund_view(&payment, &op, state))
+    Ok(())
+}
+
+/// One round of moving open refund requests on: each whose last part completed starts its next
+/// part (on a busy terminal it waits for the next round); each that is done, or stopped by a
+/// failed part, is closed.
+pub async fn continue_open(state: &AppState) -> Result<(), StoreError> {
+    for request in state.store.open_refund_requests(OPEN_REQUESTS_PER_ROUND).await? {
+        continue_request(state, &request).await?;
+    }
+    Ok(())
+}
+
+/// Moves one open request on (see [`continue_open`]).
+pub async fn continue_request(state: &AppState, request: &RefundRequestRecord) -> Result<(), StoreError> {
+    let Some(payment) = state.store.payment_by_row_id(request.payment_id).await? else {
+        return Ok(());
+    };
+    let operations = state.store.operations(payment.id).await?;
+    let parts = started_parts(request, &operations);
+    if parts.iter().any(|op| part_undecided(op)) {
+        return Ok(());
+    }
+    let left = not_yet_started(request, &parts);
+    if parts.iter().any(|op| part_failed(op)) || !left.is_positive() {
+        state.store.close_refund_request(request.id).await?;
+        return Ok(());
+    }
+    let next = match split_over_sources(left, &operations) {
+        Ok(next) => next,
+        Err(err) => {
+            // Money held moved meanwhile (an operator's decision): what is left cannot be given back.
+            tracing::warn!(refund_id = %request.refund_id, %err, "refund request stopped: nothing left to give back");
+            state.store.close_refund_request(request.id).await?;
+            return Ok(());
+        }
+    };
+    let (source, amount) = next[0];
+    let operation_id = match claim_part(state, &payment, source, amount, RefundPartOf::Open(request)).await? {
+        RefundClaim::Claimed(id) => id,
+        RefundClaim::TerminalBusy | RefundClaim::PaymentChanged => return Ok(()),
+    };
+    if let Err(err) = run_part(state, payment.status, source, operation_id).await {
+        tracing::warn!(refund_id = %request.refund_id, operation_id, err = ?err.0, "refund part did not start");
+    }
+    Ok(())
 }

@@ -32,7 +32,8 @@ pub async fn health_checker(pool: Arc<TerminalPool>, interval: Duration, mut sto
     }
 }
 
-/// Follows every operation in flight: asks its terminal when due, settles it when final.
+/// Follows every operation in flight: asks its terminal when due, settles it when final; then
+/// starts the next part of refund requests whose last part completed.
 pub async fn operation_poller(state: AppState, mut stop: watch::Receiver<bool>) {
     let tick = Duration::from_millis(250);
     loop {
@@ -41,6 +42,9 @@ pub async fn operation_poller(state: AppState, mut stop: watch::Receiver<bool>) 
         }
         if let Err(err) = crate::poll::poll_due(&state, None).await {
             tracing::error!(%err, "operation poll round failed");
+        }
+        if let Err(err) = crate::refunds::continue_open(&state).await {
+            tracing::error!(%err, "refund continuation round failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

@@ -161,3 +161,157 @@ async fn refusals() {
     );
     assert_eq!(app.status(&id).await["refunded_amount"], json!(0));
 }
+
+/// Guide scenario 3 (87 719 by credit on a Gold price, then a 12 281 top-up), then the payment's
+/// account is settled with `POST /refund {}`. Precondition: a paid payment made of two operations.
+async fn scenario_3_paid(app: &App) -> String {
+    let id = app.init(100_000).await;
+    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Loan", Some(100_000)))
+        .unwrap();
+    assert_eq!(app.settled(&id).await["paid_amount"], json!(87719));
+    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", None))
+        .unwrap();
+    assert_eq!(app.settled(&id).await["status"], json!("paid"));
+    id
+}
+
+/// Waits until the request's part `at` waits for the customer and returns its confirmation QR.
+async fn part_waiting(app: &App, id: &str, refund_id: &str, at: usize) -> String {
+    common::eventually(
+        &format!("part {at} of {refund_id} waits for the customer"),
+        || async {
+            let view = refund_status(app, id, refund_id).await;
+            let part = &view["data"]["parts"][at];
+            (part["status"] == json!("waiting_confirmation"))
+                .then(|| part["qr_code"].as_str().map(str::to_owned))
+                .flatten()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn one_refund_spans_operations_largest_first_one_part_after_another() {
+    let app = spawn_app(2).await;
+    let id = scenario_3_paid(&app).await;
+
+    let (code, body) = app.refund(&id, json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!(
+        (&data["amount"], &data["status"], &data["refunded_amount"]),
+        (&json!(100000), &json!("waiting_confirmation"), &json!(0))
+    );
+    let parts: Vec<(&Value, &Value)> = data["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|part| (&part["amount"], &part["status"]))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            (&json!(87719), &json!("waiting_confirmation")),
+            (&json!(12281), &json!("queued"))
+        ]
+    );
+    // The answer's confirmation is the running part's.
+    assert_eq!(data["qr_code"], data["parts"][0]["qr_code"]);
+    let refund_id = data["refund_id"].as_str().unwrap().to_owned();
+    let first = data["qr_code"].as_str().unwrap().to_owned();
+
+    app.simulator_with(&first).pay(pay("Gold", None)).unwrap();
+    let second = part_waiting(&app, &id, &refund_id, 1).await;
+    assert_ne!(second, first);
+    let view = refund_status(&app, &id, &refund_id).await;
+    assert_eq!(
+        (
+            &view["data"]["parts"][0]["status"],
+            &view["data"]["refunded_amount"]
+        ),
+        (&json!("completed"), &json!(87719))
+    );
+    assert_eq!(app.status(&id).await["refunded_amount"], json!(87719));
+
+    app.simulator_with(&second).pay(pay("Gold", None)).unwrap();
+    let done = refund_settled(&app, &id, &refund_id).await;
+    assert_eq!(
+        (&done["data"]["status"], &done["data"]["refunded_amount"]),
+        (&json!("completed"), &json!(100000)),
+        "{done}"
+    );
+    let status = app.status(&id).await;
+    assert_eq!(
+        (&status["status"], &status["refunded_amount"]),
+        (&json!("refunded"), &json!(100000))
+    );
+    // Each part gave back through the terminal that took that money, what that operation received.
+    let refunds: Vec<i64> = app
+        .simulators
+        .iter()
+        .flat_map(|simulator| simulator.movements())
+        .filter(|movement| movement.kind == "refund")
+        .map(|movement| movement.amount)
+        .collect();
+    let mut refunds = refunds;
+    refunds.sort_unstable();
+    assert_eq!(refunds, [12281, 87719]);
+    // One event per change of the figures: a partial refund, then the full one.
+    let events: Vec<(WebhookEvent, PaymentStatus)> =
+        app.events(&id).await.into_iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(
+        events,
+        [
+            (WebhookEvent::PartiallyPaid, PaymentStatus::PartiallyPaid),
+            (WebhookEvent::Paid, PaymentStatus::Paid),
+            (WebhookEvent::Refunded, PaymentStatus::Paid),
+            (WebhookEvent::Refunded, PaymentStatus::Refunded),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_declined_part_stops_the_request_with_what_moved() {
+    let app = spawn_app(1).await;
+    let id = scenario_3_paid(&app).await;
+    let (_, body) = app.refund(&id, json!({"amount": 90000})).await;
+    let refund_id = body["data"]["refund_id"].as_str().unwrap().to_owned();
+    app.simulators[0].pay(pay("Gold", None)).unwrap();
+    part_waiting(&app, &id, &refund_id, 1).await;
+    // A second request is refused while this one is open.
+    let (code, again) = app.refund(&id, json!({"amount": 1000})).await;
+    assert_eq!((code, &again["code"]), (400, &json!("invalid_status")), "{again}");
+
+    let declined = byfly_terminal::simulator::PayRequest {
+        outcome: byfly_terminal::simulator::Outcome::Fail,
+        ..pay("Gold", None)
+    };
+    app.simulators[0].pay(declined).unwrap();
+    let done = refund_settled(&app, &id, &refund_id).await;
+    let parts: Vec<(&Value, &Value)> = done["data"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|part| (&part["amount"], &part["status"]))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            (&json!(87719), &json!("completed")),
+            (&json!(2281), &json!("failed"))
+        ]
+    );
+    assert_eq!(
+        (&done["data"]["status"], &done["data"]["refunded_amount"]),
+        (&json!("partially_completed"), &json!(87719))
+    );
+    // Closed: what is left can be asked for again.
+    let status = app.status(&id).await;
+    assert_eq!(status["refunded_amount"], json!(87719));
+    let (code, body) = app.refund(&id, json!({})).await;
+    assert_eq!((code, &body["data"]["amount"]), (200, &json!(12281)), "{body}");
+}

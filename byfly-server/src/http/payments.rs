@@ -361,23 +361,29 @@ pub async fn refund_status(
 ) -> Result<Json<Envelope<RefundView>>, HttpError> {
     let record = own(&state, source.id, &id).await?;
     let not_found = || HttpError::code(ErrorCode::RefundNotFound);
-    let op = state
+    let request = state
         .store
-        .refund_operation(&refund_id)
+        .refund_request(&refund_id)
         .await?
-        .filter(|op| op.payment_id == record.id)
+        .filter(|request| request.payment_id == record.id)
         .ok_or_else(not_found)?;
-    if op.state == OpState::InFlight {
-        crate::poll::poll_due(&state, Some(record.id)).await?;
+    // Ask the terminal first while a part waits, and start the next part if one is due.
+    crate::poll::poll_due(&state, Some(record.id)).await?;
+    if request.open {
+        crate::refunds::continue_request(&state, &request).await?;
     }
-    let op = state
+    let request = state
         .store
-        .refund_operation(&refund_id)
+        .refund_request(&refund_id)
         .await?
         .ok_or_else(not_found)?;
     let record = find(&state, &id).await?;
+    let operations = state.store.operations(record.id).await?;
     Ok(Json(Envelope::data(crate::refunds::refund_view(
-        &record, &op, &state,
+        &record,
+        &request,
+        &operations,
+        &state,
     ))))
 }
 

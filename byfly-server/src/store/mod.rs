@@ -263,17 +263,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// The delivery log of an event, oldest first.
     async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError>;
-    /// Opens a refund of `amount` on the terminal that took `of_operation`'s money, if that terminal
-    /// is free, the payment is still in `expected` status and no other refund of it runs.
+    /// Opens a refund part of `amount` on the terminal that took `of_operation`'s money, if that
+    /// terminal is free, the payment is still in `expected` status and no other refund of it runs;
+    /// a new request is recorded with its first part (and refused while another request of the
+    /// payment is open), a later part only while its request is open.
+    #[allow(clippy::too_many_arguments)]
     async fn claim_refund(
         &self,
         expected: PaymentStatus,
         of_operation: &OperationRecord,
         amount: Money,
-        refund_id: &str,
+        request: RefundPartOf<'_>,
         now: i64,
         deadline_at: i64,
     ) -> Result<RefundClaim, StoreError>;
+    /// A refund request by its public id.
+    async fn refund_request(&self, refund_id: &str) -> Result<Option<RefundRequestRecord>, StoreError>;
+    /// Requests that may still start parts, oldest first.
+    async fn open_refund_requests(&self, limit: i64) -> Result<Vec<RefundRequestRecord>, StoreError>;
+    /// No more parts of this request will start. Returns whether it was open.
+    async fn close_refund_request(&self, id: i64) -> Result<bool, StoreError>;
     /// Operations waiting for an operator: `unknown` past the review deadline, forgotten by their
     /// terminal after a customer could have paid (`101`), or started without an answer.
     async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError>;
@@ -284,8 +293,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn acknowledge_review(&self, id: i64) -> Result<bool, StoreError>;
     /// A payment by its row id.
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError>;
-    /// A refund operation by its public id.
-    async fn refund_operation(&self, refund_id: &str) -> Result<Option<OperationRecord>, StoreError>;
     /// Cancels a payment that is still in `expected` status: its current operation is abandoned
     /// (still followed; money it takes is still credited) and `cancelled` is appended, in one
     /// transaction. Returns the abandoned operations still holding a terminal, or `None` when the

@@ -313,6 +313,38 @@ pub enum ClaimOutcome {
     PaymentChanged,
 }
 
+/// A refund request as stored: its parts are the payment's refund operations carrying its
+/// `refund_id`, in the order they ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequestRecord {
+    /// Row id.
+    pub id: i64,
+    /// Public id (`rf_…`).
+    pub refund_id: String,
+    /// The payment's row id.
+    pub payment_id: i64,
+    /// What the merchant asked to give back.
+    pub amount: Money,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// More parts may still be started.
+    pub open: bool,
+}
+
+/// Which request a refund operation belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundPartOf<'a> {
+    /// The first part of a new request of `total`: the request is recorded with it.
+    New {
+        /// Public id of the new request.
+        refund_id: &'a str,
+        /// The request's whole amount.
+        total: Money,
+    },
+    /// A later part of a request that must still be open.
+    Open(&'a RefundRequestRecord),
+}
+
 /// What a refund claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefundClaim {
@@ -320,7 +352,8 @@ pub enum RefundClaim {
     Claimed(i64),
     /// The terminal that took the money runs another operation right now.
     TerminalBusy,
-    /// The payment changed status, or another refund of it is running.
+    /// The payment changed status, another refund of it is running or open, or (for a later
+    /// part) its request was closed.
     PaymentChanged,
 }
 

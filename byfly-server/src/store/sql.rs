@@ -26,9 +26,9 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr, SqlStr};
 
 use super::{
     ClaimOutcome, DeliveryAttempt, DeliveryLog, DueEvent, IdempotencyCompletion, IdempotencyStart, Inserted,
-    NewPaymentRow, NewTerminal, PaymentRecord, PollNote, PoolCounts, RefundClaim, RegistrationRecord,
-    RegistrationStart, RegistrationState, SourceRecord, Store, StoreError, StoredEvent, StoredResponse,
-    TerminalClaim, TerminalRecord, TerminalTls,
+    NewPaymentRow, NewTerminal, PaymentRecord, PollNote, PoolCounts, RefundClaim, RefundPartOf,
+    RefundRequestRecord, RegistrationRecord, RegistrationStart, RegistrationState, SourceRecord, Store,
+    StoreError, StoredEvent, StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
 };
 use crate::settle::{
     FinalAnswer, OpState, OperationRecord, SettlementPlan, ledger_of, plan_given_up, plan_refund_settlement,
@@ -54,7 +54,7 @@ macro_rules! select_payments {
 }
 
 /// One backend's migrations, embedded in the binary: `(version, description, SQL)`.
-type Migrations = [(i64, &'static str, &'static str); 7];
+type Migrations = [(i64, &'static str, &'static str); 8];
 
 /// SQLite's migrations.
 const SQLITE_MIGRATIONS: Migrations = [
@@ -92,6 +92,11 @@ const SQLITE_MIGRATIONS: Migrations = [
         7,
         "paid per entry",
         include_str!("../../migrations/sqlite/0007_paid_per_entry.sql"),
+    ),
+    (
+        8,
+        "refund requests",
+        include_str!("../../migrations/sqlite/0008_refund_requests.sql"),
     ),
 ];
 
@@ -131,6 +136,11 @@ const POSTGRES_MIGRATIONS: Migrations = [
         7,
         "paid per entry",
         include_str!("../../migrations/postgres/0007_paid_per_entry.sql"),
+    ),
+    (
+        8,
+        "refund requests",
+        include_str!("../../migrations/postgres/0008_refund_requests.sql"),
     ),
 ];
 
@@ -299,6 +309,17 @@ impl SqlStore {
                 Ok(tx)
             }
         }
+    }
+
+    fn refund_request_row(row: &AnyRow) -> Result<RefundRequestRecord, StoreError> {
+        Ok(RefundRequestRecord {
+            id: row.try_get("id")?,
+            refund_id: row.try_get("refund_id")?,
+            payment_id: row.try_get("payment_id")?,
+            amount: Money::from_minor(row.try_get("amount_minor")?),
+            created_at: row.try_get("created_at")?,
+            open: row.try_get::<i64, _>("open")? == 1,
+        })
     }
 
     fn percent(row: &AnyRow, column: &str) -> Result<Percent, StoreError> {
@@ -1012,6 +1033,13 @@ impl Store for SqlStore {
         .await?;
         if let Some(tokens) = tokens {
             self.tokens_update(id, tokens, now).execute(&mut *tx).await?;
+            // The terminal has just answered and issued tokens: it is reachable and usable, and the
+            // operator reading "approved" must not see the health of before the registration.
+            self.q("UPDATE terminals SET healthy = 1, last_error = NULL, last_checked_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1472,11 +1500,29 @@ impl Store for SqlStore {
         expected: PaymentStatus,
         of_operation: &OperationRecord,
         amount: Money,
-        refund_id: &str,
+        request: RefundPartOf<'_>,
         now: i64,
         deadline_at: i64,
     ) -> Result<RefundClaim, StoreError> {
         let mut tx = self.begin_write().await?;
+        let (refund_id, request_open) = match request {
+            RefundPartOf::New { refund_id, .. } => {
+                let open: i64 = self
+                    .scalar("SELECT COUNT(*) FROM refund_requests WHERE payment_id = ? AND open = 1")
+                    .bind(of_operation.payment_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                (refund_id, open == 0)
+            }
+            RefundPartOf::Open(request) => {
+                let open: Option<i64> = self
+                    .scalar("SELECT open FROM refund_requests WHERE id = ?")
+                    .bind(request.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                (request.refund_id.as_str(), open == Some(1))
+            }
+        };
         let status: Option<String> = self
             .scalar("SELECT status FROM payments WHERE id = ?")
             .bind(of_operation.payment_id)
@@ -1488,7 +1534,7 @@ impl Store for SqlStore {
         .bind(of_operation.payment_id)
         .fetch_one(&mut *tx)
         .await?;
-        if status.as_deref() != Some(expected.as_str()) || running > 0 {
+        if status.as_deref() != Some(expected.as_str()) || running > 0 || !request_open {
             return Ok(RefundClaim::PaymentChanged);
         }
         let inserted = self.q(
@@ -1518,8 +1564,49 @@ impl Store for SqlStore {
             }
             Err(err) => return Err(err.into()),
         };
+        if let RefundPartOf::New { refund_id, total } = request {
+            self.q(
+                "INSERT INTO refund_requests (refund_id, payment_id, amount_minor, created_at, open) \
+                 VALUES (?, ?, ?, ?, 1)",
+            )
+            .bind(refund_id)
+            .bind(of_operation.payment_id)
+            .bind(total.to_minor())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(RefundClaim::Claimed(id))
+    }
+
+    async fn refund_request(&self, refund_id: &str) -> Result<Option<RefundRequestRecord>, StoreError> {
+        let row = self
+            .q("SELECT * FROM refund_requests WHERE refund_id = ?")
+            .bind(refund_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::refund_request_row).transpose()
+    }
+
+    async fn open_refund_requests(&self, limit: i64) -> Result<Vec<RefundRequestRecord>, StoreError> {
+        let rows = self
+            .q("SELECT * FROM refund_requests WHERE open = 1 ORDER BY id LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::refund_request_row).collect()
+    }
+
+    async fn close_refund_request(&self, id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = self
+            .q("UPDATE refund_requests SET open = 0 WHERE id = ? AND open = 1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError> {
@@ -1548,15 +1635,6 @@ impl Store for SqlStore {
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError> {
         self.by_id(select_payments!("id = ?"), id, Self::payment_row)
             .await
-    }
-
-    async fn refund_operation(&self, refund_id: &str) -> Result<Option<OperationRecord>, StoreError> {
-        let row = self
-            .q("SELECT * FROM operations WHERE refund_id = ?")
-            .bind(refund_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(Self::operation).transpose()
     }
 
     async fn cancel_payment(
