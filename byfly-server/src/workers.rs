@@ -81,10 +81,15 @@ pub const STALE_START_SECS: i64 = 120;
 /// `starting` (the payment never left its status for them; an abandoned predecessor becomes
 /// current again); and frees, for review, the terminals of payment starts that got no answer once
 /// their deadline passed (the terminal has ended any such operation by itself). Rows are never
-/// deleted.
-pub async fn sweep(store: &dyn crate::store::Store, now: i64) -> Result<(), crate::store::StoreError> {
+/// deleted. A start is stale after `stale_start_secs` (normally [`STALE_START_SECS`]) by the
+/// database's clock.
+pub async fn sweep(
+    store: &dyn crate::store::Store,
+    now: i64,
+    stale_start_secs: i64,
+) -> Result<(), crate::store::StoreError> {
     store.expire_due(now, 100, &crate::operations::event_id).await?;
-    for operation_id in store.stale_starts(now - STALE_START_SECS).await? {
+    for operation_id in store.stale_starts(stale_start_secs).await? {
         tracing::warn!(
             operation_id,
             "operation left starting by a stopped process: terminal freed"
@@ -106,7 +111,7 @@ pub async fn expiry_sweeper(store: std::sync::Arc<dyn crate::store::Store>, mut 
         if *stop.borrow() {
             break;
         }
-        if let Err(err) = sweep(store.as_ref(), now()).await {
+        if let Err(err) = sweep(store.as_ref(), now(), STALE_START_SECS).await {
             tracing::error!(%err, "expiry sweep failed");
         }
         tokio::select! {

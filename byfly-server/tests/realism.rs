@@ -456,9 +456,13 @@ async fn a_lost_answer_to_a_payment_start_holds_that_terminal_and_never_tries_th
     assert!(uncertain.holds_terminal);
 
     // After its deadline (the terminal ends an unpaid operation by itself) it is freed for review.
-    byfly_server::workers::sweep(app.store.as_ref(), uncertain.deadline_at + 1)
-        .await
-        .unwrap();
+    byfly_server::workers::sweep(
+        app.store.as_ref(),
+        uncertain.deadline_at + 1,
+        byfly_server::workers::STALE_START_SECS,
+    )
+    .await
+    .unwrap();
     let (_, review) = admin(&app, Method::GET, "/operations/review", None).await;
     let listed = review["data"]
         .as_array()

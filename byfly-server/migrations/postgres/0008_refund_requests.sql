@@ -17,3 +17,9 @@ INSERT INTO refund_requests (refund_id, payment_id, amount_minor, created_at, op
     SELECT refund_id, payment_id, base_minor, started_at, 0 FROM operations WHERE refund_id IS NOT NULL;
 DROP INDEX operations_by_refund_id;
 CREATE INDEX operations_by_refund_id ON operations (refund_id) WHERE refund_id IS NOT NULL;
+-- When a claim was made, by the database's clock (unixepoch()): a start left by a dead process is
+-- judged stale by one clock, not by comparing the clocks of the hosts that claimed and swept.
+ALTER TABLE operations ADD COLUMN claimed_db_at BIGINT;
+-- SQLite's unixepoch(), so that the same statements read the database's clock on both backends.
+CREATE FUNCTION unixepoch() RETURNS BIGINT AS $$ SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT) $$
+    LANGUAGE SQL VOLATILE;

@@ -185,10 +185,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (and marked unhealthy with `unhealthy` as the reason, when given); an abandoned predecessor
     /// becomes current again.
     async fn start_failed(&self, operation_id: i64, unhealthy: Option<&str>) -> Result<(), StoreError>;
-    /// Operations still `starting` (claimed, terminal not yet known to have started them) since
-    /// before `before`: left by a process that died in the middle of `/kaspi`. Uncertain starts
-    /// are not among them.
-    async fn stale_starts(&self, before: i64) -> Result<Vec<i64>, StoreError>;
+    /// Operations still `starting` (claimed, terminal not yet known to have started them) for more
+    /// than `older_than_secs` by the database's clock: left by a process that died in the middle of
+    /// `/kaspi`. One clock judges the age, whichever host claimed and whichever sweeps. Uncertain
+    /// starts are not among them.
+    async fn stale_starts(&self, older_than_secs: i64) -> Result<Vec<i64>, StoreError>;
     /// `/v2/payment` got no answer we could read, and asking again did not prove it never started:
     /// the terminal may run it under a process id we never learnt. The operation stops being
     /// current (the payment returns to the status it had) but keeps its terminal until its

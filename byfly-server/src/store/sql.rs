@@ -1142,8 +1142,8 @@ impl Store for SqlStore {
         let inserted = self.q(
             "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
              charge_minor, terminal_amount, state, is_current, holds_terminal, replaces_operation_id, previous_status, \
-             started_at, deadline_at, next_poll_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting', 1, 1, ?, ?, ?, ?, ?) RETURNING id",
+             started_at, deadline_at, next_poll_at, claimed_db_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting', 1, 1, ?, ?, ?, ?, ?, unixepoch()) RETURNING id",
         )
         .bind(claim.payment_id)
         .bind(terminal.id)
@@ -1213,13 +1213,14 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn stale_starts(&self, before: i64) -> Result<Vec<i64>, StoreError> {
+    async fn stale_starts(&self, older_than_secs: i64) -> Result<Vec<i64>, StoreError> {
+        // Rows claimed before claimed_db_at existed fall back to the claiming host's clock.
         Ok(self
             .scalar(
-                "SELECT id FROM operations WHERE state = 'starting' AND start_uncertain = 0 AND started_at < ? \
-                 ORDER BY id",
+                "SELECT id FROM operations WHERE state = 'starting' AND start_uncertain = 0 \
+                 AND COALESCE(claimed_db_at, started_at) < unixepoch() - ? ORDER BY id",
             )
-            .bind(before)
+            .bind(older_than_secs)
             .fetch_all(&self.pool)
             .await?)
     }
@@ -1540,8 +1541,8 @@ impl Store for SqlStore {
         let inserted = self.q(
             "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
              charge_minor, terminal_amount, state, is_current, holds_terminal, previous_status, started_at, deadline_at, \
-             next_poll_at, kind, refund_id, refund_of_operation_id) \
-             VALUES (?, ?, ?, '0', ?, 0, ?, ?, 'starting', 0, 1, ?, ?, ?, ?, 'refund', ?, ?) RETURNING id",
+             next_poll_at, kind, refund_id, refund_of_operation_id, claimed_db_at) \
+             VALUES (?, ?, ?, '0', ?, 0, ?, ?, 'starting', 0, 1, ?, ?, ?, ?, 'refund', ?, ?, unixepoch()) RETURNING id",
         )
         .bind(of_operation.payment_id)
         .bind(of_operation.terminal_id)
