@@ -12,7 +12,7 @@ use byfly_terminal::protocol::ProcessStarted;
 use byfly_terminal::{Camera, CameraError, QrScan, Terminal, TerminalError, payment_url, read_new_qr};
 
 use crate::http::{AppState, HttpError, now};
-use crate::settle::{OpState, OperationRecord, ledger_of};
+use crate::settle::{OpState, OperationRecord, ledger_of, on_given_up};
 use crate::store::{ClaimOutcome, PaymentRecord, StoreError, TerminalClaim, TerminalRecord};
 
 /// Timing of operations (`spec/KASPI_TERMINAL.md` §4–§5).
@@ -337,7 +337,13 @@ async fn run_on_terminal(
             let reason = format!("/v2/payment без ответа: терминал мог начать операцию ({reason})");
             state
                 .store
-                .start_uncertain(operation_id, &reason, now(), &event_id())
+                .start_uncertain(
+                    operation_id,
+                    &reason,
+                    now(),
+                    &event_id(),
+                    &on_given_up(operation_id),
+                )
                 .await?;
             return Err(Failure::Stop(HttpError::code(ErrorCode::TerminalUnavailable)));
         }
@@ -358,7 +364,7 @@ async fn run_on_terminal(
             tracing::warn!(terminal = terminal.id, %err, "QR not read from the camera");
             state
                 .store
-                .abandon_unreadable(operation_id, now(), &event_id())
+                .abandon_unreadable(operation_id, now(), &event_id(), &on_given_up(operation_id))
                 .await?;
             client.cancel(&process.process_id).await.ok();
             Err(Failure::Stop(HttpError::code(ErrorCode::QrNotFound)))

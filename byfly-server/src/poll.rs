@@ -6,8 +6,30 @@ use byfly_terminal::{ProcessStatus, TerminalError};
 
 use crate::http::{AppState, now};
 use crate::operations::event_id;
-use crate::settle::{FinalAnswer, OperationRecord};
+use crate::settle::{FinalAnswer, OperationRecord, SettlementPlan, on_final_answer};
 use crate::store::{PollNote, StoreError};
+
+/// Settles an operation with its final answer: byfly-core's decision from a snapshot the store
+/// reads in the transaction that writes it. `None` when it was already settled.
+pub(crate) async fn settle_final(
+    state: &AppState,
+    operation_id: i64,
+    answer: &FinalAnswer,
+    raw: &str,
+    now: i64,
+) -> Result<Option<SettlementPlan>, StoreError> {
+    state
+        .store
+        .settle(
+            operation_id,
+            answer,
+            raw,
+            now,
+            &event_id(),
+            &on_final_answer(operation_id, answer),
+        )
+        .await
+}
 
 /// Asks the terminal about one operation and records the answer; settles it when final.
 pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreError> {
@@ -39,10 +61,7 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
         {
             // Never shown to a customer (no QR read, no `wait` seen): nobody could have paid it.
             let raw = serde_json::json!({ "error": "process not found", "text": text }).to_string();
-            state
-                .store
-                .settle(op.id, &FinalAnswer::Failed, &raw, t, &event_id())
-                .await?;
+            settle_final(state, op.id, &FinalAnswer::Failed, &raw, t).await?;
             return Ok(());
         }
         Err(TerminalError::ProcessNotFound(text)) => {
@@ -101,27 +120,16 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
                 .filter(|a| a.is_positive())
                 .unwrap_or(byfly_core::Money::from_tenge(op.terminal_amount));
             let product_method = answer.add_info.product.map(byfly_core::ProductType::method_code);
-            state
-                .store
-                .settle(
-                    op.id,
-                    &FinalAnswer::Succeeded {
-                        gross,
-                        product_method,
-                        transaction_id: answer.transaction_id.clone(),
-                        cheque_method: answer.cheque.method.clone(),
-                    },
-                    &raw,
-                    t,
-                    &event_id(),
-                )
-                .await?;
+            let paid = FinalAnswer::Succeeded {
+                gross,
+                product_method,
+                transaction_id: answer.transaction_id.clone(),
+                cheque_method: answer.cheque.method.clone(),
+            };
+            settle_final(state, op.id, &paid, &raw, t).await?;
         }
         ProcessStatus::Fail => {
-            state
-                .store
-                .settle(op.id, &FinalAnswer::Failed, &raw, t, &event_id())
-                .await?;
+            settle_final(state, op.id, &FinalAnswer::Failed, &raw, t).await?;
         }
         ProcessStatus::Wait => {
             let note = PollNote {

@@ -14,7 +14,7 @@ use byfly_terminal::TerminalError;
 
 use crate::http::{AppState, HttpError, now};
 use crate::operations::{Start, event_id, read_operation_qr, release, start_process, terminals_busy};
-use crate::settle::{OpState, OperationRecord, ledger_of};
+use crate::settle::{OpState, OperationRecord, ledger_of, on_given_up};
 use crate::store::{PaymentRecord, RefundClaim, RefundPartOf, RefundRequestRecord, StoreError};
 
 /// How many open requests one round of [`continue_open`] looks at.
@@ -316,7 +316,13 @@ async fn run_part(
             let reason = format!("/v2/refund без ответа: терминал мог начать возврат ({reason})");
             state
                 .store
-                .start_uncertain(operation_id, &reason, now(), &event_id())
+                .start_uncertain(
+                    operation_id,
+                    &reason,
+                    now(),
+                    &event_id(),
+                    &on_given_up(operation_id),
+                )
                 .await?;
             return Err(HttpError::code(ErrorCode::TerminalUnavailable));
         }

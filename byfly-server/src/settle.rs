@@ -1,9 +1,12 @@
-//! From stored operations to byfly-core's ledger, and the plan of what a terminal's final answer
-//! changes. Pure, so every storage backend runs the same decision inside its own transaction.
+//! From stored operations to byfly-core's ledger, and the decisions about a payment: what a
+//! terminal's final answer, a cancel, an expiry or a given-up operation changes. Pure: a store
+//! reads a [`Snapshot`] inside its write transaction, hands it to a [`Decide`] made here, and
+//! persists the [`SettlementPlan`] it gets back — the store decides nothing itself.
 
 use byfly_core::ledger::{Ledger, Operation, OperationQuote, OperationState, TerminalOutcome};
 use byfly_core::{
-    MethodCode, Money, MoneyEvent, PaymentMethod, PaymentStatus, Percent, Settlement, WebhookEvent,
+    MethodCode, Money, MoneyEvent, PaymentEvent, PaymentMethod, PaymentStatus, Percent, Settlement,
+    WebhookEvent,
 };
 
 use crate::store::PaymentRecord;
@@ -161,11 +164,15 @@ pub enum FinalAnswer {
     Failed,
 }
 
-/// What one settlement writes.
+/// What one decision about a payment writes, in the transaction that read its snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettlementPlan {
-    /// R (zero for a failure).
+    /// R (zero for a failure and for every decision that is not a payment's final answer).
     pub credited: Money,
+    /// What a refund's final answer adds to the refunded amount.
+    pub refunded: Money,
+    /// The method the event names (the settled operation's).
+    pub event_method: Option<MethodCode>,
     /// The product's method (succeeded only).
     pub product_method: Option<MethodCode>,
     /// The payment's status afterwards.
@@ -176,8 +183,139 @@ pub struct SettlementPlan {
     pub event: Option<WebhookEvent>,
     /// The payment's figures afterwards.
     pub figures: byfly_core::Figures,
-    /// The current in-flight operation that stops being current: what is owed without it is paid.
+    /// The current operation that stops being current: what is owed without it is paid, or the
+    /// payment was cancelled.
     pub abandon_current: Option<i64>,
+}
+
+/// What a decision about one payment is made from, read inside the write transaction that
+/// persists the decision, so that nothing changes between reading and writing.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The payment as stored.
+    pub payment: PaymentRecord,
+    /// Its operations, oldest first.
+    pub operations: Vec<OperationRecord>,
+    /// The payment methods (a product's percent decides what a customer's payment is worth).
+    pub methods: Vec<PaymentMethod>,
+    /// What the payment's last event told the merchant.
+    pub reported: Reported,
+}
+
+/// A decision about one payment from its snapshot; `None` = nothing to write (the request is
+/// refused in this status, or another caller already made the change).
+pub type Decide<'a> = &'a (dyn Fn(&Snapshot) -> Option<SettlementPlan> + Sync);
+
+/// A plan that moves the payment to `settlement.to` with its event, and nothing else.
+fn status_plan(snapshot: &Snapshot, settlement: &Settlement, figures: byfly_core::Figures) -> SettlementPlan {
+    SettlementPlan {
+        credited: Money::ZERO,
+        refunded: Money::ZERO,
+        event_method: None,
+        product_method: None,
+        status: settlement.to,
+        becomes_paid: settlement.to == PaymentStatus::Paid && snapshot.payment.status != PaymentStatus::Paid,
+        event: settlement.webhook,
+        figures,
+        abandon_current: None,
+    }
+}
+
+/// The decision for a terminal's final answer about operation `operation_id` (payment or refund).
+pub fn on_final_answer(
+    operation_id: i64,
+    answer: &FinalAnswer,
+) -> impl Fn(&Snapshot) -> Option<SettlementPlan> + Sync + '_ {
+    move |snapshot| {
+        let operation = snapshot.operations.iter().find(|op| op.id == operation_id)?;
+        if operation.is_refund() {
+            if operation.state != OpState::InFlight {
+                return None;
+            }
+            // What a terminal refund gave back: what the terminal reports moving.
+            let refunded = match answer {
+                FinalAnswer::Succeeded { gross, .. } => Some(*gross),
+                FinalAnswer::Failed => None,
+            };
+            return Some(plan_refund_settlement(snapshot, refunded));
+        }
+        let mut plan = plan_settlement(snapshot, operation_id, answer)?;
+        plan.event_method = Some(operation.quote.method.clone());
+        Some(plan)
+    }
+}
+
+/// The decision once the current operation `operation_id` was given up before anyone could pay it
+/// (QR unreadable, a start without an answer) and no predecessor became current again: the status
+/// it had before the operation, unless money arrived meanwhile (then what it paid for, with its
+/// event).
+pub fn on_given_up(operation_id: i64) -> impl Fn(&Snapshot) -> Option<SettlementPlan> + Sync {
+    move |snapshot| {
+        let previous = snapshot
+            .operations
+            .iter()
+            .find(|op| op.id == operation_id)?
+            .previous_status;
+        let (ledger, _) = ledger_of(&snapshot.payment, &snapshot.operations);
+        let settlement = follow(
+            snapshot.payment.status,
+            MoneyEvent::CurrentGivenUp { previous },
+            &ledger,
+            snapshot.reported,
+        );
+        Some(status_plan(snapshot, &settlement, ledger.figures()))
+    }
+}
+
+/// The decision for a merchant's cancel: byfly-core's rule for the status, the current operation
+/// abandoned (still followed: money it takes is credited), the `cancelled` event with the figures
+/// without that operation's commission.
+pub fn on_cancel(snapshot: &Snapshot) -> Option<SettlementPlan> {
+    let transition = snapshot.payment.status.apply(&PaymentEvent::Cancelled).ok()?;
+    let current = snapshot
+        .operations
+        .iter()
+        .find(|op| op.is_current)
+        .map(|op| op.id);
+    let (mut ledger, _) = ledger_of(&snapshot.payment, &snapshot.operations);
+    ledger.abandon_current();
+    let settlement = Settlement {
+        to: transition.to,
+        webhook: transition.webhook,
+        abandon_current: false,
+    };
+    let mut plan = status_plan(snapshot, &settlement, ledger.figures());
+    plan.abandon_current = current;
+    Some(plan)
+}
+
+/// The decision for the expiry sweeper: byfly-core's rule for the status, and never while an
+/// operation holds a terminal or after anything was received (§5).
+pub fn on_expiry(snapshot: &Snapshot) -> Option<SettlementPlan> {
+    let busy_or_paid = snapshot
+        .operations
+        .iter()
+        .any(|op| op.holds_terminal || (!op.is_refund() && op.state == OpState::Succeeded));
+    if busy_or_paid {
+        return None;
+    }
+    let transition = snapshot.payment.status.apply(&PaymentEvent::Expired).ok()?;
+    let (ledger, _) = ledger_of(&snapshot.payment, &snapshot.operations);
+    let settlement = Settlement {
+        to: transition.to,
+        webhook: transition.webhook,
+        abandon_current: false,
+    };
+    Some(status_plan(snapshot, &settlement, ledger.figures()))
+}
+
+/// The statuses the expiry sweeper looks at (byfly-core decides each payment; this only narrows
+/// the rows read).
+pub fn expirable_statuses() -> Vec<PaymentStatus> {
+    PaymentStatus::ALL
+        .into_iter()
+        .filter(|status| status.apply(&PaymentEvent::Expired).is_ok())
+        .collect()
 }
 
 /// What the payment's last webhook event told the merchant: its status and figures.
@@ -199,15 +337,9 @@ fn follow(status: PaymentStatus, event: MoneyEvent, ledger: &Ledger, reported: R
 /// open (already settled by another caller: nothing to do, nothing doubled). Money is never
 /// ignored: whatever the payment's status, what the terminal took is credited, the status follows
 /// it and an event reports it.
-pub fn plan_settlement(
-    payment: &PaymentRecord,
-    operations: &[OperationRecord],
-    operation_id: i64,
-    answer: &FinalAnswer,
-    methods: &[PaymentMethod],
-    reported: Reported,
-) -> Option<SettlementPlan> {
-    let (mut ledger, ids) = ledger_of(payment, operations);
+fn plan_settlement(snapshot: &Snapshot, operation_id: i64, answer: &FinalAnswer) -> Option<SettlementPlan> {
+    let (payment, methods, reported) = (&snapshot.payment, &snapshot.methods, snapshot.reported);
+    let (mut ledger, ids) = ledger_of(payment, &snapshot.operations);
     let index = ids.iter().position(|id| *id == operation_id)?;
     let operation = &ledger.operations[index];
     let outcome = match answer {
@@ -257,6 +389,8 @@ pub fn plan_settlement(
     }
     Some(SettlementPlan {
         credited,
+        refunded: Money::ZERO,
+        event_method: None,
         product_method,
         status: settlement.to,
         becomes_paid: settlement.to == PaymentStatus::Paid && payment.status != PaymentStatus::Paid,
@@ -274,49 +408,22 @@ pub fn percent_text(percent: Percent) -> String {
 /// What a refund operation's final answer changes: on success the refunded amount grows by what
 /// the terminal gave back and the payment's status follows (`refunded` once everything received
 /// is refunded), with a `refunded` event; a failed refund changes nothing.
-pub fn plan_refund_settlement(
-    payment: &PaymentRecord,
-    operations: &[OperationRecord],
-    refunded: Option<Money>,
-    reported: Reported,
-) -> SettlementPlan {
-    let (mut ledger, _) = ledger_of(payment, operations);
+fn plan_refund_settlement(snapshot: &Snapshot, refunded: Option<Money>) -> SettlementPlan {
+    let (mut ledger, _) = ledger_of(&snapshot.payment, &snapshot.operations);
+    let status = snapshot.payment.status;
     let settlement = match refunded {
         Some(amount) => {
             let event = ledger.record_refund(amount);
-            follow(payment.status, event, &ledger, reported)
+            follow(status, event, &ledger, snapshot.reported)
         }
         None => Settlement {
-            to: payment.status,
+            to: status,
             webhook: None,
             abandon_current: false,
         },
     };
-    SettlementPlan {
-        credited: Money::ZERO,
-        product_method: None,
-        status: settlement.to,
-        becomes_paid: false,
-        event: settlement.webhook,
-        figures: ledger.figures(),
-        abandon_current: None,
-    }
-}
-
-/// The payment's status once its current operation was given up before anyone could pay it (QR
-/// unreadable, a start without an answer) and no predecessor became current again: as before
-/// the operation, unless money arrived meanwhile (then what it paid for, with its event).
-pub fn plan_given_up(
-    payment: &PaymentRecord,
-    operations: &[OperationRecord],
-    previous: PaymentStatus,
-    reported: Reported,
-) -> Settlement {
-    let (ledger, _) = ledger_of(payment, operations);
-    follow(
-        payment.status,
-        MoneyEvent::CurrentGivenUp { previous },
-        &ledger,
-        reported,
-    )
+    let mut plan = status_plan(snapshot, &settlement, ledger.figures());
+    plan.becomes_paid = false;
+    plan.refunded = refunded.unwrap_or(Money::ZERO);
+    plan
 }

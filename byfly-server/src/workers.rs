@@ -88,7 +88,9 @@ pub async fn sweep(
     now: i64,
     stale_start_secs: i64,
 ) -> Result<(), crate::store::StoreError> {
-    store.expire_due(now, 100, &crate::operations::event_id).await?;
+    store
+        .expire_due(now, 100, &crate::operations::event_id, &crate::settle::on_expiry)
+        .await?;
     for operation_id in store.stale_starts(stale_start_secs).await? {
         tracing::warn!(
             operation_id,

@@ -153,7 +153,12 @@ async fn expiry_ends_unpaid_payments_but_never_one_in_flight() {
     let later = byfly_server::http::now() + 2 * 3600;
     let expired = app
         .store
-        .expire_due(later, 100, &byfly_server::operations::event_id)
+        .expire_due(
+            later,
+            100,
+            &byfly_server::operations::event_id,
+            &byfly_server::settle::on_expiry,
+        )
         .await
         .unwrap();
     assert_eq!(expired, 1);

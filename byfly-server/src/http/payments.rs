@@ -305,7 +305,12 @@ pub async fn cancel(
     }
     let abandoned = state
         .store
-        .cancel_payment(record.id, record.status, now(), &operations::event_id())
+        .cancel_payment(
+            record.id,
+            now(),
+            &operations::event_id(),
+            &crate::settle::on_cancel,
+        )
         .await?
         .ok_or_else(|| HttpError::code(ErrorCode::InvalidStatus))?;
     let terminals = state.store.terminals().await?;

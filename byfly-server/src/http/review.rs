@@ -91,10 +91,7 @@ pub async fn resolve_operation(
             "note": request.note,
         })
         .to_string();
-        let settled = state
-            .store
-            .settle(id, &answer, &raw, now(), &crate::operations::event_id())
-            .await?;
+        let settled = crate::poll::settle_final(&state, id, &answer, &raw, now()).await?;
         // Settled meanwhile by the terminal's own answer: that one stands.
         if settled.is_none() {
             return Err(not_waiting());

@@ -14,7 +14,7 @@ use byfly_core::ids::TokenHash;
 use byfly_core::{BodyEncoding, Money, PaymentMethod, PaymentStatus, TransactionId};
 use byfly_terminal::Tokens;
 
-use crate::settle::{FinalAnswer, OperationRecord, SettlementPlan};
+use crate::settle::{Decide, FinalAnswer, OperationRecord, SettlementPlan};
 
 pub use records::*;
 pub use sql::{Dialect, SqlStore};
@@ -192,14 +192,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn stale_starts(&self, older_than_secs: i64) -> Result<Vec<i64>, StoreError>;
     /// `/v2/payment` got no answer we could read, and asking again did not prove it never started:
     /// the terminal may run it under a process id we never learnt. The operation stops being
-    /// current (the payment returns to the status it had) but keeps its terminal until its
-    /// deadline, when [`Store::release_uncertain_starts`] frees it for review.
+    /// current (the payment's status is what `decide` says of a given-up operation) but keeps its
+    /// terminal until its deadline, when [`Store::release_uncertain_starts`] frees it for review.
     async fn start_uncertain(
         &self,
         operation_id: i64,
         reason: &str,
         now: i64,
         event_id: &str,
+        decide: Decide<'_>,
     ) -> Result<(), StoreError>;
     /// Frees the terminals of uncertain starts whose deadline passed (a terminal ends an unpaid
     /// operation by itself by then) and flags them for an operator, who checks the terminal's own
@@ -224,10 +225,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         payment_url: &str,
     ) -> Result<(), StoreError>;
     /// The QR could not be read: the operation is abandoned (still followed until final) and the
-    /// payment returns to the status it had — unless money arrived meanwhile (then `event_id`
-    /// names the event reporting it).
-    async fn abandon_unreadable(&self, operation_id: i64, now: i64, event_id: &str)
-    -> Result<(), StoreError>;
+    /// payment's status is what `decide` says of a given-up operation (`event_id` names the event
+    /// if one is due).
+    async fn abandon_unreadable(
+        &self,
+        operation_id: i64,
+        now: i64,
+        event_id: &str,
+        decide: Decide<'_>,
+    ) -> Result<(), StoreError>;
     /// Claims operations holding a terminal whose next poll is due (of one payment, or all),
     /// pushing their next poll `lease` seconds ahead so no other caller polls them meanwhile.
     async fn claim_due_operations(
@@ -240,8 +246,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a non-final answer: the raw JSON, when to ask again, since when it is `unknown`,
     /// whether it showed the operation to a customer, and why it needs review.
     async fn record_poll(&self, operation_id: i64, note: &PollNote) -> Result<(), StoreError>;
-    /// Records a final answer, in one transaction: the operation, the freed terminal, the payment's
-    /// status, and the webhook event. `None` when the operation was already settled.
+    /// Records a final answer, in one transaction: the operation, the freed terminal, and what
+    /// `decide` (made from a snapshot read in that transaction) says of the payment's status and
+    /// webhook event. `None` when the operation was already settled.
     async fn settle(
         &self,
         operation_id: i64,
@@ -249,6 +256,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         raw_answer: &str,
         now: i64,
         event_id: &str,
+        decide: Decide<'_>,
     ) -> Result<Option<SettlementPlan>, StoreError>;
     /// Claims up to `limit` undelivered events whose next attempt is due, leasing them for
     /// `lease` seconds so that no other process sends them meanwhile.
@@ -294,24 +302,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn acknowledge_review(&self, id: i64) -> Result<bool, StoreError>;
     /// A payment by its row id.
     async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError>;
-    /// Cancels a payment that is still in `expected` status: its current operation is abandoned
-    /// (still followed; money it takes is still credited) and `cancelled` is appended, in one
-    /// transaction. Returns the abandoned operations still holding a terminal, or `None` when the
-    /// status changed meanwhile.
+    /// Cancels a payment as `decide` says from a snapshot read in the same transaction (byfly-core
+    /// refuses it in some statuses): its current operation abandoned (still followed; money it
+    /// takes is still credited) and `cancelled` appended. Returns the operations still running on
+    /// a terminal, or `None` when refused.
     async fn cancel_payment(
         &self,
         payment_id: i64,
-        expected: PaymentStatus,
         now: i64,
         event_id: &str,
+        decide: Decide<'_>,
     ) -> Result<Option<Vec<OperationRecord>>, StoreError>;
-    /// Expires up to `limit` payments past `expires_at` that are `pending` or `failed`, with nothing
-    /// received and no operation holding a terminal, each with its `expired` event. Returns how many.
+    /// Expires up to `limit` payments past `expires_at`, each as `decide` says from its snapshot
+    /// (byfly-core: never while an operation holds a terminal or after money arrived), with its
+    /// `expired` event. Returns how many.
     async fn expire_due(
         &self,
         now: i64,
         limit: u32,
         event_ids: &(dyn Fn() -> String + Sync),
+        decide: Decide<'_>,
     ) -> Result<usize, StoreError>;
     /// The outbox events of a payment, oldest first.
     async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError>;

@@ -31,8 +31,7 @@ use super::{
     StoreError, StoredEvent, StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
 };
 use crate::settle::{
-    FinalAnswer, OpState, OperationRecord, SettlementPlan, ledger_of, plan_given_up, plan_refund_settlement,
-    plan_settlement,
+    Decide, FinalAnswer, OpState, OperationRecord, SettlementPlan, Snapshot, expirable_statuses,
 };
 use byfly_core::ledger::OperationQuote;
 use byfly_core::{Figures, MethodCode, WebhookEvent};
@@ -1035,8 +1034,7 @@ impl Store for SqlStore {
             self.tokens_update(id, tokens, now).execute(&mut *tx).await?;
             // The terminal has just answered and issued tokens: it is reachable and usable, and the
             // operator reading "approved" must not see the health of before the registration.
-            self.q("UPDATE terminals SET healthy = 1, last_error = NULL, last_checked_at = ? WHERE id = ?")
-                .bind(now)
+            self.q("UPDATE terminals SET healthy = 1, last_error = NULL WHERE id = ?")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -1266,6 +1264,7 @@ impl Store for SqlStore {
         reason: &str,
         now: i64,
         event_id: &str,
+        decide: Decide<'_>,
     ) -> Result<(), StoreError> {
         self.q("UPDATE operations SET start_uncertain = 1, review_reason = ? WHERE id = ? AND state = 'starting'")
             .bind(reason)
@@ -1276,11 +1275,12 @@ impl Store for SqlStore {
         self.end_current(
             self.q(
                 "UPDATE operations SET is_current = 0 WHERE id = ? AND state = 'starting' AND is_current = 1 \
-                 RETURNING payment_id, previous_status, replaces_operation_id",
+                 RETURNING payment_id, replaces_operation_id",
             )
             .bind(operation_id),
             now,
             event_id,
+            decide,
         )
         .await
     }
@@ -1317,15 +1317,17 @@ impl Store for SqlStore {
         operation_id: i64,
         now: i64,
         event_id: &str,
+        decide: Decide<'_>,
     ) -> Result<(), StoreError> {
         self.end_current(
             self.q(
                 "UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1 \
-             RETURNING payment_id, previous_status, replaces_operation_id",
+             RETURNING payment_id, replaces_operation_id",
             )
             .bind(operation_id),
             now,
             event_id,
+            decide,
         )
         .await
     }
@@ -1382,6 +1384,7 @@ impl Store for SqlStore {
         raw_answer: &str,
         now: i64,
         event_id: &str,
+        decide: Decide<'_>,
     ) -> Result<Option<SettlementPlan>, StoreError> {
         let mut tx = self.begin_write().await?;
         let payment_id: Option<i64> = self
@@ -1392,50 +1395,10 @@ impl Store for SqlStore {
         let Some(payment_id) = payment_id else {
             return Ok(None);
         };
-        let (payment, operations) = self.payment_with_operations(&mut tx, payment_id).await?;
-        let methods = self
-            .q("SELECT * FROM payment_methods")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| Self::method(row).map(|(method, _)| method))
-            .collect::<Result<Vec<_>, _>>()?;
-        let Some(operation) = operations.iter().find(|op| op.id == operation_id) else {
+        let snapshot = self.snapshot(&mut tx, payment_id).await?;
+        let Some(plan) = decide(&snapshot) else {
             return Ok(None);
         };
-        let reported = self.last_reported(&mut tx, payment_id).await?;
-        // What a terminal refund gave back: what the terminal reports moving.
-        let refunded = match answer {
-            FinalAnswer::Succeeded { gross, .. } => Some(*gross),
-            FinalAnswer::Failed => None,
-        };
-        let plan = if operation.is_refund() {
-            if operation.state != OpState::InFlight {
-                return Ok(None);
-            }
-            plan_refund_settlement(&payment, &operations, refunded, reported)
-        } else {
-            match plan_settlement(&payment, &operations, operation_id, answer, &methods, reported) {
-                Some(plan) => plan,
-                None => return Ok(None),
-            }
-        };
-        if operation.is_refund()
-            && let Some(refunded) = refunded
-        {
-            self.q("UPDATE payments SET refunded_amount_minor = refunded_amount_minor + ? WHERE id = ?")
-                .bind(refunded.to_minor())
-                .bind(payment_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(current) = plan.abandon_current {
-            // What is owed without it is paid: it is followed still, its money is overpayment.
-            self.q("UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1")
-                .bind(current)
-                .execute(&mut *tx)
-                .await?;
-        }
         let (transaction_id, cheque_method) = match answer {
             FinalAnswer::Succeeded {
                 transaction_id,
@@ -1467,31 +1430,7 @@ impl Store for SqlStore {
         if updated.rows_affected() == 0 {
             return Ok(None);
         }
-        self.q(
-            "UPDATE payments SET status = ?, paid_at = CASE WHEN ? THEN ? ELSE paid_at END, updated_at = ? WHERE id = ?",
-        )
-        .bind(plan.status.as_str())
-        .bind(plan.becomes_paid)
-        .bind(now)
-        .bind(now)
-        .bind(payment_id)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(event) = plan.event {
-            let method = operations
-                .iter()
-                .find(|op| op.id == operation_id)
-                .map(|op| op.quote.method.to_string());
-            let new = NewEvent {
-                event,
-                status: plan.status,
-                figures: &plan.figures,
-                actual: plan.credited,
-                method,
-            };
-            self.append_event(&mut tx, payment_id, &new, now, event_id)
-                .await?;
-        }
+        self.persist(&mut tx, &snapshot, &plan, now, event_id).await?;
         tx.commit().await?;
         Ok(Some(plan))
     }
@@ -1641,39 +1580,20 @@ impl Store for SqlStore {
     async fn cancel_payment(
         &self,
         payment_id: i64,
-        expected: PaymentStatus,
         now: i64,
         event_id: &str,
+        decide: Decide<'_>,
     ) -> Result<Option<Vec<OperationRecord>>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let updated = self
-            .q("UPDATE payments SET status = 'cancelled', updated_at = ? WHERE id = ? AND status = ?")
-            .bind(now)
-            .bind(payment_id)
-            .bind(expected.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if updated.rows_affected() == 0 {
+        let snapshot = self.snapshot(&mut tx, payment_id).await?;
+        let Some(plan) = decide(&snapshot) else {
             return Ok(None);
-        }
-        self.q("UPDATE operations SET is_current = 0 WHERE payment_id = ? AND is_current = 1")
-            .bind(payment_id)
-            .execute(&mut *tx)
-            .await?;
-        let (payment, operations) = self.payment_with_operations(&mut tx, payment_id).await?;
-        let figures = ledger_of(&payment, &operations).0.figures();
-        let new = NewEvent {
-            event: WebhookEvent::Cancelled,
-            status: PaymentStatus::Cancelled,
-            figures: &figures,
-            actual: Money::ZERO,
-            method: None,
         };
-        self.append_event(&mut tx, payment_id, &new, now, event_id)
-            .await?;
+        self.persist(&mut tx, &snapshot, &plan, now, event_id).await?;
         tx.commit().await?;
         Ok(Some(
-            operations
+            snapshot
+                .operations
                 .into_iter()
                 .filter(|op| op.holds_terminal && op.process_id.is_some())
                 .collect(),
@@ -1685,36 +1605,36 @@ impl Store for SqlStore {
         now: i64,
         limit: u32,
         event_ids: &(dyn Fn() -> String + Sync),
+        decide: Decide<'_>,
     ) -> Result<usize, StoreError> {
         let mut tx = self.begin_write().await?;
-        let expired: Vec<i64> = self
-            .scalar(
-                "UPDATE payments SET status = 'expired', updated_at = ? WHERE id IN (\
-               SELECT p.id FROM payments p WHERE p.status IN ('pending', 'failed') AND p.expires_at <= ? \
-               AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.payment_id = p.id \
-                               AND (o.holds_terminal = 1 OR o.state = 'succeeded')) \
-               ORDER BY p.expires_at LIMIT ?) RETURNING id",
-            )
-            .bind(now)
-            .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await?;
-        for payment_id in &expired {
-            let (payment, operations) = self.payment_with_operations(&mut tx, *payment_id).await?;
-            let figures = ledger_of(&payment, &operations).0.figures();
-            let new = NewEvent {
-                event: WebhookEvent::Expired,
-                status: PaymentStatus::Expired,
-                figures: &figures,
-                actual: Money::ZERO,
-                method: None,
-            };
-            self.append_event(&mut tx, *payment_id, &new, now, &event_ids())
-                .await?;
+        // Narrowing only: byfly-core decides each payment from its snapshot. A payment whose
+        // operation holds a terminal is left out here as there (it would be refused each round).
+        // One slot per status (PaymentStatus::ALL has 8): the expirable ones bound, the rest NULL,
+        // which `IN` never matches.
+        let expirable = expirable_statuses();
+        let mut query = self.scalar(
+            "SELECT p.id FROM payments p WHERE p.expires_at <= ? \
+             AND p.status IN (?, ?, ?, ?, ?, ?, ?, ?) \
+             AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.payment_id = p.id AND o.holds_terminal = 1) \
+             ORDER BY p.expires_at LIMIT ?",
+        );
+        query = query.bind(now);
+        let slots: [PaymentStatus; 8] = PaymentStatus::ALL;
+        for status in slots {
+            query = query.bind(expirable.contains(&status).then(|| status.as_str()));
+        }
+        let due: Vec<i64> = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        let mut expired = 0;
+        for payment_id in due {
+            let snapshot = self.snapshot(&mut tx, payment_id).await?;
+            if let Some(plan) = decide(&snapshot) {
+                self.persist(&mut tx, &snapshot, &plan, now, &event_ids()).await?;
+                expired += 1;
+            }
         }
         tx.commit().await?;
-        Ok(expired.len())
+        Ok(expired)
     }
 
     async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
@@ -1896,75 +1816,106 @@ impl SqlStore {
         .bind(id)
     }
 
-    /// Runs `update` — an `UPDATE … RETURNING payment_id, previous_status, replaces_operation_id`
-    /// that stops an operation being current — in one write transaction with
-    /// [`SqlStore::restore_predecessor`].
+    /// Runs `update` — an `UPDATE … RETURNING payment_id, replaces_operation_id` that stops an
+    /// operation being current — in one write transaction with what follows: the operation it
+    /// replaced becomes current again if it still runs; otherwise `decide` (byfly-core's decision
+    /// for a given-up operation) sets the payment's status, with its event if one is due.
     async fn end_current(
         &self,
         update: Query<'_, Any, AnyArguments>,
         now: i64,
         event_id: &str,
+        decide: Decide<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(row) = update.fetch_optional(&mut *tx).await? {
-            self.restore_predecessor(&mut tx, &row, now, event_id).await?;
+            let payment_id: i64 = row.try_get("payment_id")?;
+            let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
+            let restored = match replaced {
+                Some(replaced) => self
+                    .q("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
+                    .bind(replaced)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected(),
+                None => 0,
+            };
+            if restored == 0 {
+                let snapshot = self.snapshot(&mut tx, payment_id).await?;
+                if let Some(plan) = decide(&snapshot) {
+                    self.persist(&mut tx, &snapshot, &plan, now, event_id).await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// After the operation of `row` (`payment_id, previous_status, replaces_operation_id`) stopped
-    /// being current: the operation it replaced becomes current again if it still runs; otherwise
-    /// the payment's status follows byfly-core's decision for a given-up operation (back to the
-    /// status it had, unless money arrived meanwhile), with its event if one is due.
-    async fn restore_predecessor(
+    /// What a decision about `payment_id` is made from, read inside `tx`.
+    async fn snapshot(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
-        row: &AnyRow,
+        payment_id: i64,
+    ) -> Result<Snapshot, StoreError> {
+        let (payment, operations) = self.payment_with_operations(tx, payment_id).await?;
+        let methods = self
+            .q("SELECT * FROM payment_methods")
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|row| Self::method(row).map(|(method, _)| method))
+            .collect::<Result<Vec<_>, _>>()?;
+        let reported = self.last_reported(tx, payment_id).await?;
+        Ok(Snapshot {
+            payment,
+            operations,
+            methods,
+            reported,
+        })
+    }
+
+    /// Writes a decision about the payment of `snapshot`: the abandoned current operation, the
+    /// refunded amount, the status (with `paid_at` on entering `paid`) and the event, in `tx`.
+    async fn persist(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        snapshot: &Snapshot,
+        plan: &SettlementPlan,
         now: i64,
         event_id: &str,
     ) -> Result<(), StoreError> {
-        let payment_id: i64 = row.try_get("payment_id")?;
-        let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
-        let restored = match replaced {
-            Some(replaced) => self
-                .q("UPDATE operations SET is_current = 1 WHERE id = ? AND state = 'in_flight'")
-                .bind(replaced)
+        let payment_id = snapshot.payment.id;
+        if let Some(current) = plan.abandon_current {
+            // Still followed on its terminal: money it takes is credited.
+            self.q("UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1")
+                .bind(current)
                 .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-            None => 0,
-        };
-        if restored > 0 {
-            return Ok(());
+                .await?;
         }
-        let previous: String = row.try_get("previous_status")?;
-        let previous =
-            PaymentStatus::parse(&previous).ok_or_else(|| corrupt(format!("status {previous:?}")))?;
-        let (payment, operations) = self.payment_with_operations(tx, payment_id).await?;
-        let reported = self.last_reported(tx, payment_id).await?;
-        let decided = plan_given_up(&payment, &operations, previous, reported);
-        if decided.to != payment.status {
-            self.q(
-                "UPDATE payments SET status = ?, paid_at = CASE WHEN ? THEN ? ELSE paid_at END, updated_at = ? \
-                 WHERE id = ?",
-            )
-            .bind(decided.to.as_str())
-            .bind(decided.to == PaymentStatus::Paid)
-            .bind(now)
-            .bind(now)
-            .bind(payment_id)
-            .execute(&mut **tx)
-            .await?;
+        if plan.refunded.is_positive() {
+            self.q("UPDATE payments SET refunded_amount_minor = refunded_amount_minor + ? WHERE id = ?")
+                .bind(plan.refunded.to_minor())
+                .bind(payment_id)
+                .execute(&mut **tx)
+                .await?;
         }
-        if let Some(event) = decided.webhook {
-            let figures = ledger_of(&payment, &operations).0.figures();
+        self.q(
+            "UPDATE payments SET status = ?, paid_at = CASE WHEN ? THEN ? ELSE paid_at END, updated_at = ? WHERE id = ?",
+        )
+        .bind(plan.status.as_str())
+        .bind(plan.becomes_paid)
+        .bind(now)
+        .bind(now)
+        .bind(payment_id)
+        .execute(&mut **tx)
+        .await?;
+        if let Some(event) = plan.event {
             let new = NewEvent {
                 event,
-                status: decided.to,
-                figures: &figures,
-                actual: Money::ZERO,
-                method: None,
+                status: plan.status,
+                figures: &plan.figures,
+                actual: plan.credited,
+                method: plan.event_method.as_ref().map(MethodCode::to_string),
             };
             self.append_event(tx, payment_id, &new, now, event_id).await?;
         }
