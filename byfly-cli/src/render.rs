@@ -193,20 +193,35 @@ pub fn kaspi(method: &str, answer: &KaspiResponse, light_background: bool, with_
 
 /// What `refund` prints; while the customer must confirm, the confirmation link and its QR.
 pub fn refund(view: &RefundView, light_background: bool) -> String {
-    let status = serde_json::to_value(view.status)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let status_text = |status: byfly_core::wire::RefundStatus| {
+        serde_json::to_value(status)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
     let mut pairs = vec![
         ("payment", view.transaction_id.to_string()),
         ("amount", tenge(view.amount)),
-        ("status", status),
+        ("status", status_text(view.status)),
+        ("refunded", tenge(view.refunded_amount)),
         ("created at", view.created_at.clone()),
     ];
     if let Some(url) = &view.refund_url {
         pairs.push(("confirm link", url.clone()));
     }
     let mut out = format!("refund {}\n{}", view.refund_id, fields(&pairs));
+    // A request spanning operations: each terminal refund in the order they run.
+    if view.parts.len() > 1 {
+        out.push_str("\n  parts:");
+        for (at, part) in view.parts.iter().enumerate() {
+            out.push_str(&format!(
+                "\n    {}. {} — {}",
+                at + 1,
+                tenge(part.amount),
+                status_text(part.status)
+            ));
+        }
+    }
     if let Some(drawn) = view
         .qr_code
         .as_deref()
@@ -236,6 +251,37 @@ mod tests {
         for (amount, expected) in cases {
             assert_eq!(tenge(Money::parse(amount).unwrap()), expected, "{amount}");
         }
+    }
+
+    #[test]
+    fn a_refund_spanning_operations_lists_its_parts_in_order() {
+        use byfly_core::wire::{RefundPart, RefundStatus};
+        let part = |amount: i64, status| RefundPart {
+            amount: Money::from_tenge(amount),
+            status,
+            refund_url: None,
+            qr_code: None,
+        };
+        let view = RefundView {
+            refund_id: "rf_1".into(),
+            transaction_id: byfly_core::TransactionId::parse("1C47E6366F5D").unwrap(),
+            amount: Money::from_tenge(100_000),
+            status: RefundStatus::WaitingConfirmation,
+            refund_url: None,
+            qr_code: None,
+            created_at: "2026-12-01 12:00:00".into(),
+            refunded_amount: Money::from_tenge(87_719),
+            parts: vec![
+                part(87_719, RefundStatus::Completed),
+                part(12_281, RefundStatus::WaitingConfirmation),
+            ],
+        };
+        let out = refund(&view, true);
+        assert!(out.contains("refunded    87 719 ₸"), "{out}");
+        assert!(
+            out.ends_with("  parts:\n    1. 87 719 ₸ — completed\n    2. 12 281 ₸ — waiting_confirmation"),
+            "{out}"
+        );
     }
 
     #[test]

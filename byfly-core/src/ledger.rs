@@ -394,7 +394,7 @@ pub fn split_refund<K: Copy>(amount: Money, sources: &[(K, Money)]) -> Result<Ve
         .map(|&(source, held)| (source, held.floor_tenge()))
         .filter(|(_, held)| held.is_positive())
         .collect();
-    by_size.sort_by(|a, b| b.1.cmp(&a.1));
+    by_size.sort_by_key(|&(_, held)| std::cmp::Reverse(held));
     let mut left = amount;
     let mut parts = Vec::new();
     for (source, held) in by_size {

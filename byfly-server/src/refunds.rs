@@ -190,6 +190,9 @@ pub async fn start_refund(
             "Сумма возврата должна быть целым числом тенге",
         )));
     }
+    if state.store.open_refund_request(payment.id).await?.is_some() {
+        return Err(refund_running());
+    }
     let operations = state.store.operations(payment.id).await?;
     let (ledger, _) = ledger_of(&payment, &operations);
     // Allowed from every status that holds money not yet refunded (paid, partially paid, a
@@ -232,12 +235,7 @@ pub async fn start_refund(
     let operation_id = match claim_part(state, &payment, source, first, request).await? {
         RefundClaim::Claimed(id) => id,
         RefundClaim::TerminalBusy => return Err(terminals_busy(state).await?),
-        RefundClaim::PaymentChanged => {
-            return Err(HttpError(ApiError::with_message(
-                ErrorCode::InvalidStatus,
-                "Статус платежа изменился или по нему уже выполняется возврат: дождитесь его завершения",
-            )));
-        }
+        RefundClaim::PaymentChanged => return Err(refund_running()),
     };
     run_part(state, payment.status, source, operation_id).await?;
     let request = state
@@ -247,6 +245,14 @@ pub async fn start_refund(
         .ok_or_else(|| HttpError::internal("refund request vanished"))?;
     let operations = state.store.operations(payment.id).await?;
     Ok(refund_view(&payment, &request, &operations, state))
+}
+
+/// Another refund of the payment runs (or the payment changed while this one was being claimed).
+fn refund_running() -> HttpError {
+    HttpError(ApiError::with_message(
+        ErrorCode::InvalidStatus,
+        "По платежу уже выполняется возврат (или его статус изменился): дождитесь его завершения",
+    ))
 }
 
 async fn claim_part(

@@ -315,3 +315,22 @@ async fn a_declined_part_stops_the_request_with_what_moved() {
     let (code, body) = app.refund(&id, json!({})).await;
     assert_eq!((code, &body["data"]["amount"]), (200, &json!(12281)), "{body}");
 }
+
+/// Found by the model test (seed 3004): a second request while a refund of everything still waits
+/// for the customer is "a refund is running", not "too large".
+#[tokio::test]
+async fn a_second_refund_waits_for_the_running_one() {
+    let app = spawn_app(1).await;
+    let id = paid(&app, 40_950).await;
+    let (code, body) = app.refund(&id, json!({})).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, again) = app.refund(&id, json!({"amount": 35429})).await;
+    assert_eq!((code, &again["code"]), (400, &json!("invalid_status")), "{again}");
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("уже выполняется возврат"),
+        "{again}"
+    );
+}

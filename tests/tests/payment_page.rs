@@ -65,7 +65,12 @@ async fn the_payment_page_in_headless_chromium() {
     let two_hours_later = byfly_server::http::now() + 7_200;
     let expired = demo
         .store
-        .expire_due(two_hours_later, 100, &byfly_server::operations::event_id)
+        .expire_due(
+            two_hours_later,
+            100,
+            &byfly_server::operations::event_id,
+            &byfly_server::settle::on_expiry,
+        )
         .await
         .unwrap();
     assert_eq!(expired, 1);

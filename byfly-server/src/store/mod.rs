@@ -288,6 +288,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<RefundClaim, StoreError>;
     /// A refund request by its public id.
     async fn refund_request(&self, refund_id: &str) -> Result<Option<RefundRequestRecord>, StoreError>;
+    /// The payment's request that may still start parts, if any (one at a time per payment).
+    async fn open_refund_request(&self, payment_id: i64) -> Result<Option<RefundRequestRecord>, StoreError>;
     /// Requests that may still start parts, oldest first.
     async fn open_refund_requests(&self, limit: i64) -> Result<Vec<RefundRequestRecord>, StoreError>;
     /// No more parts of this request will start. Returns whether it was open.

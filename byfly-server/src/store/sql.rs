@@ -1529,6 +1529,15 @@ impl Store for SqlStore {
         row.as_ref().map(Self::refund_request_row).transpose()
     }
 
+    async fn open_refund_request(&self, payment_id: i64) -> Result<Option<RefundRequestRecord>, StoreError> {
+        let row = self
+            .q("SELECT * FROM refund_requests WHERE payment_id = ? AND open = 1")
+            .bind(payment_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::refund_request_row).transpose()
+    }
+
     async fn open_refund_requests(&self, limit: i64) -> Result<Vec<RefundRequestRecord>, StoreError> {
         let rows = self
             .q("SELECT * FROM refund_requests WHERE open = 1 ORDER BY id LIMIT ?")

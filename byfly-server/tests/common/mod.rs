@@ -21,8 +21,29 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub simulators: Vec<Simulator>,
     pub http: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    server: Option<RunningServer>,
+    settings: byfly_server::config::Settings,
     dir: std::path::PathBuf,
+}
+
+/// A server process of the test: its stop signal and its task.
+struct RunningServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a server on `store` at a new local port: its API base URL and handle.
+async fn start_server(
+    store: Arc<dyn Store>,
+    settings: byfly_server::config::Settings,
+) -> (String, RunningServer) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(byfly_server::run(listener, store, settings, async {
+        stopped.await.ok();
+    }));
+    (base, RunningServer { stop, task })
 }
 
 impl Drop for App {
@@ -238,24 +259,33 @@ pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl F
         .await
         .unwrap();
     let simulators = simulated_terminals(&store, terminals).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/api", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(byfly_server::run(listener, store.clone(), settings, async {
-        stopped.await.ok();
-    }));
+    let (base, server) = start_server(store.clone(), settings.clone()).await;
     App {
         base,
         token: token.expose().to_owned(),
         store,
         simulators,
         http: reqwest::Client::new(),
-        _stop: stop,
+        server: Some(server),
+        settings,
         dir,
     }
 }
 
 impl App {
+    /// Stops the server (gracefully: its workers end between two rounds) and starts a new process
+    /// on the same database, at a new port, as after a deploy.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop.send(()).ok();
+            server.task.await.unwrap().unwrap();
+        }
+        self.store = byfly_server::open_store(&self.settings).await.unwrap();
+        let (base, server) = start_server(self.store.clone(), self.settings.clone()).await;
+        self.base = base;
+        self.server = Some(server);
+    }
+
     /// Creates a payment with `body` as `token`'s source and returns its transaction id.
     pub async fn init_as(&self, token: &str, body: Value) -> String {
         let created: Value = self
