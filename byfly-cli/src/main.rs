@@ -731,6 +731,7 @@ fn verify_webhook(
     let received = ReceivedSignatures {
         signature,
         signature_v2,
+        standard: None,
     };
     // A zero tolerance means "do not check freshness".
     let tolerance = if tolerance == 0 { i64::MAX } else { tolerance };

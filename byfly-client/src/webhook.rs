@@ -23,9 +23,7 @@
 
 use std::time::Duration;
 
-use byfly_core::webhook::signature::{
-    DEFAULT_TOLERANCE_SECS, ReceivedSignatures, VerifyError, headers as names, verify,
-};
+use byfly_core::webhook::signature::{DEFAULT_TOLERANCE_SECS, ReceivedSignatures, VerifyError, verify};
 use byfly_core::{Secret, WebhookEvent, WebhookPayload};
 use http::HeaderMap;
 
@@ -77,8 +75,10 @@ impl Verifier {
     }
 
     /// Verifies against the system clock. Every signature header present must match the body
-    /// (`X-Webhook-Signature`, and `X-Webhook-Signature-V2` when sent), at least one must be
-    /// present, and the signed time must be fresh.
+    /// (`X-Webhook-Signature`, `X-Webhook-Signature-V2` and the Standard Webhooks
+    /// `webhook-signature` with its `webhook-id` and `webhook-timestamp`), at least one must be
+    /// present, and the signed time must be fresh. A `whsec_…` secret keys the Standard
+    /// Webhooks signature by its decoded base64, as the standard libraries do.
     pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<VerifiedWebhook, WebhookError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -94,14 +94,7 @@ impl Verifier {
         now: i64,
     ) -> Result<VerifiedWebhook, WebhookError> {
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        self.verify_signatures(
-            ReceivedSignatures {
-                signature: header(names::SIGNATURE),
-                signature_v2: header(names::SIGNATURE_V2),
-            },
-            body,
-            now,
-        )
+        self.verify_signatures(ReceivedSignatures::from_headers(header), body, now)
     }
 
     /// The same check from header values taken out by other HTTP stacks.

@@ -565,9 +565,16 @@ async fn webhooks_from_the_real_server_verify_in_both_encodings() {
             verifier.verify_at(&headers, &body, an_hour_later),
             Err(WebhookError::Signature(VerifyError::Stale { .. }))
         ));
-        let mut unsigned = headers.clone();
-        unsigned.remove("x-webhook-signature");
-        unsigned.remove("x-webhook-signature-v2");
+        // Each style alone verifies: the Standard Webhooks headers without ours, and the reverse.
+        let mut standard_only = headers.clone();
+        standard_only.remove("x-webhook-signature");
+        standard_only.remove("x-webhook-signature-v2");
+        assert_eq!(verifier.verify(&standard_only, &body).unwrap().id, webhook.id);
+        let mut ours_only = headers.clone();
+        ours_only.remove("webhook-signature");
+        assert_eq!(verifier.verify(&ours_only, &body).unwrap().id, webhook.id);
+        let mut unsigned = standard_only;
+        unsigned.remove("webhook-signature");
         assert_eq!(
             verifier.verify(&unsigned, &body),
             Err(WebhookError::Signature(VerifyError::Missing))

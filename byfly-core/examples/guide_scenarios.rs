@@ -84,6 +84,8 @@ fn run(title: &str, original: i64, steps: &[Step]) -> Result<(), Box<dyn std::er
         overpaid_amount: f.overpaid_amount,
         commission_amount: f.commission_amount,
         payment_method: steps.last().map(|s| s.method.to_owned()),
+        sequence: 1,
+        event_created_at: "2026-01-13 14:35:00".to_owned(),
     };
     for encoding in [BodyEncoding::Php, BodyEncoding::Js] {
         let body = payload.encode(encoding)?;

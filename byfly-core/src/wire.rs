@@ -369,13 +369,31 @@ pub fn is_internal_address(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_internal_address(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
+            let embedded = |high: u16, low: u16| {
+                let [a, b] = high.to_be_bytes();
+                let [c, d] = low.to_be_bytes();
+                is_internal_address(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)))
+            };
+            // IPv6 forms that reach an IPv4 address: IPv4-compatible `::a.b.c.d`, NAT64
+            // `64:ff9b::/96` (and the local-use `64:ff9b:1::/48`), 6to4 `2002::/16`.
+            let compatible = segments[..6].iter().all(|&s| s == 0) && embedded(segments[6], segments[7]);
+            let nat64 = first == 0x0064
+                && segments[1] == 0xff9b
+                && (segments[2] == 1
+                    || (segments[2..6].iter().all(|&s| s == 0) && embedded(segments[6], segments[7])));
+            let six_to_four = first == 0x2002 && embedded(segments[1], segments[2]);
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                || compatible
+                || nat64
+                || six_to_four
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && segments[1] == 0x0db8
         }
     }
 }
@@ -977,8 +995,69 @@ pub struct WebhookEventView {
     pub created_at: String,
     /// Delivered (a 2xx answer).
     pub delivered: bool,
+    /// 1, 2, … per payment: the order of delivery.
+    #[serde(default)]
+    pub sequence: u64,
+    /// `pending`, `failed` (retrying), `exhausted` or `delivered`.
+    #[serde(default)]
+    pub state: String,
     /// Every attempt, oldest first.
     pub attempts: Vec<WebhookAttemptView>,
+}
+
+/// An undelivered webhook event across payments (`GET /api/admin/webhooks`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeliveredEventView {
+    /// `X-Webhook-Id`.
+    pub event_id: String,
+    /// The payment.
+    pub transaction_id: TransactionId,
+    /// The payment's source.
+    pub source_id: i64,
+    /// The event.
+    pub event: String,
+    /// Its place among the payment's events.
+    pub sequence: u64,
+    /// `pending`, `failed` (retrying) or `exhausted`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub created_at: String,
+    /// When the next automatic attempt is due (none once exhausted).
+    pub next_attempt_at: Option<String>,
+    /// What the last attempt got (`HTTP 503`, or the error).
+    pub last_result: Option<String>,
+}
+
+/// A page of undelivered events, oldest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeliveredEventList {
+    /// This page.
+    pub items: Vec<UndeliveredEventView>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /api/admin/webhooks/recover` body: every failed or exhausted event of a source's payments
+/// since a time gets a fresh schedule, and goes out in order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoverWebhooksRequest {
+    /// The source.
+    pub source_id: i64,
+    /// `YYYY-MM-DD HH:MM:SS` (the server's offset): events created at or after it.
+    pub since: String,
+}
+
+/// `POST /api/admin/webhooks/recover` answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveredWebhooks {
+    /// How many events were rescheduled.
+    pub recovered: u64,
 }
 
 #[cfg(test)]
@@ -1165,10 +1244,25 @@ mod tests {
             "::",
             "224.0.0.1",
             "198.18.0.1",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::8.8.8.8",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
         ] {
             assert!(is_internal_address(internal.parse().unwrap()), "{internal}");
         }
-        for public in ["8.8.8.8", "95.56.1.1", "2a00:1450::1", "100.128.0.1"] {
+        for public in [
+            "8.8.8.8",
+            "95.56.1.1",
+            "2a00:1450::1",
+            "100.128.0.1",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
             assert!(!is_internal_address(public.parse().unwrap()), "{public}");
         }
         let url = WebhookUrl::parse("http://[::1]:8080/hook").unwrap();

@@ -162,6 +162,8 @@ fn payload(case: &Case, event: WebhookEvent) -> WebhookPayload {
         overpaid_amount: Money::ZERO,
         commission_amount: money("7000"),
         payment_method: Some("kaspi_kredit".to_owned()),
+        sequence: 3,
+        event_created_at: "2026-01-13 14:35:00".to_owned(),
     }
 }
 

@@ -82,6 +82,18 @@ pub struct Config {
     pub webhook_timeout_secs: u64,
     /// Webhook deliveries in flight at once. Default 8; `BYFLY_WEBHOOK_CONCURRENCY`.
     pub webhook_concurrency: usize,
+    /// Webhook deliveries in flight at once to one receiving host, so that one slow receiver never
+    /// holds up the others. Default 2; `BYFLY_WEBHOOK_PER_HOST_CONCURRENCY`.
+    pub webhook_per_host_concurrency: usize,
+    /// Time a webhook host's DNS lookup may take, milliseconds. Default 5000; `BYFLY_WEBHOOK_DNS_TIMEOUT_MS`.
+    pub webhook_dns_timeout_ms: u64,
+    /// How long a claimed event belongs to its sender: longer than the timeout and the DNS lookup
+    /// together (checked), so one event never goes out twice at once. Default 90;
+    /// `BYFLY_WEBHOOK_CLAIM_LEASE_SECS`.
+    pub webhook_claim_lease_secs: u64,
+    /// Days the webhook attempt log is kept (the events themselves are kept). Default 30;
+    /// `BYFLY_WEBHOOK_LOG_RETENTION_DAYS`.
+    pub webhook_log_retention_days: u64,
     /// `/kaspi` calls one client address may make per minute (each can hold a physical terminal
     /// for minutes). Default 20, 0 = no limit; `BYFLY_KASPI_RATE_PER_IP`.
     pub kaspi_rate_per_ip: u32,
@@ -118,6 +130,10 @@ impl Default for Config {
             webhook_backoff_secs: vec![60, 300, 1800, 7200, 21600, 43200, 86400],
             webhook_timeout_secs: 10,
             webhook_concurrency: 8,
+            webhook_per_host_concurrency: 2,
+            webhook_dns_timeout_ms: 5_000,
+            webhook_claim_lease_secs: 90,
+            webhook_log_retention_days: 30,
             kaspi_rate_per_ip: 20,
             kaspi_rate_per_payment: 6,
             trust_forwarded_for: false,
@@ -135,6 +151,9 @@ pub enum ConfigError {
     #[error("setting `{field}`: {reason}")]
     Invalid { field: &'static str, reason: String },
 }
+
+/// What a webhook claim's lease must exceed a whole attempt (DNS lookup and request) by.
+const LEASE_MARGIN_SECS: u64 = 5;
 
 fn secs(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -177,11 +196,7 @@ pub struct Settings {
     /// Timing of terminal operations.
     pub timing: crate::operations::OperationTiming,
     /// Webhook delivery.
-    pub webhook_backoff: Vec<i64>,
-    /// Webhook request timeout.
-    pub webhook_timeout: Duration,
-    /// Webhook deliveries in flight at once.
-    pub webhook_concurrency: usize,
+    pub delivery: crate::webhooks::DeliverySettings,
     /// `/kaspi` rate limits.
     pub kaspi_rate: crate::http::KaspiRate,
     /// Demo mode (`byfly-server demo`): adds `POST /api/dev/simulate/{id}`, which drives the
@@ -288,6 +303,18 @@ impl Config {
         if let Some(v) = env("BYFLY_WEBHOOK_CONCURRENCY") {
             self.webhook_concurrency = parsed("webhook_concurrency", &v)?;
         }
+        if let Some(v) = env("BYFLY_WEBHOOK_PER_HOST_CONCURRENCY") {
+            self.webhook_per_host_concurrency = parsed("webhook_per_host_concurrency", &v)?;
+        }
+        if let Some(v) = env("BYFLY_WEBHOOK_DNS_TIMEOUT_MS") {
+            self.webhook_dns_timeout_ms = parsed("webhook_dns_timeout_ms", &v)?;
+        }
+        if let Some(v) = env("BYFLY_WEBHOOK_CLAIM_LEASE_SECS") {
+            self.webhook_claim_lease_secs = parsed("webhook_claim_lease_secs", &v)?;
+        }
+        if let Some(v) = env("BYFLY_WEBHOOK_LOG_RETENTION_DAYS") {
+            self.webhook_log_retention_days = parsed("webhook_log_retention_days", &v)?;
+        }
         if let Some(v) = env("BYFLY_KASPI_RATE_PER_IP") {
             self.kaspi_rate_per_ip = parsed("kaspi_rate_per_ip", &v)?;
         }
@@ -377,6 +404,34 @@ impl Config {
         if self.webhook_concurrency == 0 || self.webhook_concurrency > 256 {
             return Err(invalid("webhook_concurrency", "must be between 1 and 256"));
         }
+        if self.webhook_per_host_concurrency == 0
+            || self.webhook_per_host_concurrency > self.webhook_concurrency
+        {
+            return Err(invalid(
+                "webhook_per_host_concurrency",
+                "must be between 1 and webhook_concurrency",
+            ));
+        }
+        if self.webhook_dns_timeout_ms == 0 || self.webhook_dns_timeout_ms > 30_000 {
+            return Err(invalid("webhook_dns_timeout_ms", "must be between 1 and 30000"));
+        }
+        // The lease must outlast a whole attempt (DNS, then the request) with a margin.
+        let attempt_secs =
+            self.webhook_timeout_secs + self.webhook_dns_timeout_ms.div_ceil(1000) + LEASE_MARGIN_SECS;
+        if self.webhook_claim_lease_secs <= attempt_secs {
+            return Err(invalid(
+                "webhook_claim_lease_secs",
+                format!(
+                    "must be more than webhook_timeout_secs + webhook_dns_timeout_ms + {LEASE_MARGIN_SECS} s ({attempt_secs} s)"
+                ),
+            ));
+        }
+        if self.webhook_log_retention_days == 0 || self.webhook_log_retention_days > 3650 {
+            return Err(invalid(
+                "webhook_log_retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
         if crate::store::Dialect::of_url(&self.database_url).is_none() {
             return Err(invalid(
                 "database_url",
@@ -426,9 +481,17 @@ impl Config {
                 unknown_review_after: secs(self.unknown_review_after_secs),
                 operation_deadline: secs(self.operation_timeout_secs),
             },
-            webhook_backoff: self.webhook_backoff_secs.iter().map(|d| secs(*d)).collect(),
-            webhook_timeout: Duration::from_secs(self.webhook_timeout_secs),
-            webhook_concurrency: self.webhook_concurrency,
+            delivery: crate::webhooks::DeliverySettings {
+                backoff: self.webhook_backoff_secs.iter().map(|d| secs(*d)).collect(),
+                timeout: Duration::from_secs(self.webhook_timeout_secs),
+                dns_timeout: Duration::from_millis(self.webhook_dns_timeout_ms),
+                claim_lease: secs(self.webhook_claim_lease_secs),
+                concurrency: self.webhook_concurrency,
+                per_host: self.webhook_per_host_concurrency,
+                log_retention: secs(self.webhook_log_retention_days.saturating_mul(86_400)),
+                allow_private_hosts: self.allow_private_webhook_hosts,
+                offset,
+            },
             kaspi_rate: crate::http::KaspiRate {
                 per_ip_per_minute: self.kaspi_rate_per_ip,
                 per_payment_per_minute: self.kaspi_rate_per_payment,

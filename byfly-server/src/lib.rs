@@ -59,14 +59,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let pool = Arc::new(pool::TerminalPool::with_timing(store.clone(), settings.terminals));
-    let delivery = webhooks::DeliverySettings {
-        backoff: settings.webhook_backoff.clone(),
-        timeout: settings.webhook_timeout,
-        concurrency: settings.webhook_concurrency,
-        allow_private_hosts: settings.allow_private_webhook_hosts,
-        offset: settings.offset,
-    };
-    let dispatcher = webhooks::Dispatcher::new(store.clone(), delivery).map_err(std::io::Error::other)?;
+    let dispatcher =
+        webhooks::Dispatcher::new(store.clone(), settings.delivery.clone()).map_err(std::io::Error::other)?;
     let health = tokio::spawn(workers::health_checker(
         pool.clone(),
         settings.health_check_interval,

@@ -53,15 +53,30 @@ pub async fn operation_poller(state: AppState, mut stop: watch::Receiver<bool>) 
     }
 }
 
-/// Sends due webhooks; on stop, waits for the deliveries in flight.
+/// How often the webhook attempt log is purged of entries past their retention.
+const LOG_PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Sends due webhooks, and now and then purges the attempt log past its retention; on stop,
+/// waits for the deliveries in flight.
 pub async fn webhook_dispatcher(dispatcher: crate::webhooks::Dispatcher, mut stop: watch::Receiver<bool>) {
     let tick = Duration::from_millis(250);
+    let mut purged_at: Option<std::time::Instant> = None;
     loop {
         if *stop.borrow() {
             break;
         }
         if let Err(err) = dispatcher.dispatch_due().await {
             tracing::error!(%err, "webhook dispatch round failed");
+        }
+        if purged_at.is_none_or(|at| at.elapsed() >= LOG_PURGE_EVERY) {
+            purged_at = Some(std::time::Instant::now());
+            match dispatcher.purge_logs().await {
+                Ok(0) => {}
+                Ok(purged) => {
+                    tracing::info!(purged, "webhook attempt log entries past their retention deleted")
+                }
+                Err(err) => tracing::error!(%err, "webhook attempt log purge failed"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}

@@ -127,20 +127,27 @@ async fn quiesce(app: &App, payments: &[String]) {
 /// §5.1's invariants, against the simulators' record of the money they moved.
 async fn violations(app: &App, payments: &[String]) -> Vec<String> {
     let mut found = Vec::new();
+    // Money on an operation waiting for an operator counts once decided. Process ids are each
+    // terminal's own: a movement is named by its terminal and process.
     let mut under_review = Vec::new();
     for id in payments {
         let payment = app.payment_row(id).await;
         for op in app.store.operations(payment.id).await.unwrap() {
             if op.needs_review && op.state == OpState::InFlight {
-                under_review.extend(op.process_id);
+                under_review.extend(op.process_id.map(|process| (op.terminal_id, process)));
             }
         }
     }
     let movements: Vec<_> = app
         .simulators
         .iter()
-        .flat_map(|s| s.movements())
-        .filter(|m| !under_review.contains(&m.process_id))
+        .enumerate()
+        .flat_map(|(index, s)| {
+            let terminal_id = i64::try_from(index).unwrap() + 1;
+            s.movements().into_iter().map(move |m| (terminal_id, m))
+        })
+        .filter(|(terminal_id, m)| !under_review.contains(&(*terminal_id, m.process_id.clone())))
+        .map(|(_, m)| m)
         .collect();
     let moved = |kind: &str| -> i64 {
         movements

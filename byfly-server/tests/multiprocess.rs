@@ -304,11 +304,9 @@ async fn two_processes_share_one_postgres_without_losing_or_doubling_anything() 
                                     .and_then(|v| v.to_str().ok())
                                     .map(str::to_owned)
                             };
-                            let (v1, v2) = (header(headers::SIGNATURE), header(headers::SIGNATURE_V2));
-                            let received = ReceivedSignatures {
-                                signature: v1.as_deref(),
-                                signature_v2: v2.as_deref(),
-                            };
+                            let received = ReceivedSignatures::from_headers(|name| {
+                                request_headers.get(name).and_then(|v| v.to_str().ok())
+                            });
                             let verified =
                                 verify(SECRET.as_bytes(), &body, received, byfly_server::http::now(), 300);
                             let mut inbox = inbox.lock().unwrap();

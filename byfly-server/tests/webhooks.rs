@@ -1,6 +1,7 @@
-//! Webhook delivery over real HTTP to a real local receiver: the exact body bytes, both signatures,
-//! the headers, one `paid` per payment, retries on the backoff schedule while the receiver fails,
-//! and the attempt log.
+//! Webhook delivery over real HTTP to a real local receiver: the exact body bytes, the three
+//! signatures, the headers, one `paid` per payment, retries on the backoff schedule while the
+//! receiver fails, and the attempt log. Order, claims, fairness, exhaustion and the standard
+//! libraries are in `outbox.rs`.
 
 // Test code: a panic is a failed assertion with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -123,13 +124,22 @@ async fn a_paid_webhook_is_delivered_once_signed_and_byte_exact() {
     assert_eq!(header("user-agent").as_deref(), Some("ByFly-Payment-Center/1.0"));
     assert_eq!(header("x-webhook-event").as_deref(), Some("paid"));
 
-    // Both signatures verify over the exact bytes, and are fresh.
+    // The three signatures (the guide's, V2, Standard Webhooks) verify over the exact bytes, and
+    // are fresh.
     let payload: WebhookPayload = serde_json::from_str(&request.body).unwrap();
-    let (v1, v2) = (header("x-webhook-signature"), header("x-webhook-signature-v2"));
-    let signatures = ReceivedSignatures {
-        signature: v1.as_deref(),
-        signature_v2: v2.as_deref(),
-    };
+    let signatures =
+        ReceivedSignatures::from_headers(|name| request.headers.get(name).and_then(|v| v.to_str().ok()));
+    assert!(
+        signatures.signature.is_some() && signatures.signature_v2.is_some() && signatures.standard.is_some(),
+        "{:?}",
+        request.headers
+    );
+    assert_eq!(header("webhook-id"), Some(payload.event_id.clone()));
+    assert_eq!(header("webhook-timestamp"), Some(payload.timestamp.to_string()));
+    assert!(header("webhook-signature").unwrap().starts_with("v1,"));
+    // The additions: its place among the payment's events, and when it happened.
+    assert_eq!(payload.sequence, 1);
+    assert_eq!(payload.event_created_at.len(), "2026-01-13 14:35:00".len());
     let signed_at = verify(
         b"your_secret_key",
         request.body.as_bytes(),

@@ -124,6 +124,13 @@ pub struct WebhookPayload {
     pub commission_amount: Money,
     /// Addition: the method of the operation that caused the event, if any.
     pub payment_method: Option<String>,
+    /// Addition: 1, 2, … per payment, in the order its events happened (and are delivered), so a
+    /// receiver can order them itself.
+    #[serde(default)]
+    pub sequence: u64,
+    /// Addition: `YYYY-MM-DD HH:MM:SS` when the event happened (`timestamp` is the attempt's time).
+    #[serde(default)]
+    pub event_created_at: String,
 }
 
 impl WebhookPayload {
@@ -187,6 +194,8 @@ mod tests {
             overpaid_amount: Money::ZERO,
             commission_amount: Money::parse("7000").unwrap(),
             payment_method: Some("kaspi_kredit".to_owned()),
+            sequence: 1,
+            event_created_at: "2026-01-13 14:35:00".to_owned(),
         }
     }
 
@@ -201,7 +210,8 @@ mod tests {
                 r#""status":"paid","description":"Оплата тура в Дубай #12345","created_at":"2026-01-13 14:30:00","#,
                 r#""paid_at":"2026-01-13 14:35:00","metadata":{"order_id":"12345","tour_name":"Дубай 7 дней","#,
                 r#""customer_id":"CU-456"},"timestamp":1736775000,"event_id":"evt_1","refunded_amount":0,"#,
-                r#""overpaid_amount":0,"commission_amount":7000,"payment_method":"kaspi_kredit"}"#
+                r#""overpaid_amount":0,"commission_amount":7000,"payment_method":"kaspi_kredit","sequence":1,"#,
+                r#""event_created_at":"2026-01-13 14:35:00"}"#
             )
         );
     }

@@ -4,10 +4,18 @@
 //!   origin but not freshness: a captured request can be replayed.
 //! - `X-Webhook-Signature-V2`: `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` — our
 //!   addition; the timestamp is signed, so a receiver can refuse stale or replayed requests.
+//! - Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64
+//!   HMAC-SHA256(key, "<id>.<t>.<body>")>`), so the official `standardwebhooks` and Svix libraries
+//!   verify our requests unmodified. Their key convention applies to this signature: a secret
+//!   `whsec_<base64>` signs with the decoded bytes ([`standard_key`]), any other secret with its own
+//!   bytes. The guide's two signatures keep using the secret's text as it is, so one secret works
+//!   with a receiver written from the guide and with the standard libraries at once.
 //!
 //! Verification takes `now` from the caller (no clock here) and a tolerance in seconds; freshness
 //! comes from V2's `t` when present, else from the `timestamp` field of the signed body.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -27,6 +35,42 @@ pub mod headers {
     pub const ID: &str = "X-Webhook-Id";
     /// The user agent of the deployed system, kept for receivers that filter on it.
     pub const USER_AGENT: &str = "ByFly-Payment-Center/1.0";
+    /// Standard Webhooks: the event id.
+    pub const STANDARD_ID: &str = "webhook-id";
+    /// Standard Webhooks: the signed unix seconds.
+    pub const STANDARD_TIMESTAMP: &str = "webhook-timestamp";
+    /// Standard Webhooks: `v1,<base64>` (several, space-separated, during a secret rotation).
+    pub const STANDARD_SIGNATURE: &str = "webhook-signature";
+}
+
+/// The Standard Webhooks prefix of a secret whose key is the base64 after it.
+pub const STANDARD_SECRET_PREFIX: &str = "whsec_";
+
+/// The HMAC key of the Standard Webhooks signature: the decoded base64 of a `whsec_<base64>`
+/// secret, else the secret's own bytes.
+pub fn standard_key(secret: &[u8]) -> Vec<u8> {
+    secret
+        .strip_prefix(STANDARD_SECRET_PREFIX.as_bytes())
+        .and_then(|encoded| BASE64.decode(encoded).ok())
+        .unwrap_or_else(|| secret.to_vec())
+}
+
+fn standard_mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
+    let mut mac = mac(key);
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// `webhook-signature`: `v1,<base64 HMAC-SHA256(standard_key(secret), "<id>.<timestamp>.<body>")>`.
+pub fn sign_standard(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let digest = standard_mac(&standard_key(secret), id, timestamp, body)
+        .finalize()
+        .into_bytes();
+    format!("v1,{}", BASE64.encode(digest))
 }
 
 /// The default freshness window of verification: 5 minutes either way.
@@ -80,6 +124,19 @@ impl SignedHeaders {
         }
     }
 
+    /// The Standard Webhooks headers of event `id` (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`), sent alongside [`SignedHeaders::pairs`].
+    pub fn standard(secret: &[u8], id: &str, body: &[u8], timestamp: i64) -> [(&'static str, String); 3] {
+        [
+            (headers::STANDARD_ID, id.to_owned()),
+            (headers::STANDARD_TIMESTAMP, timestamp.to_string()),
+            (
+                headers::STANDARD_SIGNATURE,
+                sign_standard(secret, id, timestamp, body),
+            ),
+        ]
+    }
+
     /// The three headers as `(name, value)` pairs.
     pub fn pairs(&self) -> [(&'static str, &str); 3] {
         [
@@ -97,12 +154,50 @@ pub struct ReceivedSignatures<'a> {
     pub signature: Option<&'a str>,
     /// `X-Webhook-Signature-V2`.
     pub signature_v2: Option<&'a str>,
+    /// The Standard Webhooks headers, when all three came.
+    pub standard: Option<StandardSignature<'a>>,
+}
+
+impl<'a> ReceivedSignatures<'a> {
+    /// The signature headers of a request, looked up by name through `header` (HTTP header names
+    /// are case-insensitive: the lookup's business). The Standard Webhooks ones count only when
+    /// all three came.
+    pub fn from_headers(header: impl Fn(&str) -> Option<&'a str>) -> ReceivedSignatures<'a> {
+        let standard = match (
+            header(headers::STANDARD_ID),
+            header(headers::STANDARD_TIMESTAMP),
+            header(headers::STANDARD_SIGNATURE),
+        ) {
+            (Some(id), Some(timestamp), Some(signature)) => Some(StandardSignature {
+                id,
+                timestamp,
+                signature,
+            }),
+            _ => None,
+        };
+        ReceivedSignatures {
+            signature: header(headers::SIGNATURE),
+            signature_v2: header(headers::SIGNATURE_V2),
+            standard,
+        }
+    }
+}
+
+/// The Standard Webhooks headers a receiver got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandardSignature<'a> {
+    /// `webhook-id`.
+    pub id: &'a str,
+    /// `webhook-timestamp`.
+    pub timestamp: &'a str,
+    /// `webhook-signature`.
+    pub signature: &'a str,
 }
 
 /// Why a webhook was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
-    /// Neither signature header was present.
+    /// No signature header was present.
     #[error("the request carries no webhook signature")]
     Missing,
     /// A header is not of the documented form.
@@ -189,6 +284,7 @@ fn body_timestamp(body: &[u8]) -> Option<i64> {
 /// let received = ReceivedSignatures {
 ///     signature: Some(&sent.signature),
 ///     signature_v2: Some(&sent.signature_v2),
+///     standard: None,
 /// };
 /// assert_eq!(verify(b"secret", body, received, 1_736_775_030, DEFAULT_TOLERANCE_SECS), Ok(1_736_775_000));
 /// assert!(verify(b"wrong", body, received, 1_736_775_030, DEFAULT_TOLERANCE_SECS).is_err());
@@ -200,7 +296,7 @@ pub fn verify(
     now: i64,
     tolerance: i64,
 ) -> Result<i64, VerifyError> {
-    if received.signature.is_none() && received.signature_v2.is_none() {
+    if received.signature.is_none() && received.signature_v2.is_none() && received.standard.is_none() {
         return Err(VerifyError::Missing);
     }
     if let Some(signature) = received.signature {
@@ -208,7 +304,7 @@ pub fn verify(
         mac.update(body);
         verify_hex(mac, signature, headers::SIGNATURE)?;
     }
-    let timestamp = match received.signature_v2 {
+    let v2_timestamp = match received.signature_v2 {
         Some(header) => {
             let (timestamp, signatures) = parse_v2(header)?;
             let matched = signatures.iter().any(|candidate| {
@@ -217,11 +313,45 @@ pub fn verify(
             if !matched {
                 return Err(VerifyError::Mismatch(headers::SIGNATURE_V2));
             }
-            timestamp
+            Some(timestamp)
         }
+        None => None,
+    };
+    let standard_timestamp = received
+        .standard
+        .map(|standard| verify_standard(secret, body, standard))
+        .transpose()?;
+    // Freshness from a signed timestamp: V2's, the standard one, else the signed body's.
+    let timestamp = match v2_timestamp.or(standard_timestamp) {
+        Some(timestamp) => timestamp,
         None => body_timestamp(body).ok_or(VerifyError::NoTimestamp)?,
     };
     check_fresh(timestamp, now, tolerance)?;
+    Ok(timestamp)
+}
+
+/// Checks the Standard Webhooks signature (any of the space-separated `v1,<base64>` entries may
+/// match); returns its signed timestamp.
+fn verify_standard(secret: &[u8], body: &[u8], standard: StandardSignature<'_>) -> Result<i64, VerifyError> {
+    let timestamp: i64 = standard
+        .timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::Malformed(headers::STANDARD_TIMESTAMP))?;
+    let key = standard_key(secret);
+    let matched = standard.signature.split_whitespace().any(|entry| {
+        let Some(("v1", encoded)) = entry.split_once(',') else {
+            return false;
+        };
+        BASE64.decode(encoded).is_ok_and(|expected| {
+            standard_mac(&key, standard.id, timestamp, body)
+                .verify_slice(&expected)
+                .is_ok()
+        })
+    });
+    if !matched {
+        return Err(VerifyError::Mismatch(headers::STANDARD_SIGNATURE));
+    }
     Ok(timestamp)
 }
 
@@ -237,7 +367,43 @@ mod tests {
         ReceivedSignatures {
             signature: Some(&headers.signature),
             signature_v2: Some(&headers.signature_v2),
+            standard: None,
         }
+    }
+
+    #[test]
+    fn standard_webhooks_signature_and_key_convention() {
+        // The Standard Webhooks specification's own example: secret, id, timestamp, body, signature.
+        let secret = b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = br#"{"test": 2432232314}"#;
+        let signature = sign_standard(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body);
+        assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(standard_key(b"plain"), b"plain".to_vec());
+        assert_eq!(
+            standard_key(b"whsec_!!"),
+            b"whsec_!!".to_vec(),
+            "not base64: the bytes themselves"
+        );
+        let received = ReceivedSignatures {
+            standard: Some(StandardSignature {
+                id: "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                timestamp: "1614265330",
+                signature: &format!("v1,bm90IGl0 {signature}"),
+            }),
+            ..ReceivedSignatures::default()
+        };
+        assert_eq!(
+            verify(secret, body, received, 1_614_265_340, 300),
+            Ok(1_614_265_330)
+        );
+        assert_eq!(
+            verify(secret, br#"{"test": 1}"#, received, 1_614_265_340, 300),
+            Err(VerifyError::Mismatch("webhook-signature"))
+        );
+        assert!(matches!(
+            verify(secret, body, received, 1_614_266_340, 300),
+            Err(VerifyError::Stale { .. })
+        ));
     }
 
     #[test]
@@ -265,12 +431,14 @@ mod tests {
         let v1_only = ReceivedSignatures {
             signature: Some(&headers.signature),
             signature_v2: None,
+            standard: None,
         };
         assert_eq!(verify(SECRET, BODY, v1_only, NOW, 300), Ok(1_736_775_000));
         // V2 alone.
         let v2_only = ReceivedSignatures {
             signature: None,
             signature_v2: Some(&headers.signature_v2),
+            standard: None,
         };
         assert_eq!(verify(SECRET, BODY, v2_only, NOW, 300), Ok(1_736_775_000));
     }
@@ -302,6 +470,7 @@ mod tests {
         let bad_hex = ReceivedSignatures {
             signature: Some("zz"),
             signature_v2: None,
+            standard: None,
         };
         assert_eq!(
             verify(SECRET, BODY, bad_hex, NOW, 300),
@@ -310,6 +479,7 @@ mod tests {
         let bad_v2 = ReceivedSignatures {
             signature: None,
             signature_v2: Some("v1=abc"),
+            standard: None,
         };
         assert_eq!(
             verify(SECRET, BODY, bad_v2, NOW, 300),
@@ -320,6 +490,7 @@ mod tests {
         let replay = ReceivedSignatures {
             signature: None,
             signature_v2: Some(&replayed),
+            standard: None,
         };
         assert_eq!(
             verify(SECRET, BODY, replay, NOW, 300),
@@ -331,6 +502,7 @@ mod tests {
         let v1_only = ReceivedSignatures {
             signature: Some(&v1),
             signature_v2: None,
+            standard: None,
         };
         assert_eq!(
             verify(SECRET, plain, v1_only, NOW, 300),
@@ -346,6 +518,7 @@ mod tests {
         let rotated = ReceivedSignatures {
             signature: None,
             signature_v2: Some(&header),
+            standard: None,
         };
         assert_eq!(verify(SECRET, BODY, rotated, NOW, 300), Ok(1_736_775_000));
     }

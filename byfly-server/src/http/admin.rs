@@ -1,5 +1,6 @@
-//! The admin API (`Authorization: Bearer <admin token>`): sources, terminals, payment methods,
-//! and the webhook log with manual retry. Closed while no admin token is configured.
+//! The admin API (`Authorization: Bearer <admin token>`): sources, terminals, payment methods and
+//! payments (the webhook outbox is in `outbox.rs`, the review queue in `review.rs`). Closed while no
+//! admin token is configured.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
@@ -11,7 +12,7 @@ use byfly_core::ids::TokenHash;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, Envelope,
     OperationView, RegistrationView, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest,
-    UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    UpdateTerminalRequest,
 };
 use byfly_core::{ApiToken, ErrorCode, TransactionId};
 
@@ -20,7 +21,7 @@ use super::{AppState, HttpError, now};
 use crate::random::OsRandom;
 use crate::settle::OperationRecord;
 use crate::store::{
-    DeliveryLog, NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
+    NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
 };
 
 /// Proof that the request carries the admin token.
@@ -101,19 +102,6 @@ fn terminal_view(terminal: TerminalRecord, state: &AppState) -> TerminalView {
                 finished_at: registration.finished_at.map(|at| offset.format(at)),
             }
         }),
-    }
-}
-
-fn attempt_view(log: DeliveryLog, state: &AppState) -> WebhookAttemptView {
-    WebhookAttemptView {
-        attempt: log.attempt,
-        trigger: if log.details.manual { "manual" } else { "automatic" }.to_owned(),
-        response_code: log.details.response_code,
-        response_body: log.details.response_body,
-        error: log.details.error,
-        duration_ms: log.details.duration_ms,
-        request_body: log.details.request_body,
-        at: state.settings.offset.format(log.details.at),
     }
 }
 
@@ -363,53 +351,6 @@ pub async fn update_method(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(Envelope::data(AdminMethodView { method, is_active })))
-}
-
-/// `GET /api/admin/payments/{id}/webhooks`: every event of a payment with its attempts.
-pub async fn payment_webhooks(
-    _: Admin,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Envelope<Vec<WebhookEventView>>>, HttpError> {
-    let id = TransactionId::parse(&id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
-    let payment = state
-        .store
-        .payment(&id)
-        .await?
-        .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))?;
-    let mut views = Vec::new();
-    for event in state.store.webhook_events(payment.id).await? {
-        let attempts = state.store.delivery_log(&event.event_id).await?;
-        views.push(WebhookEventView {
-            event_id: event.event_id,
-            event: event.event.as_str().to_owned(),
-            created_at: state.settings.offset.format(event.created_at),
-            delivered: event.delivered_at.is_some(),
-            attempts: attempts
-                .into_iter()
-                .map(|log| attempt_view(log, &state))
-                .collect(),
-        });
-    }
-    Ok(Json(Envelope::data(views)))
-}
-
-/// `POST /api/admin/webhooks/{event_id}/retry`: one manual attempt now (also for an event already
-/// delivered — the receiver de-duplicates by `X-Webhook-Id`). Answers the attempt.
-pub async fn retry_webhook(
-    _: Admin,
-    State(state): State<AppState>,
-    Path(event_id): Path<String>,
-) -> Result<Json<Envelope<WebhookAttemptView>>, HttpError> {
-    let due = state.store.due_event(&event_id).await?.ok_or_else(not_found)?;
-    state.dispatcher.deliver(due, true).await?;
-    let last = state
-        .store
-        .delivery_log(&event_id)
-        .await?
-        .pop()
-        .ok_or_else(|| HttpError::internal("attempt not logged"))?;
-    Ok(Json(Envelope::data(attempt_view(last, &state))))
 }
 
 pub(super) fn operation_view(

@@ -100,11 +100,7 @@ pub async fn receive_webhook(
         DEFAULT_TOLERANCE_SECS, ReceivedSignatures, headers as names, verify,
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let (v1, v2) = (header(names::SIGNATURE), header(names::SIGNATURE_V2));
-    let received = ReceivedSignatures {
-        signature: v1.as_deref(),
-        signature_v2: v2.as_deref(),
-    };
+    let received = ReceivedSignatures::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()));
     let verified = verify(
         DEMO_WEBHOOK_SECRET.as_bytes(),
         &body,

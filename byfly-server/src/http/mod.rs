@@ -5,6 +5,7 @@ pub mod dev;
 mod errors;
 mod extract;
 mod limits;
+mod outbox;
 mod page;
 mod payments;
 mod review;
@@ -84,10 +85,12 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/terminals/{id}/register", post(admin::register_terminal))
         .route("/admin/payments", get(admin::payments))
         .route("/admin/payments/{id}", get(admin::payment))
-        .route("/admin/payments/{id}/webhooks", get(admin::payment_webhooks))
+        .route("/admin/payments/{id}/webhooks", get(outbox::payment_webhooks))
+        .route("/admin/webhooks", get(outbox::undelivered_webhooks))
+        .route("/admin/webhooks/recover", post(outbox::recover_webhooks))
         .route("/admin/operations/review", get(review::review))
         .route("/admin/operations/{id}/resolve", post(review::resolve_operation))
-        .route("/admin/webhooks/{event_id}/retry", post(admin::retry_webhook));
+        .route("/admin/webhooks/{event_id}/retry", post(outbox::retry_webhook));
     let api = if state.settings.demo_mode {
         api.route("/dev/simulate/{id}", post(dev::simulate)).route(
             "/dev/webhooks",

@@ -43,7 +43,9 @@ pub(super) fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> 
 /// Refuses webhook hosts that resolve to internal addresses unless configured otherwise. A host
 /// that does not resolve now is accepted: DNS may be down for a moment, and delivery checks again.
 async fn check_webhook_host(url: &WebhookUrl, state: &AppState) -> Result<(), HttpError> {
-    if !state.settings.allow_private_webhook_hosts && crate::webhooks::resolves_to_internal(url).await {
+    if !state.settings.allow_private_webhook_hosts
+        && crate::webhooks::resolves_to_internal(url, state.settings.delivery.dns_timeout).await
+    {
         return Err(HttpError::code(ErrorCode::WebhookHostNotAllowed));
     }
     Ok(())

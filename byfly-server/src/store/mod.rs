@@ -6,6 +6,7 @@
 //! that changes state does so in one transaction, so a crash leaves either all of a change or none
 //! of it; write transactions are serialized across every process sharing the database.
 
+mod outbox;
 mod records;
 mod sql;
 
@@ -16,6 +17,7 @@ use byfly_terminal::Tokens;
 
 use crate::settle::{Decide, FinalAnswer, OperationRecord, SettlementPlan};
 
+pub use outbox::Outbox;
 pub use records::*;
 pub use sql::{Dialect, SqlStore};
 
@@ -33,9 +35,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Everything the services need from a database.
+/// Everything the services need from a database (the webhook outbox's part is [`Outbox`]).
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: Outbox + Send + Sync + std::fmt::Debug {
     /// Creates or upgrades the schema and seeds the payment methods of a new installation.
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Answers when the database does.
@@ -118,8 +120,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: i64,
         patch: &byfly_core::wire::UpdateMethodRequest,
     ) -> Result<Option<(PaymentMethod, bool)>, StoreError>;
-    /// An outbox event with what its delivery needs (for a manual retry), by event id.
-    async fn due_event(&self, event_id: &str) -> Result<Option<DueEvent>, StoreError>;
     /// One terminal.
     async fn terminal(&self, id: i64) -> Result<Option<TerminalRecord>, StoreError>;
     /// Every terminal, by id.
@@ -258,20 +258,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         event_id: &str,
         decide: Decide<'_>,
     ) -> Result<Option<SettlementPlan>, StoreError>;
-    /// Claims up to `limit` undelivered events whose next attempt is due, leasing them for
-    /// `lease` seconds so that no other process sends them meanwhile.
-    async fn claim_due_events(&self, now: i64, lease: i64, limit: u32) -> Result<Vec<DueEvent>, StoreError>;
-    /// Logs an attempt and records its result: delivered, or the next attempt's time
-    /// (`None`: no more automatic attempts).
-    async fn record_delivery(
-        &self,
-        row_id: i64,
-        attempt: &DeliveryAttempt,
-        delivered: bool,
-        next_attempt_at: Option<i64>,
-    ) -> Result<(), StoreError>;
-    /// The delivery log of an event, oldest first.
-    async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError>;
     /// Opens a refund part of `amount` on the terminal that took `of_operation`'s money, if that
     /// terminal is free, the payment is still in `expected` status and no other refund of it runs;
     /// a new request is recorded with its first part (and refused while another request of the
@@ -325,8 +311,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         event_ids: &(dyn Fn() -> String + Sync),
         decide: Decide<'_>,
     ) -> Result<usize, StoreError>;
-    /// The outbox events of a payment, oldest first.
-    async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Payments (of one source, or all), newest first, optionally in one status, with row ids
     /// below `before`.

@@ -25,10 +25,10 @@ use sqlx::query::{Query, QueryScalar};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr, SqlStr};
 
 use super::{
-    ClaimOutcome, DeliveryAttempt, DeliveryLog, DueEvent, IdempotencyCompletion, IdempotencyStart, Inserted,
-    NewPaymentRow, NewTerminal, PaymentRecord, PollNote, PoolCounts, RefundClaim, RefundPartOf,
-    RefundRequestRecord, RegistrationRecord, RegistrationStart, RegistrationState, SourceRecord, Store,
-    StoreError, StoredEvent, StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
+    ClaimOutcome, DueEvent, IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, NewTerminal,
+    PaymentRecord, PollNote, PoolCounts, RefundClaim, RefundPartOf, RefundRequestRecord, RegistrationRecord,
+    RegistrationStart, RegistrationState, SourceRecord, Store, StoreError, StoredEvent, StoredResponse,
+    TerminalClaim, TerminalRecord, TerminalTls,
 };
 use crate::settle::{
     Decide, FinalAnswer, OpState, OperationRecord, SettlementPlan, Snapshot, expirable_statuses,
@@ -36,6 +36,8 @@ use crate::settle::{
 use byfly_core::ledger::OperationQuote;
 use byfly_core::{Figures, MethodCode, WebhookEvent};
 use byfly_terminal::Tokens;
+
+mod outbox;
 
 /// How token expiry times are stored (the terminal's local time, as it gave them).
 const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -53,7 +55,7 @@ macro_rules! select_payments {
 }
 
 /// One backend's migrations, embedded in the binary: `(version, description, SQL)`.
-type Migrations = [(i64, &'static str, &'static str); 8];
+type Migrations = [(i64, &'static str, &'static str); 9];
 
 /// SQLite's migrations.
 const SQLITE_MIGRATIONS: Migrations = [
@@ -96,6 +98,11 @@ const SQLITE_MIGRATIONS: Migrations = [
         8,
         "refund requests",
         include_str!("../../migrations/sqlite/0008_refund_requests.sql"),
+    ),
+    (
+        9,
+        "webhook order",
+        include_str!("../../migrations/sqlite/0009_webhook_order.sql"),
     ),
 ];
 
@@ -140,6 +147,11 @@ const POSTGRES_MIGRATIONS: Migrations = [
         8,
         "refund requests",
         include_str!("../../migrations/postgres/0008_refund_requests.sql"),
+    ),
+    (
+        9,
+        "webhook order",
+        include_str!("../../migrations/postgres/0009_webhook_order.sql"),
     ),
 ];
 
@@ -517,6 +529,9 @@ impl SqlStore {
             paid_at: row.try_get("paid_at")?,
             created_at: row.try_get("created_at")?,
             delivered_at: row.try_get("delivered_at")?,
+            sequence: u64::try_from(row.try_get::<Option<i64>, _>("sequence")?.unwrap_or(0))
+                .map_err(corrupt)?,
+            exhausted_at: row.try_get("exhausted_at")?,
         })
     }
 
@@ -537,6 +552,10 @@ impl SqlStore {
         Ok(DueEvent {
             row_id: row.try_get("id")?,
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).map_err(corrupt)?,
+            schedule_step: u32::try_from(row.try_get::<i64, _>("schedule_step")?).map_err(corrupt)?,
+            claim_token: row
+                .try_get::<Option<String>, _>("claim_token")?
+                .unwrap_or_default(),
             event,
             payment,
             encoding: BodyEncoding::parse(&encoding)
@@ -909,18 +928,6 @@ impl Store for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(Self::method).transpose()
-    }
-
-    async fn due_event(&self, event_id: &str) -> Result<Option<DueEvent>, StoreError> {
-        let row = self
-            .q("SELECT * FROM webhook_events WHERE event_id = ?")
-            .bind(event_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        match row {
-            Some(row) => Ok(Some(self.due(&row).await?)),
-            None => Ok(None),
-        }
     }
 
     async fn terminal(&self, id: i64) -> Result<Option<TerminalRecord>, StoreError> {
@@ -1646,108 +1653,6 @@ impl Store for SqlStore {
         Ok(expired)
     }
 
-    async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = self
-            .q("SELECT * FROM webhook_events WHERE payment_id = ? ORDER BY id")
-            .bind(payment_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::stored_event).collect()
-    }
-
-    async fn claim_due_events(&self, now: i64, lease: i64, limit: u32) -> Result<Vec<DueEvent>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let rows = self.q(
-            "UPDATE webhook_events SET claimed_until = ? WHERE id IN (\
-               SELECT id FROM webhook_events WHERE delivered_at IS NULL AND next_attempt_at <= ? \
-               AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at, id LIMIT ?) RETURNING *",
-        )
-        .bind(now + lease)
-        .bind(now)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let mut due = Vec::with_capacity(rows.len());
-        for row in &rows {
-            match self.due(row).await {
-                Ok(event) => due.push(event),
-                Err(err @ StoreError::Corrupt(_)) => skip_unreadable("webhook event", row, &err),
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(due)
-    }
-
-    async fn record_delivery(
-        &self,
-        row_id: i64,
-        attempt: &DeliveryAttempt,
-        delivered: bool,
-        next_attempt_at: Option<i64>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        let attempts: i64 = self.scalar(
-            "UPDATE webhook_events SET attempts = attempts + 1, claimed_until = NULL, \
-             delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END, next_attempt_at = ? WHERE id = ? RETURNING attempts",
-        )
-        .bind(delivered)
-        .bind(attempt.at)
-        .bind(next_attempt_at.unwrap_or(i64::MAX))
-        .bind(row_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        self.q(
-            "INSERT INTO webhook_logs (event_row_id, attempt, trigger, url, request_body, response_code, response_body, \
-             error, duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(row_id)
-        .bind(attempts)
-        .bind(if attempt.manual { "manual" } else { "automatic" })
-        .bind(&attempt.url)
-        .bind(&attempt.request_body)
-        .bind(attempt.response_code.map(i64::from))
-        .bind(&attempt.response_body)
-        .bind(&attempt.error)
-        .bind(attempt.duration_ms)
-        .bind(attempt.at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError> {
-        let rows = self.q(
-            "SELECT l.* FROM webhook_logs l JOIN webhook_events e ON e.id = l.event_row_id WHERE e.event_id = ? ORDER BY l.id",
-        )
-        .bind(event_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let trigger: String = row.try_get("trigger")?;
-                Ok(DeliveryLog {
-                    attempt: u32::try_from(row.try_get::<i64, _>("attempt")?).map_err(corrupt)?,
-                    details: DeliveryAttempt {
-                        manual: trigger == "manual",
-                        url: row.try_get("url")?,
-                        request_body: row.try_get("request_body")?,
-                        response_code: row
-                            .try_get::<Option<i64>, _>("response_code")?
-                            .map(|code| u16::try_from(code).map_err(corrupt))
-                            .transpose()?,
-                        response_body: row.try_get("response_body")?,
-                        error: row.try_get("error")?,
-                        duration_ms: row.try_get("duration_ms")?,
-                        at: row.try_get("created_at")?,
-                    },
-                })
-            })
-            .collect()
-    }
-
     async fn list_payments(
         &self,
         source_id: Option<i64>,
@@ -1944,8 +1849,9 @@ impl SqlStore {
         self.q(
             "INSERT INTO webhook_events (event_id, payment_id, event, status, amount_minor, paid_minor, \
          actual_received_minor, remaining_minor, overpaid_minor, commission_minor, refunded_minor, \
-         payment_method, paid_at, created_at, next_attempt_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT paid_at FROM payments WHERE id = ?), ?, ?)",
+         payment_method, paid_at, created_at, next_attempt_at, sequence) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT paid_at FROM payments WHERE id = ?), ?, ?, \
+         (SELECT COALESCE(MAX(sequence), 0) + 1 FROM webhook_events WHERE payment_id = ?))",
         )
         .bind(event_id)
         .bind(payment_id)
@@ -1962,6 +1868,7 @@ impl SqlStore {
         .bind(payment_id)
         .bind(now)
         .bind(now)
+        .bind(payment_id)
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -1,0 +1,203 @@
+//! The admin API's webhook outbox: a payment's events with their attempts, a manual retry through
+//! the same claim as automatic deliveries, the list of undelivered events across payments, and
+//! bulk recovery after a long receiver outage (`spec/API.md` §6).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use byfly_core::error::ApiError;
+use byfly_core::wire::{
+    Envelope, RecoverWebhooksRequest, RecoveredWebhooks, UndeliveredEventList, UndeliveredEventView,
+    WebhookAttemptView, WebhookEventView,
+};
+use byfly_core::{ErrorCode, TransactionId};
+
+use super::admin::{Admin, not_found};
+use super::extract::{JsonBytes, invalid_query, parse_json};
+use super::{AppState, HttpError, now};
+use crate::store::{DeliveryLog, EventFilter, EventState};
+use crate::webhooks::ManualRetry;
+
+fn attempt_view(log: DeliveryLog, state: &AppState) -> WebhookAttemptView {
+    WebhookAttemptView {
+        attempt: log.attempt,
+        trigger: if log.details.manual { "manual" } else { "automatic" }.to_owned(),
+        response_code: log.details.response_code,
+        response_body: log.details.response_body,
+        error: log.details.error,
+        duration_ms: log.details.duration_ms,
+        request_body: log.details.request_body,
+        at: state.settings.offset.format(log.details.at),
+    }
+}
+
+/// `GET /api/admin/payments/{id}/webhooks`: every event of a payment with its attempts.
+pub async fn payment_webhooks(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Envelope<Vec<WebhookEventView>>>, HttpError> {
+    let id = TransactionId::parse(&id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
+    let payment = state
+        .store
+        .payment(&id)
+        .await?
+        .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))?;
+    let mut views = Vec::new();
+    for event in state.store.webhook_events(payment.id).await? {
+        let attempts = state.store.delivery_log(&event.event_id).await?;
+        let count = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
+        views.push(WebhookEventView {
+            event_id: event.event_id.clone(),
+            event: event.event.as_str().to_owned(),
+            created_at: state.settings.offset.format(event.created_at),
+            delivered: event.delivered_at.is_some(),
+            sequence: event.sequence,
+            state: EventState::of(&event, count).as_str().to_owned(),
+            attempts: attempts
+                .into_iter()
+                .map(|log| attempt_view(log, &state))
+                .collect(),
+        });
+    }
+    Ok(Json(Envelope::data(views)))
+}
+
+/// `POST /api/admin/webhooks/{event_id}/retry`: one manual attempt now, through the same claim and
+/// bounds as automatic deliveries (also for an event already delivered — the receiver
+/// de-duplicates by `X-Webhook-Id`). Answers the attempt.
+pub async fn retry_webhook(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(event_id): Path<String>,
+) -> Result<Json<Envelope<WebhookAttemptView>>, HttpError> {
+    let refused = |message: &str| HttpError(ApiError::with_message(ErrorCode::InvalidStatus, message));
+    match state.dispatcher.retry(&event_id).await? {
+        ManualRetry::Attempted => {}
+        ManualRetry::NotFound => return Err(not_found()),
+        ManualRetry::Busy => return Err(refused("Это событие сейчас доставляется: повторите позже")),
+        ManualRetry::Blocked => {
+            return Err(refused(
+                "Сначала должно быть доставлено (или исчерпано) более раннее событие этого платежа",
+            ));
+        }
+    }
+    let last = state
+        .store
+        .delivery_log(&event_id)
+        .await?
+        .pop()
+        .ok_or_else(|| HttpError::internal("attempt not logged"))?;
+    Ok(Json(Envelope::data(attempt_view(last, &state))))
+}
+
+/// `GET /api/admin/webhooks` query.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct UndeliveredQuery {
+    /// Only this source's payments.
+    source_id: Option<i64>,
+    /// `pending`, `failed` or `exhausted` (default: all three).
+    state: Option<EventState>,
+    /// `YYYY-MM-DD HH:MM:SS`: only events created at or after it.
+    since: Option<String>,
+    /// Page size, 1..=100 (default 50).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A `YYYY-MM-DD HH:MM:SS` in the server's offset, or a 400 naming the field.
+fn datetime(state: &AppState, field: &str, text: &str) -> Result<i64, HttpError> {
+    state.settings.offset.parse_datetime(text).ok_or_else(|| {
+        HttpError(ApiError::with_message(
+            ErrorCode::ValidationError,
+            format!("{field}: ожидается дата и время в виде YYYY-MM-DD HH:MM:SS"),
+        ))
+    })
+}
+
+/// `GET /api/admin/webhooks`: undelivered events across payments — pending, failed (retrying)
+/// and exhausted — oldest first, with filters and paging.
+pub async fn undelivered_webhooks(
+    _: Admin,
+    State(state): State<AppState>,
+    query: Result<Query<UndeliveredQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Envelope<UndeliveredEventList>>, HttpError> {
+    let Query(query) = query.map_err(invalid_query)?;
+    let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(invalid("limit: от 1 до 100"));
+    }
+    if query.state == Some(EventState::Delivered) {
+        return Err(invalid("state: pending, failed или exhausted"));
+    }
+    let after = match query.cursor.as_deref() {
+        Some(cursor) => Some(
+            cursor
+                .parse::<i64>()
+                .map_err(|_| invalid("cursor: неизвестный курсор"))?,
+        ),
+        None => None,
+    };
+    let since = match query.since.as_deref() {
+        Some(text) => Some(datetime(&state, "since", text)?),
+        None => None,
+    };
+    let filter = EventFilter {
+        source_id: query.source_id,
+        state: query.state,
+        since,
+        after,
+        limit: limit + 1,
+    };
+    let mut listed = state.store.undelivered_events(&filter).await?;
+    let more = listed.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+    listed.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let offset = state.settings.offset;
+    let next_cursor = more
+        .then(|| listed.last().map(|last| last.row_id.to_string()))
+        .flatten();
+    let items = listed
+        .into_iter()
+        .map(|listing| UndeliveredEventView {
+            state: EventState::of(&listing.event, listing.attempts)
+                .as_str()
+                .to_owned(),
+            event_id: listing.event.event_id,
+            transaction_id: listing.transaction_id,
+            source_id: listing.source_id,
+            event: listing.event.event.as_str().to_owned(),
+            sequence: listing.event.sequence,
+            attempts: listing.attempts,
+            created_at: offset.format(listing.event.created_at),
+            next_attempt_at: listing.next_attempt_at.map(|at| offset.format(at)),
+            last_result: listing.last_result,
+        })
+        .collect();
+    Ok(Json(Envelope::data(UndeliveredEventList { items, next_cursor })))
+}
+
+/// `POST /api/admin/webhooks/recover`: every failed or exhausted event of the source's payments
+/// created since `since` gets a fresh schedule, due now; each payment's events go out in order.
+pub async fn recover_webhooks(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<Envelope<RecoveredWebhooks>>, HttpError> {
+    let request: RecoverWebhooksRequest = parse_json(&body)?;
+    let since = datetime(&state, "since", &request.since)?;
+    if state.store.source(request.source_id).await?.is_none() {
+        return Err(not_found());
+    }
+    let recovered = state
+        .store
+        .recover_events(request.source_id, since, now())
+        .await?;
+    tracing::info!(
+        source_id = request.source_id,
+        since,
+        recovered,
+        "webhook events recovered"
+    );
+    Ok(Json(Envelope::data(RecoveredWebhooks { recovered })))
+}

@@ -1,0 +1,420 @@
+//! Webhook delivery from the outbox (`spec/API.md` §6).
+//!
+//! - **In order**: the store hands out only the oldest open event of each payment, so a receiver
+//!   never sees `paid` before the `partially_paid` that came first (an exhausted event stops
+//!   blocking the next one).
+//! - **Once at a time**: a claim carries a token and a lease longer than a whole attempt (DNS
+//!   lookup and request, checked by the configuration); only the holder records the result, and a
+//!   manual retry goes through the same claim.
+//! - **Fair**: deliveries are bounded overall and per receiving host, so one slow receiver holds at
+//!   most its own slots; an event whose host is full is handed back and claimed again a second later.
+//! - **Safe to connect**: the client's resolver is the check against internal addresses
+//!   ([`resolver`]); a response body is read through a 64 KiB cap.
+//! - **Recoverable**: after the schedule (1 min … 24 h, ±20 % jitter) an event is exhausted, logged
+//!   once at warn, listed and recovered in bulk through the admin API.
+
+pub mod resolver;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use byfly_core::WebhookPayload;
+use byfly_core::time::DisplayOffset;
+use byfly_core::webhook::RawJson;
+use byfly_core::webhook::signature::{SignedHeaders, headers};
+use byfly_core::wire::{WebhookUrl, is_internal_address};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::http::now;
+use crate::store::{DeliveryAttempt, DeliveryOutcome, DueEvent, EventClaim, Recorded, Store, StoreError};
+use resolver::{GuardedResolver, Lookup, SystemLookup};
+
+/// How much of a receiver's answer is read and kept in the log.
+const MAX_LOGGED_RESPONSE: usize = 64 * 1024;
+/// How long an event whose receiving host has no free slot waits before it is claimed again.
+const HOST_FULL_RETRY_SECS: i64 = 1;
+
+/// Delivery settings.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Seconds to wait before each retry (1 min, 5 min, 30 min, 2 h, 6 h, 12 h, 24 h by default).
+    pub backoff: Vec<i64>,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Timeout of the receiving host's DNS lookup.
+    pub dns_timeout: Duration,
+    /// Seconds a claim belongs to its sender (more than a whole attempt).
+    pub claim_lease: i64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Deliveries in flight at once to one receiving host.
+    pub per_host: usize,
+    /// Seconds the attempt log is kept.
+    pub log_retention: i64,
+    /// Whether receivers on internal addresses are allowed.
+    pub allow_private_hosts: bool,
+    /// Offset of the date-times in bodies.
+    pub offset: DisplayOffset,
+}
+
+/// Whether a webhook URL's host resolves to an internal address (loopback, private, link-local...),
+/// asked when a payment is created. A host that does not resolve (or not in time) is not internal:
+/// delivery to it simply fails and is retried — and at delivery the client's own resolver checks
+/// again, on the very lookup it connects with.
+pub async fn resolves_to_internal(url: &WebhookUrl, dns_timeout: Duration) -> bool {
+    match url.literal_ip() {
+        Some(ip) => is_internal_address(ip),
+        None => {
+            let guard = GuardedResolver::new(Arc::new(SystemLookup), dns_timeout, false);
+            matches!(
+                guard.addresses(url.host()).await,
+                Err(resolver::RefusedHost::Internal(_))
+            )
+        }
+    }
+}
+
+/// The body of an event: its figures then, the payment's own fields, and this attempt's timestamp.
+pub fn payload(due: &DueEvent, offset: DisplayOffset, timestamp: i64) -> WebhookPayload {
+    let event = &due.event;
+    let payment = &due.payment;
+    let metadata = payment
+        .metadata
+        .as_deref()
+        .and_then(|text| RawJson::parse(text).ok())
+        .unwrap_or_else(RawJson::empty_object);
+    WebhookPayload {
+        event: event.event,
+        transaction_id: payment.transaction_id.clone(),
+        amount: event.figures.amount,
+        original_amount: payment.original_amount,
+        paid_amount: event.figures.paid_amount,
+        actual_amount_received: event.actual_amount_received,
+        remaining_amount: event.figures.remaining_amount,
+        currency: payment.currency.clone(),
+        status: event.status,
+        description: payment.description.clone(),
+        created_at: offset.format(payment.created_at),
+        paid_at: event.paid_at.map(|at| offset.format(at)),
+        metadata,
+        timestamp,
+        event_id: event.event_id.clone(),
+        refunded_amount: event.figures.refunded_amount,
+        overpaid_amount: event.figures.overpaid_amount,
+        commission_amount: event.figures.commission_amount,
+        payment_method: event.payment_method.clone(),
+        sequence: event.sequence,
+        event_created_at: offset.format(event.created_at),
+    }
+}
+
+/// What a manual retry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManualRetry {
+    /// An attempt was made (delivered or not: the log says).
+    Attempted,
+    /// A delivery of this event runs right now.
+    Busy,
+    /// An earlier event of the payment is neither delivered nor exhausted yet.
+    Blocked,
+    /// No such event.
+    NotFound,
+}
+
+/// A claim token: random, so that no other sender can hold the same one.
+fn claim_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The host a delivery's slots are counted against (the URL's host, lowercased).
+fn host_of(due: &DueEvent) -> String {
+    due.payment
+        .webhook_url
+        .as_deref()
+        .and_then(|url| WebhookUrl::parse(url).ok())
+        .map(|url| url.host().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Sends the outbox.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    settings: Arc<DeliverySettings>,
+    slots: Arc<Semaphore>,
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`, resolving receivers with the system's resolver.
+    pub fn new(store: Arc<dyn Store>, settings: DeliverySettings) -> Result<Dispatcher, reqwest::Error> {
+        Dispatcher::with_lookup(store, settings, Arc::new(SystemLookup))
+    }
+
+    /// A dispatcher whose client resolves receivers through `lookup` (guarded all the same).
+    pub fn with_lookup(
+        store: Arc<dyn Store>,
+        settings: DeliverySettings,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<Dispatcher, reqwest::Error> {
+        let resolver = GuardedResolver::new(lookup, settings.dns_timeout, settings.allow_private_hosts);
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(headers::USER_AGENT)
+            .no_proxy()
+            .dns_resolver(Arc::new(resolver))
+            .build()?;
+        let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+        Ok(Dispatcher {
+            store,
+            http,
+            settings: Arc::new(settings),
+            slots,
+            hosts: Arc::default(),
+        })
+    }
+
+    /// The slots of one receiving host.
+    fn host_slots(&self, host: &str) -> Arc<Semaphore> {
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        hosts
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host.max(1))))
+            .clone()
+    }
+
+    /// Claims due events and starts their deliveries, each in its own task, within the global and
+    /// the per-host bounds; an event whose host is full goes back to be claimed a second later.
+    /// Returns how many were started.
+    pub async fn dispatch_due(&self) -> Result<usize, StoreError> {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        let token = claim_token();
+        let t = now();
+        // More than the free slots: some may belong to a full host and go back.
+        let limit = u32::try_from(free.saturating_mul(2)).unwrap_or(u32::MAX);
+        let due = self
+            .store
+            .claim_due_events(t, self.settings.claim_lease, limit, &token)
+            .await?;
+        let mut started = 0;
+        for event in due {
+            let permits = self.slots.clone().try_acquire_owned().ok().and_then(|global| {
+                let host = self.host_slots(&host_of(&event)).try_acquire_owned().ok()?;
+                Some((global, host))
+            });
+            let Some(permits) = permits else {
+                let retry_at = t + HOST_FULL_RETRY_SECS;
+                self.store
+                    .release_claim(event.row_id, &event.claim_token, retry_at)
+                    .await?;
+                continue;
+            };
+            started += 1;
+            let dispatcher = self.clone();
+            tokio::spawn(async move {
+                if let Err(err) = dispatcher.deliver(event, false).await {
+                    tracing::error!(%err, "webhook delivery could not be recorded");
+                }
+                drop(permits);
+            });
+        }
+        Ok(started)
+    }
+
+    /// A manual attempt now, through the same claim and bounds as automatic ones (also for an
+    /// event already delivered: receivers de-duplicate by `X-Webhook-Id`).
+    pub async fn retry(&self, event_id: &str) -> Result<ManualRetry, StoreError> {
+        let token = claim_token();
+        let due = match self
+            .store
+            .claim_event(event_id, now(), self.settings.claim_lease, &token)
+            .await?
+        {
+            EventClaim::Claimed(due) => *due,
+            EventClaim::Busy => return Ok(ManualRetry::Busy),
+            EventClaim::Blocked => return Ok(ManualRetry::Blocked),
+            EventClaim::NotFound => return Ok(ManualRetry::NotFound),
+        };
+        let permits = self.acquire(&host_of(&due)).await;
+        self.deliver(due, true).await?;
+        drop(permits);
+        Ok(ManualRetry::Attempted)
+    }
+
+    async fn acquire(&self, host: &str) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let global = self.slots.clone().acquire_owned().await.ok()?;
+        let host = self.host_slots(host).acquire_owned().await.ok()?;
+        Some((global, host))
+    }
+
+    /// Waits until every started delivery has finished (for shutdown).
+    pub async fn drain(&self) {
+        let all = u32::try_from(self.settings.concurrency.max(1)).unwrap_or(u32::MAX);
+        let _ = self.slots.acquire_many(all).await;
+    }
+
+    /// Deletes attempt logs older than the retention. Returns how many.
+    pub async fn purge_logs(&self) -> Result<u64, StoreError> {
+        self.store
+            .purge_delivery_logs(now() - self.settings.log_retention)
+            .await
+    }
+
+    /// What a failed automatic attempt leads to when `steps` attempts of the schedule had failed
+    /// before it: the schedule's next delay, or exhaustion once it has none left.
+    fn after_failure(&self, steps: u32, at: i64) -> DeliveryOutcome {
+        let Some(delay) = usize::try_from(steps)
+            .ok()
+            .and_then(|step| self.settings.backoff.get(step))
+        else {
+            return DeliveryOutcome::Exhausted;
+        };
+        let spread = delay / 5;
+        let jitter = if spread > 0 {
+            rand::random_range(-spread..=spread)
+        } else {
+            0
+        };
+        DeliveryOutcome::RetryAt(at + delay + jitter)
+    }
+
+    /// One attempt of a claimed event: build, sign, send, record (as the claim's holder).
+    pub async fn deliver(&self, due: DueEvent, manual: bool) -> Result<bool, StoreError> {
+        let timestamp = now();
+        let (url, body, sent) = match due.payment.webhook_url.clone() {
+            Some(url) => {
+                let body = payload(&due, self.settings.offset, timestamp)
+                    .encode(due.encoding)
+                    .unwrap_or_default();
+                let sent = self.send(&url, &due, &body, timestamp).await;
+                (url, body, sent)
+            }
+            // No receiver: nothing to send, ever (the event stays in the outbox for the admin log).
+            None => (
+                String::new(),
+                String::new(),
+                Err("the payment has no webhook_url".to_owned()),
+            ),
+        };
+        let (code, answer, error, duration_ms) = match sent {
+            Ok(sent) => (Some(sent.code), Some(sent.body), None, sent.duration_ms),
+            Err(error) => (None, None, Some(error), 0),
+        };
+        let delivered = code.is_some_and(|code| (200..300).contains(&code));
+        let outcome = if delivered {
+            DeliveryOutcome::Delivered
+        } else if manual {
+            DeliveryOutcome::ManualFailed
+        } else if due.payment.webhook_url.is_none() {
+            DeliveryOutcome::NoReceiver
+        } else {
+            self.after_failure(due.schedule_step, timestamp)
+        };
+        let attempt = DeliveryAttempt {
+            manual,
+            url,
+            request_body: body,
+            response_code: code,
+            response_body: answer,
+            error,
+            duration_ms,
+            at: timestamp,
+        };
+        match self
+            .store
+            .record_delivery(due.row_id, &due.claim_token, &attempt, outcome)
+            .await?
+        {
+            Recorded::Done => {}
+            Recorded::NowExhausted => tracing::warn!(
+                event_id = %due.event.event_id,
+                transaction_id = %due.payment.transaction_id,
+                attempts = due.attempts + 1,
+                "webhook event exhausted its retry schedule: listed for recovery in the admin API"
+            ),
+            Recorded::NotHolder => tracing::warn!(
+                event_id = %due.event.event_id,
+                "webhook attempt finished after its claim had passed to another sender: not recorded"
+            ),
+        }
+        Ok(delivered)
+    }
+
+    async fn send(&self, url: &str, due: &DueEvent, body: &str, timestamp: i64) -> Result<Sent, String> {
+        let target = WebhookUrl::parse(url).map_err(|err| err.message)?;
+        // A literal address is not looked up, so the resolver cannot check it: done here.
+        if !self.settings.allow_private_hosts && target.literal_ip().is_some_and(is_internal_address) {
+            return Err("webhook_url is an internal address".to_owned());
+        }
+        let event_id = &due.event.event_id;
+        let mut request = self
+            .http
+            .post(target.as_str())
+            .header("content-type", "application/json")
+            .header(headers::EVENT, due.event.event.as_str())
+            .header(headers::TIMESTAMP, timestamp.to_string())
+            .header(headers::ID, event_id);
+        if let Some(secret) = &due.payment.webhook_secret {
+            let secret = secret.expose().as_bytes();
+            let signed = SignedHeaders::sign(secret, body.as_bytes(), timestamp);
+            request = request
+                .header(headers::SIGNATURE, signed.signature)
+                .header(headers::SIGNATURE_V2, signed.signature_v2);
+            for (name, value) in SignedHeaders::standard(secret, event_id, body.as_bytes(), timestamp) {
+                request = request.header(name, value);
+            }
+        }
+        let started = Instant::now();
+        let mut response = request.body(body.to_owned()).send().await.map_err(describe)?;
+        let code = response.status().as_u16();
+        // Read through a cap: a receiver's endless answer must not fill memory.
+        let mut kept = Vec::new();
+        while kept.len() < MAX_LOGGED_RESPONSE {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = MAX_LOGGED_RESPONSE - kept.len();
+                    kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(Sent {
+            code,
+            body: String::from_utf8_lossy(&kept).into_owned(),
+            duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+/// A receiver's answer.
+struct Sent {
+    code: u16,
+    body: String,
+    duration_ms: i64,
+}
+
+/// A client error without its URL (the merchant's, which may carry a token of theirs), with its
+/// causes — the resolver's refusal, the connection's error — so the log says what happened.
+fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
