@@ -317,3 +317,71 @@ async fn both_encodings_pass_the_guides_own_receivers() {
         );
     }
 }
+
+/// Runs an official Standard Webhooks library (`tests/receivers`: Python's from PyPI, JavaScript's
+/// from npm, both unmodified) on a delivery; true when it verifies.
+fn standard_library_accepts(program: &str, script: &str, secret: &str, request: &Received) -> bool {
+    use std::io::Write;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/receivers");
+    let headers: serde_json::Map<String, Value> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), json!(value.to_str().unwrap())))
+        .collect();
+    let mut child = std::process::Command::new(program)
+        .arg(dir.join(script))
+        .arg(secret)
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {program} ({err}): see .ci/run for the installs"));
+    let delivery = json!({"headers": headers, "body": request.body});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(delivery.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(
+        output.status.success() || said.starts_with("invalid"),
+        "{program} {script} failed to run: {said} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    said == "valid"
+}
+
+#[tokio::test]
+async fn the_official_standard_webhooks_libraries_verify_our_deliveries() {
+    // A Standard Webhooks secret: `whsec_` + base64 of the key bytes.
+    let secret = "whsec_c2VjcmV0LWtleS1ieWZseS1wYXltZW50LWNlbnRlcg==";
+    let (url, receiver) = start_receiver(0).await;
+    let app = spawn_app_with(1, false, |_| {}).await;
+    let id = app
+        .init_as(
+            &app.token,
+            json!({"amount": 57000, "description": "Тур / 😀", "webhook_url": url, "webhook_secret": secret}),
+        )
+        .await;
+    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
+    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", None))
+        .unwrap();
+    let request = receiver.wait_for(1).await.remove(0);
+    for (program, script) in [("python3", "standard_webhooks.py"), ("node", "standard_webhooks.mjs")] {
+        assert!(
+            standard_library_accepts(program, script, secret, &request),
+            "{script} rejected it"
+        );
+        let mut tampered = request.clone();
+        tampered.body = tampered.body.replace("57000", "57001");
+        assert!(!standard_library_accepts(program, script, secret, &tampered), "{script} took a tampered body");
+        let other = "whsec_b3RoZXIta2V5LWJ5Zmx5LXBheW1lbnQtY2VudGVy";
+        assert!(!standard_library_accepts(program, script, other, &request), "{script} took another key");
+    }
+    // One secret serves both kinds of receiver: the guide's verifies with its text as it is.
+    let signature = request.headers["x-webhook-signature"].to_str().unwrap();
+    assert!(guide_receiver_accepts("php", "guide_receiver.php", secret, signature, &request.body));
+}
