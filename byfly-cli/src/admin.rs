@@ -1,11 +1,11 @@
 //! `byfly admin …`: sources, terminals, payment methods, every source's payments, the webhook
-//! log and manual retries.
+//! log, manual retries, the undelivered events across payments and their bulk recovery.
 
 use byfly_client::Client;
 use byfly_core::wire::{
-    AddTerminalRequest, CreateSourceRequest, OperationView, ResolveOperationRequest, SourceView,
-    TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView,
-    WebhookEventView,
+    AddTerminalRequest, CreateSourceRequest, OperationView, RecoverWebhooksRequest, ResolveOperationRequest,
+    SourceView, TerminalView, UndeliveredEventList, UndeliveredEventsQuery, UpdateMethodRequest,
+    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{BodyEncoding, Percent};
 use clap::Subcommand;
@@ -43,10 +43,14 @@ pub enum AdminCommand {
         /// The payment's transaction id.
         id: String,
     },
-    /// A payment's webhook events with every delivery attempt.
+    /// A payment's webhook events with every delivery attempt (`webhooks <id>`), or the outbox
+    /// across payments: `webhooks failed`, `webhooks recover`.
+    #[command(args_conflicts_with_subcommands = true)]
     Webhooks {
+        #[command(subcommand)]
+        command: Option<WebhookCommand>,
         /// The payment's transaction id.
-        id: String,
+        id: Option<String>,
     },
     /// Send a webhook event again now (receivers de-duplicate by X-Webhook-Id).
     Retry {
@@ -73,6 +77,38 @@ pub enum AdminCommand {
         /// Why, for the record.
         #[arg(long)]
         note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Undelivered events across payments — pending, failed (retrying) and exhausted — oldest first.
+    Failed {
+        /// Only this source's payments.
+        #[arg(long)]
+        source_id: Option<i64>,
+        /// pending, failed or exhausted (default: all three).
+        #[arg(long, value_parser = ["pending", "failed", "exhausted"])]
+        state: Option<String>,
+        /// Only events created at or after this (`YYYY-MM-DD HH:MM:SS`, the server's offset).
+        #[arg(long)]
+        since: Option<String>,
+        /// Page size (1..=100).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// After a receiver's outage: everything of a source that failed since a time goes out again,
+    /// in order, on a fresh schedule.
+    Recover {
+        /// The source.
+        #[arg(long)]
+        source_id: i64,
+        /// Events created at or after this (`YYYY-MM-DD HH:MM:SS`, the server's offset).
+        #[arg(long)]
+        since: String,
     },
 }
 
@@ -328,6 +364,45 @@ fn attempt_line(attempt: &WebhookAttemptView) -> String {
     )
 }
 
+fn undelivered_table(page: &UndeliveredEventList) -> String {
+    if page.items.is_empty() {
+        return "no undelivered webhook events".into();
+    }
+    let rows: Vec<Vec<String>> = page
+        .items
+        .iter()
+        .map(|e| {
+            vec![
+                e.event_id.clone(),
+                e.transaction_id.to_string(),
+                format!("#{}", e.source_id),
+                format!("{} ({})", e.event, e.sequence),
+                e.state.clone(),
+                e.attempts.to_string(),
+                e.last_result.clone().unwrap_or_default(),
+                e.next_attempt_at.clone().unwrap_or_else(|| "—".into()),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "event",
+            "payment",
+            "source",
+            "kind (seq)",
+            "state",
+            "attempts",
+            "last result",
+            "next attempt",
+        ],
+        &rows,
+    );
+    if let Some(cursor) = &page.next_cursor {
+        out.push_str(&format!("\nmore: --cursor {cursor}"));
+    }
+    out
+}
+
 fn webhooks_log(events: &[WebhookEventView]) -> String {
     if events.is_empty() {
         return "no webhook events".into();
@@ -338,7 +413,11 @@ fn webhooks_log(events: &[WebhookEventView]) -> String {
             "{}  {}  {}  created {}",
             event.event_id,
             event.event,
-            if event.delivered { "delivered" } else { "pending" },
+            if event.state.is_empty() {
+                if event.delivered { "delivered" } else { "pending" }
+            } else {
+                event.state.as_str()
+            },
             event.created_at
         ));
         lines.extend(event.attempts.iter().map(attempt_line));
@@ -485,9 +564,51 @@ pub async fn run(client: &Client, command: &AdminCommand, output: Output) -> Res
                 )
             })
         }
-        AdminCommand::Webhooks { id } => {
+        AdminCommand::Webhooks { command: None, id } => {
+            let id = id.as_deref().ok_or_else(|| {
+                Failure::Local("give a payment's transaction id, or `failed` / `recover`".into())
+            })?;
             let events = admin.payment_webhooks(&transaction_id(id)?).await?;
             output.emit(&events, |e| webhooks_log(e))
+        }
+        AdminCommand::Webhooks {
+            command:
+                Some(WebhookCommand::Failed {
+                    source_id,
+                    state,
+                    since,
+                    limit,
+                    cursor,
+                }),
+            ..
+        } => {
+            let query = UndeliveredEventsQuery {
+                source_id: *source_id,
+                state: state
+                    .as_deref()
+                    .and_then(|state| serde_json::from_value(serde_json::json!(state)).ok()),
+                since: since.clone(),
+                limit: *limit,
+                cursor: cursor.clone(),
+            };
+            let page = admin.undelivered_webhooks(&query).await?;
+            output.emit(&page, undelivered_table)
+        }
+        AdminCommand::Webhooks {
+            command: Some(WebhookCommand::Recover { source_id, since }),
+            ..
+        } => {
+            let request = RecoverWebhooksRequest {
+                source_id: *source_id,
+                since: since.clone(),
+            };
+            let recovered = admin.recover_webhooks(&request).await?;
+            output.emit(&recovered, |r| {
+                format!(
+                    "{} event(s) of source #{source_id} since {since} rescheduled, in order",
+                    r.recovered
+                )
+            })
         }
         AdminCommand::Retry { event_id } => {
             let attempt = admin.retry_webhook(event_id).await?;

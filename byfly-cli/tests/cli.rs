@@ -545,6 +545,75 @@ fn admin_commands() {
     assert_eq!((code, out.trim()), (0, "nothing to review"));
     let (code, missing) = server.json(&["admin", "retry", "no-such-event"]);
     assert_eq!((code, missing["code"].as_str()), (4, Some("not_found")));
+
+    // A receiver that is down: its event is listed as failed across payments, then recovered.
+    let (code, created) = server.json(&[
+        "init",
+        "--amount",
+        "1000",
+        "--webhook-url",
+        "http://127.0.0.1:9/hook",
+    ]);
+    assert_eq!(code, 0, "{created}");
+    let down = created["transaction_id"].as_str().unwrap().to_owned();
+    assert_eq!(server.json(&["cancel", &down]).0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let listed = loop {
+        let (code, page) = server.json(&[
+            "admin",
+            "webhooks",
+            "failed",
+            "--source-id",
+            "1",
+            "--state",
+            "failed",
+        ]);
+        assert_eq!(code, 0, "{page}");
+        if let Some(item) = page["items"].as_array().and_then(|items| items.first()).cloned() {
+            break item;
+        }
+        assert!(std::time::Instant::now() < deadline, "never listed: {page}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        (listed["transaction_id"].as_str(), listed["event"].as_str()),
+        (Some(down.as_str()), Some("cancelled"))
+    );
+    let (code, out, _) = server.run(&["admin", "webhooks", "failed"]);
+    assert!(
+        code == 0 && out.contains(&down) && out.contains("failed"),
+        "{out}"
+    );
+    let (code, out, _) = server.run(&[
+        "admin",
+        "webhooks",
+        "recover",
+        "--source-id",
+        "1",
+        "--since",
+        "2000-01-01 00:00:00",
+    ]);
+    assert_eq!(
+        (code, out.trim()),
+        (
+            0,
+            "1 event(s) of source #1 since 2000-01-01 00:00:00 rescheduled, in order"
+        )
+    );
+    let (code, refused) = server.json(&[
+        "admin",
+        "webhooks",
+        "recover",
+        "--source-id",
+        "1",
+        "--since",
+        "вчера",
+    ]);
+    assert_eq!(
+        (code, refused["code"].as_str()),
+        (3, Some("validation_error")),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -3,8 +3,9 @@
 use byfly_core::TransactionId;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, OperationView,
-    PaymentList, PaymentListQuery, ResolveOperationRequest, SourceView, TerminalView, UpdateMethodRequest,
-    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    PaymentList, PaymentListQuery, RecoverWebhooksRequest, RecoveredWebhooks, ResolveOperationRequest,
+    SourceView, TerminalView, UndeliveredEventList, UndeliveredEventsQuery, UndeliveredState,
+    UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use reqwest::Method;
 
@@ -162,6 +163,41 @@ impl<'a> Admin<'a> {
     pub async fn retry_webhook(&self, event_id: &str) -> Result<WebhookAttemptView, Error> {
         let path = format!("/admin/webhooks/{}/retry", crate::path_segment(event_id));
         self.post(path, &empty_body()).await
+    }
+
+    /// `GET /api/admin/webhooks`: undelivered events across payments (pending, failed, exhausted),
+    /// oldest first; follow `next_cursor` for more.
+    pub async fn undelivered_webhooks(
+        &self,
+        query: &UndeliveredEventsQuery,
+    ) -> Result<UndeliveredEventList, Error> {
+        let mut call = Call::get("/admin/webhooks".into(), Auth::Admin);
+        let state = query.state.map(|state| match state {
+            UndeliveredState::Pending => "pending",
+            UndeliveredState::Failed => "failed",
+            UndeliveredState::Exhausted => "exhausted",
+        });
+        let pairs = [
+            ("source_id", query.source_id.map(|id| id.to_string())),
+            ("state", state.map(str::to_owned)),
+            ("since", query.since.clone()),
+            ("limit", query.limit.map(|limit| limit.to_string())),
+            ("cursor", query.cursor.clone()),
+        ];
+        call.query = pairs
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|value| (name, value)))
+            .collect();
+        self.client.send(call).await
+    }
+
+    /// `POST /api/admin/webhooks/recover`: every failed or exhausted event of the source's payments
+    /// since `since` gets a fresh schedule and goes out again, in order. Returns how many.
+    pub async fn recover_webhooks(
+        &self,
+        request: &RecoverWebhooksRequest,
+    ) -> Result<RecoveredWebhooks, Error> {
+        self.post("/admin/webhooks/recover".into(), request).await
     }
 
     /// `GET /api/admin/operations/review`: operations waiting for an operator (a long `unknown`,

@@ -1041,6 +1041,39 @@ pub struct UndeliveredEventList {
     pub next_cursor: Option<String>,
 }
 
+/// Which undelivered events `GET /api/admin/webhooks` lists.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndeliveredState {
+    /// Not attempted yet (or waiting behind an earlier event of its payment).
+    Pending,
+    /// Attempted without success; retried on the schedule.
+    Failed,
+    /// The schedule ran out: waits for a recovery.
+    Exhausted,
+}
+
+/// `GET /api/admin/webhooks` query.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct UndeliveredEventsQuery {
+    /// Only this source's payments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<i64>,
+    /// Only events in this state (default: all three).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<UndeliveredState>,
+    /// `YYYY-MM-DD HH:MM:SS`: only events created at or after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Page size, 1..=100 (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
 /// `POST /api/admin/webhooks/recover` body: every failed or exhausted event of a source's payments
 /// since a time gets a fresh schedule, and goes out in order.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

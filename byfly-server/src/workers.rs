@@ -80,6 +80,7 @@ pub async fn webhook_dispatcher(dispatcher: crate::webhooks::Dispatcher, mut sto
         }
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
+            _ = dispatcher.delivery_finished() => {}
             _ = stop.changed() => {}
         }
     }

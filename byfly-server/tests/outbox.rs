@@ -316,7 +316,13 @@ async fn one_delivery_at_a_time_per_event_and_only_its_holder_records_it() {
             .unwrap(),
         Recorded::NotHolder
     );
-    assert!(!app.store.release_claim(row_id, "intruder", now).await.unwrap());
+    assert_eq!(
+        app.store
+            .release_claims(&[row_id], "intruder", now)
+            .await
+            .unwrap(),
+        0
+    );
     // The holder's attempt ends at its timeout and is the one recorded.
     let log = eventually("the holder records its attempt", || async {
         let log = app.store.delivery_log(&event.event_id).await.unwrap();
@@ -482,4 +488,68 @@ async fn a_name_that_resolves_inside_is_never_connected_to() {
         "the URL stays out of the error: {error}"
     );
     assert!(receiver.events().is_empty(), "nothing reached 127.0.0.1");
+}
+
+/// The fairness figure (`bash bench/webhooks.sh`): deliveries per second to a healthy receiver
+/// while another receiver holds its host's slots and never answers. The healthy receiver's events
+/// are made first (and fail once), then recovered all at once, so the figure is of delivery alone.
+/// A figure, not a pass/fail: ignored in the test run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: bench/webhooks.sh runs it"]
+async fn fairness_figure() {
+    let events: usize = std::env::var("BYFLY_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let app = spawn_app_with(1, false, |config| {
+        config.admin_token = Some(ADMIN.to_owned());
+        config.webhook_timeout_secs = 60;
+    })
+    .await;
+    let (stuck_url, stuck) = receiver("localhost").await;
+    stuck.hang.store(true, Ordering::SeqCst);
+    let (healthy_url, healthy) = receiver("127.0.0.1").await;
+    healthy.failing.lock().unwrap().push("cancelled");
+    let cancelled = |url: String| {
+        let app = &app;
+        async move {
+            let id = app
+                .init_as(&app.token, json!({"amount": 1000, "webhook_url": url}))
+                .await;
+            app.http
+                .post(format!("{}/payment/{id}/cancel", app.base))
+                .header("X-API-Token", &app.token)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    for _ in 0..20 {
+        cancelled(stuck_url.clone()).await;
+    }
+    for _ in 0..events {
+        cancelled(healthy_url.clone()).await;
+    }
+    eventually("every healthy event failed once", || async {
+        (healthy.events().len() >= events).then_some(())
+    })
+    .await;
+    healthy.failing.lock().unwrap().clear();
+    let started = std::time::Instant::now();
+    let all = json!({"source_id": 1, "since": "2000-01-01 00:00:00"});
+    let (code, recovered) = admin(&app, Method::POST, "/webhooks/recover", Some(all)).await;
+    assert_eq!(code, 200, "{recovered}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while healthy.events().len() < 2 * events {
+        assert!(std::time::Instant::now() < deadline, "deliveries stalled");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    println!(
+        "webhook fairness: {events} deliveries to a healthy receiver in {:.2} s = {:.0}/s, while another \
+         receiver held {} requests unanswered (per-host limit 2, concurrency 8)",
+        took.as_secs_f64(),
+        events as f64 / took.as_secs_f64(),
+        stuck.events().len()
+    );
 }

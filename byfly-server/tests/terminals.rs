@@ -280,7 +280,14 @@ async fn a_refresh_token_never_reaches_the_logs_or_the_admin_answers() {
     byfly_server::demo::register_simulated(&store, &pool, &added, &simulator)
         .await
         .unwrap();
-    let refresh_token = store.terminal(added.id).await.unwrap().unwrap().tokens.unwrap().refresh_token;
+    let refresh_token = store
+        .terminal(added.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .tokens
+        .unwrap()
+        .refresh_token;
     // The access token runs out and the refresh (`/v2/revoke?…&refreshToken=…`) hangs: the
     // client's error would name the URL, refresh token included.
     simulator.expire_tokens();
@@ -297,7 +304,10 @@ async fn a_refresh_token_never_reaches_the_logs_or_the_admin_answers() {
     assert!(!error.contains(&refresh_token), "{error}");
     let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     assert!(simulator.counters().calls["revoke"] >= 1, "the refresh was tried");
-    assert!(logged.contains("terminal unhealthy"), "the failure was logged: {logged}");
+    assert!(
+        logged.contains("terminal unhealthy"),
+        "the failure was logged: {logged}"
+    );
     assert!(!logged.contains(&refresh_token), "{logged}");
     // The admin API's terminal view carries no token field: `last_error` is all it shows of this.
     std::fs::remove_dir_all(dir).ok();

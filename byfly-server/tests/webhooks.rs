@@ -370,18 +370,33 @@ async fn the_official_standard_webhooks_libraries_verify_our_deliveries() {
         .pay(pay("Gold", None))
         .unwrap();
     let request = receiver.wait_for(1).await.remove(0);
-    for (program, script) in [("python3", "standard_webhooks.py"), ("node", "standard_webhooks.mjs")] {
+    for (program, script) in [
+        ("python3", "standard_webhooks.py"),
+        ("node", "standard_webhooks.mjs"),
+    ] {
         assert!(
             standard_library_accepts(program, script, secret, &request),
             "{script} rejected it"
         );
         let mut tampered = request.clone();
         tampered.body = tampered.body.replace("57000", "57001");
-        assert!(!standard_library_accepts(program, script, secret, &tampered), "{script} took a tampered body");
+        assert!(
+            !standard_library_accepts(program, script, secret, &tampered),
+            "{script} took a tampered body"
+        );
         let other = "whsec_b3RoZXIta2V5LWJ5Zmx5LXBheW1lbnQtY2VudGVy";
-        assert!(!standard_library_accepts(program, script, other, &request), "{script} took another key");
+        assert!(
+            !standard_library_accepts(program, script, other, &request),
+            "{script} took another key"
+        );
     }
     // One secret serves both kinds of receiver: the guide's verifies with its text as it is.
     let signature = request.headers["x-webhook-signature"].to_str().unwrap();
-    assert!(guide_receiver_accepts("php", "guide_receiver.php", secret, signature, &request.body));
+    assert!(guide_receiver_accepts(
+        "php",
+        "guide_receiver.php",
+        secret,
+        signature,
+        &request.body
+    ));
 }

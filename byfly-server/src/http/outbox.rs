@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
     Envelope, RecoverWebhooksRequest, RecoveredWebhooks, UndeliveredEventList, UndeliveredEventView,
-    WebhookAttemptView, WebhookEventView,
+    UndeliveredEventsQuery, UndeliveredState, WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{ErrorCode, TransactionId};
 
@@ -90,21 +90,6 @@ pub async fn retry_webhook(
     Ok(Json(Envelope::data(attempt_view(last, &state))))
 }
 
-/// `GET /api/admin/webhooks` query.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct UndeliveredQuery {
-    /// Only this source's payments.
-    source_id: Option<i64>,
-    /// `pending`, `failed` or `exhausted` (default: all three).
-    state: Option<EventState>,
-    /// `YYYY-MM-DD HH:MM:SS`: only events created at or after it.
-    since: Option<String>,
-    /// Page size, 1..=100 (default 50).
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 /// A `YYYY-MM-DD HH:MM:SS` in the server's offset, or a 400 naming the field.
 fn datetime(state: &AppState, field: &str, text: &str) -> Result<i64, HttpError> {
     state.settings.offset.parse_datetime(text).ok_or_else(|| {
@@ -120,16 +105,13 @@ fn datetime(state: &AppState, field: &str, text: &str) -> Result<i64, HttpError>
 pub async fn undelivered_webhooks(
     _: Admin,
     State(state): State<AppState>,
-    query: Result<Query<UndeliveredQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<UndeliveredEventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Envelope<UndeliveredEventList>>, HttpError> {
     let Query(query) = query.map_err(invalid_query)?;
     let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
     let limit = query.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(invalid("limit: от 1 до 100"));
-    }
-    if query.state == Some(EventState::Delivered) {
-        return Err(invalid("state: pending, failed или exhausted"));
     }
     let after = match query.cursor.as_deref() {
         Some(cursor) => Some(
@@ -145,7 +127,11 @@ pub async fn undelivered_webhooks(
     };
     let filter = EventFilter {
         source_id: query.source_id,
-        state: query.state,
+        state: query.state.map(|state| match state {
+            UndeliveredState::Pending => EventState::Pending,
+            UndeliveredState::Failed => EventState::Failed,
+            UndeliveredState::Exhausted => EventState::Exhausted,
+        }),
         since,
         after,
         limit: limit + 1,

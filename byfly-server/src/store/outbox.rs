@@ -34,9 +34,9 @@ pub trait Outbox: Send + Sync {
         lease: i64,
         token: &str,
     ) -> Result<EventClaim, StoreError>;
-    /// Gives a claim back without an attempt (its receiver's host has no free slot), to be
-    /// claimed again from `retry_at`. Returns whether the claim was still the caller's.
-    async fn release_claim(&self, row_id: i64, token: &str, retry_at: i64) -> Result<bool, StoreError>;
+    /// Gives claims back without an attempt (their receivers' hosts have no free slot), in one
+    /// transaction, to be claimed again from `retry_at`. Returns how many were still the caller's.
+    async fn release_claims(&self, row_ids: &[i64], token: &str, retry_at: i64) -> Result<u64, StoreError>;
     /// Logs an attempt and records its outcome — only while `token` still holds the claim.
     async fn record_delivery(
         &self,

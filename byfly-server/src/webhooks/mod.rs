@@ -7,7 +7,9 @@
 //!   lookup and request, checked by the configuration); only the holder records the result, and a
 //!   manual retry goes through the same claim.
 //! - **Fair**: deliveries are bounded overall and per receiving host, so one slow receiver holds at
-//!   most its own slots; an event whose host is full is handed back and claimed again a second later.
+//!   most its own slots. A host whose slots are taken keeps as many claimed events waiting in line
+//!   as it has slots (each starts the moment a slot frees, well within its lease: it waits at most
+//!   one attempt); beyond that its events are handed back and claimed again a second later.
 //! - **Safe to connect**: the client's resolver is the check against internal addresses
 //!   ([`resolver`]); a response body is read through a 64 KiB cap.
 //! - **Recoverable**: after the schedule (1 min … 24 h, ±20 % jitter) an event is exhausted, logged
@@ -32,8 +34,16 @@ use resolver::{GuardedResolver, Lookup, SystemLookup};
 
 /// How much of a receiver's answer is read and kept in the log.
 const MAX_LOGGED_RESPONSE: usize = 64 * 1024;
-/// How long an event whose receiving host has no free slot waits before it is claimed again.
+/// How long an event whose receiving host has no free slot (nor room in its line) waits before it
+/// is claimed again.
 const HOST_FULL_RETRY_SECS: i64 = 1;
+
+/// One receiving host's share: its delivery slots, and how many claimed events wait in line.
+#[derive(Debug)]
+struct HostSlots {
+    slots: Arc<Semaphore>,
+    waiting: std::sync::atomic::AtomicUsize,
+}
 
 /// Delivery settings.
 #[derive(Debug, Clone)]
@@ -146,7 +156,9 @@ pub struct Dispatcher {
     http: reqwest::Client,
     settings: Arc<DeliverySettings>,
     slots: Arc<Semaphore>,
-    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    hosts: Arc<Mutex<HashMap<String, Arc<HostSlots>>>>,
+    /// Signalled when a delivery ends: its slot is free, and more may be due right away.
+    finished: Arc<tokio::sync::Notify>,
 }
 
 impl Dispatcher {
@@ -177,60 +189,85 @@ impl Dispatcher {
             settings: Arc::new(settings),
             slots,
             hosts: Arc::default(),
+            finished: Arc::default(),
         })
     }
 
-    /// The slots of one receiving host.
-    fn host_slots(&self, host: &str) -> Arc<Semaphore> {
+    /// The share of one receiving host.
+    fn host_slots(&self, host: &str) -> Arc<HostSlots> {
         let mut hosts = self
             .hosts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         hosts
             .entry(host.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.per_host.max(1))))
+            .or_insert_with(|| {
+                Arc::new(HostSlots {
+                    slots: Arc::new(Semaphore::new(self.settings.per_host.max(1))),
+                    waiting: std::sync::atomic::AtomicUsize::new(0),
+                })
+            })
             .clone()
     }
 
     /// Claims due events and starts their deliveries, each in its own task, within the global and
-    /// the per-host bounds; an event whose host is full goes back to be claimed a second later.
-    /// Returns how many were started.
+    /// the per-host bounds (an event of a busy host waits in its line, or goes back to be claimed
+    /// a second later). Returns how many were started or put in line.
     pub async fn dispatch_due(&self) -> Result<usize, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
         let free = self.slots.available_permits();
         if free == 0 {
             return Ok(0);
         }
         let token = claim_token();
         let t = now();
-        // More than the free slots: some may belong to a full host and go back.
+        // More than the free slots: some may belong to a busy host and go back.
         let limit = u32::try_from(free.saturating_mul(2)).unwrap_or(u32::MAX);
         let due = self
             .store
             .claim_due_events(t, self.settings.claim_lease, limit, &token)
             .await?;
-        let mut started = 0;
+        let mut handed_back = Vec::new();
+        let mut taken = 0;
         for event in due {
-            let permits = self.slots.clone().try_acquire_owned().ok().and_then(|global| {
-                let host = self.host_slots(&host_of(&event)).try_acquire_owned().ok()?;
-                Some((global, host))
-            });
-            let Some(permits) = permits else {
-                let retry_at = t + HOST_FULL_RETRY_SECS;
-                self.store
-                    .release_claim(event.row_id, &event.claim_token, retry_at)
-                    .await?;
-                continue;
+            let host = self.host_slots(&host_of(&event));
+            let start = match host.slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) if host.waiting.load(SeqCst) < self.settings.per_host => None,
+                Err(_) => {
+                    handed_back.push(event.row_id);
+                    continue;
+                }
             };
-            started += 1;
+            taken += 1;
+            if start.is_none() {
+                host.waiting.fetch_add(1, SeqCst);
+            }
             let dispatcher = self.clone();
             tokio::spawn(async move {
+                let slot = match start {
+                    Some(slot) => Ok(slot),
+                    None => {
+                        let slot = host.slots.clone().acquire_owned().await;
+                        host.waiting.fetch_sub(1, SeqCst);
+                        slot
+                    }
+                };
+                let Ok(slot) = slot else { return };
+                let Ok(global) = dispatcher.slots.clone().acquire_owned().await else {
+                    return;
+                };
                 if let Err(err) = dispatcher.deliver(event, false).await {
                     tracing::error!(%err, "webhook delivery could not be recorded");
                 }
-                drop(permits);
+                drop((global, slot));
+                dispatcher.finished.notify_one();
             });
         }
-        Ok(started)
+        self.store
+            .release_claims(&handed_back, &token, t + HOST_FULL_RETRY_SECS)
+            .await?;
+        Ok(taken)
     }
 
     /// A manual attempt now, through the same claim and bounds as automatic ones (also for an
@@ -254,9 +291,15 @@ impl Dispatcher {
     }
 
     async fn acquire(&self, host: &str) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let host = self.host_slots(host).slots.clone().acquire_owned().await.ok()?;
         let global = self.slots.clone().acquire_owned().await.ok()?;
-        let host = self.host_slots(host).acquire_owned().await.ok()?;
-        Some((global, host))
+        Some((host, global))
+    }
+
+    /// Resolves when a delivery has ended since the last call (its slot is free again): the
+    /// sender's loop then looks for due work at once instead of at its next tick.
+    pub async fn delivery_finished(&self) {
+        self.finished.notified().await;
     }
 
     /// Waits until every started delivery has finished (for shutdown).

@@ -150,20 +150,27 @@ impl Outbox for SqlStore {
         Ok(EventClaim::Claimed(Box::new(self.due(&row).await?)))
     }
 
-    async fn release_claim(&self, row_id: i64, token: &str, retry_at: i64) -> Result<bool, StoreError> {
+    async fn release_claims(&self, row_ids: &[i64], token: &str, retry_at: i64) -> Result<u64, StoreError> {
+        if row_ids.is_empty() {
+            return Ok(0);
+        }
         let mut tx = self.begin_write().await?;
-        let released = self
-            .q(
-                "UPDATE webhook_events SET claimed_until = NULL, claim_token = NULL, next_attempt_at = ? \
-                 WHERE id = ? AND claim_token = ?",
-            )
-            .bind(retry_at)
-            .bind(row_id)
-            .bind(token)
-            .execute(&mut *tx)
-            .await?;
+        let mut released = 0;
+        for row_id in row_ids {
+            released += self
+                .q(
+                    "UPDATE webhook_events SET claimed_until = NULL, claim_token = NULL, next_attempt_at = ? \
+                     WHERE id = ? AND claim_token = ?",
+                )
+                .bind(retry_at)
+                .bind(row_id)
+                .bind(token)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
         tx.commit().await?;
-        Ok(released.rows_affected() > 0)
+        Ok(released)
     }
 
     async fn record_delivery(
