@@ -572,6 +572,20 @@ mod tests {
             "health_check_interval_secs",
         );
         check(&[("BYFLY_PUBLIC_BASE_URL", "example.kz")], "public_base_url");
+        // A lease shorter than an attempt could run out mid-delivery: refused (10 + 5 + 5 s here).
+        check(
+            &[("BYFLY_WEBHOOK_CLAIM_LEASE_SECS", "20")],
+            "webhook_claim_lease_secs",
+        );
+        check(
+            &[("BYFLY_WEBHOOK_PER_HOST_CONCURRENCY", "9")],
+            "webhook_per_host_concurrency",
+        );
+        check(&[("BYFLY_WEBHOOK_DNS_TIMEOUT_MS", "0")], "webhook_dns_timeout_ms");
+        check(
+            &[("BYFLY_WEBHOOK_LOG_RETENTION_DAYS", "0")],
+            "webhook_log_retention_days",
+        );
         check(
             &[("BYFLY_TERMINAL_REQUEST_TIMEOUT_MS", "5")],
             "terminal_request_timeout_ms",

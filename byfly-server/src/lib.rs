@@ -3,8 +3,9 @@
 //! # Layout
 //!
 //! - [`config`]: defaults → TOML file → `BYFLY_*` environment → checked [`config::Settings`].
-//! - [`store`]: the [`store::Store`] trait and its implementation on SQLite or PostgreSQL
-//!   (migrations embedded per backend, money in tiyn, durable commits, writers serialized).
+//! - [`store`]: the [`store::Store`] trait (and its webhook part, [`store::Outbox`]) with their
+//!   implementation on SQLite or PostgreSQL (migrations embedded per backend, money in tiyn,
+//!   durable commits, writers serialized); it persists decisions, [`settle`] makes them.
 //! - [`http`]: the router of `spec/API.md`, the error envelope for every failure, extractors.
 //! - [`random`]: the operating system's CSPRNG behind byfly-core's `SecureRandom`.
 //! - [`pool`]: clients of the pool's terminals, their health check and token refresh, and the
@@ -12,8 +13,12 @@
 //! - [`operations`]: starting an operation for `/kaspi` (claim a terminal, start it — asking
 //!   again when the answer was lost —, read its QR, never a stale one).
 //! - [`poll`]: following operations to their final answer (`101` and `unknown` go to review).
-//! - [`refunds`]: refunds through the terminal that took the money.
-//! - [`settle`]: from stored operations to byfly-core's ledger and its total decisions.
+//! - [`refunds`]: refunds through the terminals that took the money, one request split over the
+//!   operations that received it, its parts run one after another.
+//! - [`settle`]: from stored operations to byfly-core's ledger and its total decisions, made from
+//!   a snapshot the store reads in the transaction that writes them.
+//! - [`webhooks`]: delivery from the outbox — in order per payment, one claim holder at a time,
+//!   fair across receiving hosts, through a resolver that refuses internal addresses.
 //! - [`workers`]: background loops of "claim due rows, work, write back".
 //! - [`demo`]: the whole system on one machine with simulated terminals (`byfly-server demo`, and
 //!   a throwaway server for the SDK's and the CLI's tests).

@@ -13,7 +13,7 @@ use byfly_terminal::{Camera, CameraError, QrScan, Terminal, TerminalError, payme
 
 use crate::http::{AppState, HttpError, now};
 use crate::settle::{OpState, OperationRecord, ledger_of, on_given_up};
-use crate::store::{ClaimOutcome, PaymentRecord, StoreError, TerminalClaim, TerminalRecord};
+use crate::store::{ClaimOutcome, PaymentRecord, PreviousScreen, StoreError, TerminalClaim, TerminalRecord};
 
 /// Timing of operations (`spec/KASPI_TERMINAL.md` §4–§5).
 #[derive(Debug, Clone, Copy)]
@@ -335,16 +335,7 @@ async fn run_on_terminal(
             // until the operation's deadline, then goes to review.
             tracing::warn!(terminal = terminal.id, operation_id, %reason, "payment start uncertain: terminal held");
             let reason = format!("/v2/payment без ответа: терминал мог начать операцию ({reason})");
-            state
-                .store
-                .start_uncertain(
-                    operation_id,
-                    &reason,
-                    now(),
-                    &event_id(),
-                    &on_given_up(operation_id),
-                )
-                .await?;
+            hold_uncertain(state, operation_id, &reason).await?;
             return Err(Failure::Stop(HttpError::code(ErrorCode::TerminalUnavailable)));
         }
     };
@@ -375,6 +366,10 @@ async fn run_on_terminal(
 /// Reads the QR the terminal shows for `operation_id` from its camera — never the one read for its
 /// previous operation, nor `on_screen_before` (what the screen showed before it started), which
 /// the screen may still show — and stores it with its payment link.
+/// How long a terminal's screen may still show the previous operation's QR after a new one
+/// starts (the terminal spec's §7 says about 1.5 s): waited out when that QR was never read.
+const UNKNOWN_SCREEN_REDRAW: Duration = Duration::from_millis(2_000);
+
 pub(crate) async fn read_operation_qr(
     state: &AppState,
     terminal: &TerminalRecord,
@@ -382,7 +377,16 @@ pub(crate) async fn read_operation_qr(
     on_screen_before: Option<&str>,
 ) -> Result<Result<(), CameraError>, StoreError> {
     let previous = state.store.previous_qr(terminal.id, operation_id).await?;
-    let stale: Vec<&str> = previous.as_deref().into_iter().chain(on_screen_before).collect();
+    if previous == PreviousScreen::Unknown {
+        // The last QR this screen showed was never read, so it cannot be told from the new one by
+        // its text: let the screen redraw before reading, rather than hand out a stale QR.
+        tokio::time::sleep(UNKNOWN_SCREEN_REDRAW).await;
+    }
+    let previous = match &previous {
+        PreviousScreen::Qr(qr) => Some(qr.as_str()),
+        PreviousScreen::Nothing | PreviousScreen::Unknown => None,
+    };
+    let stale: Vec<&str> = previous.into_iter().chain(on_screen_before).collect();
     let camera = match Camera::new(terminal.terminal.camera_url.clone(), Duration::from_secs(5)) {
         Ok(camera) => camera,
         Err(err) => return Ok(Err(err)),
@@ -402,6 +406,25 @@ pub(crate) async fn read_operation_qr(
 /// `/v2/payment` could not start on the claimed terminal: the operation is released and the next
 /// terminal is to be tried. An unreachable or broken terminal leaves the pool until its health check
 /// passes; a busy one (someone else uses it) stays healthy.
+/// A start that got no answer we could read: the operation keeps its terminal until its deadline
+/// (then an operator checks the terminal's history) and stops deciding the payment.
+pub(crate) async fn hold_uncertain(
+    state: &AppState,
+    operation_id: i64,
+    reason: &str,
+) -> Result<(), StoreError> {
+    state
+        .store
+        .start_uncertain(
+            operation_id,
+            reason,
+            now(),
+            &event_id(),
+            &on_given_up(operation_id),
+        )
+        .await
+}
+
 pub(crate) async fn release(
     state: &AppState,
     operation_id: i64,

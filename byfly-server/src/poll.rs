@@ -57,9 +57,10 @@ pub async fn poll(state: &AppState, op: &OperationRecord) -> Result<(), StoreErr
     let answer = match asked {
         Ok(answer) => answer,
         Err(TerminalError::ProcessNotFound(text))
-            if !(op.shown || op.qr_code.is_some() || op.unknown_since.is_some()) =>
+            if !(op.is_refund() || op.shown || op.qr_code.is_some() || op.unknown_since.is_some()) =>
         {
             // Never shown to a customer (no QR read, no `wait` seen): nobody could have paid it.
+            // Never for a refund: read as "not refunded" when it was, it could be refunded twice.
             let raw = serde_json::json!({ "error": "process not found", "text": text }).to_string();
             settle_final(state, op.id, &FinalAnswer::Failed, &raw, t).await?;
             return Ok(());

@@ -13,8 +13,8 @@ use byfly_core::{ErrorCode, Money, PaymentStatus};
 use byfly_terminal::TerminalError;
 
 use crate::http::{AppState, HttpError, now};
-use crate::operations::{Start, event_id, read_operation_qr, release, start_process, terminals_busy};
-use crate::settle::{OpState, OperationRecord, ledger_of, on_given_up};
+use crate::operations::{Start, hold_uncertain, read_operation_qr, release, start_process, terminals_busy};
+use crate::settle::{OpState, OperationRecord, ledger_of};
 use crate::store::{PaymentRecord, RefundClaim, RefundPartOf, RefundRequestRecord, StoreError};
 
 /// How many open requests one round of [`continue_open`] looks at.
@@ -320,16 +320,7 @@ async fn run_part(
             // until the deadline, then an operator checks the terminal's history.
             tracing::warn!(terminal = terminal.id, operation_id, %reason, "refund start uncertain: terminal held");
             let reason = format!("/v2/refund без ответа: терминал мог начать возврат ({reason})");
-            state
-                .store
-                .start_uncertain(
-                    operation_id,
-                    &reason,
-                    now(),
-                    &event_id(),
-                    &on_given_up(operation_id),
-                )
-                .await?;
+            hold_uncertain(state, operation_id, &reason).await?;
             return Err(HttpError::code(ErrorCode::TerminalUnavailable));
         }
     };
@@ -395,8 +386,18 @@ pub async fn continue_request(state: &AppState, request: &RefundRequestRecord) -
         RefundClaim::Claimed(id) => id,
         RefundClaim::TerminalBusy | RefundClaim::PaymentChanged => return Ok(()),
     };
-    if let Err(err) = run_part(state, payment.status, source, operation_id).await {
-        tracing::warn!(refund_id = %request.refund_id, operation_id, err = ?err.0, "refund part did not start");
-    }
+    // Started apart from the poller's round: reading the confirmation QR takes seconds, and the
+    // round has other operations to follow. The claim is made: nothing else starts this part.
+    let (state, status, source, refund_id) = (
+        state.clone(),
+        payment.status,
+        source.clone(),
+        request.refund_id.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(err) = run_part(&state, status, &source, operation_id).await {
+            tracing::warn!(%refund_id, operation_id, err = ?err.0, "refund part did not start");
+        }
+    });
     Ok(())
 }

@@ -13,15 +13,7 @@ use common::{App, pay, spawn_app};
 use serde_json::{Value, json};
 
 async fn cancel(app: &App, id: &str, token: &str) -> (u16, Value) {
-    let response = app
-        .http
-        .post(format!("{}/payment/{id}/cancel", app.base))
-        .header("X-API-Token", token)
-        .header("Content-Type", "application/json")
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    app.cancel_as(token, id).await
 }
 
 #[tokio::test]

@@ -101,6 +101,15 @@ async fn paid_in_two_parts(app: &App, url: &str) -> String {
     id
 }
 
+/// A payment of 1 000 with `url` as its receiver, cancelled at once: one `cancelled` event.
+async fn cancelled_payment(app: &App, url: &str) -> String {
+    let id = app
+        .init_as(&app.token, json!({"amount": 1000, "webhook_url": url}))
+        .await;
+    assert_eq!(app.cancel(&id).await.0, 200);
+    id
+}
+
 async fn events_of(app: &App, id: &str) -> Vec<Value> {
     let (code, body) = admin(app, Method::GET, &format!("/payments/{id}/webhooks"), None).await;
     assert_eq!(code, 200, "{body}");
@@ -251,15 +260,7 @@ async fn one_delivery_at_a_time_per_event_and_only_its_holder_records_it() {
     .await;
     let (url, receiver) = receiver("127.0.0.1").await;
     receiver.hang.store(true, Ordering::SeqCst);
-    let id = app
-        .init_as(&app.token, json!({"amount": 1000, "webhook_url": url}))
-        .await;
-    app.http
-        .post(format!("{}/payment/{id}/cancel", app.base))
-        .header("X-API-Token", &app.token)
-        .send()
-        .await
-        .unwrap();
+    cancelled_payment(&app, &url).await;
     // The server's sender holds the claim while the receiver hangs.
     eventually("the receiver is called", || async {
         (!receiver.events().is_empty()).then_some(())
@@ -353,23 +354,9 @@ async fn a_receiver_that_never_answers_does_not_hold_up_another() {
     let (stuck_url, stuck) = receiver("localhost").await;
     stuck.hang.store(true, Ordering::SeqCst);
     let (healthy_url, healthy) = receiver("127.0.0.1").await;
-    let cancel = |id: String| {
-        let app = &app;
-        async move {
-            app.http
-                .post(format!("{}/payment/{id}/cancel", app.base))
-                .header("X-API-Token", &app.token)
-                .send()
-                .await
-                .unwrap();
-        }
-    };
     for url in [&stuck_url, &healthy_url] {
         for _ in 0..6 {
-            let id = app
-                .init_as(&app.token, json!({"amount": 1000, "webhook_url": url}))
-                .await;
-            cancel(id).await;
+            cancelled_payment(&app, url).await;
         }
     }
     eventually("all six reach the healthy receiver", || async {
@@ -378,12 +365,14 @@ async fn a_receiver_that_never_answers_does_not_hold_up_another() {
     .await;
     // Meanwhile the stuck host holds only its own two slots, and none of its attempts has ended.
     assert!(stuck.events().len() <= 2, "{:?}", stuck.events());
-    let (attempted, undelivered) = undelivered_summary(&app).await;
-    assert_eq!(
-        undelivered, 6,
-        "the stuck receiver's events are all still undelivered"
-    );
+    // Once the healthy receiver's deliveries are recorded, what is left is the stuck receiver's.
+    let attempted = eventually("the healthy deliveries are recorded", || async {
+        let (attempted, undelivered) = undelivered_summary(&app).await;
+        (undelivered == 6).then_some(attempted)
+    })
+    .await;
     assert!(!attempted, "no attempt to the stuck receiver has ended yet");
+    assert!(stuck.events().len() <= 2, "{:?}", stuck.events());
 }
 
 /// Whether any undelivered event has an attempt logged, and how many there are.
@@ -404,15 +393,7 @@ async fn a_huge_answer_is_read_through_a_cap() {
     let app = spawn_app_with(1, false, |config| config.admin_token = Some(ADMIN.to_owned())).await;
     let (url, receiver) = receiver("127.0.0.1").await;
     receiver.answer_bytes.store(5 * 1024 * 1024, Ordering::SeqCst);
-    let id = app
-        .init_as(&app.token, json!({"amount": 1000, "webhook_url": url}))
-        .await;
-    app.http
-        .post(format!("{}/payment/{id}/cancel", app.base))
-        .header("X-API-Token", &app.token)
-        .send()
-        .await
-        .unwrap();
+    let id = cancelled_payment(&app, &url).await;
     let attempt = eventually("the attempt is logged", || async {
         let events = events_of(&app, &id).await;
         events[0]["attempts"].as_array().and_then(|a| a.first().cloned())
@@ -420,6 +401,34 @@ async fn a_huge_answer_is_read_through_a_cap() {
     .await;
     assert_eq!(attempt["response_code"], json!(200));
     assert_eq!(attempt["response_body"].as_str().unwrap().len(), 64 * 1024);
+}
+
+#[tokio::test]
+async fn attempt_logs_past_their_retention_are_purged_and_the_events_kept() {
+    let app = spawn_app_with(1, false, |config| config.admin_token = Some(ADMIN.to_owned())).await;
+    let (url, receiver) = receiver("127.0.0.1").await;
+    let id = cancelled_payment(&app, &url).await;
+    let event_id = eventually("the attempt is logged", || async {
+        let events = events_of(&app, &id).await;
+        (!events[0]["attempts"].as_array().unwrap().is_empty())
+            .then(|| events[0]["event_id"].as_str().unwrap().to_owned())
+    })
+    .await;
+    assert_eq!(receiver.events().len(), 1);
+    let now = byfly_server::http::now();
+    assert_eq!(
+        app.store.purge_delivery_logs(now - 86_400).await.unwrap(),
+        0,
+        "a day old: kept"
+    );
+    assert_eq!(app.store.purge_delivery_logs(now + 1).await.unwrap(), 1);
+    assert!(app.store.delivery_log(&event_id).await.unwrap().is_empty());
+    let events = events_of(&app, &id).await;
+    assert_eq!(
+        (events.len(), &events[0]["state"]),
+        (1, &json!("delivered")),
+        "the event stays"
+    );
 }
 
 /// Answers every name with one address: a name that (now) points inside the network.
@@ -447,15 +456,7 @@ async fn a_name_that_resolves_inside_is_never_connected_to() {
     let (url, receiver) = receiver("rebind.test").await;
     // At init the name does not resolve (so it is accepted); the server's own first attempt fails
     // on DNS and is retried later.
-    let id = app
-        .init_as(&app.token, json!({"amount": 1000, "webhook_url": url}))
-        .await;
-    app.http
-        .post(format!("{}/payment/{id}/cancel", app.base))
-        .header("X-API-Token", &app.token)
-        .send()
-        .await
-        .unwrap();
+    let id = cancelled_payment(&app, &url).await;
     let events = eventually("the first attempt is logged", || async {
         let events = events_of(&app, &id).await;
         (!events[0]["attempts"].as_array().unwrap().is_empty()).then_some(events)
@@ -510,25 +511,11 @@ async fn fairness_figure() {
     stuck.hang.store(true, Ordering::SeqCst);
     let (healthy_url, healthy) = receiver("127.0.0.1").await;
     healthy.failing.lock().unwrap().push("cancelled");
-    let cancelled = |url: String| {
-        let app = &app;
-        async move {
-            let id = app
-                .init_as(&app.token, json!({"amount": 1000, "webhook_url": url}))
-                .await;
-            app.http
-                .post(format!("{}/payment/{id}/cancel", app.base))
-                .header("X-API-Token", &app.token)
-                .send()
-                .await
-                .unwrap();
-        }
-    };
     for _ in 0..20 {
-        cancelled(stuck_url.clone()).await;
+        cancelled_payment(&app, &stuck_url).await;
     }
     for _ in 0..events {
-        cancelled(healthy_url.clone()).await;
+        cancelled_payment(&app, &healthy_url).await;
     }
     eventually("every healthy event failed once", || async {
         (healthy.events().len() >= events).then_some(())

@@ -193,14 +193,7 @@ async fn without_remote_cancel_a_cancelled_operation_keeps_its_terminal_and_its_
     let first = app.init(20_000).await;
     let (code, started) = app.kaspi(&first, "kaspi_gold").await;
     assert_eq!(code, 200, "{started}");
-    let cancelled = app
-        .http
-        .post(format!("{}/payment/{first}/cancel", app.base))
-        .header("X-API-Token", &app.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancelled.status(), 200);
+    assert_eq!(app.cancel(&first).await.0, 200);
     assert_eq!(
         app.simulators[0].state()["current"]["status"],
         json!("wait"),

@@ -179,6 +179,16 @@ async fn scenario_3_paid(app: &App) -> String {
     id
 }
 
+/// A refund view's parts as (amount, status), in the order they run.
+fn parts_of(view: &Value) -> Vec<(&Value, &Value)> {
+    view["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|part| (&part["amount"], &part["status"]))
+        .collect()
+}
+
 /// Waits until the request's part `at` waits for the customer and returns its confirmation QR.
 async fn part_waiting(app: &App, id: &str, refund_id: &str, at: usize) -> String {
     common::eventually(
@@ -206,14 +216,8 @@ async fn one_refund_spans_operations_largest_first_one_part_after_another() {
         (&data["amount"], &data["status"], &data["refunded_amount"]),
         (&json!(100000), &json!("waiting_confirmation"), &json!(0))
     );
-    let parts: Vec<(&Value, &Value)> = data["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|part| (&part["amount"], &part["status"]))
-        .collect();
     assert_eq!(
-        parts,
+        parts_of(data),
         [
             (&json!(87719), &json!("waiting_confirmation")),
             (&json!(12281), &json!("queued"))
@@ -292,14 +296,8 @@ async fn a_declined_part_stops_the_request_with_what_moved() {
     };
     app.simulators[0].pay(declined).unwrap();
     let done = refund_settled(&app, &id, &refund_id).await;
-    let parts: Vec<(&Value, &Value)> = done["data"]["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|part| (&part["amount"], &part["status"]))
-        .collect();
     assert_eq!(
-        parts,
+        parts_of(&done["data"]),
         [
             (&json!(87719), &json!("completed")),
             (&json!(2281), &json!("failed"))

@@ -6,33 +6,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use byfly_server::config::Config;
 use byfly_server::pool::TerminalPool;
-use byfly_server::store::{NewTerminal, Store, TerminalTls};
 use byfly_terminal::simulator::{FaultMode, Simulator, SimulatorConfig};
-
-async fn store() -> (Arc<dyn Store>, std::path::PathBuf) {
-    let dir = common::temp_dir("byfly-pool");
-    let settings = Config {
-        database_url: common::sqlite_url(&dir),
-        ..Config::default()
-    }
-    .validate()
-    .unwrap();
-    (byfly_server::open_store(&settings).await.unwrap(), dir)
-}
-
-fn simulated(name: &str, simulator: &Simulator) -> NewTerminal {
-    NewTerminal {
-        name: name.to_owned(),
-        base_url: simulator.base_url(),
-        camera_url: simulator.camera_url(),
-        tls: TerminalTls::Verify { server_name: None },
-    }
-}
+use common::{registered, simulated, store};
 
 #[tokio::test]
 async fn terminals_are_registered_once_and_checked_when_due() {
@@ -111,20 +90,7 @@ async fn terminals_are_registered_once_and_checked_when_due() {
 #[tokio::test]
 async fn an_unreachable_terminal_is_marked_unhealthy_and_recovers() {
     let (store, dir) = store().await;
-    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
-    let added = store
-        .add_terminal(&simulated("Касса 2", &simulator), 0)
-        .await
-        .unwrap()
-        .unwrap();
-    let pool = TerminalPool::with_timeouts(
-        store.clone(),
-        Duration::from_millis(500),
-        Duration::from_millis(1500),
-    );
-    byfly_server::demo::register_simulated(&store, &pool, &added, &simulator)
-        .await
-        .unwrap();
+    let (simulator, _, pool) = registered(&store, "Касса 2").await;
     pool.check_due(100, 30).await.unwrap();
     assert_eq!(store.pool_counts().await.unwrap().healthy, 1);
 
@@ -238,77 +204,4 @@ async fn tokens_refreshed_by_one_process_are_used_by_the_other() {
         refreshed.tokens
     );
     std::fs::remove_dir_all(&dir).ok();
-}
-
-/// Everything the server logs while it runs on this thread, kept for inspection.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn a_refresh_token_never_reaches_the_logs_or_the_admin_answers() {
-    let log = CapturedLog::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .finish();
-    // The test's runtime runs every task on this thread: all of the pool's logging lands here.
-    let _capture = tracing::subscriber::set_default(subscriber);
-    let (store, dir) = store().await;
-    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
-    let added = store
-        .add_terminal(&simulated("Касса 5", &simulator), 0)
-        .await
-        .unwrap()
-        .unwrap();
-    let pool = TerminalPool::with_timeouts(
-        store.clone(),
-        Duration::from_millis(500),
-        Duration::from_millis(1500),
-    );
-    byfly_server::demo::register_simulated(&store, &pool, &added, &simulator)
-        .await
-        .unwrap();
-    let refresh_token = store
-        .terminal(added.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .tokens
-        .unwrap()
-        .refresh_token;
-    // The access token runs out and the refresh (`/v2/revoke?…&refreshToken=…`) hangs: the
-    // client's error would name the URL, refresh token included.
-    simulator.expire_tokens();
-    simulator.apply_fault(byfly_terminal::simulator::FaultRequest {
-        mode: FaultMode::Timeout,
-        for_ms: None,
-        for_calls: Some(1),
-        call: Some("revoke".to_owned()),
-    });
-    pool.check_due(i64::MAX / 2, 30).await.unwrap();
-    let checked = store.terminal(added.id).await.unwrap().unwrap();
-    let error = checked.last_error.clone().unwrap_or_default();
-    assert!(!checked.healthy && !error.is_empty(), "{checked:?}");
-    assert!(!error.contains(&refresh_token), "{error}");
-    let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    assert!(simulator.counters().calls["revoke"] >= 1, "the refresh was tried");
-    assert!(
-        logged.contains("terminal unhealthy"),
-        "the failure was logged: {logged}"
-    );
-    assert!(!logged.contains(&refresh_token), "{logged}");
-    // The admin API's terminal view carries no token field: `last_error` is all it shows of this.
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -8,9 +8,9 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use byfly_core::ErrorCode;
 use byfly_core::error::ApiError;
 use byfly_core::wire::Envelope;
-use byfly_core::{ErrorCode, TransactionId};
 use serde_json::Value;
 
 use super::extract::JsonBytes;
@@ -23,12 +23,7 @@ pub async fn simulate(
     Path(id): Path<String>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<Value>>, HttpError> {
-    let id = TransactionId::parse(&id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
-    let payment = state
-        .store
-        .payment(&id)
-        .await?
-        .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))?;
+    let payment = super::payments::find(&state, &id).await?;
     let operations = state.store.operations(payment.id).await?;
     let current = operations
         .iter()

@@ -4,12 +4,12 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use byfly_core::ErrorCode;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
     Envelope, RecoverWebhooksRequest, RecoveredWebhooks, UndeliveredEventList, UndeliveredEventView,
     UndeliveredEventsQuery, UndeliveredState, WebhookAttemptView, WebhookEventView,
 };
-use byfly_core::{ErrorCode, TransactionId};
 
 use super::admin::{Admin, not_found};
 use super::extract::{JsonBytes, invalid_query, parse_json};
@@ -36,12 +36,7 @@ pub async fn payment_webhooks(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Envelope<Vec<WebhookEventView>>>, HttpError> {
-    let id = TransactionId::parse(&id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
-    let payment = state
-        .store
-        .payment(&id)
-        .await?
-        .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))?;
+    let payment = super::payments::find(&state, &id).await?;
     let mut views = Vec::new();
     for event in state.store.webhook_events(payment.id).await? {
         let attempts = state.store.delivery_log(&event.event_id).await?;

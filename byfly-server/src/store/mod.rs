@@ -163,13 +163,13 @@ pub trait Store: Outbox + Send + Sync + std::fmt::Debug {
         tokens: Option<&Tokens>,
         now: i64,
     ) -> Result<(), StoreError>;
-    /// The QR read for the latest operation of `terminal_id` before `before_operation`: what its
-    /// screen may still show when the next operation starts.
+    /// What the screen of `terminal_id` may still show when `before_operation` starts: the QR read
+    /// for the latest operation it ran before, or that it showed one nobody read.
     async fn previous_qr(
         &self,
         terminal_id: i64,
         before_operation: i64,
-    ) -> Result<Option<String>, StoreError>;
+    ) -> Result<PreviousScreen, StoreError>;
     /// Unix seconds when the first busy, enabled, healthy terminal is expected to be free: the
     /// earliest deadline after `now` of the operations holding them (one held past its deadline
     /// waits for a final answer or an operator: no time can be promised). `None` when none.

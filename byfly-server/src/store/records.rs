@@ -313,6 +313,18 @@ pub enum ClaimOutcome {
     PaymentChanged,
 }
 
+/// What a terminal's screen may still show from its previous operation while it redraws for the
+/// next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreviousScreen {
+    /// The terminal ran no operation before.
+    Nothing,
+    /// The previous operation's QR, as read.
+    Qr(String),
+    /// The previous operation's QR was never read: it cannot be told from a new one by its text.
+    Unknown,
+}
+
 /// A refund request as stored: its parts are the payment's refund operations carrying its
 /// `refund_id`, in the order they ran.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,9 +26,9 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, SqlSafeStr, SqlStr};
 
 use super::{
     ClaimOutcome, DueEvent, IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, NewTerminal,
-    PaymentRecord, PollNote, PoolCounts, RefundClaim, RefundPartOf, RefundRequestRecord, RegistrationRecord,
-    RegistrationStart, RegistrationState, SourceRecord, Store, StoreError, StoredEvent, StoredResponse,
-    TerminalClaim, TerminalRecord, TerminalTls,
+    PaymentRecord, PollNote, PoolCounts, PreviousScreen, RefundClaim, RefundPartOf, RefundRequestRecord,
+    RegistrationRecord, RegistrationStart, RegistrationState, SourceRecord, Store, StoreError, StoredEvent,
+    StoredResponse, TerminalClaim, TerminalRecord, TerminalTls,
 };
 use crate::settle::{
     Decide, FinalAnswer, OpState, OperationRecord, SettlementPlan, Snapshot, expirable_statuses,
@@ -1054,16 +1054,21 @@ impl Store for SqlStore {
         &self,
         terminal_id: i64,
         before_operation: i64,
-    ) -> Result<Option<String>, StoreError> {
-        Ok(self
+    ) -> Result<PreviousScreen, StoreError> {
+        let latest: Option<Option<String>> = self
             .scalar(
-                "SELECT qr_code FROM operations WHERE terminal_id = ? AND id < ? AND qr_code IS NOT NULL \
+                "SELECT qr_code FROM operations WHERE terminal_id = ? AND id < ? AND process_id IS NOT NULL \
                  ORDER BY id DESC LIMIT 1",
             )
             .bind(terminal_id)
             .bind(before_operation)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?;
+        Ok(match latest {
+            None => PreviousScreen::Nothing,
+            Some(Some(qr)) => PreviousScreen::Qr(qr),
+            Some(None) => PreviousScreen::Unknown,
+        })
     }
 
     async fn earliest_release(&self, now: i64) -> Result<Option<i64>, StoreError> {

@@ -345,6 +345,24 @@ impl App {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
+    /// `POST /payment/{id}/cancel` as `token`'s source: status and JSON answer.
+    pub async fn cancel_as(&self, token: &str, id: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/payment/{id}/cancel", self.base))
+            .header("X-API-Token", token)
+            .header("Content-Type", "application/json")
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// `POST /payment/{id}/cancel` as the test's source.
+    pub async fn cancel(&self, id: &str) -> (u16, Value) {
+        self.cancel_as(&self.token, id).await
+    }
+
     /// The payment as stored.
     pub async fn payment_row(&self, id: &str) -> byfly_server::store::PaymentRecord {
         self.store
@@ -511,4 +529,49 @@ pub fn pay(product: &str, amount: Option<i64>) -> PayRequest {
         after_ms: 0,
         ..PayRequest::default()
     }
+}
+
+/// A fresh store on its own SQLite file (or PostgreSQL database), without a server.
+pub async fn store() -> (Arc<dyn Store>, std::path::PathBuf) {
+    let dir = temp_dir("byfly-pool");
+    let settings = Config {
+        database_url: sqlite_url(&dir),
+        ..Config::default()
+    }
+    .validate()
+    .unwrap();
+    (byfly_server::open_store(&settings).await.unwrap(), dir)
+}
+
+/// A simulator as a terminal to add.
+pub fn simulated(name: &str, simulator: &Simulator) -> NewTerminal {
+    NewTerminal {
+        name: name.to_owned(),
+        base_url: simulator.base_url(),
+        camera_url: simulator.camera_url(),
+        tls: TerminalTls::Verify { server_name: None },
+    }
+}
+
+/// A simulated terminal added to `store` as `name` and registered (the cashier accepts), with a
+/// pool of short timeouts.
+pub async fn registered(
+    store: &Arc<dyn Store>,
+    name: &str,
+) -> (Simulator, byfly_server::store::TerminalRecord, TerminalPool) {
+    let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
+    let added = store
+        .add_terminal(&simulated(name, &simulator), 0)
+        .await
+        .unwrap()
+        .unwrap();
+    let pool = TerminalPool::with_timeouts(
+        store.clone(),
+        Duration::from_millis(500),
+        Duration::from_millis(1500),
+    );
+    byfly_server::demo::register_simulated(store, &pool, &added, &simulator)
+        .await
+        .unwrap();
+    (simulator, added, pool)
 }
