@@ -345,6 +345,28 @@ async fn the_qr_still_on_screen_from_the_previous_operation_is_never_handed_out(
 }
 
 #[tokio::test]
+async fn after_a_qr_nobody_read_the_next_operation_still_gets_its_own() {
+    let app = app(1).await;
+    let simulator = &app.simulators[0];
+    // The camera cannot read the first operation's QR; the customer pays it off the screen.
+    let first = app.init(3_000).await;
+    simulator.set_fault(FaultMode::NoQr, None);
+    let (code, body) = app.kaspi(&first, "kaspi_gold").await;
+    assert_eq!((code, &body["code"]), (400, &json!("qr_not_found")), "{body}");
+    let unread = simulator.state()["current"]["qr"].as_str().unwrap().to_owned();
+    simulator.set_fault(FaultMode::None, None);
+    simulator.pay(pay("Gold", None)).unwrap();
+    app.wait_status(&first, "paid").await;
+    // The next operation's screen redraws from that QR, whose text the server never saw.
+    let second = app.init(4_000).await;
+    let (code, body) = app.kaspi(&second, "kaspi_gold").await;
+    assert_eq!(code, 200, "{body}");
+    let handed_out = body["data"]["qr_code"].as_str().unwrap();
+    assert_ne!(handed_out, unread, "the previous operation's QR was handed out");
+    assert_eq!(simulator.state()["current"]["qr"], json!(handed_out));
+}
+
+#[tokio::test]
 async fn refunds_wait_for_their_own_confirmation_qr_and_card_refunds_show_none() {
     let app = app(1).await;
     let simulator = &app.simulators[0];
