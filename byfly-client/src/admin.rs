@@ -4,8 +4,8 @@ use byfly_core::TransactionId;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, OperationView,
     PaymentList, PaymentListQuery, RecoverWebhooksRequest, RecoveredWebhooks, ResolveOperationRequest,
-    SourceView, TerminalView, UndeliveredEventList, UndeliveredEventsQuery, UndeliveredState,
-    UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    SourceView, TerminalView, UndeliveredEventList, UndeliveredEventsQuery, UpdateMethodRequest,
+    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use reqwest::Method;
 
@@ -172,14 +172,14 @@ impl<'a> Admin<'a> {
         query: &UndeliveredEventsQuery,
     ) -> Result<UndeliveredEventList, Error> {
         let mut call = Call::get("/admin/webhooks".into(), Auth::Admin);
-        let state = query.state.map(|state| match state {
-            UndeliveredState::Pending => "pending",
-            UndeliveredState::Failed => "failed",
-            UndeliveredState::Exhausted => "exhausted",
-        });
+        // The state as the API spells it: its serde name.
+        let state = query
+            .state
+            .and_then(|state| serde_json::to_value(state).ok())
+            .and_then(|value| value.as_str().map(str::to_owned));
         let pairs = [
             ("source_id", query.source_id.map(|id| id.to_string())),
-            ("state", state.map(str::to_owned)),
+            ("state", state),
             ("since", query.since.clone()),
             ("limit", query.limit.map(|limit| limit.to_string())),
             ("cursor", query.cursor.clone()),

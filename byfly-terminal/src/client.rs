@@ -438,8 +438,9 @@ fn classify_transport(err: reqwest::Error) -> Failure {
     })
 }
 
-/// The error with its causes, which is where reqwest keeps the useful part.
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// The error with its causes, which is where reqwest keeps the useful part (the server's webhook
+/// client describes its errors with it too).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

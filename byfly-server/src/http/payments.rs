@@ -374,9 +374,10 @@ pub async fn refund_status(
         .await?
         .filter(|request| request.payment_id == record.id)
         .ok_or_else(not_found)?;
-    // Ask the terminal first while a part waits, and start the next part if one is due.
-    crate::poll::poll_due(&state, Some(record.id)).await?;
+    // While the request is open, ask the terminal first about the part that waits, and start the
+    // next part if one is due (a closed request has nothing left on a terminal).
     if request.open {
+        crate::poll::poll_due(&state, Some(record.id)).await?;
         crate::refunds::continue_request(&state, &request).await?;
     }
     let request = state

@@ -451,13 +451,5 @@ struct Sent {
 /// A client error without its URL (the merchant's, which may carry a token of theirs), with its
 /// causes — the resolver's refusal, the connection's error — so the log says what happened.
 fn describe(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    byfly_terminal::client::error_chain(&err.without_url())
 }
