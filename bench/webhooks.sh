@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export BYFLY_BENCH_EVENTS="${1:-300}"
-cargo test --release -p byfly-server --test outbox fairness_figure -- --ignored --nocapture 2>&1 \
+cargo test --release -p byfly-server --test server outbox::fairness_figure -- --ignored --nocapture 2>&1 \
   | grep -E "^webhook fairness:|panicked|error" || true

@@ -18,6 +18,21 @@ pub trait SecureRandom {
     fn fill(&mut self, dest: &mut [u8]);
 }
 
+/// A new webhook event id: `evt_` and 128 random bits in hex, stable across the event's delivery
+/// attempts (receivers de-duplicate by it).
+pub fn event_id(random: &mut impl SecureRandom) -> String {
+    let mut bytes = [0u8; 16];
+    random.fill(&mut bytes);
+    format!("evt_{}", hex::encode(bytes))
+}
+
+/// A new refund request id: `rf_` and 64 random bits in hex.
+pub fn refund_id(random: &mut impl SecureRandom) -> String {
+    let mut bytes = [0u8; 8];
+    random.fill(&mut bytes);
+    format!("rf_{}", hex::encode(bytes))
+}
+
 /// A payment's public id: 12 uppercase hex characters (`A3F5D9E2B1C8`).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TransactionId(String);
@@ -105,6 +120,13 @@ impl<T> fmt::Debug for Secret<T> {
 impl<T> fmt::Display for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// Read as the value itself (a configuration file's token); written nowhere.
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret<T>, D::Error> {
+        T::deserialize(deserializer).map(Secret)
     }
 }
 

@@ -46,6 +46,15 @@ impl PaymentStatus {
         PaymentStatus::Refunded,
     ];
 
+    /// The statuses an expiry may end (the expiry sweep reads only payments in them; the payment's
+    /// own decision is still made from its ledger).
+    pub fn expirable() -> Vec<PaymentStatus> {
+        PaymentStatus::ALL
+            .into_iter()
+            .filter(|status| status.apply(&PaymentEvent::Expired).is_ok())
+            .collect()
+    }
+
     /// The guide's string (`partially_paid`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -15,10 +15,11 @@ use byfly_core::{ApiToken, BodyEncoding};
 use byfly_terminal::simulator::{Simulator, SimulatorConfig};
 use tokio::net::TcpListener;
 
+use crate::clock::{SystemClock, unix_now};
 use crate::config::{Config, Settings};
-use crate::pool::TerminalPool;
 use crate::random::OsRandom;
 use crate::store::{NewTerminal, RegistrationStart, RegistrationState, Store, TerminalRecord, TerminalTls};
+use crate::terminals::TerminalPool;
 
 /// What a demo is made of.
 #[derive(Debug, Clone)]
@@ -65,9 +66,9 @@ impl Demo {
         let admin_token =
             admin_token.unwrap_or_else(|| ApiToken::generate(&mut OsRandom).expose().to_owned());
         let config = Config {
-            database_url: format!("sqlite://{}", data_dir.join("byfly.db").display()),
+            database_url: format!("sqlite://{}", data_dir.join("byfly.db").display()).into(),
             allow_private_webhook_hosts: true,
-            admin_token: Some(admin_token.clone()),
+            admin_token: Some(admin_token.clone().into()),
             ..config
         };
         let mut settings = config.validate().context("configuration")?;
@@ -76,7 +77,7 @@ impl Demo {
 
         // Realistic simulators (no remote cancel, registration that waits for the cashier, ...),
         // registered as an operator would, the demo playing the cashier who accepts.
-        let pool = TerminalPool::with_timing(store.clone(), settings.terminals);
+        let pool = TerminalPool::with_timing(store.clone(), settings.terminals, SystemClock::shared());
         let mut simulators = Vec::with_capacity(terminals);
         for n in 1..=terminals {
             let simulator = Simulator::start_local(SimulatorConfig::default()).await?;
@@ -86,7 +87,7 @@ impl Demo {
                 camera_url: simulator.camera_url(),
                 tls: TerminalTls::Verify { server_name: None },
             };
-            let record = store.upsert_terminal(&terminal, crate::http::now()).await?;
+            let record = store.upsert_terminal(&terminal, unix_now()).await?;
             let state = register_simulated(&store, &pool, &record, &simulator).await?;
             anyhow::ensure!(
                 state == RegistrationState::Approved,
@@ -103,7 +104,7 @@ impl Demo {
         };
         if store.source_by_token_hash(&token.hash()).await?.is_none() {
             store
-                .create_source("Demo", &token.hash(), BodyEncoding::Php, crate::http::now())
+                .create_source("Demo", &token.hash(), BodyEncoding::Php, unix_now())
                 .await?;
         }
         Ok(Demo {
@@ -142,7 +143,7 @@ pub async fn register_simulated(
     terminal: &TerminalRecord,
     simulator: &Simulator,
 ) -> anyhow::Result<RegistrationState> {
-    let t = crate::http::now();
+    let t = unix_now();
     let record = match store.begin_registration(terminal.id, t, t).await? {
         RegistrationStart::Started(record) | RegistrationStart::AlreadyPending(record) => *record,
         RegistrationStart::NotFound => anyhow::bail!("terminal {} not found", terminal.id),

@@ -2,40 +2,54 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: defaults → TOML file → `BYFLY_*` environment → checked [`config::Settings`].
-//! - [`store`]: the [`store::Store`] trait (and its webhook part, [`store::Outbox`]) with their
-//!   implementation on SQLite or PostgreSQL (migrations embedded per backend, money in tiyn,
-//!   durable commits, writers serialized); it persists decisions, [`settle`] makes them.
-//! - [`http`]: the router of `spec/API.md`, the error envelope for every failure, extractors.
-//! - [`random`]: the operating system's CSPRNG behind byfly-core's `SecureRandom`.
-//! - [`pool`]: clients of the pool's terminals, their health check and token refresh, and the
-//!   operator's registration (which waits for a cashier at the terminal).
-//! - [`operations`]: starting an operation for `/kaspi` (claim a terminal, start it — asking
-//!   again when the answer was lost —, read its QR, never a stale one).
-//! - [`poll`]: following operations to their final answer (`101` and `unknown` go to review).
-//! - [`refunds`]: refunds through the terminals that took the money, one request split over the
-//!   operations that received it, its parts run one after another.
-//! - [`settle`]: from stored operations to byfly-core's ledger and its total decisions, made from
-//!   a snapshot the store reads in the transaction that writes them.
-//! - [`webhooks`]: delivery from the outbox — in order per payment, one claim holder at a time,
-//!   fair across receiving hosts, through a resolver that refuses internal addresses.
-//! - [`workers`]: background loops of "claim due rows, work, write back".
-//! - [`demo`]: the whole system on one machine with simulated terminals (`byfly-server demo`, and
-//!   a throwaway server for the SDK's and the CLI's tests).
+//! Which room holds what (each directory's front door, its `mod.rs`, says more; its files reach
+//! each other by name, the rest of the crate goes through the front door):
 //!
+//! - [`app`]: the services' shared state, [`app::App`] — database, settings, clock, terminal pool,
+//!   webhook dispatcher — wired once per process. [`clock`]: business time, injected (tests hold it
+//!   or move it). [`random`]: the OS generator behind byfly-core's `SecureRandom` (and the event and
+//!   refund ids byfly-core makes with it).
+//! - [`config`]: the documented defaults (`byfly.example.toml`) → an optional TOML file →
+//!   `BYFLY_*` environment → checked [`config::Settings`], grouped by the room that reads them.
+//! - [`http`]: the router and its state, the error envelope of every failure (an internal one
+//!   logged once, with its request id, by a middleware), our extractors, `/kaspi`'s rate limits,
+//!   the OpenAPI document, and the handlers of each area. Only the wiring — this file and
+//!   [`demo`] — reaches into it.
+//! - [`services`]: what the server does — `/kaspi`, following operations, settlement, refunds,
+//!   cancel, the expiry sweep — answering values or a [`services::ServiceError`], never HTTP.
+//! - [`terminals`]: the pool's clients, their health check and the operator's registration.
+//! - [`outbox`]: webhook delivery — the dispatcher (in order, once at a time, fair across hosts),
+//!   an event's body, the retry schedule as data, the resolver that refuses internal addresses.
+//! - [`store`]: one small trait per aggregate composed into [`store::Store`], their records as
+//!   plain data, and their SQL on SQLite or PostgreSQL (`store/sql/`, one file per aggregate plus
+//!   the dialect, row decoding and the write side of decisions; migrations embedded by
+//!   `sqlx::migrate!`). It persists decisions; [`services::settle`] makes them.
+//! - [`workers`]: the background loops, each one `every(tick, stop, …)` over a service's round.
+//! - [`demo`] (feature `demo`, on by default): the whole system on one machine with simulated
+//!   terminals (`byfly-server demo`, and a throwaway server for the SDK's and the CLI's tests).
+//!
+//! One payment's way through: `http/router.rs` → `http/payments.rs` (`init`; `store/sql/payments.rs`)
+//! → `http/payments.rs` (`kaspi`) → `services/kaspi.rs` (claim: `store/sql/operations.rs`; the
+//! terminal's client: `terminals/pool.rs`; start and QR: `services/process.rs`) → `workers.rs` →
+//! `services/poll.rs` → `services/settle.rs` (the decision) → `store/sql/operations.rs` and
+//! `store/sql/ledger.rs` (persisted with its outbox event) → `outbox/dispatcher.rs` (claim:
+//! `store/sql/outbox.rs`; body: `outbox/payload.rs`; connect: `outbox/resolver.rs`; on failure:
+//! `outbox/schedule.rs`).
+//!
+//! `tests/server/layout.rs` holds the layout: no file over 600 lines, no circle of files, nothing
+//! outside `http/` but the wiring importing it.
 
+pub mod app;
+pub mod clock;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod http;
-pub mod openapi;
-pub mod operations;
-pub mod poll;
-pub mod pool;
+pub mod outbox;
 pub mod random;
-pub mod refunds;
-pub mod settle;
+pub mod services;
 pub mod store;
-pub mod webhooks;
+pub mod terminals;
 pub mod workers;
 
 use std::future::Future;
@@ -43,57 +57,47 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::app::App;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Settings;
 use crate::http::AppState;
-use crate::store::{SqlStore, Store};
+use crate::store::{Database, SqlStore, Store};
+use crate::workers::Workers;
 
 /// Opens the configured database and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
-    let store = SqlStore::open(&settings.database_url).await?;
+    let store = SqlStore::open(settings.database_url.expose()).await?;
     store.migrate().await?;
     Ok(Arc::new(store))
 }
 
-/// Serves the API on an already bound listener until `shutdown` resolves; requests in flight are
-/// finished first.
+/// Serves the API on an already bound listener until `shutdown` resolves, on the wall clock;
+/// requests in flight are finished first.
 pub async fn run(
     listener: TcpListener,
     store: Arc<dyn Store>,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
-    let pool = Arc::new(pool::TerminalPool::with_timing(store.clone(), settings.terminals));
-    let dispatcher =
-        webhooks::Dispatcher::new(store.clone(), settings.delivery.clone()).map_err(std::io::Error::other)?;
-    let health = tokio::spawn(workers::health_checker(
-        pool.clone(),
-        settings.health_check_interval,
-        workers_stopped.clone(),
-    ));
-    let sender = tokio::spawn(workers::webhook_dispatcher(
-        dispatcher.clone(),
-        workers_stopped.clone(),
-    ));
-    let sweeper = tokio::spawn(workers::expiry_sweeper(store.clone(), workers_stopped.clone()));
-    let timing = settings.timing;
-    let settings_rate = settings.kaspi_rate;
-    let state = AppState {
-        store,
-        settings: Arc::new(settings),
-        pool,
-        timing,
-        dispatcher,
-        kaspi_limiter: Arc::new(http::KaspiLimiter::new(settings_rate)),
-        demo_inbox: Arc::default(),
-    };
-    let poller = tokio::spawn(workers::operation_poller(state.clone(), workers_stopped));
-    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
-    // Requests are done; let each worker finish its iteration (and deliveries in flight).
-    stop_workers.send(true).ok();
-    for worker in [health, poller, sender, sweeper] {
-        worker.await.ok();
-    }
+    run_with_clock(listener, store, settings, SystemClock::shared(), shutdown).await
+}
+
+/// [`run`] on `clock` (a test's clock that moves when told).
+pub async fn run_with_clock(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    settings: Settings,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = App::new(store, settings, clock).map_err(std::io::Error::other)?;
+    let workers = Workers::start(&app);
+    let router =
+        http::router(AppState::new(app)).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    // Requests are done; let each worker finish its round (and deliveries in flight).
+    workers.stop().await;
     served
 }

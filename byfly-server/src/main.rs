@@ -29,6 +29,8 @@ enum Command {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Print a configuration file with every setting at its default, each explained.
+    ExampleConfig,
     /// Manage merchant systems.
     Source {
         #[command(subcommand)]
@@ -41,6 +43,7 @@ enum Command {
     },
     /// Run a complete demo on this machine: SQLite under --data-dir, two simulated terminals with
     /// cameras, a demo source, and `POST /api/dev/simulate/{id}` to play the customer.
+    #[cfg(feature = "demo")]
     Demo {
         /// Where the demo database lives (kept between runs).
         #[arg(long, default_value = "./byfly-demo")]
@@ -124,7 +127,12 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::ExampleConfig = cli.command {
+        print!("{}", byfly_server::config::example_file());
+        return Ok(());
+    }
     let config = Config::load(cli.config.as_deref(), |name| std::env::var(name).ok())?;
+    #[cfg(feature = "demo")]
     if let Command::Demo {
         data_dir,
         bind,
@@ -139,15 +147,16 @@ async fn main() -> anyhow::Result<()> {
     let store = byfly_server::open_store(&settings).await.context("database")?;
     match cli.command {
         Command::Migrate => {
-            println!("database is up to date: {}", settings.database_url);
+            println!("database is up to date: {:?}", settings.database_url);
         }
+        Command::ExampleConfig => {}
         Command::Source {
             command: SourceCommand::Create { name, webhook_json },
         } => {
             let token = ApiToken::generate(&mut OsRandom);
             let encoding = BodyEncoding::parse(&webhook_json).unwrap_or_default();
             let source = store
-                .create_source(&name, &token.hash(), encoding, byfly_server::http::now())
+                .create_source(&name, &token.hash(), encoding, byfly_server::clock::unix_now())
                 .await?;
             println!(
                 "source #{} {:?} created (webhook_json = {})",
@@ -179,7 +188,10 @@ async fn main() -> anyhow::Result<()> {
                 camera_url,
                 tls,
             };
-            match store.add_terminal(&terminal, byfly_server::http::now()).await? {
+            match store
+                .add_terminal(&terminal, byfly_server::clock::unix_now())
+                .await?
+            {
                 Some(added) => {
                     println!("terminal #{} {:?} added", added.id, added.terminal.name);
                     println!(
@@ -198,11 +210,13 @@ async fn main() -> anyhow::Result<()> {
             byfly_server::run(listener, store, settings, shutdown_signal()).await?;
             tracing::info!("stopped");
         }
+        #[cfg(feature = "demo")]
         Command::Demo { .. } => {}
     }
     Ok(())
 }
 
+#[cfg(feature = "demo")]
 mod demo {
     //! `byfly-server demo`: everything on one machine, nothing to install.
 

@@ -2,6 +2,16 @@
 
 use byfly_core::SecureRandom;
 
+/// A new webhook event id (byfly-core's shape, from the OS generator).
+pub fn event_id() -> String {
+    byfly_core::ids::event_id(&mut OsRandom)
+}
+
+/// A new refund request id (byfly-core's shape, from the OS generator).
+pub fn refund_id() -> String {
+    byfly_core::ids::refund_id(&mut OsRandom)
+}
+
 /// The operating system's generator, as byfly-core's [`SecureRandom`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OsRandom;

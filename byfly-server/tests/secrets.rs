@@ -5,6 +5,7 @@
 // Test code: a panic is a failed assertion with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "server/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -62,14 +62,14 @@ async fn the_payment_page_in_headless_chromium() {
         .await
         .unwrap();
     let expired_id = created["data"]["transaction_id"].as_str().unwrap().to_owned();
-    let two_hours_later = byfly_server::http::now() + 7_200;
+    let two_hours_later = byfly_server::clock::unix_now() + 7_200;
     let expired = demo
         .store
         .expire_due(
             two_hours_later,
             100,
-            &byfly_server::operations::event_id,
-            &byfly_server::settle::on_expiry,
+            &byfly_server::random::event_id,
+            &byfly_server::services::settle::on_expiry,
         )
         .await
         .unwrap();

@@ -3,7 +3,7 @@
 //! admin token is configured.
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -16,10 +16,11 @@ use byfly_core::wire::{
 };
 use byfly_core::{ApiToken, ErrorCode, TransactionId};
 
-use super::extract::{JsonBytes, invalid_query, parse_json};
-use super::{AppState, HttpError, now};
+use super::errors::HttpError;
+use super::extract::{JsonBody, PaymentPath, RowId, invalid_query};
+use super::state::AppState;
 use crate::random::OsRandom;
-use crate::settle::OperationRecord;
+use crate::store::OperationRecord;
 use crate::store::{
     NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
 };
@@ -85,7 +86,7 @@ fn terminal_view(terminal: TerminalRecord, state: &AppState) -> TerminalView {
             // Pending for longer than it can wait: the process that waited stopped meanwhile.
             let wait = i64::try_from(state.pool.timing().register_timeout.as_secs()).unwrap_or(i64::MAX);
             let abandoned = registration.state == RegistrationState::Pending
-                && now() - registration.started_at > wait.saturating_add(60);
+                && state.now() - registration.started_at > wait.saturating_add(60);
             RegistrationView {
                 state: if abandoned {
                     "failed"
@@ -120,12 +121,11 @@ pub async fn sources(
 pub async fn create_source(
     _: Admin,
     State(state): State<AppState>,
-    JsonBytes(body): JsonBytes,
+    JsonBody(request): JsonBody<CreateSourceRequest>,
 ) -> Result<Response, HttpError> {
-    let request: CreateSourceRequest = parse_json(&body)?;
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 255 {
-        return Err(HttpError(ApiError::with_message(
+        return Err(HttpError::from(ApiError::with_message(
             ErrorCode::ValidationError,
             "name: от 1 до 255 символов",
         )));
@@ -133,7 +133,7 @@ pub async fn create_source(
     let token = ApiToken::generate(&mut OsRandom);
     let source = state
         .store
-        .create_source(name, &token.hash(), request.webhook_json, now())
+        .create_source(name, &token.hash(), request.webhook_json, state.now())
         .await?;
     let created = CreatedSource {
         source: source_view(source, &state),
@@ -146,10 +146,9 @@ pub async fn create_source(
 pub async fn update_source(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    JsonBytes(body): JsonBytes,
+    RowId(id): RowId,
+    JsonBody(request): JsonBody<UpdateSourceRequest>,
 ) -> Result<Json<Envelope<SourceView>>, HttpError> {
-    let request: UpdateSourceRequest = parse_json(&body)?;
     let source = state
         .store
         .update_source(id, request.webhook_json, request.active)
@@ -179,10 +178,10 @@ pub async fn terminals(
 pub async fn add_terminal(
     _: Admin,
     State(state): State<AppState>,
-    JsonBytes(body): JsonBytes,
+    JsonBody(request): JsonBody<AddTerminalRequest>,
 ) -> Result<Response, HttpError> {
-    let request: AddTerminalRequest = parse_json(&body)?;
-    let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
+    let invalid =
+        |message: &str| HttpError::from(ApiError::with_message(ErrorCode::ValidationError, message));
     for url in [&request.base_url, &request.camera_url] {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid("base_url и camera_url: абсолютные http(s) адреса"));
@@ -206,7 +205,7 @@ pub async fn add_terminal(
     }
     let added = state
         .store
-        .add_terminal(&terminal, now())
+        .add_terminal(&terminal, state.now())
         .await?
         .ok_or_else(|| invalid("Терминал с таким именем уже есть"))?;
     Ok((
@@ -223,7 +222,7 @@ fn tls_setting(tls: Option<&str>, server_name: Option<String>) -> Result<Termina
             server_name: server_name.filter(|name| !name.trim().is_empty()),
         }),
         Some("insecure") => Ok(TerminalTls::Insecure),
-        Some(_) => Err(HttpError(ApiError::with_message(
+        Some(_) => Err(HttpError::from(ApiError::with_message(
             ErrorCode::ValidationError,
             "tls: verify или insecure",
         ))),
@@ -237,7 +236,7 @@ fn check_urls(urls: [&str; 2]) -> Result<(), HttpError> {
     {
         Ok(())
     } else {
-        Err(HttpError(ApiError::with_message(
+        Err(HttpError::from(ApiError::with_message(
             ErrorCode::ValidationError,
             "base_url и camera_url: абсолютные http(s) адреса",
         )))
@@ -248,10 +247,9 @@ fn check_urls(urls: [&str; 2]) -> Result<(), HttpError> {
 pub async fn update_terminal(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    JsonBytes(body): JsonBytes,
+    RowId(id): RowId,
+    JsonBody(request): JsonBody<UpdateTerminalRequest>,
 ) -> Result<Json<Envelope<TerminalView>>, HttpError> {
-    let request: UpdateTerminalRequest = parse_json(&body)?;
     let current = state.store.terminal(id).await?.ok_or_else(not_found)?;
     let edits = request.base_url.is_some()
         || request.camera_url.is_some()
@@ -290,7 +288,7 @@ pub async fn update_terminal(
 pub async fn terminal(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
 ) -> Result<Json<Envelope<TerminalView>>, HttpError> {
     let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
     Ok(Json(Envelope::data(terminal_view(terminal, &state))))
@@ -315,10 +313,9 @@ pub async fn methods(
 pub async fn update_method(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    JsonBytes(body): JsonBytes,
+    RowId(id): RowId,
+    JsonBody(patch): JsonBody<UpdateMethodRequest>,
 ) -> Result<Json<Envelope<AdminMethodView>>, HttpError> {
-    let patch: UpdateMethodRequest = parse_json(&body)?;
     let methods = state.store.payment_methods().await?;
     let (current, _) = methods
         .iter()
@@ -337,7 +334,7 @@ pub async fn update_method(
     // Each part is 0..100 by its type; their sum is what a customer pays on top, and the rule for
     // what a dearer product credits divides by it: more than 100 % is refused, never stored.
     if edited.effective_percent() > byfly_core::Percent::whole(100) {
-        return Err(HttpError(ApiError::with_message(
+        return Err(HttpError::from(ApiError::with_message(
             ErrorCode::ValidationError,
             format!(
                 "Итоговая комиссия способа оплаты ({} %) не может быть больше 100 %",
@@ -385,15 +382,8 @@ pub(super) fn operation_view(
 pub async fn payment(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PaymentPath(record): PaymentPath,
 ) -> Result<Json<Envelope<AdminPaymentView>>, HttpError> {
-    let transaction_id =
-        TransactionId::parse(&id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
-    let record = state
-        .store
-        .payment(&transaction_id)
-        .await?
-        .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))?;
     let operations = state.store.operations(record.id).await?;
     let view = AdminPaymentView {
         payment: super::payments::view(&record, &state).await?,
@@ -445,9 +435,9 @@ pub async fn payments(
 pub async fn register_terminal(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    RowId(id): RowId,
 ) -> Result<Response, HttpError> {
-    let t = now();
+    let t = state.now();
     let timing = state.pool.timing();
     // A registration left pending longer than it can wait belongs to a process that stopped.
     let stale_before = t - i64::try_from(timing.register_timeout.as_secs()).unwrap_or(i64::MAX) - 60;

@@ -6,31 +6,32 @@
 //!   [`DEMO_WEBHOOK_SECRET`], and `GET /api/dev/webhooks` lists what it received, so the demo shows a
 //!   payment's webhook arriving and verifying without any other program.
 
+use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use byfly_core::ErrorCode;
 use byfly_core::error::ApiError;
 use byfly_core::wire::Envelope;
 use serde_json::Value;
 
-use super::extract::JsonBytes;
-use super::{AppState, HttpError};
-use crate::settle::OpState;
+use super::errors::HttpError;
+use super::extract::{JsonBytes, PaymentPath};
+use super::state::AppState;
+use crate::store::OpState;
 
 /// Forwards the body to the current operation's simulated terminal.
 pub async fn simulate(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PaymentPath(payment): PaymentPath,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<Envelope<Value>>, HttpError> {
-    let payment = super::payments::find(&state, &id).await?;
     let operations = state.store.operations(payment.id).await?;
     let current = operations
         .iter()
         .rev()
         .find(|op| op.state == OpState::InFlight && op.holds_terminal);
     let Some(op) = current else {
-        return Err(HttpError(ApiError::with_message(
+        return Err(HttpError::from(ApiError::with_message(
             ErrorCode::InvalidStatus,
             "Нет операции на терминале: сначала вызовите /kaspi",
         )));
@@ -59,7 +60,7 @@ pub async fn simulate(
         .map_err(|_| HttpError::code(ErrorCode::TerminalUnavailable))?;
     if !ok {
         let reason = answer["error"].as_str().unwrap_or("отказ симулятора").to_owned();
-        return Err(HttpError(ApiError::with_message(
+        return Err(HttpError::from(ApiError::with_message(
             ErrorCode::ValidationError,
             format!("Симулятор: {reason}"),
         )));
@@ -85,9 +86,13 @@ pub struct DemoDelivery {
     pub body: Value,
 }
 
+/// What the demo receiver keeps (the last 50 deliveries), shared by its two routes.
+pub type DemoInbox = std::sync::Arc<std::sync::Mutex<Vec<DemoDelivery>>>;
+
 /// `POST /api/dev/webhooks`: verifies and keeps the last 50 deliveries.
 pub async fn receive_webhook(
     State(state): State<AppState>,
+    Extension(inbox): Extension<DemoInbox>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> &'static str {
@@ -100,7 +105,7 @@ pub async fn receive_webhook(
         DEMO_WEBHOOK_SECRET.as_bytes(),
         &body,
         received,
-        super::now(),
+        state.now(),
         DEFAULT_TOLERANCE_SECS,
     );
     let delivery = DemoDelivery {
@@ -111,10 +116,7 @@ pub async fn receive_webhook(
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
     tracing::info!(event = %delivery.event, verified = delivery.verified, "demo receiver got a webhook");
-    let mut inbox = state
-        .demo_inbox
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut inbox = inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     inbox.push(delivery);
     let excess = inbox.len().saturating_sub(50);
     inbox.drain(..excess);
@@ -122,11 +124,8 @@ pub async fn receive_webhook(
 }
 
 /// `GET /api/dev/webhooks`: what the demo receiver got, oldest first.
-pub async fn received_webhooks(State(state): State<AppState>) -> Json<Envelope<Vec<DemoDelivery>>> {
-    let inbox = state
-        .demo_inbox
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+pub async fn received_webhooks(Extension(inbox): Extension<DemoInbox>) -> Json<Envelope<Vec<DemoDelivery>>> {
+    let inbox = inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     Json(Envelope::data(inbox.clone()))
 }
 

@@ -1,32 +1,58 @@
 //! One error type for every failure, answered as `{"success": false, "message", "error_code", "code"}`.
+//! An internal failure's cause rides on the response (never in its body) to [`log_failures`],
+//! which logs it once, inside the request's span — so with its request id, method and path.
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use byfly_core::ErrorCode;
 use byfly_core::error::ApiError;
 
+use crate::services::ServiceError;
 use crate::store::StoreError;
 
 /// An API failure on its way to the client.
 #[derive(Debug)]
-pub struct HttpError(pub ApiError);
+pub struct HttpError {
+    /// What the client is told.
+    error: ApiError,
+    /// Why it failed inside, for the log (internal failures only).
+    cause: Option<String>,
+}
+
+/// The cause of an internal failure, carried on its response to [`log_failures`].
+#[derive(Debug, Clone)]
+struct InternalCause(String);
 
 impl HttpError {
     /// A failure with the code's default message.
     pub fn code(code: ErrorCode) -> HttpError {
-        HttpError(ApiError::new(code))
+        HttpError::from(ApiError::new(code))
     }
 
-    /// An internal failure: logged with its cause, answered as an opaque 500.
+    /// A failure with its own message.
+    pub fn with_message(code: ErrorCode, message: impl Into<String>) -> HttpError {
+        HttpError::from(ApiError::with_message(code, message))
+    }
+
+    /// An internal failure: answered as an opaque 500, its cause logged once with the request.
     pub fn internal(cause: impl std::fmt::Display) -> HttpError {
-        tracing::error!(%cause, "internal error");
-        HttpError::code(ErrorCode::Internal)
+        HttpError {
+            error: ApiError::new(ErrorCode::Internal),
+            cause: Some(cause.to_string()),
+        }
+    }
+
+    /// What the client is told.
+    pub fn error(&self) -> &ApiError {
+        &self.error
     }
 }
 
 impl From<ApiError> for HttpError {
     fn from(error: ApiError) -> HttpError {
-        HttpError(error)
+        HttpError { error, cause: None }
     }
 }
 
@@ -39,6 +65,15 @@ impl From<ErrorCode> for HttpError {
 impl From<StoreError> for HttpError {
     fn from(error: StoreError) -> HttpError {
         HttpError::internal(error)
+    }
+}
+
+impl From<ServiceError> for HttpError {
+    fn from(error: ServiceError) -> HttpError {
+        match error {
+            ServiceError::Refused(error) => HttpError::from(error),
+            ServiceError::Internal(cause) => HttpError::internal(cause),
+        }
     }
 }
 
@@ -55,7 +90,7 @@ pub fn json_response(status: u16, body: String) -> Response {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let envelope = self.0.envelope();
+        let envelope = self.error.envelope();
         let body = serde_json::to_string(&envelope).unwrap_or_else(|_| {
             r#"{"success":false,"message":"Внутренняя ошибка сервера","error_code":500,"code":"internal_error"}"#.to_owned()
         });
@@ -65,8 +100,20 @@ impl IntoResponse for HttpError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(InternalCause(cause));
+        }
         response
     }
+}
+
+/// Middleware: logs the cause of every internal failure once, in the request's span.
+pub async fn log_failures(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
+        tracing::error!(%cause, status = response.status().as_u16(), "internal error");
+    }
+    response
 }
 
 /// Any path outside the API.
@@ -79,7 +126,8 @@ pub async fn method_not_allowed() -> HttpError {
     HttpError::code(ErrorCode::MethodNotAllowed)
 }
 
-/// A handler panicked: the panic is logged, the client gets the envelope.
+/// A handler panicked: the client gets the envelope; the panic is logged by [`log_failures`]
+/// (the panic layer sits inside it).
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let detail = panic
         .downcast_ref::<String>()

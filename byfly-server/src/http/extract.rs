@@ -1,14 +1,19 @@
-//! Extractors of our own, so that body and auth failures answer in the API's envelope.
+//! Extractors of our own, so that body, path and auth failures answer in the API's envelope:
+//! the raw JSON body ([`JsonBytes`], for idempotency's hash), a typed one ([`JsonBody`],
+//! [`JsonBodyOr`]), the calling source ([`Source`]), a payment named by the path ([`PaymentPath`],
+//! [`OwnPayment`]) and a row id in the path ([`RowId`]) — an id that does not parse or names nothing
+//! is a 404, never axum's plain-text rejection.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::header;
 use axum::http::request::Parts;
-use byfly_core::ErrorCode;
 use byfly_core::ids::TokenHash;
+use byfly_core::{ErrorCode, TransactionId};
 
-use super::{AppState, HttpError};
-use crate::store::SourceRecord;
+use super::errors::HttpError;
+use super::state::AppState;
+use crate::store::{PaymentRecord, SourceRecord};
 
 /// A request body that is JSON (or empty), at most `max_body_bytes`, kept as bytes so each handler
 /// parses it leniently and idempotency can hash exactly what was sent.
@@ -83,7 +88,7 @@ impl FromRequestParts<AppState> for Source {
 /// parser's reason.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
     serde_json::from_slice(body).map_err(|err| {
-        HttpError(byfly_core::error::ApiError::with_message(
+        HttpError::from(byfly_core::error::ApiError::with_message(
             ErrorCode::InvalidJson,
             format!("Некорректный JSON в теле запроса: {err}"),
         ))
@@ -102,8 +107,102 @@ pub fn parse_json_or_default<T: serde::de::DeserializeOwned + Default>(body: &[u
 
 /// A query string that does not fit: [`ErrorCode::ValidationError`] with the reason.
 pub fn invalid_query(err: axum::extract::rejection::QueryRejection) -> HttpError {
-    HttpError(byfly_core::error::ApiError::with_message(
+    HttpError::from(byfly_core::error::ApiError::with_message(
         ErrorCode::ValidationError,
         format!("Некорректные параметры запроса: {err}"),
     ))
+}
+
+/// A JSON body read as `T`: [`JsonBytes`]' checks, then [`parse_json`].
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let JsonBytes(body) = JsonBytes::from_request(request, state).await?;
+        parse_json(&body).map(JsonBody)
+    }
+}
+
+/// Like [`JsonBody`], an empty body meaning `T::default()` (the guide's clients send none where
+/// every field is optional).
+#[derive(Debug)]
+pub struct JsonBodyOr<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Default> FromRequest<AppState> for JsonBodyOr<T> {
+    type Rejection = HttpError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let JsonBytes(body) = JsonBytes::from_request(request, state).await?;
+        parse_json_or_default(&body).map(JsonBodyOr)
+    }
+}
+
+/// The `{name}` segment of the matched route.
+async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    params
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The payment the route's `{id}` names; an id that is not one, or names no payment, is
+/// `transaction_not_found`.
+#[derive(Debug, Clone)]
+pub struct PaymentPath(pub PaymentRecord);
+
+impl FromRequestParts<AppState> for PaymentPath {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let id = path_param(parts, state, "id").await.unwrap_or_default();
+        find_payment(state, &id).await.map(PaymentPath)
+    }
+}
+
+/// The payment `id` names; an id that is not one, or names no payment, is
+/// `transaction_not_found` (for handlers that check something else first).
+pub async fn find_payment(state: &AppState, id: &str) -> Result<PaymentRecord, HttpError> {
+    let not_found = || HttpError::code(ErrorCode::TransactionNotFound);
+    let id = TransactionId::parse(id).map_err(|_| not_found())?;
+    state.store.payment(&id).await?.ok_or_else(not_found)
+}
+
+/// The calling source's own payment named by `{id}`; another source's is `transaction_not_found`
+/// too (its existence is not leaked). The token is checked first.
+#[derive(Debug, Clone)]
+pub struct OwnPayment(pub PaymentRecord);
+
+impl FromRequestParts<AppState> for OwnPayment {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Source(source) = Source::from_request_parts(parts, state).await?;
+        let PaymentPath(payment) = PaymentPath::from_request_parts(parts, state).await?;
+        if payment.source_id != source.id {
+            return Err(HttpError::code(ErrorCode::TransactionNotFound));
+        }
+        Ok(OwnPayment(payment))
+    }
+}
+
+/// A row id in the route's `{id}` (admin routes); one that is not a positive integer names nothing:
+/// `not_found`.
+#[derive(Debug, Clone, Copy)]
+pub struct RowId(pub i64);
+
+impl FromRequestParts<AppState> for RowId {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        path_param(parts, state, "id")
+            .await
+            .and_then(|id| id.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .map(RowId)
+            .ok_or_else(|| HttpError::code(ErrorCode::NotFound))
+    }
 }

@@ -13,16 +13,7 @@ use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// The configured limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KaspiRate {
-    /// Calls per client address per minute (0: unlimited).
-    pub per_ip_per_minute: u32,
-    /// Calls per payment per minute (0: unlimited).
-    pub per_payment_per_minute: u32,
-    /// Whether the last `X-Forwarded-For` entry names the client.
-    pub trust_forwarded_for: bool,
-}
+use crate::config::KaspiRate;
 
 /// Keys kept before forgetting the ones whose quota is full again.
 const RETAIN_AFTER_KEYS: usize = 10_000;

@@ -12,10 +12,11 @@ use byfly_core::wire::{
 };
 
 use super::admin::{Admin, not_found};
-use super::extract::{JsonBytes, invalid_query, parse_json};
-use super::{AppState, HttpError, now};
+use super::errors::HttpError;
+use super::extract::{JsonBody, PaymentPath, invalid_query};
+use super::state::AppState;
+use crate::outbox::ManualRetry;
 use crate::store::{DeliveryLog, EventFilter, EventState};
-use crate::webhooks::ManualRetry;
 
 fn attempt_view(log: DeliveryLog, state: &AppState) -> WebhookAttemptView {
     WebhookAttemptView {
@@ -34,9 +35,8 @@ fn attempt_view(log: DeliveryLog, state: &AppState) -> WebhookAttemptView {
 pub async fn payment_webhooks(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PaymentPath(payment): PaymentPath,
 ) -> Result<Json<Envelope<Vec<WebhookEventView>>>, HttpError> {
-    let payment = super::payments::find(&state, &id).await?;
     let mut views = Vec::new();
     for event in state.store.webhook_events(payment.id).await? {
         let attempts = state.store.delivery_log(&event.event_id).await?;
@@ -65,7 +65,7 @@ pub async fn retry_webhook(
     State(state): State<AppState>,
     Path(event_id): Path<String>,
 ) -> Result<Json<Envelope<WebhookAttemptView>>, HttpError> {
-    let refused = |message: &str| HttpError(ApiError::with_message(ErrorCode::InvalidStatus, message));
+    let refused = |message: &str| HttpError::from(ApiError::with_message(ErrorCode::InvalidStatus, message));
     match state.dispatcher.retry(&event_id).await? {
         ManualRetry::Attempted => {}
         ManualRetry::NotFound => return Err(not_found()),
@@ -88,7 +88,7 @@ pub async fn retry_webhook(
 /// A `YYYY-MM-DD HH:MM:SS` in the server's offset, or a 400 naming the field.
 fn datetime(state: &AppState, field: &str, text: &str) -> Result<i64, HttpError> {
     state.settings.offset.parse_datetime(text).ok_or_else(|| {
-        HttpError(ApiError::with_message(
+        HttpError::from(ApiError::with_message(
             ErrorCode::ValidationError,
             format!("{field}: ожидается дата и время в виде YYYY-MM-DD HH:MM:SS"),
         ))
@@ -103,7 +103,8 @@ pub async fn undelivered_webhooks(
     query: Result<Query<UndeliveredEventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Envelope<UndeliveredEventList>>, HttpError> {
     let Query(query) = query.map_err(invalid_query)?;
-    let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
+    let invalid =
+        |message: &str| HttpError::from(ApiError::with_message(ErrorCode::ValidationError, message));
     let limit = query.limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
         return Err(invalid("limit: от 1 до 100"));
@@ -163,16 +164,15 @@ pub async fn undelivered_webhooks(
 pub async fn recover_webhooks(
     _: Admin,
     State(state): State<AppState>,
-    JsonBytes(body): JsonBytes,
+    JsonBody(request): JsonBody<RecoverWebhooksRequest>,
 ) -> Result<Json<Envelope<RecoveredWebhooks>>, HttpError> {
-    let request: RecoverWebhooksRequest = parse_json(&body)?;
     let since = datetime(&state, "since", &request.since)?;
     if state.store.source(request.source_id).await?.is_none() {
         return Err(not_found());
     }
     let recovered = state
         .store
-        .recover_events(request.source_id, since, now())
+        .recover_events(request.source_id, since, state.now())
         .await?;
     tracing::info!(
         source_id = request.source_id,

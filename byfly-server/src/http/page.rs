@@ -12,9 +12,11 @@ use axum::response::{IntoResponse, Response};
 use byfly_core::ErrorCode;
 use byfly_core::wire::{Envelope, MethodQuoteView};
 
-use super::payments::{active, find};
-use super::{AppState, HttpError};
-use crate::settle::ledger_of;
+use super::errors::HttpError;
+use super::extract::{PaymentPath, find_payment};
+use super::payments::active;
+use super::state::AppState;
+use crate::services::settle::ledger_of;
 
 const PAGE_JS: &str = include_str!("../../assets/pay.js");
 const PAGE_CSS: &str = include_str!("../../assets/pay.css");
@@ -85,7 +87,7 @@ fn shell(id: &str, demo: bool, version: &str) -> String {
 /// `GET /pay/{id}`: the payment page. An id that cannot exist gets the same page with a 404
 /// status; the script then shows «Платёж не найден».
 pub async fn pay_page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let status = match find(&state, &id).await {
+    let status = match find_payment(&state, &id).await {
         Ok(_) => StatusCode::OK,
         Err(_) => StatusCode::NOT_FOUND,
     };
@@ -117,8 +119,10 @@ pub async fn style() -> Response {
 
 /// `GET /api/payment/{id}/qr.svg` (public): the current operation's QR, drawn by the server so
 /// the page needs no QR library. 404 when no operation is running.
-pub async fn qr_svg(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, HttpError> {
-    let record = find(&state, &id).await?;
+pub async fn qr_svg(
+    State(state): State<AppState>,
+    PaymentPath(record): PaymentPath,
+) -> Result<Response, HttpError> {
     let (_, current) = super::payments::figures(&state, &record).await?;
     let text = current
         .and_then(|op| op.qr_code)
@@ -141,9 +145,8 @@ pub async fn qr_svg(State(state): State<AppState>, Path(id): Path<String>) -> Re
 /// left to pay.
 pub async fn quotes(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PaymentPath(record): PaymentPath,
 ) -> Result<Json<Envelope<Vec<MethodQuoteView>>>, HttpError> {
-    let record = find(&state, &id).await?;
     let operations = state.store.operations(record.id).await?;
     let (ledger, _) = ledger_of(&record, &operations);
     let quotes = active(state.store.payment_methods().await?)

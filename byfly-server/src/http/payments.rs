@@ -15,16 +15,21 @@ use byfly_core::wire::{
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
 
+use super::errors::HttpError;
 use super::errors::json_response;
-use super::extract::{JsonBytes, Source, invalid_query, parse_json_or_default};
+use super::extract::{
+    JsonBodyOr, JsonBytes, OwnPayment, PaymentPath, Source, find_payment, invalid_query,
+    parse_json_or_default,
+};
 use super::limits::Peer;
-use super::{AppState, HttpError, now};
-use crate::operations;
+use super::state::AppState;
 use crate::random::OsRandom;
-use crate::settle::{OpState, OperationRecord, ledger_of};
+use crate::services::settle::ledger_of;
+use crate::services::{cancel, kaspi, poll, process, refund};
 use crate::store::{
     IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, PaymentRecord, StoredResponse,
 };
+use crate::store::{OpState, OperationRecord};
 
 /// How long an `Idempotency-Key` claim may stay in flight before another request takes it over.
 const IDEMPOTENCY_STALE_SECS: i64 = 60;
@@ -44,7 +49,7 @@ pub(super) fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> 
 /// that does not resolve now is accepted: DNS may be down for a moment, and delivery checks again.
 async fn check_webhook_host(url: &WebhookUrl, state: &AppState) -> Result<(), HttpError> {
     if !state.settings.allow_private_webhook_hosts
-        && crate::webhooks::resolves_to_internal(url, state.settings.delivery.dns_timeout).await
+        && crate::outbox::resolves_to_internal(url, state.settings.delivery.dns_timeout).await
     {
         return Err(HttpError::code(ErrorCode::WebhookHostNotAllowed));
     }
@@ -82,7 +87,7 @@ async fn create(state: &AppState, source_id: i64, body: &[u8]) -> Result<NewPaym
     if let Some(url) = &payment.webhook_url {
         check_webhook_host(url, state).await?;
     }
-    let created_at = now();
+    let created_at = state.now();
     let ttl = i64::try_from(state.settings.payment_ttl.as_secs()).unwrap_or(i64::MAX);
     Ok(NewPaymentRow {
         transaction_id: TransactionId::generate(&mut OsRandom),
@@ -114,7 +119,7 @@ pub async fn init(
         let request_hash = hex::encode(Sha256::digest(&body));
         match state
             .store
-            .begin_idempotent(source.id, key, &request_hash, now(), IDEMPOTENCY_STALE_SECS)
+            .begin_idempotent(source.id, key, &request_hash, state.now(), IDEMPOTENCY_STALE_SECS)
             .await?
         {
             IdempotencyStart::Fresh => {}
@@ -132,19 +137,19 @@ pub async fn init(
     };
     let mut row = match create(&state, source.id, &body).await {
         Ok(row) => row,
-        Err(HttpError(error)) => {
+        Err(failure) => {
             // A refused request is answered the same way when repeated; a failure of ours is not
             // remembered, so a retry can succeed.
             if let Some(key) = &key {
-                if error.code.http_status() < 500 {
-                    if let Some(done) = completion(error_body(&error)) {
+                if failure.error().code.http_status() < 500 {
+                    if let Some(done) = completion(error_body(failure.error())) {
                         state.store.complete_idempotent(done).await?;
                     }
                 } else {
                     state.store.release_idempotent(source.id, key).await?;
                 }
             }
-            return Err(HttpError(error));
+            return Err(failure);
         }
     };
     // 48 random bits: a collision is rare, and a new id settles it.
@@ -168,12 +173,11 @@ pub async fn init(
     Err(HttpError::internal("five transaction id collisions in a row"))
 }
 
-/// Looks a payment up by a path segment; a malformed id is the same 404 as an unknown one.
-pub(super) async fn find(state: &AppState, id: &str) -> Result<PaymentRecord, HttpError> {
-    let id = TransactionId::parse(id).map_err(|_| HttpError::code(ErrorCode::TransactionNotFound))?;
+/// The payment as stored now (after a poll or a refund part changed it).
+async fn reread(state: &AppState, record: &PaymentRecord) -> Result<PaymentRecord, HttpError> {
     state
         .store
-        .payment(&id)
+        .payment(&record.transaction_id)
         .await?
         .ok_or_else(|| HttpError::code(ErrorCode::TransactionNotFound))
 }
@@ -219,7 +223,7 @@ pub(super) async fn view(record: &PaymentRecord, state: &AppState) -> Result<Pay
         expires_at: offset.format(record.expires_at),
         payment_method: current.as_ref().map(|op| op.quote.method.to_string()),
         operation_expires_at: current.as_ref().map(|op| offset.format(op.deadline_at)),
-        operation_expires_in: current.as_ref().map(|op| (op.deadline_at - now()).max(0)),
+        operation_expires_in: current.as_ref().map(|op| (op.deadline_at - state.now()).max(0)),
         merchant_name,
     })
 }
@@ -227,9 +231,8 @@ pub(super) async fn view(record: &PaymentRecord, state: &AppState) -> Result<Pay
 /// `GET /api/payment/{id}` (public).
 pub async fn show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PaymentPath(record): PaymentPath,
 ) -> Result<Json<Envelope<PaymentView>>, HttpError> {
-    let record = find(&state, &id).await?;
     Ok(Json(Envelope::data(view(&record, &state).await?)))
 }
 
@@ -237,12 +240,11 @@ pub async fn show(
 /// most once per second per payment: concurrent callers share the one call through its claim).
 pub async fn status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PaymentPath(mut record): PaymentPath,
 ) -> Result<Json<Envelope<PaymentStatusView>>, HttpError> {
-    let mut record = find(&state, &id).await?;
     if record.status == PaymentStatus::Processing {
-        crate::poll::poll_due(&state, Some(record.id)).await?;
-        record = find(&state, &id).await?;
+        poll::poll_due(&state, Some(record.id)).await?;
+        record = reread(&state, &record).await?;
     }
     let (figures, _) = figures(&state, &record).await?;
     Ok(Json(Envelope::data(PaymentStatusView {
@@ -278,12 +280,13 @@ pub async fn kaspi(
         }
         return Ok(refused);
     }
-    let record = find(&state, &id).await?;
+    let record = find_payment(&state, &id).await?;
     let request: KaspiRequest = parse_json_or_default(&body)?;
-    let answer = operations::carried_on(async move {
-        operations::start(&state, record, request.payment_method.as_deref()).await
-    })
-    .await?;
+    let answer =
+        process::carried_on(
+            async move { kaspi::start(&state, record, request.payment_method.as_deref()).await },
+        )
+        .await?;
     Ok(Json(Envelope::with_message("Платеж инициирован", answer)).into_response())
 }
 
@@ -291,36 +294,9 @@ pub async fn kaspi(
 /// operation, if any, is asked to end (and still followed: money it takes is credited).
 pub async fn cancel(
     State(state): State<AppState>,
-    Source(source): Source,
-    Path(id): Path<String>,
+    OwnPayment(record): OwnPayment,
 ) -> Result<Json<Envelope<CancelResponse>>, HttpError> {
-    let record = own(&state, source.id, &id).await?;
-    let refused = match record.status {
-        PaymentStatus::Paid => Some(ErrorCode::AlreadyPaid),
-        PaymentStatus::Cancelled => Some(ErrorCode::PaymentCancelled),
-        PaymentStatus::Expired => Some(ErrorCode::PaymentExpired),
-        PaymentStatus::Refunded => Some(ErrorCode::PaymentRefunded),
-        _ => None,
-    };
-    if let Some(code) = refused {
-        return Err(HttpError::code(code));
-    }
-    let abandoned = state
-        .store
-        .cancel_payment(
-            record.id,
-            now(),
-            &operations::event_id(),
-            &crate::settle::on_cancel,
-        )
-        .await?
-        .ok_or_else(|| HttpError::code(ErrorCode::InvalidStatus))?;
-    let terminals = state.store.terminals().await?;
-    for op in &abandoned {
-        if let Some(terminal) = terminals.iter().find(|t| t.id == op.terminal_id) {
-            operations::cancel_on_terminal(&state, terminal, op).await;
-        }
-    }
+    cancel::cancel(&state, &record).await?;
     let answer = CancelResponse {
         transaction_id: record.transaction_id,
         status: PaymentStatus::Cancelled,
@@ -328,30 +304,15 @@ pub async fn cancel(
     Ok(Json(Envelope::with_message("Платеж отменен", answer)))
 }
 
-/// A source's own payment; another source's is a 404 (its existence is not leaked).
-async fn own(state: &AppState, source_id: i64, id: &str) -> Result<PaymentRecord, HttpError> {
-    let record = find(state, id).await?;
-    if record.source_id != source_id {
-        return Err(HttpError::code(ErrorCode::TransactionNotFound));
-    }
-    Ok(record)
-}
-
 /// `POST /api/payment/{id}/refund` (token).
 pub async fn refund(
     State(state): State<AppState>,
-    Source(source): Source,
-    Path(id): Path<String>,
-    JsonBytes(body): JsonBytes,
+    OwnPayment(record): OwnPayment,
+    JsonBodyOr(request): JsonBodyOr<RefundRequest>,
 ) -> Result<Json<Envelope<RefundView>>, HttpError> {
-    let record = own(&state, source.id, &id).await?;
-    let request: RefundRequest = parse_json_or_default(&body)?;
     let view = {
         let state = state.clone();
-        operations::carried_on(
-            async move { crate::refunds::start_refund(&state, record, request.amount).await },
-        )
-        .await?
+        process::carried_on(async move { refund::start_refund(&state, record, request.amount).await }).await?
     };
     Ok(Json(Envelope::with_message(
         "Возврат создан: клиент подтверждает его в приложении Kaspi",
@@ -363,10 +324,9 @@ pub async fn refund(
 /// asked first while it waits).
 pub async fn refund_status(
     State(state): State<AppState>,
-    Source(source): Source,
-    Path((id, refund_id)): Path<(String, String)>,
+    OwnPayment(record): OwnPayment,
+    Path((_, refund_id)): Path<(String, String)>,
 ) -> Result<Json<Envelope<RefundView>>, HttpError> {
-    let record = own(&state, source.id, &id).await?;
     let not_found = || HttpError::code(ErrorCode::RefundNotFound);
     let request = state
         .store
@@ -377,17 +337,17 @@ pub async fn refund_status(
     // While the request is open, ask the terminal first about the part that waits, and start the
     // next part if one is due (a closed request has nothing left on a terminal).
     if request.open {
-        crate::poll::poll_due(&state, Some(record.id)).await?;
-        crate::refunds::continue_request(&state, &request).await?;
+        poll::poll_due(&state, Some(record.id)).await?;
+        refund::continue_request(&state, &request).await?;
     }
     let request = state
         .store
         .refund_request(&refund_id)
         .await?
         .ok_or_else(not_found)?;
-    let record = find(&state, &id).await?;
+    let record = reread(&state, &record).await?;
     let operations = state.store.operations(record.id).await?;
-    Ok(Json(Envelope::data(crate::refunds::refund_view(
+    Ok(Json(Envelope::data(refund::refund_view(
         &record,
         &request,
         &operations,
@@ -424,7 +384,7 @@ pub(super) async fn page(
 ) -> Result<PaymentList, HttpError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(HttpError(ApiError::with_message(
+        return Err(HttpError::from(ApiError::with_message(
             ErrorCode::ValidationError,
             "limit должен быть от 1 до 100",
         )));
@@ -436,7 +396,7 @@ pub(super) async fn page(
                 .ok()
                 .filter(|id| *id > 0)
                 .ok_or_else(|| {
-                    HttpError(ApiError::with_message(
+                    HttpError::from(ApiError::with_message(
                         ErrorCode::ValidationError,
                         "Некорректный cursor",
                     ))

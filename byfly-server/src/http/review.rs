@@ -2,15 +2,16 @@
 //! operator's decision about each, settled like the terminal's own final answer.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use byfly_core::ErrorCode;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{Envelope, OperationView, ResolveOperationRequest};
 
 use super::admin::{Admin, not_found, operation_view};
-use super::extract::{JsonBytes, parse_json};
-use super::{AppState, HttpError, now};
-use crate::settle::{FinalAnswer, OpState};
+use super::errors::HttpError;
+use super::extract::{JsonBody, RowId};
+use super::state::AppState;
+use crate::store::{FinalAnswer, OpState};
 
 /// `GET /api/admin/operations/review`: operations waiting for an operator — `unknown` for longer
 /// than `unknown_review_after`, forgotten by their terminal (`101`) after a customer could have
@@ -35,12 +36,12 @@ pub async fn review(
 pub async fn resolve_operation(
     _: Admin,
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    JsonBytes(body): JsonBytes,
+    RowId(id): RowId,
+    JsonBody(request): JsonBody<ResolveOperationRequest>,
 ) -> Result<Json<Envelope<OperationView>>, HttpError> {
-    let request: ResolveOperationRequest = parse_json(&body)?;
     let op = state.store.operation(id).await?.ok_or_else(not_found)?;
-    let invalid = |message: &str| HttpError(ApiError::with_message(ErrorCode::ValidationError, message));
+    let invalid =
+        |message: &str| HttpError::from(ApiError::with_message(ErrorCode::ValidationError, message));
     let answer = match (request.outcome.as_str(), request.amount, &request.transaction_id) {
         // The terminal's transactionId is what a refund of this money will have to name.
         ("paid", Some(amount), Some(transaction_id))
@@ -62,7 +63,7 @@ pub async fn resolve_operation(
         _ => return Err(invalid("outcome: paid или not_paid")),
     };
     let not_waiting = || {
-        HttpError(ApiError::with_message(
+        HttpError::from(ApiError::with_message(
             ErrorCode::InvalidStatus,
             "Операция не ждёт решения оператора",
         ))
@@ -71,7 +72,7 @@ pub async fn resolve_operation(
         // A start that got no answer, its terminal already free: the operator records what the
         // terminal's history shows. Money found there cannot be attached to this payment from here.
         if matches!(answer, FinalAnswer::Succeeded { .. }) {
-            return Err(HttpError(ApiError::with_message(
+            return Err(HttpError::from(ApiError::with_message(
                 ErrorCode::InvalidStatus,
                 "Операция без ответа терминала: деньги по ней зачислить нельзя, верните их через терминал",
             )));
@@ -91,7 +92,7 @@ pub async fn resolve_operation(
             "note": request.note,
         })
         .to_string();
-        let settled = crate::poll::settle_final(&state, id, &answer, &raw, now()).await?;
+        let settled = crate::services::poll::settle_final(&state, id, &answer, &raw, state.now()).await?;
         // Settled meanwhile by the terminal's own answer: that one stands.
         if settled.is_none() {
             return Err(not_waiting());

@@ -5,10 +5,10 @@
 
 use async_trait::async_trait;
 
-use super::{
-    DeliveryAttempt, DeliveryLog, DeliveryOutcome, DueEvent, EventClaim, EventFilter, EventListing, Recorded,
-    StoreError, StoredEvent,
-};
+use byfly_core::{BodyEncoding, Figures, Money, PaymentStatus, TransactionId, WebhookEvent};
+
+use super::error::StoreError;
+use super::records::PaymentRecord;
 
 /// The outbox, for the dispatcher and the admin API.
 #[async_trait]
@@ -54,4 +54,195 @@ pub trait Outbox: Send + Sync {
     async fn recover_events(&self, source_id: i64, since: i64, now: i64) -> Result<u64, StoreError>;
     /// Deletes attempt logs older than `before` (the events themselves are kept). Returns how many.
     async fn purge_delivery_logs(&self, before: i64) -> Result<u64, StoreError>;
+}
+
+/// A webhook event of the outbox, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Stable id (`X-Webhook-Id`).
+    pub event_id: String,
+    /// Its payment.
+    pub payment_id: i64,
+    /// The event.
+    pub event: WebhookEvent,
+    /// The payment's status then.
+    pub status: PaymentStatus,
+    /// The payment's figures then.
+    pub figures: Figures,
+    /// R of the operation that caused it.
+    pub actual_amount_received: Money,
+    /// Method of the operation that caused it.
+    pub payment_method: Option<String>,
+    /// `paid_at` of the payment then (Unix seconds).
+    pub paid_at: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the successful delivery.
+    pub delivered_at: Option<i64>,
+    /// 1, 2, … per payment: the order its events happened and are delivered in.
+    pub sequence: u64,
+    /// Unix seconds when its retry schedule ran out (until an operator recovers it).
+    pub exhausted_at: Option<i64>,
+}
+
+/// Where an outbox event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    /// Not attempted yet (or waiting behind an earlier event of its payment).
+    Pending,
+    /// Attempted without success; retried on the schedule.
+    Failed,
+    /// The schedule ran out: waits for an operator's recovery.
+    Exhausted,
+    /// A receiver answered 2xx.
+    Delivered,
+}
+
+impl EventState {
+    /// The stored event's state.
+    pub fn of(event: &StoredEvent, attempts: u32) -> EventState {
+        if event.delivered_at.is_some() {
+            EventState::Delivered
+        } else if event.exhausted_at.is_some() {
+            EventState::Exhausted
+        } else if attempts == 0 {
+            EventState::Pending
+        } else {
+            EventState::Failed
+        }
+    }
+
+    /// The name in the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventState::Pending => "pending",
+            EventState::Failed => "failed",
+            EventState::Exhausted => "exhausted",
+            EventState::Delivered => "delivered",
+        }
+    }
+}
+
+/// Which undelivered events the admin list shows (all of them when nothing is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventFilter {
+    /// Only events of this source's payments.
+    pub source_id: Option<i64>,
+    /// Only events in this state (`Delivered` lists nothing: the list is of undelivered events).
+    pub state: Option<EventState>,
+    /// Only events created at or after this (Unix seconds).
+    pub since: Option<i64>,
+    /// Only events after this row id (the previous page's last).
+    pub after: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// An undelivered event across payments, for the admin list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventListing {
+    /// Row id (the paging cursor).
+    pub row_id: i64,
+    /// The event.
+    pub event: StoredEvent,
+    /// Its payment's public id.
+    pub transaction_id: TransactionId,
+    /// Its payment's source.
+    pub source_id: i64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next automatic attempt is due (none once exhausted).
+    pub next_attempt_at: Option<i64>,
+    /// What the last attempt got: the receiver's status code, or the error.
+    pub last_result: Option<String>,
+}
+
+/// What became of a delivery attempt, as the claim's holder records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// A 2xx answer.
+    Delivered,
+    /// Failed; the schedule's next attempt is at this time.
+    RetryAt(i64),
+    /// Failed, and that was the schedule's last attempt.
+    Exhausted,
+    /// A manual attempt failed: the automatic schedule stays as it was.
+    ManualFailed,
+    /// The payment has no webhook URL: never attempted again, and not listed as a failure.
+    NoReceiver,
+}
+
+/// What recording an attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded.
+    Done,
+    /// Recorded, and the event is now exhausted (reported once, by the one who recorded it).
+    NowExhausted,
+    /// The claim was no longer this caller's (its lease ran out and another took it): nothing
+    /// recorded.
+    NotHolder,
+}
+
+/// What a claim of one event (a manual retry) found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventClaim {
+    /// Claimed for this caller.
+    Claimed(Box<DueEvent>),
+    /// Another delivery of it runs right now.
+    Busy,
+    /// An earlier event of its payment is neither delivered nor exhausted: in order, that one first.
+    Blocked,
+    /// No such event.
+    NotFound,
+}
+
+/// An event claimed for delivery, with what the body needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueEvent {
+    /// Row id (the log refers to it).
+    pub row_id: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Failed attempts since the schedule (re)started: which delay comes next.
+    pub schedule_step: u32,
+    /// The claim's token: only its holder records the attempt.
+    pub claim_token: String,
+    /// The event and its figures then.
+    pub event: StoredEvent,
+    /// The payment (description, metadata, webhook URL and secret).
+    pub payment: PaymentRecord,
+    /// The source's body encoding.
+    pub encoding: BodyEncoding,
+}
+
+/// One delivery attempt, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    /// `automatic` or `manual`.
+    pub manual: bool,
+    /// Where it was sent.
+    pub url: String,
+    /// The exact body.
+    pub request_body: String,
+    /// HTTP status, when an answer came.
+    pub response_code: Option<u16>,
+    /// First 64 KiB of the answer.
+    pub response_body: Option<String>,
+    /// Transport error or refusal reason.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: i64,
+    /// Unix seconds.
+    pub at: i64,
+}
+
+/// A logged attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryLog {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The attempt.
+    pub details: DeliveryAttempt,
 }

@@ -4,7 +4,7 @@
 use byfly_core::ids::Secret;
 use byfly_core::ledger::OperationQuote;
 use byfly_core::wire::NewPayment;
-use byfly_core::{BodyEncoding, Figures, Money, PaymentStatus, TransactionId, WebhookEvent};
+use byfly_core::{BodyEncoding, MethodCode, Money, PaymentStatus, TransactionId};
 use byfly_terminal::Tokens;
 
 /// A merchant system.
@@ -369,193 +369,108 @@ pub enum RefundClaim {
     PaymentChanged,
 }
 
-/// A webhook event of the outbox, as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredEvent {
-    /// Stable id (`X-Webhook-Id`).
-    pub event_id: String,
-    /// Its payment.
-    pub payment_id: i64,
-    /// The event.
-    pub event: WebhookEvent,
-    /// The payment's status then.
-    pub status: PaymentStatus,
-    /// The payment's figures then.
-    pub figures: Figures,
-    /// R of the operation that caused it.
-    pub actual_amount_received: Money,
-    /// Method of the operation that caused it.
-    pub payment_method: Option<String>,
-    /// `paid_at` of the payment then (Unix seconds).
-    pub paid_at: Option<i64>,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// Unix seconds of the successful delivery.
-    pub delivered_at: Option<i64>,
-    /// 1, 2, … per payment: the order its events happened and are delivered in.
-    pub sequence: u64,
-    /// Unix seconds when its retry schedule ran out (until an operator recovers it).
-    pub exhausted_at: Option<i64>,
-}
-
-/// Where an outbox event stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventState {
-    /// Not attempted yet (or waiting behind an earlier event of its payment).
-    Pending,
-    /// Attempted without success; retried on the schedule.
+/// Where an operation stands, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpState {
+    /// A terminal is claimed; the terminal has not answered `/v2/payment` yet.
+    Starting,
+    /// The terminal runs it (`processId` known).
+    InFlight,
+    /// Paid.
+    Succeeded,
+    /// Definitively failed.
     Failed,
-    /// The schedule ran out: waits for an operator's recovery.
-    Exhausted,
-    /// A receiver answered 2xx.
-    Delivered,
+    /// `/v2/payment` itself failed: it never existed on the terminal.
+    StartFailed,
 }
 
-impl EventState {
-    /// The stored event's state.
-    pub fn of(event: &StoredEvent, attempts: u32) -> EventState {
-        if event.delivered_at.is_some() {
-            EventState::Delivered
-        } else if event.exhausted_at.is_some() {
-            EventState::Exhausted
-        } else if attempts == 0 {
-            EventState::Pending
-        } else {
-            EventState::Failed
-        }
-    }
-
-    /// The name in the admin API.
+impl OpState {
+    /// The stored text.
     pub fn as_str(self) -> &'static str {
         match self {
-            EventState::Pending => "pending",
-            EventState::Failed => "failed",
-            EventState::Exhausted => "exhausted",
-            EventState::Delivered => "delivered",
+            OpState::Starting => "starting",
+            OpState::InFlight => "in_flight",
+            OpState::Succeeded => "succeeded",
+            OpState::Failed => "failed",
+            OpState::StartFailed => "start_failed",
         }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(text: &str) -> Option<OpState> {
+        [
+            OpState::Starting,
+            OpState::InFlight,
+            OpState::Succeeded,
+            OpState::Failed,
+            OpState::StartFailed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
     }
 }
 
-/// Which undelivered events the admin list shows (all of them when nothing is set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct EventFilter {
-    /// Only events of this source's payments.
-    pub source_id: Option<i64>,
-    /// Only events in this state (`Delivered` lists nothing: the list is of undelivered events).
-    pub state: Option<EventState>,
-    /// Only events created at or after this (Unix seconds).
-    pub since: Option<i64>,
-    /// Only events after this row id (the previous page's last).
-    pub after: Option<i64>,
-    /// Page size.
-    pub limit: u32,
-}
-
-/// An undelivered event across payments, for the admin list.
+/// An operation as stored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventListing {
-    /// Row id (the paging cursor).
-    pub row_id: i64,
-    /// The event.
-    pub event: StoredEvent,
-    /// Its payment's public id.
-    pub transaction_id: TransactionId,
-    /// Its payment's source.
-    pub source_id: i64,
-    /// Attempts made.
-    pub attempts: u32,
-    /// When the next automatic attempt is due (none once exhausted).
-    pub next_attempt_at: Option<i64>,
-    /// What the last attempt got: the receiver's status code, or the error.
-    pub last_result: Option<String>,
-}
-
-/// What became of a delivery attempt, as the claim's holder records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryOutcome {
-    /// A 2xx answer.
-    Delivered,
-    /// Failed; the schedule's next attempt is at this time.
-    RetryAt(i64),
-    /// Failed, and that was the schedule's last attempt.
-    Exhausted,
-    /// A manual attempt failed: the automatic schedule stays as it was.
-    ManualFailed,
-    /// The payment has no webhook URL: never attempted again, and not listed as a failure.
-    NoReceiver,
-}
-
-/// What recording an attempt did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// Recorded.
-    Done,
-    /// Recorded, and the event is now exhausted (reported once, by the one who recorded it).
-    NowExhausted,
-    /// The claim was no longer this caller's (its lease ran out and another took it): nothing
-    /// recorded.
-    NotHolder,
-}
-
-/// What a claim of one event (a manual retry) found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum EventClaim {
-    /// Claimed for this caller.
-    Claimed(Box<DueEvent>),
-    /// Another delivery of it runs right now.
-    Busy,
-    /// An earlier event of its payment is neither delivered nor exhausted: in order, that one first.
-    Blocked,
-    /// No such event.
-    NotFound,
-}
-
-/// An event claimed for delivery, with what the body needs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DueEvent {
-    /// Row id (the log refers to it).
-    pub row_id: i64,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// Failed attempts since the schedule (re)started: which delay comes next.
-    pub schedule_step: u32,
-    /// The claim's token: only its holder records the attempt.
-    pub claim_token: String,
-    /// The event and its figures then.
-    pub event: StoredEvent,
-    /// The payment (description, metadata, webhook URL and secret).
-    pub payment: PaymentRecord,
-    /// The source's body encoding.
-    pub encoding: BodyEncoding,
-}
-
-/// One delivery attempt, for the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryAttempt {
-    /// `automatic` or `manual`.
-    pub manual: bool,
-    /// Where it was sent.
-    pub url: String,
-    /// The exact body.
-    pub request_body: String,
-    /// HTTP status, when an answer came.
-    pub response_code: Option<u16>,
-    /// First 64 KiB of the answer.
-    pub response_body: Option<String>,
-    /// Transport error or refusal reason.
-    pub error: Option<String>,
-    /// How long it took.
-    pub duration_ms: i64,
+pub struct OperationRecord {
+    /// Id.
+    pub id: i64,
+    /// Its payment.
+    pub payment_id: i64,
+    /// The terminal running it.
+    pub terminal_id: i64,
+    /// Price fixed at start.
+    pub quote: OperationQuote,
+    /// Whole tenge asked of the terminal.
+    pub terminal_amount: i64,
+    /// Progress.
+    pub state: OpState,
+    /// Decides the payment's status (false once abandoned).
+    pub is_current: bool,
+    /// Holds its terminal until the terminal's final answer.
+    pub holds_terminal: bool,
+    /// The payment's status before this operation started.
+    pub previous_status: PaymentStatus,
+    /// The terminal's process id.
+    pub process_id: Option<String>,
+    /// QR text read from the camera.
+    pub qr_code: Option<String>,
+    /// Customer's Kaspi link.
+    pub payment_url: Option<String>,
+    /// R, once succeeded.
+    pub credited: Option<Money>,
+    /// G, once succeeded.
+    pub gross: Option<Money>,
+    /// Method of the product used, once succeeded.
+    pub product_method: Option<MethodCode>,
     /// Unix seconds.
-    pub at: i64,
+    pub started_at: i64,
+    /// Unix seconds: when the terminal gives up on it.
+    pub deadline_at: i64,
+    /// Unix seconds since the terminal answered `unknown`.
+    pub unknown_since: Option<i64>,
+    /// A refund operation: its public id (`None` for payments).
+    pub refund_id: Option<String>,
+    /// The payment operation a refund gives money back from.
+    pub refund_of: Option<i64>,
+    /// The terminal's `transactionId` of a successful payment (what a refund names).
+    pub terminal_transaction_id: Option<String>,
+    /// `chequeInfo.method` of a successful payment (`qr`, `card`, `alaqan`).
+    pub cheque_method: Option<String>,
+    /// Waits for an operator (see `review_reason`).
+    pub needs_review: bool,
+    /// Why it waits for an operator.
+    pub review_reason: Option<String>,
+    /// A customer could have seen it (QR read, or `wait`/`unknown` answered): a `101` for it is
+    /// no proof that nothing was paid.
+    pub shown: bool,
+    /// `/v2/payment` got no readable answer: the terminal may run it under an unknown process id.
+    pub start_uncertain: bool,
 }
 
-/// A logged attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryLog {
-    /// 1-based attempt number.
-    pub attempt: u32,
-    /// The attempt.
-    pub details: DeliveryAttempt,
+impl OperationRecord {
+    /// True for refund operations.
+    pub fn is_refund(&self) -> bool {
+        self.refund_id.is_some()
+    }
 }

@@ -11,9 +11,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{SqlStore, corrupt, skip_unreadable};
-use crate::store::{
+use crate::store::error::StoreError;
+use crate::store::outbox::{
     DeliveryAttempt, DeliveryLog, DeliveryOutcome, DueEvent, EventClaim, EventFilter, EventListing,
-    EventState, Outbox, Recorded, StoreError, StoredEvent,
+    EventState, Outbox, Recorded, StoredEvent,
 };
 
 /// No earlier event of the same payment is still open: neither delivered nor exhausted.

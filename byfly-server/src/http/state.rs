@@ -1,0 +1,32 @@
+//! What every handler can reach: the services' [`App`] and what only requests need — the rate
+//! limits of `/kaspi`.
+
+use std::sync::Arc;
+
+use super::limits::KaspiLimiter;
+use crate::app::App;
+
+/// The router's state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The services' state (handlers reach its fields directly through `Deref`).
+    pub app: App,
+    /// Rate limits of `/kaspi`.
+    pub kaspi_limiter: Arc<KaspiLimiter>,
+}
+
+impl AppState {
+    /// The router's state over `app`, with `/kaspi` limits as configured.
+    pub fn new(app: App) -> AppState {
+        let kaspi_limiter = Arc::new(KaspiLimiter::new(app.settings.kaspi_rate));
+        AppState { app, kaspi_limiter }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.app
+    }
+}

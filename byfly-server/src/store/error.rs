@@ -1,0 +1,15 @@
+//! What can go wrong in the store.
+
+/// A storage failure. Callers answer 500 (or 503) and log it; details never reach clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value no longer parses (a bug or a hand edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}

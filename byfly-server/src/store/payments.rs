@@ -1,0 +1,68 @@
+//! Payments, the methods they are paid with, and the decisions that end them without a terminal (cancel, expiry).
+
+use async_trait::async_trait;
+
+use super::decisions::*;
+use super::error::StoreError;
+use super::records::*;
+use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
+
+/// Payments, the methods they are paid with, and the decisions that end them without a terminal (cancel, expiry).
+#[async_trait]
+pub trait Payments: Send + Sync {
+    /// Payment methods with their active flag, by id.
+    async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError>;
+
+    /// Inserts a payment and, in the same transaction, completes its idempotency record.
+    async fn insert_payment(
+        &self,
+        row: &NewPaymentRow,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<Inserted, StoreError>;
+
+    /// A payment by its public id.
+    async fn payment(&self, id: &TransactionId) -> Result<Option<PaymentRecord>, StoreError>;
+
+    /// Changes the given fields of a payment method; `None` for an unknown id.
+    async fn update_method(
+        &self,
+        id: i64,
+        patch: &byfly_core::wire::UpdateMethodRequest,
+    ) -> Result<Option<(PaymentMethod, bool)>, StoreError>;
+
+    /// A payment by its row id.
+    async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError>;
+
+    /// Cancels a payment as `decide` says from a snapshot read in the same transaction (byfly-core
+    /// refuses it in some statuses): its current operation abandoned (still followed; money it
+    /// takes is still credited) and `cancelled` appended. Returns the operations still running on
+    /// a terminal, or `None` when refused.
+    async fn cancel_payment(
+        &self,
+        payment_id: i64,
+        now: i64,
+        event_id: &str,
+        decide: Decide<'_>,
+    ) -> Result<Option<Vec<OperationRecord>>, StoreError>;
+
+    /// Expires up to `limit` payments past `expires_at`, each as `decide` says from its snapshot
+    /// (byfly-core: never while an operation holds a terminal or after money arrived), with its
+    /// `expired` event. Returns how many.
+    async fn expire_due(
+        &self,
+        now: i64,
+        limit: u32,
+        event_ids: &(dyn Fn() -> String + Sync),
+        decide: Decide<'_>,
+    ) -> Result<usize, StoreError>;
+
+    /// Payments (of one source, or all), newest first, optionally in one status, with row ids
+    /// below `before`.
+    async fn list_payments(
+        &self,
+        source_id: Option<i64>,
+        status: Option<PaymentStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError>;
+}

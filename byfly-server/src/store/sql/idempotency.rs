@@ -1,0 +1,91 @@
+//! [`Idempotency`] on SQLite and PostgreSQL.
+
+use async_trait::async_trait;
+
+use crate::store::idempotency::Idempotency;
+use sqlx::Row;
+
+use super::{IDEMPOTENCY_TTL_SECS, SqlStore, corrupt};
+use crate::store::error::StoreError;
+use crate::store::records::*;
+
+#[async_trait]
+impl Idempotency for SqlStore {
+    async fn begin_idempotent(
+        &self,
+        source_id: i64,
+        key: &str,
+        request_hash: &str,
+        now: i64,
+        stale_after: i64,
+    ) -> Result<IdempotencyStart, StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.q("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ? AND created_at < ?")
+            .bind(source_id)
+            .bind(key)
+            .bind(now - IDEMPOTENCY_TTL_SECS)
+            .execute(&mut *tx)
+            .await?;
+        let existing = self.q(
+            "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE source_id = ? AND key = ?",
+        )
+        .bind(source_id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let start = match existing {
+            None => {
+                self.q("INSERT INTO idempotency_keys (source_id, key, request_hash, created_at) VALUES (?, ?, ?, ?)")
+                    .bind(source_id)
+                    .bind(key)
+                    .bind(request_hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                IdempotencyStart::Fresh
+            }
+            Some(row) => {
+                let stored_hash: String = row.try_get("request_hash")?;
+                let status: Option<i64> = row.try_get("status_code")?;
+                let created_at: i64 = row.try_get("created_at")?;
+                match status {
+                    _ if stored_hash != request_hash => IdempotencyStart::Conflict,
+                    Some(status) => IdempotencyStart::Replay(StoredResponse {
+                        status: u16::try_from(status).map_err(corrupt)?,
+                        body: row
+                            .try_get::<Option<String>, _>("response_body")?
+                            .unwrap_or_default(),
+                    }),
+                    None if now - created_at > stale_after => {
+                        self.q("UPDATE idempotency_keys SET created_at = ? WHERE source_id = ? AND key = ?")
+                            .bind(now)
+                            .bind(source_id)
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await?;
+                        IdempotencyStart::Fresh
+                    }
+                    None => IdempotencyStart::InFlight,
+                }
+            }
+        };
+        tx.commit().await?;
+        Ok(start)
+    }
+
+    async fn complete_idempotent(&self, completion: IdempotencyCompletion) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        self.complete(&mut tx, &completion).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_idempotent(&self, source_id: i64, key: &str) -> Result<(), StoreError> {
+        self.q("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ? AND status_code IS NULL")
+            .bind(source_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

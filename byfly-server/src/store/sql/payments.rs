@@ -1,0 +1,179 @@
+//! [`Payments`] on SQLite and PostgreSQL.
+
+use async_trait::async_trait;
+
+use crate::store::payments::Payments;
+use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
+
+use super::SqlStore;
+use crate::store::decisions::*;
+use crate::store::error::StoreError;
+use crate::store::records::*;
+
+#[async_trait]
+impl Payments for SqlStore {
+    async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError> {
+        self.all("SELECT * FROM payment_methods ORDER BY id", Self::method)
+            .await
+    }
+
+    async fn insert_payment(
+        &self,
+        row: &NewPaymentRow,
+        completion: Option<&IdempotencyCompletion>,
+    ) -> Result<Inserted, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let payment = &row.payment;
+        let inserted = self.q(
+            "INSERT INTO payments (transaction_id, source_id, status, original_amount_minor, currency, description, \
+             customer_name, customer_phone, customer_email, payment_method_id, webhook_url, webhook_secret, metadata, \
+             created_at, expires_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (transaction_id) DO NOTHING",
+        )
+        .bind(row.transaction_id.as_str())
+        .bind(row.source_id)
+        .bind(payment.amount.to_minor())
+        .bind(&payment.currency)
+        .bind(&payment.description)
+        .bind(&payment.customer_name)
+        .bind(&payment.customer_phone)
+        .bind(&payment.customer_email)
+        .bind(payment.payment_method_id)
+        .bind(payment.webhook_url.as_ref().map(|url| url.as_str()))
+        .bind(payment.webhook_secret.as_ref().map(|secret| secret.expose().as_str()))
+        .bind(&payment.metadata)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(row.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(Inserted::IdCollision);
+        }
+        if let Some(completion) = completion {
+            self.complete(&mut tx, completion).await?;
+        }
+        tx.commit().await?;
+        Ok(Inserted::Yes)
+    }
+
+    async fn payment(&self, id: &TransactionId) -> Result<Option<PaymentRecord>, StoreError> {
+        let row = self
+            .q(select_payments!("transaction_id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::payment_row).transpose()
+    }
+
+    async fn update_method(
+        &self,
+        id: i64,
+        patch: &byfly_core::wire::UpdateMethodRequest,
+    ) -> Result<Option<(PaymentMethod, bool)>, StoreError> {
+        let text = |percent: Option<byfly_core::Percent>| percent.map(|p| p.to_string());
+        let row = self.q(
+            "UPDATE payment_methods SET commission_percent = COALESCE(?, commission_percent), \
+             credit_commission_percent = COALESCE(?, credit_commission_percent), \
+             installment_commission_percent = COALESCE(?, installment_commission_percent), \
+             add_commission_to_amount = COALESCE(?, add_commission_to_amount), is_active = COALESCE(?, is_active) \
+             WHERE id = ? RETURNING *",
+        )
+        .bind(text(patch.commission_percent))
+        .bind(text(patch.credit_commission_percent))
+        .bind(text(patch.installment_commission_percent))
+        .bind(patch.add_commission_to_amount.map(i64::from))
+        .bind(patch.is_active.map(i64::from))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(Self::method).transpose()
+    }
+
+    async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError> {
+        self.by_id(select_payments!("id = ?"), id, Self::payment_row)
+            .await
+    }
+
+    async fn cancel_payment(
+        &self,
+        payment_id: i64,
+        now: i64,
+        event_id: &str,
+        decide: Decide<'_>,
+    ) -> Result<Option<Vec<OperationRecord>>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let snapshot = self.snapshot(&mut tx, payment_id).await?;
+        let Some(plan) = decide(&snapshot) else {
+            return Ok(None);
+        };
+        self.persist(&mut tx, &snapshot, &plan, now, event_id).await?;
+        tx.commit().await?;
+        Ok(Some(
+            snapshot
+                .operations
+                .into_iter()
+                .filter(|op| op.holds_terminal && op.process_id.is_some())
+                .collect(),
+        ))
+    }
+
+    async fn expire_due(
+        &self,
+        now: i64,
+        limit: u32,
+        event_ids: &(dyn Fn() -> String + Sync),
+        decide: Decide<'_>,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Narrowing only: byfly-core decides each payment from its snapshot. A payment whose
+        // operation holds a terminal is left out here as there (it would be refused each round).
+        // One slot per status (PaymentStatus::ALL has 8): the expirable ones bound, the rest NULL,
+        // which `IN` never matches.
+        let expirable = PaymentStatus::expirable();
+        let mut query = self.scalar(
+            "SELECT p.id FROM payments p WHERE p.expires_at <= ? \
+             AND p.status IN (?, ?, ?, ?, ?, ?, ?, ?) \
+             AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.payment_id = p.id AND o.holds_terminal = 1) \
+             ORDER BY p.expires_at LIMIT ?",
+        );
+        query = query.bind(now);
+        let slots: [PaymentStatus; 8] = PaymentStatus::ALL;
+        for status in slots {
+            query = query.bind(expirable.contains(&status).then(|| status.as_str()));
+        }
+        let due: Vec<i64> = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        let mut expired = 0;
+        for payment_id in due {
+            let snapshot = self.snapshot(&mut tx, payment_id).await?;
+            if let Some(plan) = decide(&snapshot) {
+                self.persist(&mut tx, &snapshot, &plan, now, &event_ids()).await?;
+                expired += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn list_payments(
+        &self,
+        source_id: Option<i64>,
+        status: Option<PaymentStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError> {
+        let status = status.map(PaymentStatus::as_str);
+        let rows = self.q(select_payments!(
+            "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) AND id < ? ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(source_id)
+        .bind(source_id)
+        .bind(status)
+        .bind(status)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::payment_row).collect()
+    }
+}

@@ -1,0 +1,260 @@
+//! Row decoding: stored columns back into records (money from tiyn, flags from 0/1, text
+//! enums parsed; a value that no longer parses is [`StoreError::Corrupt`]).
+
+use byfly_core::ids::Secret;
+use byfly_core::ledger::OperationQuote;
+use byfly_core::{
+    BodyEncoding, Figures, MethodCode, Money, PaymentMethod, PaymentStatus, Percent, TransactionId,
+    WebhookEvent,
+};
+use byfly_terminal::Tokens;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{SqlStore, TOKEN_TIME_FORMAT, corrupt, flag};
+use crate::store::error::StoreError;
+use crate::store::outbox::{DueEvent, StoredEvent};
+use crate::store::records::*;
+
+impl SqlStore {
+    pub(super) fn refund_request_row(row: &AnyRow) -> Result<RefundRequestRecord, StoreError> {
+        Ok(RefundRequestRecord {
+            id: row.try_get("id")?,
+            refund_id: row.try_get("refund_id")?,
+            payment_id: row.try_get("payment_id")?,
+            amount: Money::from_minor(row.try_get("amount_minor")?),
+            created_at: row.try_get("created_at")?,
+            open: row.try_get::<i64, _>("open")? == 1,
+        })
+    }
+
+    pub(super) fn percent(row: &AnyRow, column: &str) -> Result<Percent, StoreError> {
+        let text: String = row.try_get(column)?;
+        Percent::parse(&text).map_err(|err| corrupt(format!("{column}: {err}")))
+    }
+
+    pub(super) fn method(row: &AnyRow) -> Result<(PaymentMethod, bool), StoreError> {
+        let method = PaymentMethod {
+            id: row.try_get("id")?,
+            code: byfly_core::MethodCode::new(row.try_get::<String, _>("code")?),
+            name: row.try_get("name")?,
+            kind: row.try_get("type")?,
+            provider: row.try_get("provider")?,
+            country_id: row.try_get("country_id")?,
+            payment_currency: row.try_get("payment_currency")?,
+            icon_emoji: row.try_get("icon_emoji")?,
+            commission_percent: Self::percent(row, "commission_percent")?,
+            has_credit: flag(row, "has_credit")?,
+            credit_commission_percent: Self::percent(row, "credit_commission_percent")?,
+            has_installment: flag(row, "has_installment")?,
+            installment_months: row.try_get("installment_months")?,
+            installment_commission_percent: Self::percent(row, "installment_commission_percent")?,
+            add_commission_to_amount: flag(row, "add_commission_to_amount")?,
+        };
+        Ok((method, flag(row, "is_active")?))
+    }
+
+    pub(super) fn source_row(row: &AnyRow) -> Result<SourceRecord, StoreError> {
+        let encoding: String = row.try_get("webhook_json")?;
+        Ok(SourceRecord {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            webhook_json: BodyEncoding::parse(&encoding)
+                .ok_or_else(|| corrupt(format!("webhook_json {encoding:?}")))?,
+            active: flag(row, "active")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    pub(super) fn payment_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
+        let transaction_id: String = row.try_get("transaction_id")?;
+        let status: String = row.try_get("status")?;
+        Ok(PaymentRecord {
+            id: row.try_get("id")?,
+            transaction_id: TransactionId::parse(&transaction_id).map_err(corrupt)?,
+            source_id: row.try_get("source_id")?,
+            status: PaymentStatus::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,
+            original_amount: Money::from_minor(row.try_get("original_amount_minor")?),
+            refunded_amount: Money::from_minor(row.try_get("refunded_amount_minor")?),
+            currency: row.try_get("currency")?,
+            description: row.try_get("description")?,
+            customer_name: row.try_get("customer_name")?,
+            customer_phone: row.try_get("customer_phone")?,
+            customer_email: row.try_get("customer_email")?,
+            payment_method_id: row.try_get("payment_method_id")?,
+            webhook_url: row.try_get("webhook_url")?,
+            webhook_secret: row
+                .try_get::<Option<String>, _>("webhook_secret")?
+                .map(Secret::new),
+            metadata: row.try_get("metadata")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            paid_at: row.try_get("paid_at")?,
+        })
+    }
+
+    pub(super) fn terminal(row: &AnyRow) -> Result<TerminalRecord, StoreError> {
+        let mode: String = row.try_get("tls_mode")?;
+        let tls = match mode.as_str() {
+            "verify" => TerminalTls::Verify {
+                server_name: row.try_get("tls_server_name")?,
+            },
+            "insecure" => TerminalTls::Insecure,
+            other => return Err(corrupt(format!("tls_mode {other:?}"))),
+        };
+        let access: Option<String> = row.try_get("access_token")?;
+        let tokens = match access {
+            Some(access_token) => Some(Tokens {
+                access_token,
+                refresh_token: row
+                    .try_get::<Option<String>, _>("refresh_token")?
+                    .unwrap_or_default(),
+                expires_at: row
+                    .try_get::<Option<String>, _>("token_expires_at")?
+                    .and_then(|text| chrono::NaiveDateTime::parse_from_str(&text, TOKEN_TIME_FORMAT).ok()),
+            }),
+            None => None,
+        };
+        Ok(TerminalRecord {
+            id: row.try_get("id")?,
+            terminal: NewTerminal {
+                name: row.try_get("name")?,
+                base_url: row.try_get("base_url")?,
+                camera_url: row.try_get("camera_url")?,
+                tls,
+            },
+            enabled: flag(row, "enabled")?,
+            healthy: flag(row, "healthy")?,
+            last_error: row.try_get("last_error")?,
+            tokens,
+            device_terminal_id: row.try_get("device_terminal_id")?,
+            last_used_at: row.try_get("last_used_at")?,
+            last_checked_at: row.try_get("last_checked_at")?,
+            tokens_obtained_at: row.try_get("tokens_obtained_at")?,
+            registration: Self::registration(row)?,
+        })
+    }
+
+    pub(super) fn registration(row: &AnyRow) -> Result<Option<RegistrationRecord>, StoreError> {
+        let Some(state) = row.try_get::<Option<String>, _>("registration_state")? else {
+            return Ok(None);
+        };
+        Ok(Some(RegistrationRecord {
+            state: RegistrationState::parse(&state)
+                .ok_or_else(|| corrupt(format!("registration_state {state:?}")))?,
+            message: row.try_get("registration_message")?,
+            started_at: row
+                .try_get::<Option<i64>, _>("registration_started_at")?
+                .unwrap_or_default(),
+            finished_at: row.try_get("registration_finished_at")?,
+        }))
+    }
+
+    pub(super) fn operation(row: &AnyRow) -> Result<OperationRecord, StoreError> {
+        let money =
+            |column: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(row.try_get(column)?)) };
+        let optional_money = |column: &str| -> Result<Option<Money>, StoreError> {
+            Ok(row.try_get::<Option<i64>, _>(column)?.map(Money::from_minor))
+        };
+        let state: String = row.try_get("state")?;
+        let previous: String = row.try_get("previous_status")?;
+        Ok(OperationRecord {
+            id: row.try_get("id")?,
+            payment_id: row.try_get("payment_id")?,
+            terminal_id: row.try_get("terminal_id")?,
+            quote: OperationQuote {
+                method: MethodCode::new(row.try_get::<String, _>("method_code")?),
+                percent: Self::percent(row, "percent")?,
+                base: money("base_minor")?,
+                commission: money("commission_minor")?,
+                charge: money("charge_minor")?,
+            },
+            terminal_amount: row.try_get("terminal_amount")?,
+            state: OpState::parse(&state).ok_or_else(|| corrupt(format!("operation state {state:?}")))?,
+            is_current: flag(row, "is_current")?,
+            holds_terminal: flag(row, "holds_terminal")?,
+            previous_status: PaymentStatus::parse(&previous)
+                .ok_or_else(|| corrupt(format!("status {previous:?}")))?,
+            process_id: row.try_get("process_id")?,
+            qr_code: row.try_get("qr_code")?,
+            payment_url: row.try_get("payment_url")?,
+            credited: optional_money("credited_minor")?,
+            gross: optional_money("gross_minor")?,
+            product_method: row
+                .try_get::<Option<String>, _>("product_method")?
+                .map(MethodCode::new),
+            started_at: row.try_get("started_at")?,
+            deadline_at: row.try_get("deadline_at")?,
+            unknown_since: row.try_get("unknown_since")?,
+            refund_id: row.try_get("refund_id")?,
+            refund_of: row.try_get("refund_of_operation_id")?,
+            terminal_transaction_id: row.try_get("terminal_transaction_id")?,
+            cheque_method: row.try_get("cheque_method")?,
+            needs_review: flag(row, "needs_review")?,
+            review_reason: row.try_get("review_reason")?,
+            shown: flag(row, "shown")?,
+            start_uncertain: flag(row, "start_uncertain")?,
+        })
+    }
+
+    pub(super) fn stored_event(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+        let money =
+            |column: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(row.try_get(column)?)) };
+        let event: String = row.try_get("event")?;
+        let status: String = row.try_get("status")?;
+        let amount = money("amount_minor")?;
+        let commission = money("commission_minor")?;
+        Ok(StoredEvent {
+            event_id: row.try_get("event_id")?,
+            payment_id: row.try_get("payment_id")?,
+            event: WebhookEvent::parse(&event).ok_or_else(|| corrupt(format!("event {event:?}")))?,
+            status: PaymentStatus::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,
+            figures: Figures {
+                original_amount: amount - commission,
+                commission_amount: commission,
+                amount,
+                paid_amount: money("paid_minor")?,
+                remaining_amount: money("remaining_minor")?,
+                overpaid_amount: money("overpaid_minor")?,
+                refunded_amount: money("refunded_minor")?,
+                tolerance: byfly_core::ledger::tolerance(amount),
+            },
+            actual_amount_received: money("actual_received_minor")?,
+            payment_method: row.try_get("payment_method")?,
+            paid_at: row.try_get("paid_at")?,
+            created_at: row.try_get("created_at")?,
+            delivered_at: row.try_get("delivered_at")?,
+            sequence: u64::try_from(row.try_get::<Option<i64>, _>("sequence")?.unwrap_or(0))
+                .map_err(corrupt)?,
+            exhausted_at: row.try_get("exhausted_at")?,
+        })
+    }
+
+    /// The payment and source encoding an event's delivery needs.
+    pub(super) async fn due(&self, row: &AnyRow) -> Result<DueEvent, StoreError> {
+        let event = Self::stored_event(row)?;
+        let payment = self
+            .q(select_payments!("id = ?"))
+            .bind(event.payment_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let payment = Self::payment_row(&payment)?;
+        let encoding: String = self
+            .scalar("SELECT webhook_json FROM sources WHERE id = ?")
+            .bind(payment.source_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(DueEvent {
+            row_id: row.try_get("id")?,
+            attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).map_err(corrupt)?,
+            schedule_step: u32::try_from(row.try_get::<i64, _>("schedule_step")?).map_err(corrupt)?,
+            claim_token: row
+                .try_get::<Option<String>, _>("claim_token")?
+                .unwrap_or_default(),
+            event,
+            payment,
+            encoding: BodyEncoding::parse(&encoding)
+                .ok_or_else(|| corrupt(format!("webhook_json {encoding:?}")))?,
+        })
+    }
+}
