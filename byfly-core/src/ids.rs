@@ -18,12 +18,37 @@ pub trait SecureRandom {
     fn fill(&mut self, dest: &mut [u8]);
 }
 
-/// A new webhook event id: `evt_` and 128 random bits in hex, stable across the event's delivery
-/// attempts (receivers de-duplicate by it).
-pub fn event_id(random: &mut impl SecureRandom) -> String {
-    let mut bytes = [0u8; 16];
-    random.fill(&mut bytes);
-    format!("evt_{}", hex::encode(bytes))
+/// A webhook event's id: `evt_` and 128 random bits in hex, stable across the event's delivery
+/// attempts (receivers de-duplicate by it; it is `X-Webhook-Id` and the body's `event_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// A new, random id.
+    pub fn generate(random: &mut impl SecureRandom) -> EventId {
+        let mut bytes = [0u8; 16];
+        random.fill(&mut bytes);
+        EventId(format!("evt_{}", hex::encode(bytes)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An id as stored or as named in a request (looked up, never trusted to be well formed).
+impl From<String> for EventId {
+    fn from(text: String) -> EventId {
+        EventId(text)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A new refund request id: `rf_` and 64 random bits in hex.
@@ -262,6 +287,27 @@ pub(crate) mod tests {
         ] {
             assert!(TransactionId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn event_and_refund_ids_are_prefixed_hex_of_fresh_random_bits() {
+        let mut random = Counter(3);
+        let (first, second) = (EventId::generate(&mut random), EventId::generate(&mut random));
+        for id in [&first, &second] {
+            let hex = id.as_str().strip_prefix("evt_").unwrap();
+            assert_eq!(hex.len(), 32);
+            assert!(
+                hex.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+        }
+        assert_ne!(first, second);
+        assert_eq!(EventId::from(first.to_string()), first);
+        let refund = refund_id(&mut random);
+        let hex = refund.strip_prefix("rf_").unwrap();
+        assert_eq!(hex.len(), 16);
+        assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(refund, refund_id(&mut random));
     }
 
     #[test]

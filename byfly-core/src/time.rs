@@ -47,9 +47,10 @@ impl DisplayOffset {
             .ok_or_else(invalid)
     }
 
-    /// Formats Unix seconds as `YYYY-MM-DD HH:MM:SS` in this offset.
-    pub fn format(self, unix_seconds: i64) -> String {
-        match DateTime::from_timestamp(unix_seconds, 0) {
+    /// Formats Unix seconds (or a moment type that converts to them) as `YYYY-MM-DD HH:MM:SS` in
+    /// this offset.
+    pub fn format(self, unix_seconds: impl Into<i64>) -> String {
+        match DateTime::from_timestamp(unix_seconds.into(), 0) {
             Some(utc) => utc.with_timezone(&self.0).format("%Y-%m-%d %H:%M:%S").to_string(),
             None => String::new(),
         }

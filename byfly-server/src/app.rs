@@ -46,8 +46,8 @@ impl App {
         })
     }
 
-    /// Unix seconds now, by the injected clock.
-    pub fn now(&self) -> i64 {
+    /// Now, by the injected clock.
+    pub fn now(&self) -> crate::store::UnixSeconds {
         self.clock.now()
     }
 }

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use crate::store::UnixSeconds;
+
 /// A source of "now", in Unix seconds.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Unix seconds now.
-    fn now(&self) -> i64;
+    fn now(&self) -> UnixSeconds;
 }
 
 /// The clock services share.
@@ -19,10 +21,12 @@ pub type SharedClock = Arc<dyn Clock>;
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+    fn now(&self) -> UnixSeconds {
+        UnixSeconds(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -34,7 +38,7 @@ impl SystemClock {
 }
 
 /// The wall clock's Unix seconds, for wiring that has no [`crate::app::App`] at hand (and tests).
-pub fn unix_now() -> i64 {
+pub fn unix_now() -> UnixSeconds {
     SystemClock.now()
 }
 
@@ -44,7 +48,7 @@ pub struct ManualClock(AtomicI64);
 
 impl Default for ManualClock {
     fn default() -> Self {
-        ManualClock(AtomicI64::new(SystemClock.now()))
+        ManualClock(AtomicI64::new(SystemClock.now().get()))
     }
 }
 
@@ -56,8 +60,8 @@ impl ManualClock {
 }
 
 impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+    fn now(&self) -> UnixSeconds {
+        UnixSeconds(self.0.load(Ordering::SeqCst))
     }
 }
 

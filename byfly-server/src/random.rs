@@ -2,9 +2,9 @@
 
 use byfly_core::SecureRandom;
 
-/// A new webhook event id (byfly-core's shape, from the OS generator).
-pub fn event_id() -> String {
-    byfly_core::ids::event_id(&mut OsRandom)
+/// A new webhook event id (byfly-core's, from the OS generator).
+pub fn event_id() -> byfly_core::ids::EventId {
+    byfly_core::ids::EventId::generate(&mut OsRandom)
 }
 
 /// A new refund request id (byfly-core's shape, from the OS generator).

@@ -56,7 +56,9 @@ async fn a_refresh_token_never_reaches_the_logs_or_the_admin_answers() {
         for_calls: Some(1),
         call: Some("revoke".to_owned()),
     });
-    pool.check_due(i64::MAX / 2, 30).await.unwrap();
+    pool.check_due(byfly_server::store::UnixSeconds(i64::MAX / 2), 30)
+        .await
+        .unwrap();
     let checked = store.terminal(added.id).await.unwrap().unwrap();
     let error = checked.last_error.clone().unwrap_or_default();
     assert!(!checked.healthy && !error.is_empty(), "{checked:?}");

@@ -20,10 +20,10 @@ use super::errors::HttpError;
 use super::extract::{JsonBody, PaymentPath, RowId, invalid_query};
 use super::state::AppState;
 use crate::random::OsRandom;
-use crate::store::OperationRecord;
 use crate::store::{
     NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
 };
+use crate::store::{OperationRecord, SourceId, TerminalId};
 
 /// Proof that the request carries the admin token.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +55,7 @@ pub(super) fn not_found() -> HttpError {
 
 fn source_view(source: SourceRecord, state: &AppState) -> SourceView {
     SourceView {
-        id: source.id,
+        id: source.id.get(),
         name: source.name,
         webhook_json: source.webhook_json,
         active: source.active,
@@ -71,7 +71,7 @@ fn terminal_view(terminal: TerminalRecord, state: &AppState) -> TerminalView {
         TerminalTls::Insecure => ("insecure", None),
     };
     TerminalView {
-        id: terminal.id,
+        id: terminal.id.get(),
         name: terminal.terminal.name,
         base_url: terminal.terminal.base_url,
         camera_url: terminal.terminal.camera_url,
@@ -146,7 +146,7 @@ pub async fn create_source(
 pub async fn update_source(
     _: Admin,
     State(state): State<AppState>,
-    RowId(id): RowId,
+    RowId(id): RowId<SourceId>,
     JsonBody(request): JsonBody<UpdateSourceRequest>,
 ) -> Result<Json<Envelope<SourceView>>, HttpError> {
     let source = state
@@ -247,7 +247,7 @@ fn check_urls(urls: [&str; 2]) -> Result<(), HttpError> {
 pub async fn update_terminal(
     _: Admin,
     State(state): State<AppState>,
-    RowId(id): RowId,
+    RowId(id): RowId<TerminalId>,
     JsonBody(request): JsonBody<UpdateTerminalRequest>,
 ) -> Result<Json<Envelope<TerminalView>>, HttpError> {
     let current = state.store.terminal(id).await?.ok_or_else(not_found)?;
@@ -288,7 +288,7 @@ pub async fn update_terminal(
 pub async fn terminal(
     _: Admin,
     State(state): State<AppState>,
-    RowId(id): RowId,
+    RowId(id): RowId<TerminalId>,
 ) -> Result<Json<Envelope<TerminalView>>, HttpError> {
     let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
     Ok(Json(Envelope::data(terminal_view(terminal, &state))))
@@ -313,7 +313,7 @@ pub async fn methods(
 pub async fn update_method(
     _: Admin,
     State(state): State<AppState>,
-    RowId(id): RowId,
+    RowId(id): RowId<i64>,
     JsonBody(patch): JsonBody<UpdateMethodRequest>,
 ) -> Result<Json<Envelope<AdminMethodView>>, HttpError> {
     let methods = state.store.payment_methods().await?;
@@ -357,10 +357,10 @@ pub(super) fn operation_view(
 ) -> OperationView {
     let offset = state.settings.offset;
     OperationView {
-        id: op.id,
+        id: op.id.get(),
         transaction_id: transaction_id.clone(),
         kind: if op.is_refund() { "refund" } else { "payment" }.to_owned(),
-        terminal_id: op.terminal_id,
+        terminal_id: op.terminal_id.get(),
         method: op.quote.method.to_string(),
         amount: op.quote.charge,
         base_amount: op.quote.base,
@@ -387,7 +387,7 @@ pub async fn payment(
     let operations = state.store.operations(record.id).await?;
     let view = AdminPaymentView {
         payment: super::payments::view(&record, &state).await?,
-        source_id: record.source_id,
+        source_id: record.source_id.get(),
         operations: operations
             .iter()
             .map(|op| operation_view(op, &record.transaction_id, &state))
@@ -423,7 +423,7 @@ pub async fn payments(
         cursor: query.cursor,
     };
     Ok(Json(Envelope::data(
-        super::payments::page(&state, query.source_id, filters).await?,
+        super::payments::page(&state, query.source_id.map(SourceId), filters).await?,
     )))
 }
 
@@ -435,7 +435,7 @@ pub async fn payments(
 pub async fn register_terminal(
     _: Admin,
     State(state): State<AppState>,
-    RowId(id): RowId,
+    RowId(id): RowId<TerminalId>,
 ) -> Result<Response, HttpError> {
     let t = state.now();
     let timing = state.pool.timing();
@@ -448,7 +448,7 @@ pub async fn register_terminal(
             // Not tied to this request: the cashier may take minutes, and the outcome is stored.
             tokio::spawn(async move {
                 if let Err(err) = pool.register(&record).await {
-                    tracing::error!(terminal = record.id, %err, "could not record a registration");
+                    tracing::error!(terminal = %record.id, %err, "could not record a registration");
                 }
             });
             *terminal

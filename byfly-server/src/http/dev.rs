@@ -105,7 +105,7 @@ pub async fn receive_webhook(
         DEMO_WEBHOOK_SECRET.as_bytes(),
         &body,
         received,
-        state.now(),
+        state.now().get(),
         DEFAULT_TOLERANCE_SECS,
     );
     let delivery = DemoDelivery {

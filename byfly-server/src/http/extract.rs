@@ -189,12 +189,12 @@ impl FromRequestParts<AppState> for OwnPayment {
     }
 }
 
-/// A row id in the route's `{id}` (admin routes); one that is not a positive integer names nothing:
-/// `not_found`.
+/// A row id in the route's `{id}` (admin routes), as its id type; one that is not a positive
+/// integer names nothing: `not_found`.
 #[derive(Debug, Clone, Copy)]
-pub struct RowId(pub i64);
+pub struct RowId<T>(pub T);
 
-impl FromRequestParts<AppState> for RowId {
+impl<T: From<i64> + Send> FromRequestParts<AppState> for RowId<T> {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -202,7 +202,7 @@ impl FromRequestParts<AppState> for RowId {
             .await
             .and_then(|id| id.parse::<i64>().ok())
             .filter(|id| *id > 0)
-            .map(RowId)
+            .map(|id| RowId(T::from(id)))
             .ok_or_else(|| HttpError::code(ErrorCode::NotFound))
     }
 }

@@ -16,7 +16,8 @@ use super::errors::HttpError;
 use super::extract::{JsonBody, PaymentPath, invalid_query};
 use super::state::AppState;
 use crate::outbox::ManualRetry;
-use crate::store::{DeliveryLog, EventFilter, EventState};
+use crate::store::{DeliveryLog, EventFilter, EventState, SourceId, UnixSeconds};
+use byfly_core::ids::EventId;
 
 fn attempt_view(log: DeliveryLog, state: &AppState) -> WebhookAttemptView {
     WebhookAttemptView {
@@ -42,7 +43,7 @@ pub async fn payment_webhooks(
         let attempts = state.store.delivery_log(&event.event_id).await?;
         let count = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
         views.push(WebhookEventView {
-            event_id: event.event_id.clone(),
+            event_id: event.event_id.to_string(),
             event: event.event.as_str().to_owned(),
             created_at: state.settings.offset.format(event.created_at),
             delivered: event.delivered_at.is_some(),
@@ -66,6 +67,7 @@ pub async fn retry_webhook(
     Path(event_id): Path<String>,
 ) -> Result<Json<Envelope<WebhookAttemptView>>, HttpError> {
     let refused = |message: &str| HttpError::from(ApiError::with_message(ErrorCode::InvalidStatus, message));
+    let event_id = EventId::from(event_id);
     match state.dispatcher.retry(&event_id).await? {
         ManualRetry::Attempted => {}
         ManualRetry::NotFound => return Err(not_found()),
@@ -86,13 +88,18 @@ pub async fn retry_webhook(
 }
 
 /// A `YYYY-MM-DD HH:MM:SS` in the server's offset, or a 400 naming the field.
-fn datetime(state: &AppState, field: &str, text: &str) -> Result<i64, HttpError> {
-    state.settings.offset.parse_datetime(text).ok_or_else(|| {
-        HttpError::from(ApiError::with_message(
-            ErrorCode::ValidationError,
-            format!("{field}: ожидается дата и время в виде YYYY-MM-DD HH:MM:SS"),
-        ))
-    })
+fn datetime(state: &AppState, field: &str, text: &str) -> Result<UnixSeconds, HttpError> {
+    state
+        .settings
+        .offset
+        .parse_datetime(text)
+        .map(UnixSeconds)
+        .ok_or_else(|| {
+            HttpError::from(ApiError::with_message(
+                ErrorCode::ValidationError,
+                format!("{field}: ожидается дата и время в виде YYYY-MM-DD HH:MM:SS"),
+            ))
+        })
 }
 
 /// `GET /api/admin/webhooks`: undelivered events across payments — pending, failed (retrying)
@@ -122,7 +129,7 @@ pub async fn undelivered_webhooks(
         None => None,
     };
     let filter = EventFilter {
-        source_id: query.source_id,
+        source_id: query.source_id.map(SourceId),
         state: query.state.map(|state| match state {
             UndeliveredState::Pending => EventState::Pending,
             UndeliveredState::Failed => EventState::Failed,
@@ -145,9 +152,9 @@ pub async fn undelivered_webhooks(
             state: EventState::of(&listing.event, listing.attempts)
                 .as_str()
                 .to_owned(),
-            event_id: listing.event.event_id,
+            event_id: listing.event.event_id.to_string(),
             transaction_id: listing.transaction_id,
-            source_id: listing.source_id,
+            source_id: listing.source_id.get(),
             event: listing.event.event.as_str().to_owned(),
             sequence: listing.event.sequence,
             attempts: listing.attempts,
@@ -167,16 +174,14 @@ pub async fn recover_webhooks(
     JsonBody(request): JsonBody<RecoverWebhooksRequest>,
 ) -> Result<Json<Envelope<RecoveredWebhooks>>, HttpError> {
     let since = datetime(&state, "since", &request.since)?;
-    if state.store.source(request.source_id).await?.is_none() {
+    let source_id = SourceId(request.source_id);
+    if state.store.source(source_id).await?.is_none() {
         return Err(not_found());
     }
-    let recovered = state
-        .store
-        .recover_events(request.source_id, since, state.now())
-        .await?;
+    let recovered = state.store.recover_events(source_id, since, state.now()).await?;
     tracing::info!(
-        source_id = request.source_id,
-        since,
+        source_id = %request.source_id,
+        since = %since,
         recovered,
         "webhook events recovered"
     );

@@ -30,6 +30,7 @@ use crate::store::{
     IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, PaymentRecord, StoredResponse,
 };
 use crate::store::{OpState, OperationRecord};
+use crate::store::{PaymentId, SourceId};
 
 /// How long an `Idempotency-Key` claim may stay in flight before another request takes it over.
 const IDEMPOTENCY_STALE_SECS: i64 = 60;
@@ -81,7 +82,7 @@ fn error_body(error: &ApiError) -> StoredResponse {
 }
 
 /// Validates and stores a new payment.
-async fn create(state: &AppState, source_id: i64, body: &[u8]) -> Result<NewPaymentRow, HttpError> {
+async fn create(state: &AppState, source_id: SourceId, body: &[u8]) -> Result<NewPaymentRow, HttpError> {
     let methods = active(state.store.payment_methods().await?);
     let payment = InitPaymentInput::from_json(body)?.validate(&state.settings.limits, &methods)?;
     if let Some(url) = &payment.webhook_url {
@@ -94,7 +95,7 @@ async fn create(state: &AppState, source_id: i64, body: &[u8]) -> Result<NewPaym
         source_id,
         payment,
         created_at,
-        expires_at: created_at.saturating_add(ttl),
+        expires_at: created_at + ttl,
     })
 }
 
@@ -379,7 +380,7 @@ pub async fn list(
 /// One page of payments (of one source, or all for the admin API), newest first.
 pub(super) async fn page(
     state: &AppState,
-    source_id: Option<i64>,
+    source_id: Option<SourceId>,
     query: PaymentListQuery,
 ) -> Result<PaymentList, HttpError> {
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
@@ -395,6 +396,7 @@ pub(super) async fn page(
             i64::from_str_radix(cursor, 16)
                 .ok()
                 .filter(|id| *id > 0)
+                .map(PaymentId)
                 .ok_or_else(|| {
                     HttpError::from(ApiError::with_message(
                         ErrorCode::ValidationError,
@@ -410,7 +412,7 @@ pub(super) async fn page(
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
     let next_cursor = more
-        .then(|| records.last().map(|last| format!("{:x}", last.id)))
+        .then(|| records.last().map(|last| format!("{:x}", last.id.get())))
         .flatten();
     let offset = state.settings.offset;
     let mut items = Vec::with_capacity(records.len());

@@ -11,7 +11,7 @@ use super::admin::{Admin, not_found, operation_view};
 use super::errors::HttpError;
 use super::extract::{JsonBody, RowId};
 use super::state::AppState;
-use crate::store::{FinalAnswer, OpState};
+use crate::store::{FinalAnswer, OpState, OperationId};
 
 /// `GET /api/admin/operations/review`: operations waiting for an operator — `unknown` for longer
 /// than `unknown_review_after`, forgotten by their terminal (`101`) after a customer could have
@@ -36,7 +36,7 @@ pub async fn review(
 pub async fn resolve_operation(
     _: Admin,
     State(state): State<AppState>,
-    RowId(id): RowId,
+    RowId(id): RowId<OperationId>,
     JsonBody(request): JsonBody<ResolveOperationRequest>,
 ) -> Result<Json<Envelope<OperationView>>, HttpError> {
     let op = state.store.operation(id).await?.ok_or_else(not_found)?;
@@ -98,7 +98,7 @@ pub async fn resolve_operation(
             return Err(not_waiting());
         }
     }
-    tracing::warn!(operation = id, outcome = %request.outcome, "operation resolved by an operator");
+    tracing::warn!(operation = %id, outcome = %request.outcome, "operation resolved by an operator");
     let resolved = state.store.operation(id).await?.ok_or_else(not_found)?;
     let payment = state
         .store

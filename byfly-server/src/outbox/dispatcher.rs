@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use byfly_core::ids::EventId;
 use byfly_core::webhook::signature::{SignedHeaders, headers};
 use byfly_core::wire::{WebhookUrl, is_internal_address};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -28,6 +29,7 @@ use super::resolver::{GuardedResolver, Lookup, SystemLookup};
 use super::schedule::next_attempt_at;
 use crate::clock::SharedClock;
 use crate::config::DeliverySettings;
+use crate::store::UnixSeconds;
 use crate::store::{DeliveryAttempt, DeliveryOutcome, DueEvent, EventClaim, Recorded, Store, StoreError};
 
 /// How much of a receiver's answer is read and kept in the log.
@@ -204,7 +206,7 @@ impl Dispatcher {
 
     /// A manual attempt now, through the same claim and bounds as automatic ones (also for an
     /// event already delivered: receivers de-duplicate by `X-Webhook-Id`).
-    pub async fn retry(&self, event_id: &str) -> Result<ManualRetry, StoreError> {
+    pub async fn retry(&self, event_id: &EventId) -> Result<ManualRetry, StoreError> {
         let token = claim_token();
         let due = match self
             .store
@@ -249,11 +251,11 @@ impl Dispatcher {
 
     /// What a failed automatic attempt leads to when `steps` attempts of the schedule had failed
     /// before it: the schedule's next delay, or exhaustion once it has none left.
-    fn after_failure(&self, steps: u32, at: i64) -> DeliveryOutcome {
-        match next_attempt_at(&self.settings.backoff, steps, at, |spread| {
+    fn after_failure(&self, steps: u32, at: UnixSeconds) -> DeliveryOutcome {
+        match next_attempt_at(&self.settings.backoff, steps, at.get(), |spread| {
             rand::random_range(-spread..=spread)
         }) {
-            Some(next) => DeliveryOutcome::RetryAt(next),
+            Some(next) => DeliveryOutcome::RetryAt(UnixSeconds(next)),
             None => DeliveryOutcome::Exhausted,
         }
     }
@@ -320,7 +322,13 @@ impl Dispatcher {
         Ok(delivered)
     }
 
-    async fn send(&self, url: &str, due: &DueEvent, body: &str, timestamp: i64) -> Result<Sent, String> {
+    async fn send(
+        &self,
+        url: &str,
+        due: &DueEvent,
+        body: &str,
+        timestamp: UnixSeconds,
+    ) -> Result<Sent, String> {
         let target = WebhookUrl::parse(url).map_err(|err| err.message)?;
         // A literal address is not looked up, so the resolver cannot check it: done here.
         if !self.settings.allow_private_hosts && target.literal_ip().is_some_and(is_internal_address) {
@@ -333,14 +341,16 @@ impl Dispatcher {
             .header("content-type", "application/json")
             .header(headers::EVENT, due.event.event.as_str())
             .header(headers::TIMESTAMP, timestamp.to_string())
-            .header(headers::ID, event_id);
+            .header(headers::ID, event_id.as_str());
         if let Some(secret) = &due.payment.webhook_secret {
             let secret = secret.expose().as_bytes();
-            let signed = SignedHeaders::sign(secret, body.as_bytes(), timestamp);
+            let signed = SignedHeaders::sign(secret, body.as_bytes(), timestamp.get());
             request = request
                 .header(headers::SIGNATURE, signed.signature)
                 .header(headers::SIGNATURE_V2, signed.signature_v2);
-            for (name, value) in SignedHeaders::standard(secret, event_id, body.as_bytes(), timestamp) {
+            for (name, value) in
+                SignedHeaders::standard(secret, event_id.as_str(), body.as_bytes(), timestamp.get())
+            {
                 request = request.header(name, value);
             }
         }

@@ -6,9 +6,10 @@ use byfly_core::time::DisplayOffset;
 use byfly_core::webhook::RawJson;
 
 use crate::store::DueEvent;
+use crate::store::UnixSeconds;
 
 /// The body of an event: its figures then, the payment's own fields, and this attempt's timestamp.
-pub fn payload(due: &DueEvent, offset: DisplayOffset, timestamp: i64) -> WebhookPayload {
+pub fn payload(due: &DueEvent, offset: DisplayOffset, timestamp: UnixSeconds) -> WebhookPayload {
     let event = &due.event;
     let payment = &due.payment;
     let metadata = payment
@@ -30,8 +31,8 @@ pub fn payload(due: &DueEvent, offset: DisplayOffset, timestamp: i64) -> Webhook
         created_at: offset.format(payment.created_at),
         paid_at: event.paid_at.map(|at| offset.format(at)),
         metadata,
-        timestamp,
-        event_id: event.event_id.clone(),
+        timestamp: timestamp.get(),
+        event_id: event.event_id.to_string(),
         refunded_amount: event.figures.refunded_amount,
         overpaid_amount: event.figures.overpaid_amount,
         commission_amount: event.figures.commission_amount,

@@ -5,6 +5,7 @@
 
 use super::settle::on_expiry;
 use crate::random::event_id;
+use crate::store::UnixSeconds;
 use crate::store::{Store, StoreError};
 
 /// How long an operation may stay `starting` (claimed, `/v2/payment` not yet answered) before it
@@ -18,18 +19,18 @@ pub const STALE_START_SECS: i64 = 120;
 /// terminals of payment starts that got no answer once their deadline passed (the terminal has
 /// ended any such operation by itself). Rows are never deleted. A start is stale after
 /// `stale_start_secs` (normally [`STALE_START_SECS`]) by the database's clock.
-pub async fn sweep(store: &dyn Store, now: i64, stale_start_secs: i64) -> Result<(), StoreError> {
+pub async fn sweep(store: &dyn Store, now: UnixSeconds, stale_start_secs: i64) -> Result<(), StoreError> {
     store.expire_due(now, 100, &event_id, &on_expiry).await?;
     for operation_id in store.stale_starts(stale_start_secs).await? {
         tracing::warn!(
-            operation_id,
+            %operation_id,
             "operation left starting by a stopped process: terminal freed"
         );
         store.start_failed(operation_id, None).await?;
     }
     for operation_id in store.release_uncertain_starts(now).await? {
         tracing::warn!(
-            operation_id,
+            %operation_id,
             "terminal freed after the deadline of a payment start that got no answer: review"
         );
     }

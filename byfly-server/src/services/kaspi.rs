@@ -11,6 +11,8 @@ use byfly_terminal::Camera;
 
 use crate::app::App;
 use crate::random::event_id;
+use crate::store::OperationId;
+use crate::store::UnixSeconds;
 use crate::store::{
     ClaimOutcome, OpState, OperationRecord, PaymentRecord, StoreError, TerminalClaim, TerminalRecord,
 };
@@ -34,13 +36,13 @@ fn answer(payment: &PaymentRecord, op: &OperationRecord, app: &App) -> Result<Ka
         commission_percent: op.quote.charged_percent(),
         payment_url: url,
         qr_code: qr,
-        terminal_id: op.terminal_id,
+        terminal_id: op.terminal_id.get(),
         expires_at: Some(app.settings.offset.format(op.deadline_at)),
     })
 }
 
 /// Refuses `/kaspi` on a payment that cannot take money any more.
-fn refuse_final(payment: &PaymentRecord, now: i64) -> Result<(), ServiceError> {
+fn refuse_final(payment: &PaymentRecord, now: UnixSeconds) -> Result<(), ServiceError> {
     let code = match payment.status {
         PaymentStatus::Paid => ErrorCode::AlreadyPaid,
         PaymentStatus::Cancelled => ErrorCode::PaymentCancelled,
@@ -140,7 +142,7 @@ pub async fn start(
         {
             Ok(()) => {}
             Err(Failure::TryNext(reason)) => {
-                tracing::warn!(terminal = terminal.id, %reason, "terminal failed to start a payment; trying the next");
+                tracing::warn!(terminal = %terminal.id, %reason, "terminal failed to start a payment; trying the next");
                 tried.push(terminal.id);
                 continue;
             }
@@ -192,7 +194,7 @@ pub async fn terminals_busy(app: &App) -> Result<ServiceError, StoreError> {
 async fn run_on_terminal(
     app: &App,
     terminal: &TerminalRecord,
-    operation_id: i64,
+    operation_id: OperationId,
     amount: i64,
     from: PaymentStatus,
     to: PaymentStatus,
@@ -214,7 +216,7 @@ async fn run_on_terminal(
         Start::Uncertain(reason) => {
             // Never the next terminal while this one may be running the payment: it stays held
             // until the operation's deadline, then goes to review.
-            tracing::warn!(terminal = terminal.id, operation_id, %reason, "payment start uncertain: terminal held");
+            tracing::warn!(terminal = %terminal.id, %operation_id, %reason, "payment start uncertain: terminal held");
             let reason = format!("/v2/payment без ответа: терминал мог начать операцию ({reason})");
             hold_uncertain(app, operation_id, &reason).await?;
             return Err(Failure::Stop(ServiceError::code(ErrorCode::TerminalUnavailable)));
@@ -227,13 +229,13 @@ async fn run_on_terminal(
     {
         // Far slower than any terminal call may be: the claim was given up. The terminal may run a
         // process nobody holds; it ends by itself, and its terminal answers 107 meanwhile.
-        tracing::error!(operation_id, process = %process.process_id, "terminal answered after its claim was given up");
+        tracing::error!(%operation_id, process = %process.process_id, "terminal answered after its claim was given up");
         return Err(Failure::Stop(ServiceError::code(ErrorCode::TerminalUnavailable)));
     }
     match read_operation_qr(app, terminal, operation_id, on_screen.as_deref()).await? {
         Ok(()) => Ok(()),
         Err(err) => {
-            tracing::warn!(terminal = terminal.id, %err, "QR not read from the camera");
+            tracing::warn!(terminal = %terminal.id, %err, "QR not read from the camera");
             app.store
                 .abandon_unreadable(operation_id, app.now(), &event_id(), &on_given_up(operation_id))
                 .await?;
@@ -247,7 +249,7 @@ async fn run_on_terminal(
 async fn wait_for_qr(
     app: &App,
     payment: &PaymentRecord,
-    operation_id: i64,
+    operation_id: OperationId,
 ) -> Result<KaspiResponse, ServiceError> {
     let deadline = std::time::Instant::now() + app.timing.qr_scan.deadline + Duration::from_secs(15);
     while std::time::Instant::now() < deadline {

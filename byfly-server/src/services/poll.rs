@@ -7,16 +7,18 @@ use byfly_terminal::{ProcessStatus, TerminalError};
 use super::settle::on_final_answer;
 use crate::app::App;
 use crate::random::event_id;
+use crate::store::UnixSeconds;
 use crate::store::{FinalAnswer, OperationRecord, PollNote, SettlementPlan, StoreError};
+use crate::store::{OperationId, PaymentId};
 
 /// Settles an operation with its final answer: byfly-core's decision from a snapshot the store
 /// reads in the transaction that writes it. `None` when it was already settled.
 pub(crate) async fn settle_final(
     app: &App,
-    operation_id: i64,
+    operation_id: OperationId,
     answer: &FinalAnswer,
     raw: &str,
-    now: i64,
+    now: UnixSeconds,
 ) -> Result<Option<SettlementPlan>, StoreError> {
     app.store
         .settle(
@@ -41,7 +43,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
     let client = match app.pool.client(&terminal) {
         Ok(client) => client,
         Err(err) => {
-            tracing::error!(operation = op.id, %err, "terminal client");
+            tracing::error!(operation = %op.id, %err, "terminal client");
             return Ok(());
         }
     };
@@ -70,7 +72,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
             // until an actualize gives a final answer).
             if !op.needs_review {
                 tracing::warn!(
-                    operation = op.id,
+                    operation = %op.id,
                     "terminal forgot an operation a customer could have paid: review"
                 );
             }
@@ -100,7 +102,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
             if let TerminalError::NeedsRegistration(why) = &err {
                 app.pool.tokens_refused(terminal.id, &client, why).await?;
             }
-            tracing::warn!(operation = op.id, %err, "poll failed; will ask again");
+            tracing::warn!(operation = %op.id, %err, "poll failed; will ask again");
             let note = PollNote {
                 raw_answer: serde_json::json!({ "error": err.to_string() }).to_string(),
                 next_poll_at: t + app.timing.poll_interval.max(2),
@@ -166,7 +168,7 @@ pub const UNKNOWN_REVIEW: &str =
     "unknown: терминал не знает, списаны ли деньги; проверьте историю операций на терминале";
 
 /// Polls the due operations (of one payment, or all) once. Returns how many were asked.
-pub async fn poll_due(app: &App, payment_id: Option<i64>) -> Result<usize, StoreError> {
+pub async fn poll_due(app: &App, payment_id: Option<PaymentId>) -> Result<usize, StoreError> {
     let lease = 15;
     let due = app
         .store

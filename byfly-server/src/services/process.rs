@@ -9,6 +9,7 @@ use byfly_terminal::{Camera, CameraError, Terminal, TerminalError, payment_url, 
 
 use crate::app::App;
 use crate::random::event_id;
+use crate::store::OperationId;
 use crate::store::{OperationRecord, PreviousScreen, StoreError, TerminalRecord};
 
 use super::error::ServiceError;
@@ -67,15 +68,15 @@ where
         match app.pool.tokens_refused(terminal.id, client, why).await {
             Ok(true) => answer = call().await,
             Ok(false) => {}
-            Err(err) => tracing::error!(terminal = terminal.id, %err, "could not record refused tokens"),
+            Err(err) => tracing::error!(terminal = %terminal.id, %err, "could not record refused tokens"),
         }
     }
     let answer = match answer {
         Err(first) if first.may_have_acted() => {
-            tracing::warn!(terminal = terminal.id, %first, "a start may have acted without an answer; asking again");
+            tracing::warn!(terminal = %terminal.id, %first, "a start may have acted without an answer; asking again");
             match call().await {
                 Ok(process) => {
-                    tracing::info!(terminal = terminal.id, "the first call had not started anything");
+                    tracing::info!(terminal = %terminal.id, "the first call had not started anything");
                     Ok(process)
                 }
                 Err(second) => Err(format!("{first}; asked again: {second}")),
@@ -98,7 +99,7 @@ where
 /// ones must find them (a refresh token works once).
 async fn persist_tokens(app: &App, terminal: &TerminalRecord, client: &Terminal) {
     if let Err(err) = app.pool.persist_refreshed_tokens(terminal.id, client).await {
-        tracing::error!(terminal = terminal.id, %err, "could not store refreshed tokens");
+        tracing::error!(terminal = %terminal.id, %err, "could not store refreshed tokens");
     }
 }
 
@@ -112,7 +113,7 @@ const UNKNOWN_SCREEN_REDRAW: Duration = Duration::from_millis(2_000);
 pub(crate) async fn read_operation_qr(
     app: &App,
     terminal: &TerminalRecord,
-    operation_id: i64,
+    operation_id: OperationId,
     on_screen_before: Option<&str>,
 ) -> Result<Result<(), CameraError>, StoreError> {
     let previous = app.store.previous_qr(terminal.id, operation_id).await?;
@@ -143,7 +144,11 @@ pub(crate) async fn read_operation_qr(
 
 /// A start that got no answer we could read: the operation keeps its terminal until its deadline
 /// (then an operator checks the terminal's history) and stops deciding the payment.
-pub(crate) async fn hold_uncertain(app: &App, operation_id: i64, reason: &str) -> Result<(), StoreError> {
+pub(crate) async fn hold_uncertain(
+    app: &App,
+    operation_id: OperationId,
+    reason: &str,
+) -> Result<(), StoreError> {
     app.store
         .start_uncertain(
             operation_id,
@@ -160,7 +165,7 @@ pub(crate) async fn hold_uncertain(app: &App, operation_id: i64, reason: &str) -
 /// passes; a busy one (someone else uses it) stays healthy.
 pub(crate) async fn release(
     app: &App,
-    operation_id: i64,
+    operation_id: OperationId,
     err: &TerminalError,
 ) -> Result<Failure, StoreError> {
     let unhealthy = !matches!(err, TerminalError::Busy(_));
@@ -176,6 +181,6 @@ pub async fn cancel_on_terminal(app: &App, terminal: &TerminalRecord, op: &Opera
     if let (Ok(client), Some(process)) = (app.pool.client(terminal), op.process_id.as_deref())
         && let Err(err) = client.cancel(process).await
     {
-        tracing::info!(operation = op.id, %err, "terminal cancel not accepted; the operation is followed to its end");
+        tracing::info!(operation = %op.id, %err, "terminal cancel not accepted; the operation is followed to its end");
     }
 }

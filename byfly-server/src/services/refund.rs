@@ -18,6 +18,7 @@ use super::process::{Start, hold_uncertain, read_operation_qr, release, start_pr
 use super::settle::ledger_of;
 use crate::app::App;
 use crate::random::refund_id;
+use crate::store::OperationId;
 use crate::store::{
     OpState, OperationRecord, PaymentRecord, RefundClaim, RefundPartOf, RefundRequestRecord, StoreError,
 };
@@ -29,7 +30,7 @@ const OPEN_REQUESTS_PER_ROUND: i64 = 50;
 /// refunds made or running against it. Only an operation with the terminal's `transactionId` can
 /// be named in `/v2/refund`.
 fn refund_sources(operations: &[OperationRecord]) -> Vec<(&OperationRecord, Money)> {
-    let given_back = |id: i64| -> Money {
+    let given_back = |id: OperationId| -> Money {
         operations
             .iter()
             .filter(|op| op.refund_of == Some(id) && !part_failed(op))
@@ -284,7 +285,7 @@ async fn run_part(
     app: &App,
     payment_status: PaymentStatus,
     source: &OperationRecord,
-    operation_id: i64,
+    operation_id: OperationId,
 ) -> Result<(), ServiceError> {
     let terminal = app.store.terminal(source.terminal_id).await?;
     let terminal = terminal.ok_or_else(|| ServiceError::internal("operation without terminal"))?;
@@ -320,7 +321,7 @@ async fn run_part(
         Start::Uncertain(reason) => {
             // Never sent again blindly: the terminal may be refunding already. It stays held
             // until the deadline, then an operator checks the terminal's history.
-            tracing::warn!(terminal = terminal.id, operation_id, %reason, "refund start uncertain: terminal held");
+            tracing::warn!(terminal = %terminal.id, %operation_id, %reason, "refund start uncertain: terminal held");
             let reason = format!("/v2/refund без ответа: терминал мог начать возврат ({reason})");
             hold_uncertain(app, operation_id, &reason).await?;
             return Err(ServiceError::code(ErrorCode::TerminalUnavailable));
@@ -343,7 +344,7 @@ async fn run_part(
         && let Err(err) = read_operation_qr(app, &terminal, operation_id, None).await?
     {
         // The refund still runs and is followed by the poller; the customer confirms in the app.
-        tracing::warn!(operation_id, %err, "refund confirmation QR not read");
+        tracing::warn!(%operation_id, %err, "refund confirmation QR not read");
     }
     Ok(())
 }
@@ -397,7 +398,7 @@ pub async fn continue_request(app: &App, request: &RefundRequestRecord) -> Resul
     );
     tokio::spawn(async move {
         if let Err(err) = run_part(&app, status, &source, operation_id).await {
-            tracing::warn!(%refund_id, operation_id, %err, "refund part did not start");
+            tracing::warn!(%refund_id, %operation_id, %err, "refund part did not start");
         }
     });
     Ok(())

@@ -6,12 +6,13 @@
 use byfly_core::ledger::{Ledger, Operation, OperationState, TerminalOutcome};
 use byfly_core::{Money, MoneyEvent, PaymentEvent, PaymentMethod, PaymentStatus, Percent, Settlement};
 
+use crate::store::OperationId;
 use crate::store::{
     FinalAnswer, OpState, OperationRecord, PaymentRecord, Reported, SettlementPlan, Snapshot,
 };
 
 /// The ledger of a payment: operations that exist on a terminal, in start order.
-pub fn ledger_of(payment: &PaymentRecord, operations: &[OperationRecord]) -> (Ledger, Vec<i64>) {
+pub fn ledger_of(payment: &PaymentRecord, operations: &[OperationRecord]) -> (Ledger, Vec<OperationId>) {
     let mut ledger = Ledger::new(payment.original_amount);
     ledger.refunded_amount = payment.refunded_amount;
     let mut ids = Vec::new();
@@ -56,7 +57,7 @@ fn status_plan(snapshot: &Snapshot, settlement: &Settlement, figures: byfly_core
 
 /// The decision for a terminal's final answer about operation `operation_id` (payment or refund).
 pub fn on_final_answer(
-    operation_id: i64,
+    operation_id: OperationId,
     answer: &FinalAnswer,
 ) -> impl Fn(&Snapshot) -> Option<SettlementPlan> + Sync + '_ {
     move |snapshot| {
@@ -82,7 +83,7 @@ pub fn on_final_answer(
 /// (QR unreadable, a start without an answer) and no predecessor became current again: the status
 /// it had before the operation, unless money arrived meanwhile (then what it paid for, with its
 /// event).
-pub fn on_given_up(operation_id: i64) -> impl Fn(&Snapshot) -> Option<SettlementPlan> + Sync {
+pub fn on_given_up(operation_id: OperationId) -> impl Fn(&Snapshot) -> Option<SettlementPlan> + Sync {
     move |snapshot| {
         let previous = snapshot
             .operations
@@ -158,7 +159,11 @@ fn follow(status: PaymentStatus, event: MoneyEvent, ledger: &Ledger, reported: R
 /// open (already settled by another caller: nothing to do, nothing doubled). Money is never
 /// ignored: whatever the payment's status, what the terminal took is credited, the status follows
 /// it and an event reports it.
-fn plan_settlement(snapshot: &Snapshot, operation_id: i64, answer: &FinalAnswer) -> Option<SettlementPlan> {
+fn plan_settlement(
+    snapshot: &Snapshot,
+    operation_id: OperationId,
+    answer: &FinalAnswer,
+) -> Option<SettlementPlan> {
     let (payment, methods, reported) = (&snapshot.payment, &snapshot.methods, snapshot.reported);
     let (mut ledger, ids) = ledger_of(payment, &snapshot.operations);
     let index = ids.iter().position(|id| *id == operation_id)?;

@@ -4,6 +4,7 @@
 
 use byfly_core::{MethodCode, Money, PaymentMethod, PaymentStatus, WebhookEvent};
 
+use super::ids::OperationId;
 use super::records::{OperationRecord, PaymentRecord};
 
 /// What the payment's last webhook event told the merchant: its status and figures.
@@ -48,7 +49,7 @@ pub struct SettlementPlan {
     pub figures: byfly_core::Figures,
     /// The current operation that stops being current: what is owed without it is paid, or the
     /// payment was cancelled.
-    pub abandon_current: Option<i64>,
+    pub abandon_current: Option<OperationId>,
 }
 
 /// What a decision about one payment is made from, read inside the write transaction that

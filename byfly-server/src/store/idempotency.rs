@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 
 use super::error::StoreError;
+use super::ids::UnixSeconds;
+use super::ids::*;
 use super::records::*;
 
 /// Requests guarded by an `Idempotency-Key`.
@@ -13,10 +15,10 @@ pub trait Idempotency: Send + Sync {
     /// than 24 h are forgotten.
     async fn begin_idempotent(
         &self,
-        source_id: i64,
+        source_id: SourceId,
         key: &str,
         request_hash: &str,
-        now: i64,
+        now: UnixSeconds,
         stale_after: i64,
     ) -> Result<IdempotencyStart, StoreError>;
 
@@ -24,5 +26,5 @@ pub trait Idempotency: Send + Sync {
     async fn complete_idempotent(&self, completion: IdempotencyCompletion) -> Result<(), StoreError>;
 
     /// Forgets an in-flight claim whose request failed for a reason a retry may not meet (5xx).
-    async fn release_idempotent(&self, source_id: i64, key: &str) -> Result<(), StoreError>;
+    async fn release_idempotent(&self, source_id: SourceId, key: &str) -> Result<(), StoreError>;
 }

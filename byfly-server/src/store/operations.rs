@@ -4,8 +4,11 @@ use async_trait::async_trait;
 
 use super::decisions::*;
 use super::error::StoreError;
+use super::ids::UnixSeconds;
+use super::ids::*;
 use super::records::*;
 use byfly_core::PaymentStatus;
+use byfly_core::ids::EventId;
 
 /// Operations on terminals: claiming a terminal, following the process, settling its final answer, review.
 #[async_trait]
@@ -14,12 +17,12 @@ pub trait Operations: Send + Sync {
     /// for the latest operation it ran before, or that it showed one nobody read.
     async fn previous_qr(
         &self,
-        terminal_id: i64,
-        before_operation: i64,
+        terminal_id: TerminalId,
+        before_operation: OperationId,
     ) -> Result<PreviousScreen, StoreError>;
 
     /// A payment's operations, in start order.
-    async fn operations(&self, payment_id: i64) -> Result<Vec<OperationRecord>, StoreError>;
+    async fn operations(&self, payment_id: PaymentId) -> Result<Vec<OperationRecord>, StoreError>;
 
     /// Claims the least recently used free, healthy, enabled terminal and opens an operation on it.
     async fn claim_terminal(&self, claim: &TerminalClaim) -> Result<ClaimOutcome, StoreError>;
@@ -27,13 +30,17 @@ pub trait Operations: Send + Sync {
     /// `/v2/payment` failed: the operation never existed on the terminal; the terminal is free
     /// (and marked unhealthy with `unhealthy` as the reason, when given); an abandoned predecessor
     /// becomes current again.
-    async fn start_failed(&self, operation_id: i64, unhealthy: Option<&str>) -> Result<(), StoreError>;
+    async fn start_failed(
+        &self,
+        operation_id: OperationId,
+        unhealthy: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Operations still `starting` (claimed, terminal not yet known to have started them) for more
     /// than `older_than_secs` by the database's clock: left by a process that died in the middle of
     /// `/kaspi`. One clock judges the age, whichever host claimed and whichever sweeps. Uncertain
     /// starts are not among them.
-    async fn stale_starts(&self, older_than_secs: i64) -> Result<Vec<i64>, StoreError>;
+    async fn stale_starts(&self, older_than_secs: i64) -> Result<Vec<OperationId>, StoreError>;
 
     /// `/v2/payment` got no answer we could read, and asking again did not prove it never started:
     /// the terminal may run it under a process id we never learnt. The operation stops being
@@ -41,26 +48,26 @@ pub trait Operations: Send + Sync {
     /// terminal until its deadline, when [`Store::release_uncertain_starts`] frees it for review.
     async fn start_uncertain(
         &self,
-        operation_id: i64,
+        operation_id: OperationId,
         reason: &str,
-        now: i64,
-        event_id: &str,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<(), StoreError>;
 
     /// Frees the terminals of uncertain starts whose deadline passed (a terminal ends an unpaid
     /// operation by itself by then) and flags them for an operator, who checks the terminal's own
     /// history. Returns their ids.
-    async fn release_uncertain_starts(&self, now: i64) -> Result<Vec<i64>, StoreError>;
+    async fn release_uncertain_starts(&self, now: UnixSeconds) -> Result<Vec<OperationId>, StoreError>;
 
     /// The terminal started the process: store its id (polling resumes from it after a restart)
     /// and move the payment from `from` to `to`. `false` when the operation was no longer
     /// `starting` (the stale-start sweeper freed it): nothing is written.
     async fn operation_started(
         &self,
-        operation_id: i64,
+        operation_id: OperationId,
         process_id: &str,
-        now: i64,
+        now: UnixSeconds,
         from: PaymentStatus,
         to: PaymentStatus,
     ) -> Result<bool, StoreError>;
@@ -68,7 +75,7 @@ pub trait Operations: Send + Sync {
     /// The QR was read from the camera.
     async fn operation_qr(
         &self,
-        operation_id: i64,
+        operation_id: OperationId,
         qr_code: &str,
         payment_url: &str,
     ) -> Result<(), StoreError>;
@@ -78,9 +85,9 @@ pub trait Operations: Send + Sync {
     /// if one is due).
     async fn abandon_unreadable(
         &self,
-        operation_id: i64,
-        now: i64,
-        event_id: &str,
+        operation_id: OperationId,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<(), StoreError>;
 
@@ -88,26 +95,26 @@ pub trait Operations: Send + Sync {
     /// pushing their next poll `lease` seconds ahead so no other caller polls them meanwhile.
     async fn claim_due_operations(
         &self,
-        now: i64,
+        now: UnixSeconds,
         lease: i64,
-        payment_id: Option<i64>,
+        payment_id: Option<PaymentId>,
         limit: u32,
     ) -> Result<Vec<OperationRecord>, StoreError>;
 
     /// Records a non-final answer: the raw JSON, when to ask again, since when it is `unknown`,
     /// whether it showed the operation to a customer, and why it needs review.
-    async fn record_poll(&self, operation_id: i64, note: &PollNote) -> Result<(), StoreError>;
+    async fn record_poll(&self, operation_id: OperationId, note: &PollNote) -> Result<(), StoreError>;
 
     /// Records a final answer, in one transaction: the operation, the freed terminal, and what
     /// `decide` (made from a snapshot read in that transaction) says of the payment's status and
     /// webhook event. `None` when the operation was already settled.
     async fn settle(
         &self,
-        operation_id: i64,
+        operation_id: OperationId,
         answer: &FinalAnswer,
         raw_answer: &str,
-        now: i64,
-        event_id: &str,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<Option<SettlementPlan>, StoreError>;
 
@@ -116,9 +123,9 @@ pub trait Operations: Send + Sync {
     async fn operations_needing_review(&self) -> Result<Vec<OperationRecord>, StoreError>;
 
     /// One operation.
-    async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError>;
+    async fn operation(&self, id: OperationId) -> Result<Option<OperationRecord>, StoreError>;
 
     /// An operator looked at an operation under review that no longer holds a terminal and found
     /// nothing to settle: it leaves the review queue. Returns whether it was waiting.
-    async fn acknowledge_review(&self, id: i64) -> Result<bool, StoreError>;
+    async fn acknowledge_review(&self, id: OperationId) -> Result<bool, StoreError>;
 }

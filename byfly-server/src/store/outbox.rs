@@ -5,22 +5,25 @@
 
 use async_trait::async_trait;
 
+use byfly_core::ids::EventId;
 use byfly_core::{BodyEncoding, Figures, Money, PaymentStatus, TransactionId, WebhookEvent};
 
 use super::error::StoreError;
+use super::ids::UnixSeconds;
+use super::ids::*;
 use super::records::PaymentRecord;
 
 /// The outbox, for the dispatcher and the admin API.
 #[async_trait]
 pub trait Outbox: Send + Sync {
     /// The outbox events of a payment, oldest first.
-    async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn webhook_events(&self, payment_id: PaymentId) -> Result<Vec<StoredEvent>, StoreError>;
     /// Claims up to `limit` events whose next attempt is due and that are the oldest undelivered,
     /// unexhausted event of their payment (a later event never goes before an earlier one),
     /// leasing them to `token` for `lease` seconds.
     async fn claim_due_events(
         &self,
-        now: i64,
+        now: UnixSeconds,
         lease: i64,
         limit: u32,
         token: &str,
@@ -29,14 +32,19 @@ pub trait Outbox: Send + Sync {
     /// ones (never two deliveries of one event at once, never ahead of an earlier event).
     async fn claim_event(
         &self,
-        event_id: &str,
-        now: i64,
+        event_id: &EventId,
+        now: UnixSeconds,
         lease: i64,
         token: &str,
     ) -> Result<EventClaim, StoreError>;
     /// Gives claims back without an attempt (their receivers' hosts have no free slot), in one
     /// transaction, to be claimed again from `retry_at`. Returns how many were still the caller's.
-    async fn release_claims(&self, row_ids: &[i64], token: &str, retry_at: i64) -> Result<u64, StoreError>;
+    async fn release_claims(
+        &self,
+        row_ids: &[i64],
+        token: &str,
+        retry_at: UnixSeconds,
+    ) -> Result<u64, StoreError>;
     /// Logs an attempt and records its outcome — only while `token` still holds the claim.
     async fn record_delivery(
         &self,
@@ -46,23 +54,28 @@ pub trait Outbox: Send + Sync {
         outcome: DeliveryOutcome,
     ) -> Result<Recorded, StoreError>;
     /// The delivery log of an event, oldest first.
-    async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError>;
+    async fn delivery_log(&self, event_id: &EventId) -> Result<Vec<DeliveryLog>, StoreError>;
     /// Undelivered events across payments (pending, failed, exhausted), oldest first.
     async fn undelivered_events(&self, filter: &EventFilter) -> Result<Vec<EventListing>, StoreError>;
     /// Restarts the schedule of every failed or exhausted event of `source_id`'s payments created
     /// at or after `since`, due at `now` (delivered in order by the claim rule). Returns how many.
-    async fn recover_events(&self, source_id: i64, since: i64, now: i64) -> Result<u64, StoreError>;
+    async fn recover_events(
+        &self,
+        source_id: SourceId,
+        since: UnixSeconds,
+        now: UnixSeconds,
+    ) -> Result<u64, StoreError>;
     /// Deletes attempt logs older than `before` (the events themselves are kept). Returns how many.
-    async fn purge_delivery_logs(&self, before: i64) -> Result<u64, StoreError>;
+    async fn purge_delivery_logs(&self, before: UnixSeconds) -> Result<u64, StoreError>;
 }
 
 /// A webhook event of the outbox, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     /// Stable id (`X-Webhook-Id`).
-    pub event_id: String,
+    pub event_id: EventId,
     /// Its payment.
-    pub payment_id: i64,
+    pub payment_id: PaymentId,
     /// The event.
     pub event: WebhookEvent,
     /// The payment's status then.
@@ -74,15 +87,15 @@ pub struct StoredEvent {
     /// Method of the operation that caused it.
     pub payment_method: Option<String>,
     /// `paid_at` of the payment then (Unix seconds).
-    pub paid_at: Option<i64>,
+    pub paid_at: Option<UnixSeconds>,
     /// Unix seconds.
-    pub created_at: i64,
+    pub created_at: UnixSeconds,
     /// Unix seconds of the successful delivery.
-    pub delivered_at: Option<i64>,
+    pub delivered_at: Option<UnixSeconds>,
     /// 1, 2, … per payment: the order its events happened and are delivered in.
     pub sequence: u64,
     /// Unix seconds when its retry schedule ran out (until an operator recovers it).
-    pub exhausted_at: Option<i64>,
+    pub exhausted_at: Option<UnixSeconds>,
 }
 
 /// Where an outbox event stands.
@@ -128,11 +141,11 @@ impl EventState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EventFilter {
     /// Only events of this source's payments.
-    pub source_id: Option<i64>,
+    pub source_id: Option<SourceId>,
     /// Only events in this state (`Delivered` lists nothing: the list is of undelivered events).
     pub state: Option<EventState>,
     /// Only events created at or after this (Unix seconds).
-    pub since: Option<i64>,
+    pub since: Option<UnixSeconds>,
     /// Only events after this row id (the previous page's last).
     pub after: Option<i64>,
     /// Page size.
@@ -149,11 +162,11 @@ pub struct EventListing {
     /// Its payment's public id.
     pub transaction_id: TransactionId,
     /// Its payment's source.
-    pub source_id: i64,
+    pub source_id: SourceId,
     /// Attempts made.
     pub attempts: u32,
     /// When the next automatic attempt is due (none once exhausted).
-    pub next_attempt_at: Option<i64>,
+    pub next_attempt_at: Option<UnixSeconds>,
     /// What the last attempt got: the receiver's status code, or the error.
     pub last_result: Option<String>,
 }
@@ -164,7 +177,7 @@ pub enum DeliveryOutcome {
     /// A 2xx answer.
     Delivered,
     /// Failed; the schedule's next attempt is at this time.
-    RetryAt(i64),
+    RetryAt(UnixSeconds),
     /// Failed, and that was the schedule's last attempt.
     Exhausted,
     /// A manual attempt failed: the automatic schedule stays as it was.
@@ -235,7 +248,7 @@ pub struct DeliveryAttempt {
     /// How long it took.
     pub duration_ms: i64,
     /// Unix seconds.
-    pub at: i64,
+    pub at: UnixSeconds,
 }
 
 /// A logged attempt.

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 
 use super::decisions::*;
 use super::error::StoreError;
+use super::ids::UnixSeconds;
+use super::ids::*;
 use super::records::*;
+use byfly_core::ids::EventId;
 use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
 
 /// Payments, the methods they are paid with, and the decisions that end them without a terminal (cancel, expiry).
@@ -31,7 +34,7 @@ pub trait Payments: Send + Sync {
     ) -> Result<Option<(PaymentMethod, bool)>, StoreError>;
 
     /// A payment by its row id.
-    async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError>;
+    async fn payment_by_row_id(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError>;
 
     /// Cancels a payment as `decide` says from a snapshot read in the same transaction (byfly-core
     /// refuses it in some statuses): its current operation abandoned (still followed; money it
@@ -39,9 +42,9 @@ pub trait Payments: Send + Sync {
     /// a terminal, or `None` when refused.
     async fn cancel_payment(
         &self,
-        payment_id: i64,
-        now: i64,
-        event_id: &str,
+        payment_id: PaymentId,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<Option<Vec<OperationRecord>>, StoreError>;
 
@@ -50,9 +53,9 @@ pub trait Payments: Send + Sync {
     /// `expired` event. Returns how many.
     async fn expire_due(
         &self,
-        now: i64,
+        now: UnixSeconds,
         limit: u32,
-        event_ids: &(dyn Fn() -> String + Sync),
+        event_ids: &(dyn Fn() -> EventId + Sync),
         decide: Decide<'_>,
     ) -> Result<usize, StoreError>;
 
@@ -60,9 +63,9 @@ pub trait Payments: Send + Sync {
     /// below `before`.
     async fn list_payments(
         &self,
-        source_id: Option<i64>,
+        source_id: Option<SourceId>,
         status: Option<PaymentStatus>,
-        before: Option<i64>,
+        before: Option<PaymentId>,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, StoreError>;
 }

@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 
 use super::error::StoreError;
+use super::ids::UnixSeconds;
+use super::ids::*;
 use super::records::*;
 use byfly_core::{Money, PaymentStatus};
 
@@ -20,15 +22,18 @@ pub trait Refunds: Send + Sync {
         of_operation: &OperationRecord,
         amount: Money,
         request: RefundPartOf<'_>,
-        now: i64,
-        deadline_at: i64,
+        now: UnixSeconds,
+        deadline_at: UnixSeconds,
     ) -> Result<RefundClaim, StoreError>;
 
     /// A refund request by its public id.
     async fn refund_request(&self, refund_id: &str) -> Result<Option<RefundRequestRecord>, StoreError>;
 
     /// The payment's request that may still start parts, if any (one at a time per payment).
-    async fn open_refund_request(&self, payment_id: i64) -> Result<Option<RefundRequestRecord>, StoreError>;
+    async fn open_refund_request(
+        &self,
+        payment_id: PaymentId,
+    ) -> Result<Option<RefundRequestRecord>, StoreError>;
 
     /// Requests that may still start parts, oldest first.
     async fn open_refund_requests(&self, limit: i64) -> Result<Vec<RefundRequestRecord>, StoreError>;

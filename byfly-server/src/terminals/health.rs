@@ -5,6 +5,7 @@
 use byfly_terminal::TerminalError;
 
 use super::pool::{NEEDS_REGISTRATION, TerminalPool, describe, store_failure};
+use crate::store::UnixSeconds;
 use crate::store::{StoreError, TerminalRecord};
 
 /// How long tokens are assumed to live when the terminal's `expirationDate` cannot be read.
@@ -15,7 +16,7 @@ impl TerminalPool {
         let client = self.client(record)?;
         if self.refresh_due(record, self.clock.now()) {
             match client.refresh().await {
-                Ok(_) => tracing::info!(terminal = record.id, "terminal tokens refreshed ahead of expiry"),
+                Ok(_) => tracing::info!(terminal = %record.id, "terminal tokens refreshed ahead of expiry"),
                 Err(TerminalError::NeedsRegistration(why)) => {
                     self.tokens_refused(record.id, &client, &why)
                         .await
@@ -48,7 +49,7 @@ impl TerminalPool {
     /// Whether the health checker should refresh the tokens now: less than `refresh_before`
     /// seconds left, by the terminal's `expirationDate` or, when that is unreadable, by an
     /// assumed 24 h lifetime from when they were obtained.
-    fn refresh_due(&self, record: &TerminalRecord, now: i64) -> bool {
+    fn refresh_due(&self, record: &TerminalRecord, now: UnixSeconds) -> bool {
         let Some(tokens) = &record.tokens else {
             return false;
         };
@@ -56,6 +57,7 @@ impl TerminalPool {
             self.timing
                 .offset
                 .parse_datetime(&at.format("%Y-%m-%d %H:%M:%S").to_string())
+                .map(UnixSeconds)
         });
         let assumed = record.tokens_obtained_at.map(|at| at + ASSUMED_TOKEN_LIFETIME);
         let expiry = match (stated, assumed) {
@@ -82,7 +84,7 @@ impl TerminalPool {
             Err(err) => (false, Some(describe(err)), None),
         };
         if let Err(err) = &outcome {
-            tracing::warn!(terminal = record.id, name = %record.terminal.name, error = %err, "terminal unhealthy");
+            tracing::warn!(terminal = %record.id, name = %record.terminal.name, error = %err, "terminal unhealthy");
         }
         self.store
             .record_health(record.id, healthy, error.as_deref(), device_id.as_deref())
@@ -92,7 +94,7 @@ impl TerminalPool {
 
     /// One round of the health checker: every enabled terminal not checked for `interval` seconds.
     /// Returns how many were checked.
-    pub async fn check_due(&self, now: i64, interval: i64) -> Result<usize, StoreError> {
+    pub async fn check_due(&self, now: UnixSeconds, interval: i64) -> Result<usize, StoreError> {
         let due = self.store.claim_health_checks(now, interval).await?;
         for record in &due {
             self.check(record).await?;

@@ -9,6 +9,7 @@ use byfly_terminal::{Terminal, TerminalConfig, TerminalError, TlsMode, Tokens};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::TerminalTiming;
+use crate::store::TerminalId;
 use crate::store::{Store, StoreError, TerminalRecord, TerminalTls};
 
 /// What a health check tells an operator about a terminal without tokens.
@@ -20,7 +21,7 @@ pub const NEEDS_REGISTRATION: &str = "needs registration: an operator starts it 
 pub struct TerminalPool {
     pub(super) store: Arc<dyn Store>,
     /// terminal id → (the settings the client was built from, the client).
-    clients: Mutex<HashMap<i64, (String, Arc<Terminal>)>>,
+    clients: Mutex<HashMap<TerminalId, (String, Arc<Terminal>)>>,
     pub(super) timing: TerminalTiming,
     pub(super) clock: SharedClock,
 }
@@ -130,7 +131,11 @@ impl TerminalPool {
     }
 
     /// Stores tokens the client obtained by an automatic refresh.
-    pub async fn persist_refreshed_tokens(&self, id: i64, client: &Terminal) -> Result<(), StoreError> {
+    pub async fn persist_refreshed_tokens(
+        &self,
+        id: TerminalId,
+        client: &Terminal,
+    ) -> Result<(), StoreError> {
         match client.take_refreshed_tokens() {
             Some(tokens) => {
                 self.store
@@ -144,7 +149,12 @@ impl TerminalPool {
     /// The terminal refused the client's tokens for good. Unless another process stored newer
     /// tokens meanwhile (then they are adopted: `true`, ask again), the tokens are dropped and the
     /// terminal waits for an operator's registration (`false`).
-    pub async fn tokens_refused(&self, id: i64, client: &Terminal, why: &str) -> Result<bool, StoreError> {
+    pub async fn tokens_refused(
+        &self,
+        id: TerminalId,
+        client: &Terminal,
+        why: &str,
+    ) -> Result<bool, StoreError> {
         let used = client.tokens();
         let stored = self.store.terminal(id).await?.and_then(|record| record.tokens);
         if let Some(stored) = stored
@@ -160,7 +170,7 @@ impl TerminalPool {
                 .forget_terminal_tokens(id, &used.access_token, &reason)
                 .await?
             {
-                tracing::warn!(terminal = id, %why, "terminal refused our tokens: it needs registering again");
+                tracing::warn!(terminal = %id, %why, "terminal refused our tokens: it needs registering again");
             }
         }
         client.forget_tokens();

@@ -44,7 +44,7 @@ impl TerminalPool {
             Err(err) => (RegistrationState::Failed, Some(describe(&err)), None),
         };
         tracing::info!(
-            terminal = record.id,
+            terminal = %record.id,
             state = state.as_str(),
             "terminal registration ended"
         );

@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use byfly_core::{ApiToken, BodyEncoding};
 use byfly_server::random::OsRandom;
+use byfly_server::store::UnixSeconds;
 use serde_json::{Value, json};
 
 use crate::common::{ADMIN, admin};
@@ -452,7 +453,7 @@ async fn payments_of_every_source_and_registering_a_terminal_now() {
     let mine = app.init(100).await;
     let other = ApiToken::generate(&mut OsRandom);
     app.store
-        .create_source("Other", &other.hash(), BodyEncoding::Php, 0)
+        .create_source("Other", &other.hash(), BodyEncoding::Php, UnixSeconds(0))
         .await
         .unwrap();
     let theirs = app.init_as(other.expose(), json!({"amount": 200})).await;

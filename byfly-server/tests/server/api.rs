@@ -10,6 +10,7 @@ use byfly_core::{ApiToken, BodyEncoding};
 use byfly_server::config::Config;
 use byfly_server::random::OsRandom;
 use byfly_server::store::Store;
+use byfly_server::store::UnixSeconds;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -42,7 +43,7 @@ async fn spawn_app() -> App {
     for name in ["Travel CRM", "Shop"] {
         let token = ApiToken::generate(&mut OsRandom);
         store
-            .create_source(name, &token.hash(), BodyEncoding::Php, 0)
+            .create_source(name, &token.hash(), BodyEncoding::Php, UnixSeconds(0))
             .await
             .unwrap();
         tokens.push(token.expose().to_owned());
@@ -632,7 +633,7 @@ async fn payments_survive_a_restart_of_the_server() {
     let id = {
         let store = byfly_server::open_store(&settings).await.unwrap();
         store
-            .create_source("CRM", &token.hash(), BodyEncoding::Js, 0)
+            .create_source("CRM", &token.hash(), BodyEncoding::Js, UnixSeconds(0))
             .await
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -13,6 +13,7 @@ use axum::routing::post;
 use byfly_core::{ApiToken, BodyEncoding, TransactionId, WebhookEvent};
 use byfly_server::config::Config;
 use byfly_server::random::OsRandom;
+use byfly_server::store::UnixSeconds;
 use byfly_server::store::{NewTerminal, TerminalTls};
 use byfly_server::terminals::TerminalPool;
 use byfly_terminal::simulator::{Simulator, SimulatorConfig};
@@ -62,7 +63,7 @@ async fn an_operation_in_flight_completes_after_a_restart_and_its_webhook_is_sen
     // First process: create, start the operation, then stop (gracefully) before the customer pays.
     let (base, store, stop, server) = serve(settings.clone()).await;
     store
-        .create_source("CRM", &token.hash(), BodyEncoding::Js, 0)
+        .create_source("CRM", &token.hash(), BodyEncoding::Js, UnixSeconds(0))
         .await
         .unwrap();
     let terminal = NewTerminal {
@@ -71,7 +72,11 @@ async fn an_operation_in_flight_completes_after_a_restart_and_its_webhook_is_sen
         camera_url: simulator.camera_url(),
         tls: TerminalTls::Verify { server_name: None },
     };
-    let record = store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+    let record = store
+        .add_terminal(&terminal, UnixSeconds(0))
+        .await
+        .unwrap()
+        .unwrap();
     byfly_server::demo::register_simulated(&store, &TerminalPool::new(store.clone()), &record, &simulator)
         .await
         .unwrap();
@@ -137,7 +142,7 @@ async fn an_operation_in_flight_completes_after_a_restart_and_its_webhook_is_sen
     );
     assert_eq!(
         *received.lock().unwrap(),
-        [events[0].event_id.clone()],
+        [events[0].event_id.to_string()],
         "delivered once"
     );
     stop.send(()).unwrap();

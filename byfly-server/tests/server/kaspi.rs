@@ -1,225 +1,199 @@
 //! `/kaspi` end to end over real TCP: the server, simulated terminals with their cameras, and the
-//! guide's four scenarios figure by figure, with the outbox events each one writes.
+//! guide's four scenarios as a table played figure by figure, with the outbox events each one
+//! writes.
 
 use crate::common::{pay, spawn_app, spawn_app_with};
-use byfly_core::{PaymentStatus, TransactionId, WebhookEvent};
+use byfly_core::{Money, PaymentStatus, TransactionId, WebhookEvent};
 use byfly_terminal::simulator::{FaultMode, Outcome};
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn scenario_1_gold_50000() {
-    let app = spawn_app(1).await;
-    let id = app.init(50_000).await;
-    let (code, body) = app.kaspi(&id, "kaspi_gold").await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["message"], json!("Платеж инициирован"));
-    let data = &body["data"];
-    assert_eq!(
-        (
-            &data["amount"],
-            &data["original_amount"],
-            &data["commission_amount"],
-            &data["commission_percent"]
-        ),
-        (&json!(50000), &json!(50000), &json!(0), &json!(0))
-    );
-    let qr = data["qr_code"].as_str().unwrap();
-    assert_eq!(
-        data["payment_url"],
-        json!(qr.replace("https://qr.kaspi.kz/", "https://pay.kaspi.kz/pay/"))
-    );
-    assert_eq!(data["terminal_id"], json!(1));
-    assert_eq!(app.status(&id).await["status"], json!("processing"));
-    let shown: Value = app
-        .http
-        .get(format!("{}/payment/{id}", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(shown["data"]["qr_code"], json!(qr));
-
-    app.simulator_with(qr).pay(pay("Gold", None)).unwrap();
-    let status = app.settled(&id).await;
-    assert_eq!(
-        (
-            &status["status"],
-            &status["amount"],
-            &status["paid_amount"],
-            &status["remaining_amount"]
-        ),
-        (&json!("paid"), &json!(50000), &json!(50000), &json!(0))
-    );
-    assert!(status["paid_at"].is_string());
-    assert_eq!(
-        app.events(&id).await,
-        [(
-            WebhookEvent::Paid,
-            PaymentStatus::Paid,
-            "50000".into(),
-            "0".into(),
-            "50000".into()
-        )]
-    );
-    // Paid is final for /kaspi.
-    let (code, body) = app.kaspi(&id, "kaspi_gold").await;
-    assert_eq!(
-        (code, &body["code"], &body["message"]),
-        (400, &json!("already_paid"), &json!("Платеж уже оплачен"))
-    );
+/// One customer turn of a guide scenario: `/kaspi` with `method` quotes `quote` (`amount`,
+/// `original_amount`, `commission_amount` in tenge, `commission_percent`) and asks the terminal
+/// for that amount; the customer pays with `product` (`paid`: what they pay, `None`: what is
+/// asked); then the payment stands at `after` (`status`, `amount`, `paid_amount`,
+/// `remaining_amount`).
+struct Turn {
+    method: &'static str,
+    quote: ([i64; 3], &'static str),
+    product: &'static str,
+    paid: Option<i64>,
+    after: (PaymentStatus, [i64; 3]),
 }
 
-#[tokio::test]
-async fn scenario_2_kredit_100000() {
-    let app = spawn_app(1).await;
-    let id = app.init(100_000).await;
-    let (code, body) = app.kaspi(&id, "kaspi_kredit").await;
-    assert_eq!(code, 200, "{body}");
-    let data = &body["data"];
-    assert_eq!(
-        (
-            &data["amount"],
-            &data["original_amount"],
-            &data["commission_amount"],
-            &data["commission_percent"]
-        ),
-        (&json!(114000), &json!(100000), &json!(14000), &json!(14))
-    );
-    assert_eq!(
-        app.simulators[0].state()["current"]["amount"],
-        json!(114000),
-        "the terminal is asked for 114 000"
-    );
-    app.simulator_with(data["qr_code"].as_str().unwrap())
-        .pay(pay("Loan", None))
-        .unwrap();
-    let status = app.settled(&id).await;
-    assert_eq!(
-        (
-            &status["status"],
-            &status["amount"],
-            &status["paid_amount"],
-            &status["remaining_amount"],
-            &status["commission_amount"]
-        ),
-        (
-            &json!("paid"),
-            &json!(114000),
-            &json!(114000),
-            &json!(0),
-            &json!(14000)
-        )
-    );
-    assert_eq!(
-        app.events(&id).await,
-        [(
-            WebhookEvent::Paid,
-            PaymentStatus::Paid,
-            "114000".into(),
-            "0".into(),
-            "114000".into()
-        )]
-    );
+/// An event a scenario writes: event, status, `amount`, `remaining_amount`,
+/// `actual_amount_received`.
+type Written = (
+    WebhookEvent,
+    PaymentStatus,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// A scenario of the guide: a payment of `amount` tenge, its turns, and the events it writes.
+struct Scenario {
+    name: &'static str,
+    amount: i64,
+    turns: &'static [Turn],
+    events: &'static [Written],
 }
 
-#[tokio::test]
-async fn scenario_3_gold_priced_paid_by_credit_then_topped_up() {
-    let app = spawn_app(1).await;
-    let id = app.init(100_000).await;
-    let (_, body) = app.kaspi(&id, "kaspi_gold").await;
-    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
-        .pay(pay("Loan", Some(100_000)))
-        .unwrap();
-    let status = app.settled(&id).await;
-    assert_eq!(
-        (
-            &status["status"],
-            &status["amount"],
-            &status["paid_amount"],
-            &status["remaining_amount"]
-        ),
-        (
-            &json!("partially_paid"),
-            &json!(100000),
-            &json!(87719),
-            &json!(12281)
-        )
-    );
-    let (code, body) = app.kaspi(&id, "kaspi_gold").await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(
-        (&body["data"]["amount"], &body["data"]["original_amount"]),
-        (&json!(12281), &json!(12281))
-    );
-    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
-        .pay(pay("Gold", None))
-        .unwrap();
-    let status = app.settled(&id).await;
-    assert_eq!(
-        (
-            &status["status"],
-            &status["amount"],
-            &status["paid_amount"],
-            &status["remaining_amount"]
-        ),
-        (&json!("paid"), &json!(100000), &json!(100000), &json!(0))
-    );
-    assert_eq!(
-        app.events(&id).await,
-        [
+/// The guide's four scenarios, to the tenge.
+const SCENARIOS: [Scenario; 4] = [
+    Scenario {
+        name: "1: Gold, 50 000",
+        amount: 50_000,
+        turns: &[Turn {
+            method: "kaspi_gold",
+            quote: ([50_000, 50_000, 0], "0"),
+            product: "Gold",
+            paid: None,
+            after: (PaymentStatus::Paid, [50_000, 50_000, 0]),
+        }],
+        events: &[(WebhookEvent::Paid, PaymentStatus::Paid, "50000", "0", "50000")],
+    },
+    Scenario {
+        name: "2: Кредит, 100 000 + 14 %",
+        amount: 100_000,
+        turns: &[Turn {
+            method: "kaspi_kredit",
+            quote: ([114_000, 100_000, 14_000], "14"),
+            product: "Loan",
+            paid: None,
+            after: (PaymentStatus::Paid, [114_000, 114_000, 0]),
+        }],
+        events: &[(WebhookEvent::Paid, PaymentStatus::Paid, "114000", "0", "114000")],
+    },
+    Scenario {
+        name: "3: priced for Gold, paid 100 000 by credit, topped up with Gold",
+        amount: 100_000,
+        turns: &[
+            Turn {
+                method: "kaspi_gold",
+                quote: ([100_000, 100_000, 0], "0"),
+                product: "Loan",
+                paid: Some(100_000),
+                after: (PaymentStatus::PartiallyPaid, [100_000, 87_719, 12_281]),
+            },
+            Turn {
+                method: "kaspi_gold",
+                quote: ([12_281, 12_281, 0], "0"),
+                product: "Gold",
+                paid: None,
+                after: (PaymentStatus::Paid, [100_000, 100_000, 0]),
+            },
+        ],
+        events: &[
             (
                 WebhookEvent::PartiallyPaid,
                 PaymentStatus::PartiallyPaid,
-                "87719".into(),
-                "12281".into(),
-                "87719".into()
+                "87719",
+                "12281",
+                "87719",
             ),
+            (WebhookEvent::Paid, PaymentStatus::Paid, "100000", "0", "12281"),
+        ],
+    },
+    Scenario {
+        name: "4: priced for Кредит, paid 100 000 by Gold",
+        amount: 100_000,
+        turns: &[Turn {
+            method: "kaspi_kredit",
+            quote: ([114_000, 100_000, 14_000], "14"),
+            product: "Gold",
+            paid: Some(100_000),
+            after: (PaymentStatus::PartiallyPaid, [114_000, 100_000, 14_000]),
+        }],
+        events: &[(
+            WebhookEvent::PartiallyPaid,
+            PaymentStatus::PartiallyPaid,
+            "100000",
+            "14000",
+            "100000",
+        )],
+    },
+];
+
+/// Plays `scenario` on a fresh server with one realistic terminal: every `/kaspi` answer, what the
+/// terminal is asked for, the QR the payment shows, every status after the customer pays, and the
+/// events written; a paid payment refuses `/kaspi` afterwards.
+async fn play(scenario: &Scenario) {
+    let name = scenario.name;
+    let app = spawn_app(1).await;
+    let id = app.init(scenario.amount).await;
+    for turn in scenario.turns {
+        let answer = app.kaspi_ok(&id, turn.method).await;
+        let ([amount, original, commission], percent) = turn.quote;
+        assert_eq!(
+            (answer.amount, answer.original_amount, answer.commission_amount),
+            (tenge(amount), tenge(original), tenge(commission)),
+            "{name}"
+        );
+        assert_eq!(answer.commission_percent.to_string(), percent, "{name}");
+        assert_eq!(
+            answer.payment_url,
+            answer
+                .qr_code
+                .replace("https://qr.kaspi.kz/", "https://pay.kaspi.kz/pay/")
+        );
+        assert_eq!(answer.terminal_id, 1);
+        assert_eq!(
+            app.simulators[0].state()["current"]["amount"],
+            json!(amount),
+            "{name}: the terminal is asked for what /kaspi quoted"
+        );
+        assert_eq!(app.status(&id).await["status"], json!("processing"));
+        let shown = app.get_json(&format!("/payment/{id}")).await;
+        assert_eq!(shown["data"]["qr_code"], json!(answer.qr_code));
+
+        app.simulator_with(&answer.qr_code)
+            .pay(pay(turn.product, turn.paid))
+            .unwrap();
+        let status = app.settled_view(&id).await;
+        let (after, [amount, paid, remaining]) = turn.after;
+        assert_eq!(
             (
-                WebhookEvent::Paid,
-                PaymentStatus::Paid,
-                "100000".into(),
-                "0".into(),
-                "12281".into()
+                status.status,
+                status.amount,
+                status.paid_amount,
+                status.remaining_amount
             ),
-        ]
-    );
+            (after, tenge(amount), tenge(paid), tenge(remaining)),
+            "{name}"
+        );
+        assert_eq!(status.paid_at.is_some(), after == PaymentStatus::Paid, "{name}");
+    }
+    let written: Vec<_> = scenario
+        .events
+        .iter()
+        .map(|&(event, status, amount, remaining, received)| {
+            (event, status, amount.into(), remaining.into(), received.into())
+        })
+        .collect();
+    assert_eq!(app.events(&id).await, written, "{name}");
+    if scenario
+        .turns
+        .last()
+        .is_some_and(|turn| turn.after.0 == PaymentStatus::Paid)
+    {
+        // Paid is final for /kaspi.
+        let (code, body) = app.kaspi(&id, "kaspi_gold").await;
+        assert_eq!(
+            (code, &body["code"], &body["message"]),
+            (400, &json!("already_paid"), &json!("Платеж уже оплачен"))
+        );
+    }
+}
+
+fn tenge(amount: i64) -> Money {
+    Money::from_tenge(amount)
 }
 
 #[tokio::test]
-async fn scenario_4_kredit_priced_paid_by_gold() {
-    let app = spawn_app(1).await;
-    let id = app.init(100_000).await;
-    let (_, body) = app.kaspi(&id, "kaspi_kredit").await;
-    app.simulator_with(body["data"]["qr_code"].as_str().unwrap())
-        .pay(pay("Gold", Some(100_000)))
-        .unwrap();
-    let status = app.settled(&id).await;
-    assert_eq!(
-        (
-            &status["status"],
-            &status["amount"],
-            &status["paid_amount"],
-            &status["remaining_amount"]
-        ),
-        (
-            &json!("partially_paid"),
-            &json!(114000),
-            &json!(100000),
-            &json!(14000)
-        )
-    );
-    assert_eq!(
-        app.events(&id).await,
-        [(
-            WebhookEvent::PartiallyPaid,
-            PaymentStatus::PartiallyPaid,
-            "100000".into(),
-            "14000".into(),
-            "100000".into()
-        )]
-    );
+async fn the_guides_four_scenarios_to_the_tenge() {
+    for scenario in &SCENARIOS {
+        play(scenario).await;
+    }
 }
 
 #[tokio::test]

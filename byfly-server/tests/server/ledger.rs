@@ -3,6 +3,7 @@
 //! money is credited, the status follows it and an event reports it.
 
 use crate::common;
+use byfly_server::store::UnixSeconds;
 
 use crate::common::{App, eventually, pay, spawn_app_with};
 use byfly_core::WebhookEvent;
@@ -189,7 +190,12 @@ async fn a_stored_row_that_cannot_be_read_never_fails_a_batch() {
     let (store, dir, url) = common::fresh_store("byfly-unreadable").await;
     let token = byfly_core::ApiToken::generate(&mut byfly_server::random::OsRandom);
     let source = store
-        .create_source("CRM", &token.hash(), byfly_core::BodyEncoding::Php, 0)
+        .create_source(
+            "CRM",
+            &token.hash(),
+            byfly_core::BodyEncoding::Php,
+            UnixSeconds(0),
+        )
         .await
         .unwrap();
     let now = byfly_server::clock::unix_now();
@@ -201,7 +207,11 @@ async fn a_stored_row_that_cannot_be_read_never_fails_a_batch() {
             camera_url: "http://127.0.0.1:9/camera".to_owned(),
             tls: TerminalTls::Verify { server_name: None },
         };
-        let added = store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+        let added = store
+            .add_terminal(&terminal, UnixSeconds(0))
+            .await
+            .unwrap()
+            .unwrap();
         store.record_health(added.id, true, None, None).await.unwrap();
         let id = byfly_core::TransactionId::generate(&mut byfly_server::random::OsRandom);
         let row = byfly_server::store::NewPaymentRow {

@@ -4,6 +4,7 @@
 use crate::common::{App, pay, spawn_app};
 use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, TransactionId, WebhookEvent};
 use byfly_server::random::OsRandom;
+use byfly_server::store::UnixSeconds;
 use byfly_terminal::simulator::PayRequest;
 use serde_json::{Value, json};
 
@@ -17,7 +18,7 @@ async fn only_the_owner_cancels_and_only_what_can_be_cancelled() {
     let id = app.init(10_000).await;
     let stranger = ApiToken::generate(&mut OsRandom);
     app.store
-        .create_source("Other shop", &stranger.hash(), BodyEncoding::Js, 0)
+        .create_source("Other shop", &stranger.hash(), BodyEncoding::Js, UnixSeconds(0))
         .await
         .unwrap();
     let (code, body) = cancel(&app, &id, stranger.expose()).await;

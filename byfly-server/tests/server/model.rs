@@ -14,7 +14,7 @@
 
 use crate::common::{ADMIN, App, admin, eventually, spawn_app_with};
 use byfly_core::{Money, PaymentStatus, WebhookEvent};
-use byfly_server::store::OpState;
+use byfly_server::store::{OpState, TerminalId};
 use byfly_terminal::simulator::{ConfigPatch, Outcome, PayRequest};
 use serde_json::{Value, json};
 
@@ -80,8 +80,8 @@ fn money(value: &Value) -> Money {
 }
 
 /// The simulator of a terminal id (terminals are added in the simulators' order).
-fn simulator_of(app: &App, terminal_id: i64) -> &byfly_terminal::simulator::Simulator {
-    &app.simulators[usize::try_from(terminal_id - 1).unwrap()]
+fn simulator_of(app: &App, terminal_id: TerminalId) -> &byfly_terminal::simulator::Simulator {
+    &app.simulators[usize::try_from(terminal_id.get() - 1).unwrap()]
 }
 
 /// Waits until the server has caught up with the terminals: no operation starting, and every
@@ -138,7 +138,7 @@ async fn violations(app: &App, payments: &[String]) -> Vec<String> {
         .iter()
         .enumerate()
         .flat_map(|(index, s)| {
-            let terminal_id = i64::try_from(index).unwrap() + 1;
+            let terminal_id = TerminalId(i64::try_from(index).unwrap() + 1);
             s.movements().into_iter().map(move |m| (terminal_id, m))
         })
         .filter(|(terminal_id, m)| !under_review.contains(&(*terminal_id, m.process_id.clone())))

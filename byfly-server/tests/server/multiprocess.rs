@@ -18,6 +18,7 @@ use axum::routing::post;
 use byfly_core::webhook::signature::{ReceivedSignatures, headers, verify};
 use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, TransactionId, WebhookEvent};
 use byfly_server::random::OsRandom;
+use byfly_server::store::UnixSeconds;
 use byfly_server::store::{Database, SqlStore, Store};
 use byfly_terminal::simulator::{Outcome, PayRequest, Simulator};
 use serde_json::{Value, json};
@@ -200,7 +201,7 @@ async fn two_processes_share_one_database_without_losing_or_doubling_anything() 
     let store: Arc<dyn Store> = Arc::new(store);
     let token = ApiToken::generate(&mut OsRandom);
     store
-        .create_source("CRM", &token.hash(), BodyEncoding::Js, 0)
+        .create_source("CRM", &token.hash(), BodyEncoding::Js, UnixSeconds(0))
         .await
         .unwrap();
     let simulators = common::simulated_terminals(&store, 3).await;
@@ -310,7 +311,7 @@ async fn two_processes_share_one_database_without_losing_or_doubling_anything() 
                                 SECRET.as_bytes(),
                                 &body,
                                 received,
-                                byfly_server::clock::unix_now(),
+                                byfly_server::clock::unix_now().get(),
                                 300,
                             );
                             let mut inbox = inbox.lock().unwrap();
@@ -391,7 +392,7 @@ async fn two_processes_share_one_database_without_losing_or_doubling_anything() 
         };
         assert_eq!(kinds, expected, "{id}");
         for event in stored {
-            events.insert(event.event_id.clone(), id.clone());
+            events.insert(event.event_id.to_string(), id.clone());
         }
     }
 
@@ -416,7 +417,7 @@ async fn two_processes_share_one_database_without_losing_or_doubling_anything() 
     let mut failed_attempts = 0;
     for event_id in events.keys() {
         failed_attempts += store
-            .delivery_log(event_id)
+            .delivery_log(&event_id.clone().into())
             .await
             .unwrap()
             .iter()

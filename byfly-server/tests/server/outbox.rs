@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use byfly_core::WebhookPayload;
+use byfly_core::ids::EventId;
 use byfly_server::store::{DeliveryAttempt, DeliveryOutcome, EventClaim, EventFilter, Recorded};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -421,7 +422,7 @@ async fn attempt_logs_past_their_retention_are_purged_and_the_events_kept() {
     let event_id = eventually("the attempt is logged", || async {
         let events = events_of(&app, &id).await;
         (!events[0]["attempts"].as_array().unwrap().is_empty())
-            .then(|| events[0]["event_id"].as_str().unwrap().to_owned())
+            .then(|| EventId::from(events[0]["event_id"].as_str().unwrap().to_owned()))
     })
     .await;
     assert_eq!(receiver.events().len(), 1);
@@ -487,7 +488,7 @@ async fn a_name_that_resolves_inside_is_never_connected_to() {
         byfly_server::clock::SystemClock::shared(),
     )
     .unwrap();
-    let event_id = events[0]["event_id"].as_str().unwrap();
+    let event_id = &EventId::from(events[0]["event_id"].as_str().unwrap().to_owned());
     assert_eq!(
         sender.retry(event_id).await.unwrap(),
         byfly_server::outbox::ManualRetry::Attempted

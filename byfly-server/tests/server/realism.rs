@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::common::{ADMIN, App, admin, eventually, pay, spawn_app_with};
 use byfly_core::WebhookEvent;
-use byfly_server::store::{NewTerminal, RegistrationState, TerminalTls};
+use byfly_server::store::UnixSeconds;
+use byfly_server::store::{NewTerminal, RegistrationState, TerminalId, TerminalTls};
 use byfly_server::terminals::TerminalPool;
 use byfly_terminal::simulator::{FaultMode, FaultRequest, PayMethod, PayRequest, Simulator, SimulatorConfig};
 use reqwest::Method;
@@ -70,7 +71,7 @@ async fn registration_is_an_operators_action_that_waits_for_the_cashier() {
 
     // Health checks run, and never register by themselves.
     eventually("a health check of the new terminal", || async {
-        let record = app.store.terminal(id).await.unwrap().unwrap();
+        let record = app.store.terminal(TerminalId(id)).await.unwrap().unwrap();
         record.last_checked_at.is_some().then_some(())
     })
     .await;
@@ -158,7 +159,11 @@ async fn tokens_are_refreshed_before_they_expire() {
         camera_url: simulator.camera_url(),
         tls: TerminalTls::Verify { server_name: None },
     };
-    let record = store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+    let record = store
+        .add_terminal(&terminal, UnixSeconds(0))
+        .await
+        .unwrap()
+        .unwrap();
     let pool = TerminalPool::new(store.clone());
     let state = byfly_server::demo::register_simulated(&store, &pool, &record, &simulator)
         .await

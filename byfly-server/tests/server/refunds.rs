@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::{App, pay, spawn_app};
 use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, WebhookEvent};
 use byfly_server::random::OsRandom;
+use byfly_server::store::UnixSeconds;
 use serde_json::{Value, json};
 
 async fn refund_status(app: &App, id: &str, refund_id: &str) -> Value {
@@ -129,7 +130,7 @@ async fn refusals() {
     // Another source's payment does not exist for it.
     let stranger = ApiToken::generate(&mut OsRandom);
     app.store
-        .create_source("Other", &stranger.hash(), BodyEncoding::Php, 0)
+        .create_source("Other", &stranger.hash(), BodyEncoding::Php, UnixSeconds(0))
         .await
         .unwrap();
     let response = app

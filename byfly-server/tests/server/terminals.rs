@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::common::{registered, simulated, store};
 use byfly_server::config::Config;
+use byfly_server::store::UnixSeconds;
 use byfly_server::terminals::TerminalPool;
 use byfly_terminal::simulator::{FaultMode, Simulator, SimulatorConfig};
 
@@ -15,13 +16,13 @@ async fn terminals_are_registered_once_and_checked_when_due() {
     let (store, dir) = store().await;
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
     let added = store
-        .add_terminal(&simulated("Касса 1", &simulator), 0)
+        .add_terminal(&simulated("Касса 1", &simulator), UnixSeconds(0))
         .await
         .unwrap()
         .unwrap();
     assert!(
         store
-            .add_terminal(&simulated("Касса 1", &simulator), 0)
+            .add_terminal(&simulated("Касса 1", &simulator), UnixSeconds(0))
             .await
             .unwrap()
             .is_none(),
@@ -35,7 +36,7 @@ async fn terminals_are_registered_once_and_checked_when_due() {
         Duration::from_millis(1500),
     );
     // A health check never registers: the terminal waits for an operator.
-    assert_eq!(pool.check_due(900, 30).await.unwrap(), 1);
+    assert_eq!(pool.check_due(UnixSeconds(900), 30).await.unwrap(), 1);
     let waiting = &store.terminals().await.unwrap()[0];
     assert!(!waiting.healthy && waiting.needs_registration());
     assert_eq!(
@@ -48,16 +49,16 @@ async fn terminals_are_registered_once_and_checked_when_due() {
         .await
         .unwrap();
     assert_eq!(registered, byfly_server::store::RegistrationState::Approved);
-    assert_eq!(pool.check_due(1_000, 30).await.unwrap(), 1);
+    assert_eq!(pool.check_due(UnixSeconds(1_000), 30).await.unwrap(), 1);
     let checked = &store.terminals().await.unwrap()[0];
     assert!(checked.healthy, "{:?}", checked.last_error);
     assert!(checked.tokens.is_some(), "the terminal's tokens are stored");
     assert_eq!(checked.device_terminal_id.as_deref(), Some("30012345"));
-    assert_eq!(checked.last_checked_at, Some(1_000));
+    assert_eq!(checked.last_checked_at, Some(UnixSeconds(1_000)));
 
     // Not due again before the interval; due after it, and the stored token is reused.
-    assert_eq!(pool.check_due(1_010, 30).await.unwrap(), 0);
-    assert_eq!(pool.check_due(1_030, 30).await.unwrap(), 1);
+    assert_eq!(pool.check_due(UnixSeconds(1_010), 30).await.unwrap(), 0);
+    assert_eq!(pool.check_due(UnixSeconds(1_030), 30).await.unwrap(), 1);
     assert_eq!(simulator.counters().calls["register"], 1);
     // One check after registering, then the two due rounds.
     assert_eq!(simulator.counters().calls["deviceinfo"], 3);
@@ -69,7 +70,7 @@ async fn terminals_are_registered_once_and_checked_when_due() {
         Duration::from_millis(500),
         Duration::from_millis(1500),
     );
-    assert_eq!(other_process.check_due(2_000, 30).await.unwrap(), 1);
+    assert_eq!(other_process.check_due(UnixSeconds(2_000), 30).await.unwrap(), 1);
     let refreshed = &store.terminals().await.unwrap()[0];
     assert!(refreshed.healthy);
     assert_ne!(
@@ -88,11 +89,11 @@ async fn terminals_are_registered_once_and_checked_when_due() {
 async fn an_unreachable_terminal_is_marked_unhealthy_and_recovers() {
     let (store, dir) = store().await;
     let (simulator, _, pool) = registered(&store, "Касса 2").await;
-    pool.check_due(100, 30).await.unwrap();
+    pool.check_due(UnixSeconds(100), 30).await.unwrap();
     assert_eq!(store.pool_counts().await.unwrap().healthy, 1);
 
     simulator.set_fault(FaultMode::Down, None);
-    pool.check_due(200, 30).await.unwrap();
+    pool.check_due(UnixSeconds(200), 30).await.unwrap();
     let down = &store.terminals().await.unwrap()[0];
     assert!(!down.healthy);
     assert!(
@@ -106,7 +107,7 @@ async fn an_unreachable_terminal_is_marked_unhealthy_and_recovers() {
     assert_eq!((counts.enabled, counts.healthy), (1, 0));
 
     simulator.set_fault(FaultMode::None, None);
-    pool.check_due(300, 30).await.unwrap();
+    pool.check_due(UnixSeconds(300), 30).await.unwrap();
     assert!(store.terminals().await.unwrap()[0].healthy);
     std::fs::remove_dir_all(dir).ok();
 }
@@ -116,7 +117,7 @@ async fn health_endpoint_reports_the_pool_and_the_server_checks_terminals_itself
     let (store, dir) = store().await;
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
     let added = store
-        .add_terminal(&simulated("Касса 3", &simulator), 0)
+        .add_terminal(&simulated("Касса 3", &simulator), UnixSeconds(0))
         .await
         .unwrap()
         .unwrap();
@@ -163,7 +164,7 @@ async fn tokens_refreshed_by_one_process_are_used_by_the_other() {
     let (store, dir) = store().await;
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
     let added = store
-        .add_terminal(&simulated("Касса 1", &simulator), 0)
+        .add_terminal(&simulated("Касса 1", &simulator), UnixSeconds(0))
         .await
         .unwrap()
         .unwrap();

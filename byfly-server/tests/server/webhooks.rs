@@ -4,6 +4,7 @@
 //! libraries are in `outbox.rs`.
 
 use crate::common;
+use byfly_server::store::UnixSeconds;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,7 +77,7 @@ impl Receiver {
 /// answer before the server has logged the attempt.
 async fn wait_for_log(
     app: &common::App,
-    event_id: &str,
+    event_id: &byfly_core::ids::EventId,
     count: usize,
 ) -> Vec<byfly_server::store::DeliveryLog> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -115,7 +116,7 @@ async fn a_paid_webhook_is_delivered_once_signed_and_byte_exact() {
     let received = receiver.wait_for(1).await;
     let request = &received[0];
     let event_id = request.headers["x-webhook-id"].to_str().unwrap().to_owned();
-    wait_for_log(&app, &event_id, 1).await;
+    wait_for_log(&app, &event_id.clone().into(), 1).await;
     let header = |name: &str| request.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
     assert_eq!(header("content-type").as_deref(), Some("application/json"));
     assert_eq!(header("user-agent").as_deref(), Some("ByFly-Payment-Center/1.0"));
@@ -192,7 +193,11 @@ async fn a_paid_webhook_is_delivered_once_signed_and_byte_exact() {
 
     // Delivered once: the successful attempt is logged in the same transaction that marks the event
     // delivered, and delivered events are never claimed again.
-    let log = app.store.delivery_log(&payload.event_id).await.unwrap();
+    let log = app
+        .store
+        .delivery_log(&payload.event_id.clone().into())
+        .await
+        .unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(
         (
@@ -220,7 +225,7 @@ async fn a_failing_receiver_gets_the_event_again_on_the_schedule() {
         "the same event id on every retry: {ids:?}"
     );
     // The receiver answers before the server logs the attempt: wait for the third log entry.
-    let log = wait_for_log(&app, &ids[0], 3).await;
+    let log = wait_for_log(&app, &ids[0].clone().into(), 3).await;
     let codes: Vec<_> = log.iter().map(|entry| entry.details.response_code).collect();
     assert_eq!(codes, [Some(500), Some(500), Some(200)]);
     assert!(
@@ -295,7 +300,7 @@ async fn both_encodings_pass_the_guides_own_receivers() {
         // The app's source uses PHP; a second source chooses this encoding.
         let token = byfly_core::ApiToken::generate(&mut byfly_server::random::OsRandom);
         app.store
-            .create_source("Receiver", &token.hash(), encoding, 0)
+            .create_source("Receiver", &token.hash(), encoding, UnixSeconds(0))
             .await
             .unwrap();
         let id = app.init_as(token.expose(), json!({"amount": 57000, "description": "Оплата тура в Дубай #12345 / 7 дней 😀",

@@ -7,16 +7,18 @@ use sqlx::Row;
 
 use super::{IDEMPOTENCY_TTL_SECS, SqlStore, corrupt};
 use crate::store::error::StoreError;
+use crate::store::ids::UnixSeconds;
+use crate::store::ids::*;
 use crate::store::records::*;
 
 #[async_trait]
 impl Idempotency for SqlStore {
     async fn begin_idempotent(
         &self,
-        source_id: i64,
+        source_id: SourceId,
         key: &str,
         request_hash: &str,
-        now: i64,
+        now: UnixSeconds,
         stale_after: i64,
     ) -> Result<IdempotencyStart, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -47,7 +49,7 @@ impl Idempotency for SqlStore {
             Some(row) => {
                 let stored_hash: String = row.try_get("request_hash")?;
                 let status: Option<i64> = row.try_get("status_code")?;
-                let created_at: i64 = row.try_get("created_at")?;
+                let created_at: UnixSeconds = row.try_get("created_at")?;
                 match status {
                     _ if stored_hash != request_hash => IdempotencyStart::Conflict,
                     Some(status) => IdempotencyStart::Replay(StoredResponse {
@@ -80,7 +82,7 @@ impl Idempotency for SqlStore {
         Ok(())
     }
 
-    async fn release_idempotent(&self, source_id: i64, key: &str) -> Result<(), StoreError> {
+    async fn release_idempotent(&self, source_id: SourceId, key: &str) -> Result<(), StoreError> {
         self.q("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ? AND status_code IS NULL")
             .bind(source_id)
             .bind(key)

@@ -1,6 +1,7 @@
 //! The write side of decisions: a payment's snapshot read in the write transaction, the plan
 //! persisted with its outbox event, and operations that stop being current.
 
+use byfly_core::ids::EventId;
 use byfly_core::{Figures, MethodCode, Money, PaymentStatus, WebhookEvent};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -9,6 +10,8 @@ use sqlx::{Any, Row};
 use super::SqlStore;
 use crate::store::decisions::*;
 use crate::store::error::StoreError;
+use crate::store::ids::PaymentId;
+use crate::store::ids::UnixSeconds;
 use crate::store::records::*;
 
 /// An outbox event to append.
@@ -28,13 +31,13 @@ impl SqlStore {
     pub(super) async fn end_current(
         &self,
         update: Query<'_, Any, AnyArguments>,
-        now: i64,
-        event_id: &str,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         if let Some(row) = update.fetch_optional(&mut *tx).await? {
-            let payment_id: i64 = row.try_get("payment_id")?;
+            let payment_id: PaymentId = row.try_get("payment_id")?;
             let replaced: Option<i64> = row.try_get("replaces_operation_id")?;
             let restored = match replaced {
                 Some(replaced) => self
@@ -60,7 +63,7 @@ impl SqlStore {
     pub(super) async fn snapshot(
         &self,
         tx: &mut sqlx::Transaction<'static, Any>,
-        payment_id: i64,
+        payment_id: PaymentId,
     ) -> Result<Snapshot, StoreError> {
         let (payment, operations) = self.payment_with_operations(tx, payment_id).await?;
         let methods = self
@@ -86,8 +89,8 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'static, Any>,
         snapshot: &Snapshot,
         plan: &SettlementPlan,
-        now: i64,
-        event_id: &str,
+        now: UnixSeconds,
+        event_id: &EventId,
     ) -> Result<(), StoreError> {
         let payment_id = snapshot.payment.id;
         if let Some(current) = plan.abandon_current {
@@ -131,10 +134,10 @@ impl SqlStore {
     pub(super) async fn append_event(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        payment_id: i64,
+        payment_id: PaymentId,
         new: &NewEvent<'_>,
-        now: i64,
-        event_id: &str,
+        now: UnixSeconds,
+        event_id: &EventId,
     ) -> Result<(), StoreError> {
         let f = new.figures;
         self.q(
@@ -144,7 +147,7 @@ impl SqlStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT paid_at FROM payments WHERE id = ?), ?, ?, \
          (SELECT COALESCE(MAX(sequence), 0) + 1 FROM webhook_events WHERE payment_id = ?))",
         )
-        .bind(event_id)
+        .bind(event_id.as_str())
         .bind(payment_id)
         .bind(new.event.as_str())
         .bind(new.status.as_str())
@@ -170,7 +173,7 @@ impl SqlStore {
     pub(super) async fn last_reported(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        payment_id: i64,
+        payment_id: PaymentId,
     ) -> Result<Reported, StoreError> {
         let row = self
             .q("SELECT * FROM webhook_events WHERE payment_id = ? ORDER BY id DESC LIMIT 1")
@@ -187,7 +190,7 @@ impl SqlStore {
     pub(super) async fn payment_with_operations(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        payment_id: i64,
+        payment_id: PaymentId,
     ) -> Result<(PaymentRecord, Vec<OperationRecord>), StoreError> {
         let payment = self
             .q(select_payments!("id = ?"))

@@ -134,12 +134,15 @@ impl SqlStore {
     }
 
     /// The row `sql` finds for `id` (its one placeholder), decoded.
-    async fn by_id<T>(
+    async fn by_id<T, I>(
         &self,
         sql: &'static str,
-        id: i64,
+        id: I,
         decode: fn(&AnyRow) -> Result<T, StoreError>,
-    ) -> Result<Option<T>, StoreError> {
+    ) -> Result<Option<T>, StoreError>
+    where
+        I: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send + 'static,
+    {
         let row = self.q(sql).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(decode).transpose()
     }

@@ -3,20 +3,23 @@
 use async_trait::async_trait;
 
 use crate::store::operations::Operations;
+use byfly_core::ids::EventId;
 use byfly_core::{MethodCode, PaymentStatus};
 use sqlx::Row;
 
 use super::{SqlStore, flag, readable};
 use crate::store::decisions::*;
 use crate::store::error::StoreError;
+use crate::store::ids::UnixSeconds;
+use crate::store::ids::*;
 use crate::store::records::*;
 
 #[async_trait]
 impl Operations for SqlStore {
     async fn previous_qr(
         &self,
-        terminal_id: i64,
-        before_operation: i64,
+        terminal_id: TerminalId,
+        before_operation: OperationId,
     ) -> Result<PreviousScreen, StoreError> {
         let latest: Option<Option<String>> = self
             .scalar(
@@ -34,7 +37,7 @@ impl Operations for SqlStore {
         })
     }
 
-    async fn operations(&self, payment_id: i64) -> Result<Vec<OperationRecord>, StoreError> {
+    async fn operations(&self, payment_id: PaymentId) -> Result<Vec<OperationRecord>, StoreError> {
         let rows = self
             .q("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
             .bind(payment_id)
@@ -102,7 +105,7 @@ impl Operations for SqlStore {
         .bind(i64::MAX)
         .fetch_one(&mut *tx)
         .await;
-        let operation_id: i64 = match inserted {
+        let operation_id: OperationId = match inserted {
             Ok(row) => row.try_get("id")?,
             // A unique index refused it: another request opened an operation on this payment.
             Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
@@ -122,7 +125,11 @@ impl Operations for SqlStore {
         })
     }
 
-    async fn start_failed(&self, operation_id: i64, unhealthy: Option<&str>) -> Result<(), StoreError> {
+    async fn start_failed(
+        &self,
+        operation_id: OperationId,
+        unhealthy: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let row = self
             .q(
@@ -155,7 +162,7 @@ impl Operations for SqlStore {
         Ok(())
     }
 
-    async fn stale_starts(&self, older_than_secs: i64) -> Result<Vec<i64>, StoreError> {
+    async fn stale_starts(&self, older_than_secs: i64) -> Result<Vec<OperationId>, StoreError> {
         // Rows claimed before claimed_db_at existed fall back to the claiming host's clock.
         Ok(self
             .scalar(
@@ -169,16 +176,16 @@ impl Operations for SqlStore {
 
     async fn operation_started(
         &self,
-        operation_id: i64,
+        operation_id: OperationId,
         process_id: &str,
-        now: i64,
+        now: UnixSeconds,
         from: PaymentStatus,
         to: PaymentStatus,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         // Only from `starting`: an operation the stale-start sweeper freed meanwhile must not come
         // back in flight on a terminal the pool thinks is free.
-        let payment_id: Option<i64> = self
+        let payment_id: Option<PaymentId> = self
             .scalar(
                 "UPDATE operations SET state = 'in_flight', process_id = ?, next_poll_at = ? \
                  WHERE id = ? AND state = 'starting' RETURNING payment_id",
@@ -204,10 +211,10 @@ impl Operations for SqlStore {
 
     async fn start_uncertain(
         &self,
-        operation_id: i64,
+        operation_id: OperationId,
         reason: &str,
-        now: i64,
-        event_id: &str,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<(), StoreError> {
         self.q("UPDATE operations SET start_uncertain = 1, review_reason = ? WHERE id = ? AND state = 'starting'")
@@ -229,7 +236,7 @@ impl Operations for SqlStore {
         .await
     }
 
-    async fn release_uncertain_starts(&self, now: i64) -> Result<Vec<i64>, StoreError> {
+    async fn release_uncertain_starts(&self, now: UnixSeconds) -> Result<Vec<OperationId>, StoreError> {
         Ok(self
             .scalar(
                 "UPDATE operations SET state = 'start_failed', holds_terminal = 0, needs_review = 1, finished_at = ? \
@@ -243,7 +250,7 @@ impl Operations for SqlStore {
 
     async fn operation_qr(
         &self,
-        operation_id: i64,
+        operation_id: OperationId,
         qr_code: &str,
         payment_url: &str,
     ) -> Result<(), StoreError> {
@@ -258,9 +265,9 @@ impl Operations for SqlStore {
 
     async fn abandon_unreadable(
         &self,
-        operation_id: i64,
-        now: i64,
-        event_id: &str,
+        operation_id: OperationId,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<(), StoreError> {
         self.end_current(
@@ -278,9 +285,9 @@ impl Operations for SqlStore {
 
     async fn claim_due_operations(
         &self,
-        now: i64,
+        now: UnixSeconds,
         lease: i64,
-        payment_id: Option<i64>,
+        payment_id: Option<PaymentId>,
         limit: u32,
     ) -> Result<Vec<OperationRecord>, StoreError> {
         // In a write transaction: on PostgreSQL the sub-select alone would let two processes pick
@@ -302,7 +309,7 @@ impl Operations for SqlStore {
         Ok(readable(&rows, "operation", Self::operation))
     }
 
-    async fn record_poll(&self, operation_id: i64, note: &PollNote) -> Result<(), StoreError> {
+    async fn record_poll(&self, operation_id: OperationId, note: &PollNote) -> Result<(), StoreError> {
         self.q(
             "UPDATE operations SET last_answer = ?, next_poll_at = ?, unknown_since = ?, \
              shown = CASE WHEN ? THEN 1 ELSE shown END, \
@@ -323,15 +330,15 @@ impl Operations for SqlStore {
 
     async fn settle(
         &self,
-        operation_id: i64,
+        operation_id: OperationId,
         answer: &FinalAnswer,
         raw_answer: &str,
-        now: i64,
-        event_id: &str,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<Option<SettlementPlan>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let payment_id: Option<i64> = self
+        let payment_id: Option<PaymentId> = self
             .scalar("SELECT payment_id FROM operations WHERE id = ?")
             .bind(operation_id)
             .fetch_optional(&mut *tx)
@@ -388,12 +395,12 @@ impl Operations for SqlStore {
         .await
     }
 
-    async fn operation(&self, id: i64) -> Result<Option<OperationRecord>, StoreError> {
+    async fn operation(&self, id: OperationId) -> Result<Option<OperationRecord>, StoreError> {
         self.by_id("SELECT * FROM operations WHERE id = ?", id, Self::operation)
             .await
     }
 
-    async fn acknowledge_review(&self, id: i64) -> Result<bool, StoreError> {
+    async fn acknowledge_review(&self, id: OperationId) -> Result<bool, StoreError> {
         let done = self
             .q("UPDATE operations SET needs_review = 0 WHERE id = ? AND needs_review = 1 AND holds_terminal = 0")
             .bind(id)

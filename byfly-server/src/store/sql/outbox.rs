@@ -7,11 +7,13 @@
 
 use async_trait::async_trait;
 use byfly_core::TransactionId;
+use byfly_core::ids::EventId;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{SqlStore, corrupt, skip_unreadable};
 use crate::store::error::StoreError;
+use crate::store::ids::*;
 use crate::store::outbox::{
     DeliveryAttempt, DeliveryLog, DeliveryOutcome, DueEvent, EventClaim, EventFilter, EventListing,
     EventState, Outbox, Recorded, StoredEvent,
@@ -46,7 +48,7 @@ impl SqlStore {
                 .map_err(|_| corrupt(format!("transaction id {transaction_id:?}")))?,
             source_id: row.try_get("source_id")?,
             attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).map_err(corrupt)?,
-            next_attempt_at: (next != NEVER).then_some(next),
+            next_attempt_at: (next != NEVER).then_some(UnixSeconds(next)),
             last_result: code.map(|code| format!("HTTP {code}")).or(error),
         })
     }
@@ -68,7 +70,7 @@ impl SqlStore {
 
 #[async_trait]
 impl Outbox for SqlStore {
-    async fn webhook_events(&self, payment_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn webhook_events(&self, payment_id: PaymentId) -> Result<Vec<StoredEvent>, StoreError> {
         let rows = self
             .q("SELECT * FROM webhook_events WHERE payment_id = ? ORDER BY id")
             .bind(payment_id)
@@ -79,7 +81,7 @@ impl Outbox for SqlStore {
 
     async fn claim_due_events(
         &self,
-        now: i64,
+        now: UnixSeconds,
         lease: i64,
         limit: u32,
         token: &str,
@@ -106,8 +108,8 @@ impl Outbox for SqlStore {
 
     async fn claim_event(
         &self,
-        event_id: &str,
-        now: i64,
+        event_id: &EventId,
+        now: UnixSeconds,
         lease: i64,
         token: &str,
     ) -> Result<EventClaim, StoreError> {
@@ -120,7 +122,7 @@ impl Outbox for SqlStore {
                 " THEN 1 ELSE 0 END AS in_turn FROM webhook_events e WHERE e.event_id = ?"
             ))
             .bind(now)
-            .bind(event_id)
+            .bind(event_id.as_str())
             .fetch_optional(&mut *tx)
             .await?
             .map(|row| -> Result<_, StoreError> {
@@ -151,7 +153,12 @@ impl Outbox for SqlStore {
         Ok(EventClaim::Claimed(Box::new(self.due(&row).await?)))
     }
 
-    async fn release_claims(&self, row_ids: &[i64], token: &str, retry_at: i64) -> Result<u64, StoreError> {
+    async fn release_claims(
+        &self,
+        row_ids: &[i64],
+        token: &str,
+        retry_at: UnixSeconds,
+    ) -> Result<u64, StoreError> {
         if row_ids.is_empty() {
             return Ok(0);
         }
@@ -185,7 +192,7 @@ impl Outbox for SqlStore {
         // (delivered, next attempt: None = as it was, schedule advances, exhausted)
         let (delivered, next, advances, exhausts) = match outcome {
             DeliveryOutcome::Delivered => (true, Some(NEVER), false, false),
-            DeliveryOutcome::RetryAt(at) => (false, Some(at), true, false),
+            DeliveryOutcome::RetryAt(at) => (false, Some(at.get()), true, false),
             DeliveryOutcome::Exhausted => (false, Some(NEVER), true, true),
             DeliveryOutcome::ManualFailed => (false, None, false, false),
             DeliveryOutcome::NoReceiver => (false, Some(NEVER), false, false),
@@ -214,7 +221,7 @@ impl Outbox for SqlStore {
             return Ok(Recorded::NotHolder);
         };
         let attempts: i64 = row.try_get("attempts")?;
-        let exhausted_at: Option<i64> = row.try_get("exhausted_at")?;
+        let exhausted_at: Option<UnixSeconds> = row.try_get("exhausted_at")?;
         self.q(
             "INSERT INTO webhook_logs (event_row_id, attempt, trigger, url, request_body, response_code, response_body, \
              error, duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -239,13 +246,13 @@ impl Outbox for SqlStore {
         })
     }
 
-    async fn delivery_log(&self, event_id: &str) -> Result<Vec<DeliveryLog>, StoreError> {
+    async fn delivery_log(&self, event_id: &EventId) -> Result<Vec<DeliveryLog>, StoreError> {
         let rows = self
             .q(
                 "SELECT l.* FROM webhook_logs l JOIN webhook_events e ON e.id = l.event_row_id \
                  WHERE e.event_id = ? ORDER BY l.id",
             )
-            .bind(event_id)
+            .bind(event_id.as_str())
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -316,7 +323,12 @@ impl Outbox for SqlStore {
         Ok(listed)
     }
 
-    async fn recover_events(&self, source_id: i64, since: i64, now: i64) -> Result<u64, StoreError> {
+    async fn recover_events(
+        &self,
+        source_id: SourceId,
+        since: UnixSeconds,
+        now: UnixSeconds,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let recovered = self
             .q(
@@ -335,7 +347,7 @@ impl Outbox for SqlStore {
         Ok(recovered.rows_affected())
     }
 
-    async fn purge_delivery_logs(&self, before: i64) -> Result<u64, StoreError> {
+    async fn purge_delivery_logs(&self, before: UnixSeconds) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let purged = self
             .q("DELETE FROM webhook_logs WHERE created_at < ?")

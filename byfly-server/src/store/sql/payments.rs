@@ -3,11 +3,14 @@
 use async_trait::async_trait;
 
 use crate::store::payments::Payments;
+use byfly_core::ids::EventId;
 use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
 
 use super::SqlStore;
 use crate::store::decisions::*;
 use crate::store::error::StoreError;
+use crate::store::ids::UnixSeconds;
+use crate::store::ids::*;
 use crate::store::records::*;
 
 #[async_trait]
@@ -90,16 +93,16 @@ impl Payments for SqlStore {
         row.as_ref().map(Self::method).transpose()
     }
 
-    async fn payment_by_row_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError> {
+    async fn payment_by_row_id(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {
         self.by_id(select_payments!("id = ?"), id, Self::payment_row)
             .await
     }
 
     async fn cancel_payment(
         &self,
-        payment_id: i64,
-        now: i64,
-        event_id: &str,
+        payment_id: PaymentId,
+        now: UnixSeconds,
+        event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<Option<Vec<OperationRecord>>, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -120,9 +123,9 @@ impl Payments for SqlStore {
 
     async fn expire_due(
         &self,
-        now: i64,
+        now: UnixSeconds,
         limit: u32,
-        event_ids: &(dyn Fn() -> String + Sync),
+        event_ids: &(dyn Fn() -> EventId + Sync),
         decide: Decide<'_>,
     ) -> Result<usize, StoreError> {
         let mut tx = self.begin_write().await?;
@@ -142,7 +145,7 @@ impl Payments for SqlStore {
         for status in slots {
             query = query.bind(expirable.contains(&status).then(|| status.as_str()));
         }
-        let due: Vec<i64> = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+        let due: Vec<PaymentId> = query.bind(i64::from(limit)).fetch_all(&mut *tx).await?;
         let mut expired = 0;
         for payment_id in due {
             let snapshot = self.snapshot(&mut tx, payment_id).await?;
@@ -157,9 +160,9 @@ impl Payments for SqlStore {
 
     async fn list_payments(
         &self,
-        source_id: Option<i64>,
+        source_id: Option<SourceId>,
         status: Option<PaymentStatus>,
-        before: Option<i64>,
+        before: Option<PaymentId>,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, StoreError> {
         let status = status.map(PaymentStatus::as_str);
@@ -170,7 +173,7 @@ impl Payments for SqlStore {
         .bind(source_id)
         .bind(status)
         .bind(status)
-        .bind(before.unwrap_or(i64::MAX))
+        .bind(before.map_or(i64::MAX, PaymentId::get))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;

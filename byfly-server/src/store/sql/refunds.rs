@@ -8,6 +8,8 @@ use sqlx::Row;
 
 use super::SqlStore;
 use crate::store::error::StoreError;
+use crate::store::ids::UnixSeconds;
+use crate::store::ids::*;
 use crate::store::records::*;
 
 #[async_trait]
@@ -18,8 +20,8 @@ impl Refunds for SqlStore {
         of_operation: &OperationRecord,
         amount: Money,
         request: RefundPartOf<'_>,
-        now: i64,
-        deadline_at: i64,
+        now: UnixSeconds,
+        deadline_at: UnixSeconds,
     ) -> Result<RefundClaim, StoreError> {
         let mut tx = self.begin_write().await?;
         let (refund_id, request_open) = match request {
@@ -74,7 +76,7 @@ impl Refunds for SqlStore {
         .bind(of_operation.id)
         .fetch_one(&mut *tx)
         .await;
-        let id: i64 = match inserted {
+        let id: OperationId = match inserted {
             Ok(row) => row.try_get("id")?,
             Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
                 return Ok(RefundClaim::TerminalBusy);
@@ -106,7 +108,10 @@ impl Refunds for SqlStore {
         row.as_ref().map(Self::refund_request_row).transpose()
     }
 
-    async fn open_refund_request(&self, payment_id: i64) -> Result<Option<RefundRequestRecord>, StoreError> {
+    async fn open_refund_request(
+        &self,
+        payment_id: PaymentId,
+    ) -> Result<Option<RefundRequestRecord>, StoreError> {
         let row = self
             .q("SELECT * FROM refund_requests WHERE payment_id = ? AND open = 1")
             .bind(payment_id)

@@ -1,6 +1,7 @@
 //! Row decoding: stored columns back into records (money from tiyn, flags from 0/1, text
 //! enums parsed; a value that no longer parses is [`StoreError::Corrupt`]).
 
+use byfly_core::ids::EventId;
 use byfly_core::ids::Secret;
 use byfly_core::ledger::OperationQuote;
 use byfly_core::{
@@ -13,6 +14,7 @@ use sqlx::any::AnyRow;
 
 use super::{SqlStore, TOKEN_TIME_FORMAT, corrupt, flag};
 use crate::store::error::StoreError;
+use crate::store::ids::UnixSeconds;
 use crate::store::outbox::{DueEvent, StoredEvent};
 use crate::store::records::*;
 
@@ -144,8 +146,8 @@ impl SqlStore {
                 .ok_or_else(|| corrupt(format!("registration_state {state:?}")))?,
             message: row.try_get("registration_message")?,
             started_at: row
-                .try_get::<Option<i64>, _>("registration_started_at")?
-                .unwrap_or_default(),
+                .try_get::<Option<UnixSeconds>, _>("registration_started_at")?
+                .unwrap_or(UnixSeconds(0)),
             finished_at: row.try_get("registration_finished_at")?,
         }))
     }
@@ -205,7 +207,7 @@ impl SqlStore {
         let amount = money("amount_minor")?;
         let commission = money("commission_minor")?;
         Ok(StoredEvent {
-            event_id: row.try_get("event_id")?,
+            event_id: EventId::from(row.try_get::<String, _>("event_id")?),
             payment_id: row.try_get("payment_id")?,
             event: WebhookEvent::parse(&event).ok_or_else(|| corrupt(format!("event {event:?}")))?,
             status: PaymentStatus::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,

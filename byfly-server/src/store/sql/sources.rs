@@ -8,6 +8,8 @@ use byfly_core::ids::TokenHash;
 
 use super::SqlStore;
 use crate::store::error::StoreError;
+use crate::store::ids::UnixSeconds;
+use crate::store::ids::*;
 use crate::store::records::*;
 
 #[async_trait]
@@ -17,7 +19,7 @@ impl Sources for SqlStore {
         name: &str,
         token_hash: &TokenHash,
         webhook_json: BodyEncoding,
-        now: i64,
+        now: UnixSeconds,
     ) -> Result<SourceRecord, StoreError> {
         let row = self.q(
             "INSERT INTO sources (name, token_hash, webhook_json, active, created_at) VALUES (?, ?, ?, 1, ?) \
@@ -42,7 +44,7 @@ impl Sources for SqlStore {
         row.as_ref().map(Self::source_row).transpose()
     }
 
-    async fn source(&self, id: i64) -> Result<Option<SourceRecord>, StoreError> {
+    async fn source(&self, id: SourceId) -> Result<Option<SourceRecord>, StoreError> {
         self.by_id(
             "SELECT id, name, webhook_json, active, created_at FROM sources WHERE id = ?",
             id,
@@ -61,7 +63,7 @@ impl Sources for SqlStore {
 
     async fn update_source(
         &self,
-        id: i64,
+        id: SourceId,
         webhook_json: Option<BodyEncoding>,
         active: Option<bool>,
     ) -> Result<Option<SourceRecord>, StoreError> {

@@ -10,6 +10,8 @@ use sqlx::{Any, Row};
 
 use super::{SqlStore, TOKEN_TIME_FORMAT, corrupt, tls_columns};
 use crate::store::error::StoreError;
+use crate::store::ids::UnixSeconds;
+use crate::store::ids::*;
 use crate::store::records::*;
 
 #[async_trait]
@@ -17,7 +19,7 @@ impl Terminals for SqlStore {
     async fn add_terminal(
         &self,
         terminal: &NewTerminal,
-        now: i64,
+        now: UnixSeconds,
     ) -> Result<Option<TerminalRecord>, StoreError> {
         let (mode, server_name) = tls_columns(&terminal.tls);
         let row = self
@@ -36,7 +38,11 @@ impl Terminals for SqlStore {
         row.as_ref().map(Self::terminal).transpose()
     }
 
-    async fn upsert_terminal(&self, terminal: &NewTerminal, now: i64) -> Result<TerminalRecord, StoreError> {
+    async fn upsert_terminal(
+        &self,
+        terminal: &NewTerminal,
+        now: UnixSeconds,
+    ) -> Result<TerminalRecord, StoreError> {
         let (mode, server_name) = tls_columns(&terminal.tls);
         let row = self.q(
             "INSERT INTO terminals (name, base_url, camera_url, tls_mode, tls_server_name, created_at) \
@@ -58,7 +64,7 @@ impl Terminals for SqlStore {
 
     async fn edit_terminal(
         &self,
-        id: i64,
+        id: TerminalId,
         terminal: &NewTerminal,
     ) -> Result<Option<TerminalRecord>, StoreError> {
         let (mode, server_name) = tls_columns(&terminal.tls);
@@ -83,7 +89,7 @@ impl Terminals for SqlStore {
 
     async fn set_terminal_enabled(
         &self,
-        id: i64,
+        id: TerminalId,
         enabled: bool,
     ) -> Result<Option<TerminalRecord>, StoreError> {
         let row = self
@@ -95,7 +101,7 @@ impl Terminals for SqlStore {
         row.as_ref().map(Self::terminal).transpose()
     }
 
-    async fn terminal(&self, id: i64) -> Result<Option<TerminalRecord>, StoreError> {
+    async fn terminal(&self, id: TerminalId) -> Result<Option<TerminalRecord>, StoreError> {
         self.by_id("SELECT * FROM terminals WHERE id = ?", id, Self::terminal)
             .await
     }
@@ -105,7 +111,11 @@ impl Terminals for SqlStore {
             .await
     }
 
-    async fn claim_health_checks(&self, now: i64, interval: i64) -> Result<Vec<TerminalRecord>, StoreError> {
+    async fn claim_health_checks(
+        &self,
+        now: UnixSeconds,
+        interval: i64,
+    ) -> Result<Vec<TerminalRecord>, StoreError> {
         let rows = self
             .q("UPDATE terminals SET last_checked_at = ? \
              WHERE enabled = 1 AND (last_checked_at IS NULL OR last_checked_at <= ?) RETURNING *")
@@ -118,7 +128,7 @@ impl Terminals for SqlStore {
 
     async fn record_health(
         &self,
-        id: i64,
+        id: TerminalId,
         healthy: bool,
         error: Option<&str>,
         device_terminal_id: Option<&str>,
@@ -134,14 +144,19 @@ impl Terminals for SqlStore {
         Ok(())
     }
 
-    async fn save_terminal_tokens(&self, id: i64, tokens: &Tokens, now: i64) -> Result<(), StoreError> {
+    async fn save_terminal_tokens(
+        &self,
+        id: TerminalId,
+        tokens: &Tokens,
+        now: UnixSeconds,
+    ) -> Result<(), StoreError> {
         self.tokens_update(id, tokens, now).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn forget_terminal_tokens(
         &self,
-        id: i64,
+        id: TerminalId,
         access_token: &str,
         reason: &str,
     ) -> Result<bool, StoreError> {
@@ -160,9 +175,9 @@ impl Terminals for SqlStore {
 
     async fn begin_registration(
         &self,
-        id: i64,
-        now: i64,
-        stale_before: i64,
+        id: TerminalId,
+        now: UnixSeconds,
+        stale_before: UnixSeconds,
     ) -> Result<RegistrationStart, StoreError> {
         let row = self
             .q("UPDATE terminals SET registration_state = 'pending', registration_message = NULL, \
@@ -185,11 +200,11 @@ impl Terminals for SqlStore {
 
     async fn finish_registration(
         &self,
-        id: i64,
+        id: TerminalId,
         state: RegistrationState,
         message: Option<&str>,
         tokens: Option<&Tokens>,
-        now: i64,
+        now: UnixSeconds,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         self.q(
@@ -215,7 +230,7 @@ impl Terminals for SqlStore {
         Ok(())
     }
 
-    async fn earliest_release(&self, now: i64) -> Result<Option<i64>, StoreError> {
+    async fn earliest_release(&self, now: UnixSeconds) -> Result<Option<UnixSeconds>, StoreError> {
         Ok(self
             .scalar(
                 "SELECT MIN(o.deadline_at) FROM operations o JOIN terminals t ON t.id = o.terminal_id \
@@ -249,7 +264,12 @@ impl Terminals for SqlStore {
 
 impl SqlStore {
     /// The statement that stores a terminal's tokens, obtained at `now`.
-    fn tokens_update<'q>(&self, id: i64, tokens: &'q Tokens, now: i64) -> Query<'q, Any, AnyArguments> {
+    fn tokens_update<'q>(
+        &self,
+        id: TerminalId,
+        tokens: &'q Tokens,
+        now: UnixSeconds,
+    ) -> Query<'q, Any, AnyArguments> {
         self.q(
             "UPDATE terminals SET access_token = ?, refresh_token = ?, token_expires_at = ?, \
              tokens_obtained_at = ? WHERE id = ?",

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use byfly_core::wire::{KaspiResponse, PaymentStatusView};
 use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, TransactionId, WebhookEvent};
 use byfly_server::config::Config;
 use byfly_server::random::OsRandom;
+use byfly_server::store::UnixSeconds;
 use byfly_server::store::{NewTerminal, Store, TerminalTls};
 use byfly_server::terminals::TerminalPool;
 use byfly_terminal::simulator::{Outcome, PayRequest, Simulator, SimulatorConfig};
@@ -216,7 +218,11 @@ pub async fn simulated_terminals(store: &Arc<dyn Store>, count: usize) -> Vec<Si
             camera_url: simulator.camera_url(),
             tls: TerminalTls::Verify { server_name: None },
         };
-        let record = store.add_terminal(&terminal, 0).await.unwrap().unwrap();
+        let record = store
+            .add_terminal(&terminal, UnixSeconds(0))
+            .await
+            .unwrap()
+            .unwrap();
         let registered = byfly_server::demo::register_simulated(store, &pool, &record, &simulator)
             .await
             .unwrap();
@@ -254,7 +260,7 @@ pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl F
     let store = byfly_server::open_store(&settings).await.unwrap();
     let token = ApiToken::generate(&mut OsRandom);
     store
-        .create_source("CRM", &token.hash(), BodyEncoding::Php, 0)
+        .create_source("CRM", &token.hash(), BodyEncoding::Php, UnixSeconds(0))
         .await
         .unwrap();
     let simulators = simulated_terminals(&store, terminals).await;
@@ -317,6 +323,19 @@ impl App {
             .await
             .unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// `/kaspi` that must succeed: status 200 and the guide's message asserted, the data typed.
+    pub async fn kaspi_ok(&self, id: &str, method: &str) -> KaspiResponse {
+        let (code, body) = self.kaspi(id, method).await;
+        assert_eq!(code, 200, "/kaspi {method}: {body}");
+        assert_eq!(body["message"], json!("Платеж инициирован"), "{body}");
+        serde_json::from_value(body["data"].clone()).unwrap()
+    }
+
+    /// [`App::settled`], typed.
+    pub async fn settled_view(&self, id: &str) -> PaymentStatusView {
+        serde_json::from_value(self.settled(id).await).unwrap()
     }
 
     /// `GET {base}{path}`, the whole JSON answer.
@@ -449,7 +468,7 @@ pub async fn start_by_hand(
     store: &Arc<dyn Store>,
     payment: &byfly_server::store::PaymentRecord,
     process_id: &str,
-) -> i64 {
+) -> byfly_server::store::OperationId {
     let methods = store.payment_methods().await.unwrap();
     let (gold, _) = methods
         .iter()
@@ -560,7 +579,7 @@ pub async fn registered(
 ) -> (Simulator, byfly_server::store::TerminalRecord, TerminalPool) {
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
     let added = store
-        .add_terminal(&simulated(name, &simulator), 0)
+        .add_terminal(&simulated(name, &simulator), UnixSeconds(0))
         .await
         .unwrap()
         .unwrap();
