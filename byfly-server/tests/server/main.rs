@@ -4,7 +4,7 @@
 //! `BYFLY_TEST_DATABASE_URL`'s server, else 127.0.0.1:5432; unreachable fails, never skips). CI
 //! runs the binary once on each.
 //!
-//! `tests/secrets.rs` stays a binary of its own: it captures the log of its whole process.
+//! `tests/logs.rs` stays a binary of its own: it captures the log of its whole process.
 
 // Test code: a panic is a failed assertion with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

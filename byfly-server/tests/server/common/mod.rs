@@ -381,6 +381,19 @@ impl App {
         self.cancel_as(&self.token, id).await
     }
 
+    /// Runs `statement` on the app's database directly, as an operator's hand (or a fault) would.
+    pub async fn execute_sql(&self, statement: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(self.settings.database_url.expose())
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+
     /// The payment as stored.
     pub async fn payment_row(&self, id: &str) -> byfly_server::store::PaymentRecord {
         self.store
