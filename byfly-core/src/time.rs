@@ -19,6 +19,19 @@ impl Default for DisplayOffset {
     }
 }
 
+/// A moment as Unix seconds: what [`DisplayOffset::format`] shows (plain seconds, or a moment
+/// type of the caller's).
+pub trait UnixMoment {
+    /// Unix seconds.
+    fn unix_seconds(self) -> i64;
+}
+
+impl UnixMoment for i64 {
+    fn unix_seconds(self) -> i64 {
+        self
+    }
+}
+
 impl DisplayOffset {
     /// `+00:00`.
     pub fn utc() -> DisplayOffset {
@@ -47,10 +60,9 @@ impl DisplayOffset {
             .ok_or_else(invalid)
     }
 
-    /// Formats Unix seconds (or a moment type that converts to them) as `YYYY-MM-DD HH:MM:SS` in
-    /// this offset.
-    pub fn format(self, unix_seconds: impl Into<i64>) -> String {
-        match DateTime::from_timestamp(unix_seconds.into(), 0) {
+    /// Formats a moment as `YYYY-MM-DD HH:MM:SS` in this offset.
+    pub fn format(self, at: impl UnixMoment) -> String {
+        match DateTime::from_timestamp(at.unix_seconds(), 0) {
             Some(utc) => utc.with_timezone(&self.0).format("%Y-%m-%d %H:%M:%S").to_string(),
             None => String::new(),
         }

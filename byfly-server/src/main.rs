@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
     about = "ByFly Payment Center reference server"
 )]
 struct Cli {
-    /// TOML configuration file (settings not in it come from BYFLY_* variables, then defaults).
+    /// TOML configuration file; BYFLY_* variables override it, defaults fill in the rest.
     #[arg(long, global = true, env = "BYFLY_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]

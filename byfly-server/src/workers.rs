@@ -40,7 +40,12 @@ async fn every<R, W>(
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = wake() => {}
-            _ = stop.changed() => {}
+            // A dropped sender stops the loop as a stop would.
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
         }
     }
 }

@@ -53,7 +53,7 @@ pub struct Config {
     pub terminal_request_timeout_ms: u64,
     /// Seconds an operator's registration waits for the cashier to accept on the terminal's screen.
     pub terminal_register_timeout_secs: u64,
-    /// The health checker refreshes a terminal's tokens when less than this many seconds remain (tokens live about 24 h.
+    /// Seconds before its tokens expire at which the health checker refreshes a terminal's tokens.
     pub terminal_token_refresh_before_secs: u64,
     /// Milliseconds between camera frames while reading a QR.
     pub qr_scan_interval_ms: u64,
@@ -130,7 +130,8 @@ impl Config {
             path: path.display().to_string(),
             reason,
         };
-        let mut table = defaults().map_err(|err| invalid("defaults", err.to_string()))?;
+        let defaults = defaults().map_err(|err| invalid("defaults", err.to_string()))?;
+        let mut table = defaults.clone();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|err| file_error(path, err.to_string()))?;
             let given: toml::Table =
@@ -142,6 +143,12 @@ impl Config {
                 let value = setting
                     .env_value(&text)
                     .map_err(|reason| invalid(setting.key, reason))?;
+                // Read alone over the defaults first, so a value of the wrong kind names its
+                // variable's setting (not the file, not the environment as a whole).
+                let mut alone = defaults.clone();
+                alone.insert(setting.key.to_owned(), value.clone());
+                Config::deserialize(alone)
+                    .map_err(|err| invalid(setting.key, format!("{text:?}: {}", err.message())))?;
                 table.insert(setting.key.to_owned(), value);
             }
         }
@@ -380,6 +387,12 @@ mod tests {
             text.contains("postgres://byfly:[redacted]@db.internal:5432/byfly"),
             "{text}"
         );
+        let in_query: DatabaseUrl =
+            "postgres://db.internal/byfly?user=byfly&password=hunter2&sslmode=require".into();
+        assert_eq!(
+            format!("{in_query:?}"),
+            "\"postgres://db.internal/byfly?user=byfly&password=[redacted]&sslmode=require\""
+        );
     }
 
     #[test]
@@ -424,9 +437,26 @@ mod tests {
             let err = Config::load(None, env(pairs))
                 .and_then(Config::validate)
                 .unwrap_err();
-            assert!(err.to_string().contains(&format!("`{field}`")), "{err}");
+            assert!(
+                err.to_string().starts_with(&format!("setting `{field}`: ")),
+                "{err}"
+            );
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
         };
         check(&[("BYFLY_BIND", "nowhere")], "bind");
+        check(&[("BYFLY_KASPI_RATE_PER_IP", "-1")], "kaspi_rate_per_ip");
+        check(&[("BYFLY_WEBHOOK_BACKOFF_SECS", "60,-5")], "webhook_backoff_secs");
+        // With a file too, a bad variable is blamed on its setting, not on the file.
+        let dir = std::env::temp_dir().join(format!("byfly-config-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("byfly.toml");
+        std::fs::write(&file, "max_amount = 5000\n").unwrap();
+        let err = Config::load(Some(&file), env(&[("BYFLY_LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("setting `log_format`: \"xml\""),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).ok();
         check(&[("BYFLY_UTC_OFFSET", "UTC")], "utc_offset");
         check(&[("BYFLY_PAYMENT_TTL_SECS", "5")], "payment_ttl_secs");
         check(&[("BYFLY_MAX_AMOUNT", "0")], "max_amount");

@@ -48,14 +48,35 @@ impl From<&str> for DatabaseUrl {
 
 impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `scheme://user:password@host/...`: the password is replaced, the rest kept for diagnosis.
-        let redacted = self.0.split_once("://").and_then(|(scheme, rest)| {
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let (userinfo, host) = authority.rsplit_once('@')?;
-            let (user, _password) = userinfo.split_once(':')?;
-            Some(format!("{scheme}://{user}:[redacted]@{host}{path}"))
-        });
-        write!(f, "{:?}", redacted.as_deref().unwrap_or(&self.0))
+        // `scheme://user:password@host/...?password=...`: passwords are replaced, the rest kept
+        // for diagnosis.
+        let (base, query) = self
+            .0
+            .split_once('?')
+            .map_or((self.0.as_str(), None), |(base, query)| (base, Some(query)));
+        let base = base
+            .split_once("://")
+            .and_then(|(scheme, rest)| {
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let (userinfo, host) = authority.rsplit_once('@')?;
+                let (user, _password) = userinfo.split_once(':')?;
+                Some(format!("{scheme}://{user}:[redacted]@{host}{path}"))
+            })
+            .unwrap_or_else(|| base.to_owned());
+        let shown = match query {
+            None => base,
+            Some(query) => {
+                let pairs: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=[redacted]"),
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                format!("{base}?{}", pairs.join("&"))
+            }
+        };
+        write!(f, "{shown:?}")
     }
 }
 

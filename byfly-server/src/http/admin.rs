@@ -448,7 +448,7 @@ pub async fn register_terminal(
             // Not tied to this request: the cashier may take minutes, and the outcome is stored.
             tokio::spawn(async move {
                 if let Err(err) = pool.register(&record).await {
-                    tracing::error!(terminal = %record.id, %err, "could not record a registration");
+                    tracing::error!(terminal = record.id.get(), %err, "could not record a registration");
                 }
             });
             *terminal

@@ -31,11 +31,6 @@ impl HttpError {
         HttpError::from(ApiError::new(code))
     }
 
-    /// A failure with its own message.
-    pub fn with_message(code: ErrorCode, message: impl Into<String>) -> HttpError {
-        HttpError::from(ApiError::with_message(code, message))
-    }
-
     /// An internal failure: answered as an opaque 500, its cause logged once with the request.
     pub fn internal(cause: impl std::fmt::Display) -> HttpError {
         HttpError {
@@ -47,6 +42,11 @@ impl HttpError {
     /// What the client is told.
     pub fn error(&self) -> &ApiError {
         &self.error
+    }
+
+    /// Whether it failed inside (answered as an opaque 500).
+    pub fn is_internal(&self) -> bool {
+        self.cause.is_some()
     }
 }
 

@@ -180,8 +180,8 @@ pub async fn recover_webhooks(
     }
     let recovered = state.store.recover_events(source_id, since, state.now()).await?;
     tracing::info!(
-        source_id = %request.source_id,
-        since = %since,
+        source_id = request.source_id,
+        since = since.get(),
         recovered,
         "webhook events recovered"
     );

@@ -89,6 +89,8 @@ fn shell(id: &str, demo: bool, version: &str) -> String {
 pub async fn pay_page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let status = match find_payment(&state, &id).await {
         Ok(_) => StatusCode::OK,
+        // A failure inside is the envelope's 500 (logged once with the request), not a 404 page.
+        Err(failure) if failure.is_internal() => return failure.into_response(),
         Err(_) => StatusCode::NOT_FOUND,
     };
     let html = shell(&id, state.settings.demo_mode, env!("CARGO_PKG_VERSION"));

@@ -146,8 +146,9 @@ pub async fn init(
                     if let Some(done) = completion(error_body(failure.error())) {
                         state.store.complete_idempotent(done).await?;
                     }
-                } else {
-                    state.store.release_idempotent(source.id, key).await?;
+                } else if let Err(err) = state.store.release_idempotent(source.id, key).await {
+                    // The answer is the original failure; the claim expires by itself.
+                    tracing::error!(%err, "could not release an idempotency claim");
                 }
             }
             return Err(failure);

@@ -11,7 +11,7 @@
 //!   as it has slots (each starts the moment a slot frees, well within its lease: it waits at most
 //!   one attempt); beyond that its events are handed back and claimed again a second later.
 //! - **Safe to connect**: the client's resolver is the check against internal addresses
-//!   ([`resolver`]); a response body is read through a 64 KiB cap.
+//!   ([`super::resolver`]); a response body is read through a 64 KiB cap.
 //! - **Recoverable**: after the schedule (1 min … 24 h, ±20 % jitter) an event is exhausted, logged
 //!   once at warn, listed and recovered in bulk through the admin API.
 

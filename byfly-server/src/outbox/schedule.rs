@@ -23,7 +23,7 @@ pub fn next_attempt_at(
     } else {
         0
     };
-    Some(at + delay + offset)
+    Some(at.saturating_add(delay).saturating_add(offset))
 }
 
 #[cfg(test)]

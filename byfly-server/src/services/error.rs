@@ -22,11 +22,6 @@ impl ServiceError {
         ServiceError::Refused(ApiError::new(code))
     }
 
-    /// A refusal with its own message.
-    pub fn refused(code: ErrorCode, message: impl Into<String>) -> ServiceError {
-        ServiceError::Refused(ApiError::with_message(code, message))
-    }
-
     /// An internal failure with its cause (for the log, never the client).
     pub fn internal(cause: impl std::fmt::Display) -> ServiceError {
         ServiceError::Internal(cause.to_string())

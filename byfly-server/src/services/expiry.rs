@@ -23,14 +23,14 @@ pub async fn sweep(store: &dyn Store, now: UnixSeconds, stale_start_secs: i64) -
     store.expire_due(now, 100, &event_id, &on_expiry).await?;
     for operation_id in store.stale_starts(stale_start_secs).await? {
         tracing::warn!(
-            %operation_id,
+            operation_id = operation_id.get(),
             "operation left starting by a stopped process: terminal freed"
         );
         store.start_failed(operation_id, None).await?;
     }
     for operation_id in store.release_uncertain_starts(now).await? {
         tracing::warn!(
-            %operation_id,
+            operation_id = operation_id.get(),
             "terminal freed after the deadline of a payment start that got no answer: review"
         );
     }

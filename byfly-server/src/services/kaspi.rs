@@ -142,7 +142,7 @@ pub async fn start(
         {
             Ok(()) => {}
             Err(Failure::TryNext(reason)) => {
-                tracing::warn!(terminal = %terminal.id, %reason, "terminal failed to start a payment; trying the next");
+                tracing::warn!(terminal = terminal.id.get(), %reason, "terminal failed to start a payment; trying the next");
                 tried.push(terminal.id);
                 continue;
             }
@@ -216,7 +216,7 @@ async fn run_on_terminal(
         Start::Uncertain(reason) => {
             // Never the next terminal while this one may be running the payment: it stays held
             // until the operation's deadline, then goes to review.
-            tracing::warn!(terminal = %terminal.id, %operation_id, %reason, "payment start uncertain: terminal held");
+            tracing::warn!(terminal = terminal.id.get(), operation_id = operation_id.get(), %reason, "payment start uncertain: terminal held");
             let reason = format!("/v2/payment без ответа: терминал мог начать операцию ({reason})");
             hold_uncertain(app, operation_id, &reason).await?;
             return Err(Failure::Stop(ServiceError::code(ErrorCode::TerminalUnavailable)));
@@ -229,13 +229,13 @@ async fn run_on_terminal(
     {
         // Far slower than any terminal call may be: the claim was given up. The terminal may run a
         // process nobody holds; it ends by itself, and its terminal answers 107 meanwhile.
-        tracing::error!(%operation_id, process = %process.process_id, "terminal answered after its claim was given up");
+        tracing::error!(operation_id = operation_id.get(), process = %process.process_id, "terminal answered after its claim was given up");
         return Err(Failure::Stop(ServiceError::code(ErrorCode::TerminalUnavailable)));
     }
     match read_operation_qr(app, terminal, operation_id, on_screen.as_deref()).await? {
         Ok(()) => Ok(()),
         Err(err) => {
-            tracing::warn!(terminal = %terminal.id, %err, "QR not read from the camera");
+            tracing::warn!(terminal = terminal.id.get(), %err, "QR not read from the camera");
             app.store
                 .abandon_unreadable(operation_id, app.now(), &event_id(), &on_given_up(operation_id))
                 .await?;

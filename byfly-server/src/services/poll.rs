@@ -43,7 +43,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
     let client = match app.pool.client(&terminal) {
         Ok(client) => client,
         Err(err) => {
-            tracing::error!(operation = %op.id, %err, "terminal client");
+            tracing::error!(operation = op.id.get(), %err, "terminal client");
             return Ok(());
         }
     };
@@ -72,7 +72,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
             // until an actualize gives a final answer).
             if !op.needs_review {
                 tracing::warn!(
-                    operation = %op.id,
+                    operation = op.id.get(),
                     "terminal forgot an operation a customer could have paid: review"
                 );
             }
@@ -102,7 +102,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
             if let TerminalError::NeedsRegistration(why) = &err {
                 app.pool.tokens_refused(terminal.id, &client, why).await?;
             }
-            tracing::warn!(operation = %op.id, %err, "poll failed; will ask again");
+            tracing::warn!(operation = op.id.get(), %err, "poll failed; will ask again");
             let note = PollNote {
                 raw_answer: serde_json::json!({ "error": err.to_string() }).to_string(),
                 next_poll_at: t + app.timing.poll_interval.max(2),

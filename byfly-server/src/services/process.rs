@@ -18,10 +18,21 @@ use super::settle::on_given_up;
 /// Runs `work` to its end even when the client that asked for it goes away (axum drops a handler's
 /// future on disconnect): once a terminal may be running the operation, what it does must be
 /// recorded, not abandoned halfway.
+///
+/// A failure inside that nobody is left to answer (the client went away) is logged here, in the
+/// request's span; one that is answered is logged by the HTTP layer.
 pub async fn carried_on<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T, ServiceError>> + Send + 'static,
 ) -> Result<T, ServiceError> {
-    tokio::spawn(work).await.map_err(ServiceError::internal)?
+    use tracing::Instrument;
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let carried = async move {
+        if let Err(Err(ServiceError::Internal(cause))) = answer.send(work.await) {
+            tracing::error!(%cause, "internal error after the client left");
+        }
+    };
+    tokio::spawn(carried.instrument(tracing::Span::current()));
+    answered.await.map_err(ServiceError::internal)?
 }
 
 /// Why a start on one terminal did not go through.
@@ -68,15 +79,20 @@ where
         match app.pool.tokens_refused(terminal.id, client, why).await {
             Ok(true) => answer = call().await,
             Ok(false) => {}
-            Err(err) => tracing::error!(terminal = %terminal.id, %err, "could not record refused tokens"),
+            Err(err) => {
+                tracing::error!(terminal = terminal.id.get(), %err, "could not record refused tokens")
+            }
         }
     }
     let answer = match answer {
         Err(first) if first.may_have_acted() => {
-            tracing::warn!(terminal = %terminal.id, %first, "a start may have acted without an answer; asking again");
+            tracing::warn!(terminal = terminal.id.get(), %first, "a start may have acted without an answer; asking again");
             match call().await {
                 Ok(process) => {
-                    tracing::info!(terminal = %terminal.id, "the first call had not started anything");
+                    tracing::info!(
+                        terminal = terminal.id.get(),
+                        "the first call had not started anything"
+                    );
                     Ok(process)
                 }
                 Err(second) => Err(format!("{first}; asked again: {second}")),
@@ -99,7 +115,7 @@ where
 /// ones must find them (a refresh token works once).
 async fn persist_tokens(app: &App, terminal: &TerminalRecord, client: &Terminal) {
     if let Err(err) = app.pool.persist_refreshed_tokens(terminal.id, client).await {
-        tracing::error!(terminal = %terminal.id, %err, "could not store refreshed tokens");
+        tracing::error!(terminal = terminal.id.get(), %err, "could not store refreshed tokens");
     }
 }
 
@@ -181,6 +197,6 @@ pub async fn cancel_on_terminal(app: &App, terminal: &TerminalRecord, op: &Opera
     if let (Ok(client), Some(process)) = (app.pool.client(terminal), op.process_id.as_deref())
         && let Err(err) = client.cancel(process).await
     {
-        tracing::info!(operation = %op.id, %err, "terminal cancel not accepted; the operation is followed to its end");
+        tracing::info!(operation = op.id.get(), %err, "terminal cancel not accepted; the operation is followed to its end");
     }
 }

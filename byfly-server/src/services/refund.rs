@@ -321,7 +321,7 @@ async fn run_part(
         Start::Uncertain(reason) => {
             // Never sent again blindly: the terminal may be refunding already. It stays held
             // until the deadline, then an operator checks the terminal's history.
-            tracing::warn!(terminal = %terminal.id, %operation_id, %reason, "refund start uncertain: terminal held");
+            tracing::warn!(terminal = terminal.id.get(), operation_id = operation_id.get(), %reason, "refund start uncertain: terminal held");
             let reason = format!("/v2/refund без ответа: терминал мог начать возврат ({reason})");
             hold_uncertain(app, operation_id, &reason).await?;
             return Err(ServiceError::code(ErrorCode::TerminalUnavailable));
@@ -344,7 +344,7 @@ async fn run_part(
         && let Err(err) = read_operation_qr(app, &terminal, operation_id, None).await?
     {
         // The refund still runs and is followed by the poller; the customer confirms in the app.
-        tracing::warn!(%operation_id, %err, "refund confirmation QR not read");
+        tracing::warn!(operation_id = operation_id.get(), %err, "refund confirmation QR not read");
     }
     Ok(())
 }
@@ -397,8 +397,14 @@ pub async fn continue_request(app: &App, request: &RefundRequestRecord) -> Resul
         request.refund_id.clone(),
     );
     tokio::spawn(async move {
-        if let Err(err) = run_part(&app, status, &source, operation_id).await {
-            tracing::warn!(%refund_id, %operation_id, %err, "refund part did not start");
+        match run_part(&app, status, &source, operation_id).await {
+            Ok(()) => {}
+            Err(ServiceError::Internal(cause)) => {
+                tracing::error!(%refund_id, operation_id = operation_id.get(), %cause, "refund part failed inside");
+            }
+            Err(err) => {
+                tracing::warn!(%refund_id, operation_id = operation_id.get(), %err, "refund part did not start")
+            }
         }
     });
     Ok(())

@@ -1,6 +1,6 @@
 //! From stored operations to byfly-core's ledger, and the decisions about a payment: what a
 //! terminal's final answer, a cancel, an expiry or a given-up operation changes. Pure: a store
-//! reads a [`Snapshot`] inside its write transaction, hands it to a [`Decide`] made here, and
+//! reads a `Snapshot` inside its write transaction, hands it to a `Decide` made here, and
 //! persists the [`SettlementPlan`] it gets back — the store decides nothing itself.
 
 use byfly_core::ledger::{Ledger, Operation, OperationState, TerminalOutcome};

@@ -105,8 +105,8 @@ impl std::ops::Sub for UnixSeconds {
     }
 }
 
-impl From<UnixSeconds> for i64 {
-    fn from(moment: UnixSeconds) -> i64 {
-        moment.0
+impl byfly_core::time::UnixMoment for UnixSeconds {
+    fn unix_seconds(self) -> i64 {
+        self.0
     }
 }

@@ -45,7 +45,7 @@ pub trait Operations: Send + Sync {
     /// `/v2/payment` got no answer we could read, and asking again did not prove it never started:
     /// the terminal may run it under a process id we never learnt. The operation stops being
     /// current (the payment's status is what `decide` says of a given-up operation) but keeps its
-    /// terminal until its deadline, when [`Store::release_uncertain_starts`] frees it for review.
+    /// terminal until its deadline, when [`Operations::release_uncertain_starts`] frees it for review.
     async fn start_uncertain(
         &self,
         operation_id: OperationId,

@@ -16,7 +16,10 @@ impl TerminalPool {
         let client = self.client(record)?;
         if self.refresh_due(record, self.clock.now()) {
             match client.refresh().await {
-                Ok(_) => tracing::info!(terminal = %record.id, "terminal tokens refreshed ahead of expiry"),
+                Ok(_) => tracing::info!(
+                    terminal = record.id.get(),
+                    "terminal tokens refreshed ahead of expiry"
+                ),
                 Err(TerminalError::NeedsRegistration(why)) => {
                     self.tokens_refused(record.id, &client, &why)
                         .await
@@ -84,7 +87,7 @@ impl TerminalPool {
             Err(err) => (false, Some(describe(err)), None),
         };
         if let Err(err) = &outcome {
-            tracing::warn!(terminal = %record.id, name = %record.terminal.name, error = %err, "terminal unhealthy");
+            tracing::warn!(terminal = record.id.get(), name = %record.terminal.name, error = %err, "terminal unhealthy");
         }
         self.store
             .record_health(record.id, healthy, error.as_deref(), device_id.as_deref())

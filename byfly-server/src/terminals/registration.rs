@@ -8,7 +8,7 @@ use super::pool::{TerminalPool, describe};
 use crate::store::{RegistrationState, StoreError, TerminalRecord};
 
 impl TerminalPool {
-    /// An operator's registration of a terminal that [`Store::begin_registration`] marked
+    /// An operator's registration of a terminal that [`crate::store::Terminals::begin_registration`] marked
     /// pending: waits (up to the register timeout) for the cashier to accept on the screen, records
     /// the outcome with what to do about it, and checks the terminal once approved.
     pub async fn register(&self, record: &TerminalRecord) -> Result<RegistrationState, StoreError> {
@@ -44,7 +44,7 @@ impl TerminalPool {
             Err(err) => (RegistrationState::Failed, Some(describe(&err)), None),
         };
         tracing::info!(
-            terminal = %record.id,
+            terminal = record.id.get(),
             state = state.as_str(),
             "terminal registration ended"
         );

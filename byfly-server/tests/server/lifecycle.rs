@@ -1,8 +1,11 @@
 //! Cancel and expiry over real TCP: who may cancel, what a cancel does to a terminal operation,
 //! money that arrives after a cancel, and expiry with its event.
 
-use crate::common::{App, pay, spawn_app};
+use std::sync::Arc;
+
+use crate::common::{App, pay, spawn_app, spawn_app_on};
 use byfly_core::{ApiToken, BodyEncoding, PaymentStatus, TransactionId, WebhookEvent};
+use byfly_server::clock::{Clock, ManualClock};
 use byfly_server::random::OsRandom;
 use byfly_server::store::UnixSeconds;
 use byfly_terminal::simulator::PayRequest;
@@ -172,4 +175,25 @@ async fn expiry_ends_unpaid_payments_but_never_one_in_flight() {
             .unwrap()
             .is_some()
     );
+}
+
+/// Business time is the server's clock, not the wall clock: a payment's lifetime is counted on it,
+/// and the sweeper expires the payment once that clock has passed it.
+#[tokio::test]
+async fn a_payment_expires_when_the_servers_clock_passes_its_lifetime() {
+    let clock = Arc::new(ManualClock::default());
+    let app = spawn_app_on(0, false, clock.clone(), |_| {}).await;
+    let created = clock.now();
+    let id = app.init(10_000).await;
+    let shown = app.get_json(&format!("/payment/{id}")).await;
+    assert_eq!(
+        shown["data"]["expires_at"],
+        json!(byfly_core::time::DisplayOffset::utc().format(created + 3_600)),
+        "the lifetime runs from the server's now"
+    );
+    assert_eq!(app.status(&id).await["status"], json!("pending"));
+    clock.advance(3_600);
+    app.wait_status(&id, "expired").await;
+    let events: Vec<WebhookEvent> = app.events(&id).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(events, [WebhookEvent::Expired]);
 }

@@ -25,6 +25,8 @@ pub struct App {
     pub http: reqwest::Client,
     server: Option<RunningServer>,
     settings: byfly_server::config::Settings,
+    /// The server's business time (the wall clock unless the test holds it).
+    clock: byfly_server::clock::SharedClock,
     dir: std::path::PathBuf,
 }
 
@@ -38,13 +40,20 @@ struct RunningServer {
 async fn start_server(
     store: Arc<dyn Store>,
     settings: byfly_server::config::Settings,
+    clock: byfly_server::clock::SharedClock,
 ) -> (String, RunningServer) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(byfly_server::run(listener, store, settings, async {
-        stopped.await.ok();
-    }));
+    let task = tokio::spawn(byfly_server::run_with_clock(
+        listener,
+        store,
+        settings,
+        clock,
+        async {
+            stopped.await.ok();
+        },
+    ));
     (base, RunningServer { stop, task })
 }
 
@@ -237,6 +246,22 @@ pub async fn spawn_app(terminals: usize) -> App {
 }
 
 pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl FnOnce(&mut Config)) -> App {
+    spawn_app_on(
+        terminals,
+        demo_mode,
+        byfly_server::clock::SystemClock::shared(),
+        configure,
+    )
+    .await
+}
+
+/// [`spawn_app_with`] on `clock` (a test's clock that moves only when told).
+pub async fn spawn_app_on(
+    terminals: usize,
+    demo_mode: bool,
+    clock: byfly_server::clock::SharedClock,
+    configure: impl FnOnce(&mut Config),
+) -> App {
     // Server logs go to the test's output, shown when a test fails.
     tracing_subscriber::fmt()
         .with_test_writer()
@@ -264,7 +289,7 @@ pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl F
         .await
         .unwrap();
     let simulators = simulated_terminals(&store, terminals).await;
-    let (base, server) = start_server(store.clone(), settings.clone()).await;
+    let (base, server) = start_server(store.clone(), settings.clone(), clock.clone()).await;
     App {
         base,
         token: token.expose().to_owned(),
@@ -273,6 +298,7 @@ pub async fn spawn_app_with(terminals: usize, demo_mode: bool, configure: impl F
         http: reqwest::Client::new(),
         server: Some(server),
         settings,
+        clock,
         dir,
     }
 }
@@ -286,7 +312,8 @@ impl App {
             server.task.await.unwrap().unwrap();
         }
         self.store = byfly_server::open_store(&self.settings).await.unwrap();
-        let (base, server) = start_server(self.store.clone(), self.settings.clone()).await;
+        let (base, server) =
+            start_server(self.store.clone(), self.settings.clone(), self.clock.clone()).await;
         self.base = base;
         self.server = Some(server);
     }
