@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Throughput and latency of the server's hot paths against the ceiling of its HTTP stack, in one
+# run: the demo (SQLite + simulated terminals) and a bare axum route (byfly-server/examples/bare.rs)
+# under wrk, then the same requests on PostgreSQL with one and with two `byfly-server serve`
+# processes on one database. Prints one table: req/s, p50, p99 and the ratio to bare.
+#   bash bench/load.sh [seconds per run, default 10] [connections, default 32]
+# Needs wrk (installed from Debian when missing) and, for the PostgreSQL rows, a PostgreSQL server
+# at BYFLY_BENCH_DATABASE_URL's host (default postgres://postgres@127.0.0.1:5432, database
+# byfly_bench, recreated).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN="${1:-10}"
+CONNECTIONS="${2:-32}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/byfly-ci-target}"
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q -p byfly-server --bin byfly-server --example bare
+BIN="$CARGO_TARGET_DIR/release/byfly-server"
+BARE="$CARGO_TARGET_DIR/release/examples/bare"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+TOKEN="$(head -c 4096 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 64)"
+ADMIN="bench-admin-token-0123456789"
+wait_up() { for _ in $(seq 1 100); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
+
+# One run of wrk: prints "req/s p50_ms p99_ms".
+run_wrk() {
+  local url="$1" script="${2:-}"
+  local args=(-t2 "-c$CONNECTIONS" "-d${SECONDS_PER_RUN}s" --latency)
+  [ -n "$script" ] && args+=(-s "$script")
+  wrk "${args[@]}" "$url" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
+    END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
+}
+
+# wrk scripts: init without and with a fresh Idempotency-Key per request.
+cat > "$WORK/init.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Token"] = "$TOKEN"
+wrk.body = '{"amount": 50000, "description": "load"}'
+LUA
+cat > "$WORK/init_key.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Token"] = "$TOKEN"
+wrk.body = '{"amount": 50000, "description": "load"}'
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["Idempotency-Key"] = string.format("bench-%d-%d-%d", os.time(), math.random(1e9), n)
+  return wrk.format()
+end
+LUA
+
+ROWS=()
+row() { ROWS+=("$1|$2"); }
+
+"$BARE" 127.0.0.1:18090 >/dev/null 2>&1 & PIDS+=($!)
+wait_up http://127.0.0.1:18090/bare
+BARE_FIGURES="$(run_wrk http://127.0.0.1:18090/bare)"
+row "bare axum route (the ceiling)" "$BARE_FIGURES"
+
+# The requests measured on every backend: name, path under /api (ID is the payment's id), wrk script.
+REQUESTS=(
+  "GET /payment/{id}/status|payment/ID/status|"
+  "GET /payment/{id}|payment/ID|"
+  "GET /payment-methods/active|payment-methods/active|"
+  "POST /payment/init|payment/init|$WORK/init.lua"
+  "POST /payment/init + Idempotency-Key|payment/init|$WORK/init_key.lua"
+)
+# A payment of 50 000 made through `base`: its transaction id.
+new_payment() {
+  curl -fs -X POST "$1/payment/init" -H "X-API-Token: $2" -H 'Content-Type: application/json' \
+    -d '{"amount": 50000}' | sed -E 's/.*"transaction_id":"([0-9A-F]{12})".*/\1/'
+}
+
+"$BIN" demo --data-dir "$WORK/demo" --bind 127.0.0.1:18080 --token "$TOKEN" --admin-token "$ADMIN" >"$WORK/demo.log" 2>&1 & PIDS+=($!)
+wait_up http://127.0.0.1:18080/api/health
+ID="$(new_payment http://127.0.0.1:18080/api "$TOKEN")"
+for request in "${REQUESTS[@]}"; do
+  IFS='|' read -r name path script <<<"$request"
+  row "SQLite: $name" "$(run_wrk "http://127.0.0.1:18080/api/${path/ID/$ID}" "$script")"
+done
+
+PG_BASE="${BYFLY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
+if psql "$PG_BASE/postgres" -qAtc "SELECT 1" >/dev/null 2>&1; then
+  psql "$PG_BASE/postgres" -qc "DROP DATABASE IF EXISTS byfly_bench WITH (FORCE)" >/dev/null 2>&1
+  psql "$PG_BASE/postgres" -qc "CREATE DATABASE byfly_bench" >/dev/null
+  export BYFLY_DATABASE_URL="$PG_BASE/byfly_bench"
+  "$BIN" migrate >/dev/null 2>&1
+  PG_TOKEN="$("$BIN" source create --name Bench 2>/dev/null | grep -Eo '[A-Za-z0-9]{64}' | head -n 1)"
+  sed -i "s/$TOKEN/$PG_TOKEN/" "$WORK/init.lua" "$WORK/init_key.lua"
+  BYFLY_BIND=127.0.0.1:18181 "$BIN" serve >"$WORK/pg1.log" 2>&1 & PIDS+=($!)
+  BYFLY_BIND=127.0.0.1:18182 "$BIN" serve >"$WORK/pg2.log" 2>&1 & PIDS+=($!)
+  wait_up http://127.0.0.1:18181/api/health; wait_up http://127.0.0.1:18182/api/health
+  PG_ID="$(new_payment http://127.0.0.1:18181/api "$PG_TOKEN")"
+  # Two processes: two wrk runs at once, one per process, their rates added, the worse percentiles kept.
+  both() {
+    run_wrk "http://127.0.0.1:18181/api/$1" "$2" >"$WORK/a" & local a=$!
+    run_wrk "http://127.0.0.1:18182/api/$1" "$2" >"$WORK/b" & local b=$!
+    wait "$a" "$b"
+    paste "$WORK/a" "$WORK/b" | awk '{ printf "%.0f %.2f %.2f\n", $1 + $4, ($2 > $5 ? $2 : $5), ($3 > $6 ? $3 : $6) }'
+  }
+  for request in "${REQUESTS[@]}"; do
+    IFS='|' read -r name path script <<<"$request"
+    row "PostgreSQL, 1 process: $name" "$(run_wrk "http://127.0.0.1:18181/api/${path/ID/$PG_ID}" "$script")"
+    row "PostgreSQL, 2 processes: $name" "$(both "${path/ID/$PG_ID}" "$script")"
+  done
+else
+  echo "(no PostgreSQL at $PG_BASE: its rows are left out)" >&2
+fi
+
+BARE_RPS="${BARE_FIGURES%% *}"
+echo "wrk, $CONNECTIONS connections, ${SECONDS_PER_RUN} s per row, release build, $(nproc) cores"
+printf '| %-62s | %9s | %8s | %8s | %6s |\n' request req/s "p50 ms" "p99 ms" "× bare"
+printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..64})" "-----------" "----------" "----------" "--------"
+for entry in "${ROWS[@]}"; do
+  name="${entry%%|*}"; read -r rps p50 p99 <<<"${entry#*|}"
+  printf '| %-62s | %9s | %8s | %8s | %6s |\n' "$name" "$rps" "$p50" "$p99" "$(awk -v a="$rps" -v b="$BARE_RPS" 'BEGIN { printf "%.2f", a / b }')"
+done
