@@ -174,8 +174,60 @@ pub async fn poll_due(app: &App, payment_id: Option<PaymentId>) -> Result<usize,
         .store
         .claim_due_operations(app.now(), lease, payment_id, 20)
         .await?;
-    for op in &due {
-        poll(app, op).await?;
+    let count = due.len();
+    // Payments are followed side by side (at most POLL_CONCURRENCY at once), so one slow or dead
+    // terminal does not hold up the round; a payment's own operations stay in claim order.
+    let mut by_payment: Vec<(PaymentId, Vec<OperationRecord>)> = Vec::new();
+    for op in due {
+        match by_payment.iter_mut().find(|(id, _)| *id == op.payment_id) {
+            Some((_, ops)) => ops.push(op),
+            None => by_payment.push((op.payment_id, vec![op])),
+        }
     }
-    Ok(due.len())
+    let mut running = tokio::task::JoinSet::new();
+    let mut failures = Vec::new();
+    for (_, ops) in by_payment {
+        if running.len() >= POLL_CONCURRENCY {
+            collect(running.join_next().await, &mut failures);
+        }
+        let app = app.clone();
+        running.spawn(async move {
+            // A failure on one operation does not abandon the payment's next ones.
+            let mut failed = Vec::new();
+            for op in &ops {
+                if let Err(err) = poll(&app, op).await {
+                    failed.push((op.id, err));
+                }
+            }
+            failed
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        collect(Some(done), &mut failures);
+    }
+    // The first failure is the answer (its caller logs it, or answers 500); the others are logged
+    // here, each once.
+    let mut failures = failures.into_iter();
+    let Some((_, first)) = failures.next() else {
+        return Ok(count);
+    };
+    for (operation, err) in failures {
+        tracing::error!(operation = operation.get(), %err, "operation poll failed");
+    }
+    Err(first)
+}
+
+/// How many payments' operations one round follows at once.
+const POLL_CONCURRENCY: usize = 8;
+
+/// Adds a finished poll task's failures to `failures` (a task that panicked is logged).
+fn collect(
+    done: Option<Result<Vec<(OperationId, StoreError)>, tokio::task::JoinError>>,
+    failures: &mut Vec<(OperationId, StoreError)>,
+) {
+    match done {
+        Some(Ok(failed)) => failures.extend(failed),
+        Some(Err(panicked)) => tracing::error!(%panicked, "an operation poll task panicked"),
+        None => {}
+    }
 }
