@@ -3,10 +3,14 @@
 //! answers. A terminal without tokens is never registered here: it waits for an operator.
 
 use byfly_terminal::TerminalError;
+use futures_util::stream::{self, StreamExt};
 
 use super::pool::{NEEDS_REGISTRATION, TerminalPool, describe, store_failure};
 use crate::store::UnixSeconds;
 use crate::store::{StoreError, TerminalRecord};
+
+/// How many terminals one health round checks at once.
+pub const HEALTH_CONCURRENCY: usize = 8;
 
 /// How long tokens are assumed to live when the terminal's `expirationDate` cannot be read.
 const ASSUMED_TOKEN_LIFETIME: i64 = 24 * 3600;
@@ -95,13 +99,29 @@ impl TerminalPool {
         Ok(healthy)
     }
 
-    /// One round of the health checker: every enabled terminal not checked for `interval` seconds.
-    /// Returns how many were checked.
+    /// One round of the health checker: every enabled terminal not checked for `interval` seconds,
+    /// up to [`HEALTH_CONCURRENCY`] at once, so that a terminal that takes its timeout to answer
+    /// does not delay the others' checks (nor their token refreshes). A store failure on one does
+    /// not stop the rest: the first is the round's answer, the others are logged here. Returns how
+    /// many were checked.
     pub async fn check_due(&self, now: UnixSeconds, interval: i64) -> Result<usize, StoreError> {
         let due = self.store.claim_health_checks(now, interval).await?;
-        for record in &due {
-            self.check(record).await?;
+        let count = due.len();
+        // Owned records: a stream of futures borrowing them is not `Send` to the compiler.
+        let mut checks = stream::iter(due)
+            .map(|record| async move { (record.id, self.check(&record).await) })
+            .buffer_unordered(HEALTH_CONCURRENCY);
+        let mut first_failure = None;
+        while let Some((terminal, checked)) = checks.next().await {
+            match checked {
+                Ok(_) => {}
+                Err(err) if first_failure.is_none() => first_failure = Some(err),
+                Err(err) => tracing::error!(terminal = terminal.get(), %err, "terminal health check failed"),
+            }
         }
-        Ok(due.len())
+        match first_failure {
+            None => Ok(count),
+            Some(err) => Err(err),
+        }
     }
 }

@@ -113,6 +113,33 @@ async fn an_unreachable_terminal_is_marked_unhealthy_and_recovers() {
 }
 
 #[tokio::test]
+async fn a_terminal_that_does_not_answer_does_not_hold_up_the_others_checks() {
+    let (store, dir) = store().await;
+    let (hanging, _, _) = registered(&store, "Касса зависла").await;
+    let (answering, _, _) = registered(&store, "Касса в порядке").await;
+    // Requests may take a minute: only the other terminal's check can end the wait below.
+    let pool =
+        TerminalPool::with_timeouts(store.clone(), Duration::from_millis(500), Duration::from_secs(60));
+    hanging.set_fault(FaultMode::Timeout, None);
+    let asked_before = answering.counters().calls["deviceinfo"];
+    let round = tokio::spawn(async move { pool.check_due(UnixSeconds(10_000), 30).await });
+    common::eventually(
+        "the answering terminal is checked while the other hangs",
+        || async { (answering.counters().calls["deviceinfo"] > asked_before).then_some(()) },
+    )
+    .await;
+    hanging.set_fault(FaultMode::None, None);
+    assert_eq!(round.await.unwrap().unwrap(), 2);
+    let terminals = store.terminals().await.unwrap();
+    let health: Vec<_> = terminals
+        .iter()
+        .map(|t| (t.terminal.name.as_str(), t.healthy))
+        .collect();
+    assert_eq!(health, [("Касса зависла", false), ("Касса в порядке", true)]);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
 async fn health_endpoint_reports_the_pool_and_the_server_checks_terminals_itself() {
     let (store, dir) = store().await;
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
