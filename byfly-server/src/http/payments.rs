@@ -190,12 +190,20 @@ pub(super) async fn figures(
     record: &PaymentRecord,
 ) -> Result<(Figures, Option<OperationRecord>), HttpError> {
     let operations = state.store.operations(record.id).await?;
+    Ok(figures_of(record, operations))
+}
+
+/// [`figures`] from operations already read.
+fn figures_of(
+    record: &PaymentRecord,
+    operations: Vec<OperationRecord>,
+) -> (Figures, Option<OperationRecord>) {
     let (ledger, _) = ledger_of(record, &operations);
     let current = operations
         .into_iter()
         .rev()
         .find(|op| op.is_current && matches!(op.state, OpState::InFlight | OpState::Starting));
-    Ok((ledger.figures(), current))
+    (ledger.figures(), current)
 }
 
 pub(super) async fn view(record: &PaymentRecord, state: &AppState) -> Result<PaymentView, HttpError> {
@@ -238,17 +246,21 @@ pub async fn show(
     Ok(Json(Envelope::data(view(&record, &state).await?)))
 }
 
-/// `GET /api/payment/{id}/status` (public): a `processing` payment's terminal is asked first (at
-/// most once per second per payment: concurrent callers share the one call through its claim).
+/// `GET /api/payment/{id}/status` (public): a `processing` payment's terminal is asked first when
+/// a poll of it is due (at most once per second per payment: concurrent callers share the one
+/// call through its claim). Otherwise this is two reads and no write.
 pub async fn status(
     State(state): State<AppState>,
     PaymentPath(mut record): PaymentPath,
 ) -> Result<Json<Envelope<PaymentStatusView>>, HttpError> {
-    if record.status == PaymentStatus::Processing {
+    let mut operations = state.store.operations(record.id).await?;
+    let now = state.now();
+    if record.status == PaymentStatus::Processing && operations.iter().any(|op| op.is_poll_due(now)) {
         poll::poll_due(&state, Some(record.id)).await?;
         record = reread(&state, &record).await?;
+        operations = state.store.operations(record.id).await?;
     }
-    let (figures, _) = figures(&state, &record).await?;
+    let (figures, _) = figures_of(&record, operations);
     Ok(Json(Envelope::data(PaymentStatusView {
         transaction_id: record.transaction_id.clone(),
         status: record.status,

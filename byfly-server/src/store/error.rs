@@ -9,6 +9,10 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The write was rolled back with the rest of its batch (see `sql::group_commit`): nothing of
+    /// it was kept.
+    #[error("not committed: {0}")]
+    NotCommitted(String),
     /// A stored value no longer parses (a bug or a hand edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),

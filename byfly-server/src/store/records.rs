@@ -451,6 +451,8 @@ pub struct OperationRecord {
     pub started_at: UnixSeconds,
     /// Unix seconds: when the terminal gives up on it.
     pub deadline_at: UnixSeconds,
+    /// When the poller asks the terminal next (a claim moves it on by the claim's lease).
+    pub next_poll_at: UnixSeconds,
     /// Unix seconds since the terminal answered `unknown`.
     pub unknown_since: Option<UnixSeconds>,
     /// A refund operation: its public id (`None` for payments).
@@ -476,5 +478,10 @@ impl OperationRecord {
     /// True for refund operations.
     pub fn is_refund(&self) -> bool {
         self.refund_id.is_some()
+    }
+
+    /// Whether a poll of this operation is due at `now` (what `claim_due_operations` would claim).
+    pub fn is_poll_due(&self, now: UnixSeconds) -> bool {
+        self.holds_terminal && self.state == OpState::InFlight && self.next_poll_at <= now
     }
 }

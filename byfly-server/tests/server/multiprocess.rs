@@ -443,3 +443,106 @@ async fn two_processes_share_one_database_without_losing_or_doubling_anything() 
     std::fs::remove_dir_all(&dir).ok();
     common::drop_database(&dir);
 }
+
+/// A 2xx means on disk: with writes grouped into shared transactions (SQLite's group commit),
+/// no request may be answered before its batch committed. Thirty-two clients create payments
+/// (half with an `Idempotency-Key`) until the server is killed with SIGKILL mid-stream; then every
+/// payment it acknowledged is in the database, and a fresh server replays every acknowledged key
+/// with the payment it created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_payment_acknowledged_before_a_sigkill_is_in_the_database() {
+    const CLIENTS: usize = 32;
+    const BEFORE_KILL: usize = 400;
+    let dir = common::temp_dir("byfly-sigkill");
+    let database_url = common::database_url(&dir);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let store = SqlStore::open(&database_url).await.unwrap();
+    store.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let token = ApiToken::generate(&mut OsRandom);
+    store
+        .create_source("CRM", &token.hash(), BodyEncoding::Js, UnixSeconds(0))
+        .await
+        .unwrap();
+    let mut server = spawn_server(&database_url, &http).await;
+
+    // (transaction id, idempotency key, body) of every 201 received.
+    type Acknowledged = Vec<(String, Option<String>, Value)>;
+    let acknowledged: Arc<std::sync::Mutex<Acknowledged>> = Arc::default();
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (http, base, token) = (http.clone(), server.base.clone(), token.expose().to_owned());
+            let (acknowledged, enough) = (acknowledged.clone(), enough.clone());
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let key = (client % 2 == 0).then(|| format!("sigkill-{client}-{n}"));
+                    let sent = json!({"amount": 1000 + n, "description": format!("Заказ {client}-{n}")});
+                    let mut request = http
+                        .post(format!("{base}/payment/init"))
+                        .header("X-API-Token", &token)
+                        .json(&sent);
+                    if let Some(key) = &key {
+                        request = request.header("Idempotency-Key", key);
+                    }
+                    // The kill ends the run: a refused connection or a cut answer.
+                    let Ok(response) = request.send().await else { break };
+                    if response.status() != 201 {
+                        break;
+                    }
+                    let Ok(body) = response.json::<Value>().await else {
+                        break;
+                    };
+                    let id = body["data"]["transaction_id"].as_str().unwrap().to_owned();
+                    let mut acknowledged = acknowledged.lock().unwrap();
+                    acknowledged.push((id, key, sent));
+                    if acknowledged.len() == BEFORE_KILL {
+                        enough.notify_one();
+                    }
+                }
+            })
+        })
+        .collect();
+    enough.notified().await;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() >= BEFORE_KILL);
+
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open(&database_url).await.unwrap());
+    let mut missing = Vec::new();
+    for (id, _, _) in &acknowledged {
+        let id = TransactionId::parse(id).unwrap();
+        if store.payment(&id).await.unwrap().is_none() {
+            missing.push(id);
+        }
+    }
+    assert_eq!(missing, [], "acknowledged, then lost in the kill");
+
+    let restarted = spawn_server(&database_url, &http).await;
+    for (id, key, sent) in &acknowledged {
+        let Some(key) = key else { continue };
+        let replay = http
+            .post(format!("{}/payment/init", restarted.base))
+            .header("X-API-Token", token.expose())
+            .header("Idempotency-Key", key)
+            .json(sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(replay.status(), 201, "{key}");
+        let replayed: Value = replay.json().await.unwrap();
+        assert_eq!(
+            replayed["data"]["transaction_id"],
+            json!(id),
+            "{key}: replayed as another payment"
+        );
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

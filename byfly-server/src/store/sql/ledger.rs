@@ -5,7 +5,7 @@ use byfly_core::ids::EventId;
 use byfly_core::{Figures, MethodCode, Money, PaymentStatus, WebhookEvent};
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
-use sqlx::{Any, Row};
+use sqlx::{Any, AnyConnection, Row};
 
 use super::SqlStore;
 use crate::store::decisions::*;
@@ -62,13 +62,13 @@ impl SqlStore {
     /// What a decision about `payment_id` is made from, read inside `tx`.
     pub(super) async fn snapshot(
         &self,
-        tx: &mut sqlx::Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         payment_id: PaymentId,
     ) -> Result<Snapshot, StoreError> {
         let (payment, operations) = self.payment_with_operations(tx, payment_id).await?;
         let methods = self
             .q("SELECT * FROM payment_methods")
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|row| Self::method(row).map(|(method, _)| method))
@@ -86,7 +86,7 @@ impl SqlStore {
     /// refunded amount, the status (with `paid_at` on entering `paid`) and the event, in `tx`.
     pub(super) async fn persist(
         &self,
-        tx: &mut sqlx::Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         snapshot: &Snapshot,
         plan: &SettlementPlan,
         now: UnixSeconds,
@@ -97,14 +97,14 @@ impl SqlStore {
             // Still followed on its terminal: money it takes is credited.
             self.q("UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1")
                 .bind(current)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
         if plan.refunded.is_positive() {
             self.q("UPDATE payments SET refunded_amount_minor = refunded_amount_minor + ? WHERE id = ?")
                 .bind(plan.refunded.to_minor())
                 .bind(payment_id)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
         self.q(
@@ -115,7 +115,7 @@ impl SqlStore {
         .bind(now)
         .bind(now)
         .bind(payment_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         if let Some(event) = plan.event {
             let new = NewEvent {
@@ -133,7 +133,7 @@ impl SqlStore {
     /// Appends an event to the outbox inside the transaction of the change it reports.
     pub(super) async fn append_event(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut AnyConnection,
         payment_id: PaymentId,
         new: &NewEvent<'_>,
         now: UnixSeconds,
@@ -163,7 +163,7 @@ impl SqlStore {
         .bind(now)
         .bind(now)
         .bind(payment_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         Ok(())
     }
@@ -172,13 +172,13 @@ impl SqlStore {
     /// The status and figures the payment's last event reported, if any.
     pub(super) async fn last_reported(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut AnyConnection,
         payment_id: PaymentId,
     ) -> Result<Reported, StoreError> {
         let row = self
             .q("SELECT * FROM webhook_events WHERE payment_id = ? ORDER BY id DESC LIMIT 1")
             .bind(payment_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
         Ok(row
             .as_ref()
@@ -189,18 +189,18 @@ impl SqlStore {
 
     pub(super) async fn payment_with_operations(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut AnyConnection,
         payment_id: PaymentId,
     ) -> Result<(PaymentRecord, Vec<OperationRecord>), StoreError> {
         let payment = self
             .q(select_payments!("id = ?"))
             .bind(payment_id)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *tx)
             .await?;
         let operations = self
             .q("SELECT * FROM operations WHERE payment_id = ? ORDER BY id")
             .bind(payment_id)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(SqlStore::operation)
@@ -210,7 +210,7 @@ impl SqlStore {
 
     pub(super) async fn complete(
         &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tx: &mut AnyConnection,
         completion: &IdempotencyCompletion,
     ) -> Result<(), StoreError> {
         self.q(
@@ -220,7 +220,7 @@ impl SqlStore {
         .bind(&completion.response.body)
         .bind(completion.source_id)
         .bind(&completion.key)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
         Ok(())
     }

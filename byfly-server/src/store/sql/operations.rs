@@ -54,6 +54,7 @@ impl Operations for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         if status.as_deref() != Some(claim.expected_status.as_str()) {
+            tx.rollback().await?;
             return Ok(ClaimOutcome::PaymentChanged);
         }
         if let Some(replaced) = claim.replace_operation {
@@ -81,6 +82,7 @@ impl Operations for SqlStore {
             })
             .transpose()?;
         let Some(terminal) = terminal else {
+            tx.rollback().await?;
             return Ok(ClaimOutcome::NoFreeTerminal);
         };
         let quote = &claim.quote;
@@ -109,6 +111,7 @@ impl Operations for SqlStore {
             Ok(row) => row.try_get("id")?,
             // A unique index refused it: another request opened an operation on this payment.
             Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                tx.rollback().await?;
                 return Ok(ClaimOutcome::PaymentChanged);
             }
             Err(err) => return Err(err.into()),
@@ -196,6 +199,7 @@ impl Operations for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(payment_id) = payment_id else {
+            tx.rollback().await?;
             return Ok(false);
         };
         self.q("UPDATE payments SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
@@ -344,10 +348,12 @@ impl Operations for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(payment_id) = payment_id else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let snapshot = self.snapshot(&mut tx, payment_id).await?;
         let Some(plan) = decide(&snapshot) else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let (transaction_id, cheque_method) = match answer {
@@ -379,6 +385,7 @@ impl Operations for SqlStore {
         .execute(&mut *tx)
         .await?;
         if updated.rows_affected() == 0 {
+            tx.rollback().await?;
             return Ok(None);
         }
         self.persist(&mut tx, &snapshot, &plan, now, event_id).await?;

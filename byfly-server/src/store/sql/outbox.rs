@@ -134,12 +134,15 @@ impl Outbox for SqlStore {
             })
             .transpose()?;
         let Some((row_id, busy, in_turn)) = found else {
+            tx.rollback().await?;
             return Ok(EventClaim::NotFound);
         };
         if busy {
+            tx.rollback().await?;
             return Ok(EventClaim::Busy);
         }
         if !in_turn {
+            tx.rollback().await?;
             return Ok(EventClaim::Blocked);
         }
         let row = self
@@ -218,6 +221,7 @@ impl Outbox for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
+            tx.rollback().await?;
             return Ok(Recorded::NotHolder);
         };
         let attempts: i64 = row.try_get("attempts")?;

@@ -51,6 +51,7 @@ impl Payments for SqlStore {
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
+            tx.rollback().await?;
             return Ok(Inserted::IdCollision);
         }
         if let Some(completion) = completion {
@@ -108,6 +109,7 @@ impl Payments for SqlStore {
         let mut tx = self.begin_write().await?;
         let snapshot = self.snapshot(&mut tx, payment_id).await?;
         let Some(plan) = decide(&snapshot) else {
+            tx.rollback().await?;
             return Ok(None);
         };
         self.persist(&mut tx, &snapshot, &plan, now, event_id).await?;

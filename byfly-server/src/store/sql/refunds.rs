@@ -54,6 +54,7 @@ impl Refunds for SqlStore {
         .fetch_one(&mut *tx)
         .await?;
         if status.as_deref() != Some(expected.as_str()) || running > 0 || !request_open {
+            tx.rollback().await?;
             return Ok(RefundClaim::PaymentChanged);
         }
         let inserted = self.q(
@@ -79,6 +80,7 @@ impl Refunds for SqlStore {
         let id: OperationId = match inserted {
             Ok(row) => row.try_get("id")?,
             Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                tx.rollback().await?;
                 return Ok(RefundClaim::TerminalBusy);
             }
             Err(err) => return Err(err.into()),

@@ -187,6 +187,7 @@ impl SqlStore {
                 .map(MethodCode::new),
             started_at: row.try_get("started_at")?,
             deadline_at: row.try_get("deadline_at")?,
+            next_poll_at: row.try_get("next_poll_at")?,
             unknown_since: row.try_get("unknown_since")?,
             refund_id: row.try_get("refund_id")?,
             refund_of: row.try_get("refund_of_operation_id")?,

@@ -31,17 +31,33 @@ impl Sources for SqlStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
+        self.sources.clear();
         Self::source_row(&row)
     }
 
     async fn source_by_token_hash(&self, hash: &TokenHash) -> Result<Option<SourceRecord>, StoreError> {
+        if self.sources.due_for_check() {
+            let generation: i64 = self
+                .scalar("SELECT generation FROM sources_generation")
+                .fetch_one(&self.pool)
+                .await?;
+            self.sources.checked(generation);
+        }
+        if let Some(cached) = self.sources.get(hash) {
+            return Ok(Some(cached));
+        }
+        let generation = self.sources.generation();
         let row = self.q(
             "SELECT id, name, webhook_json, active, created_at FROM sources WHERE token_hash = ? AND active = 1",
         )
         .bind(hash.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(Self::source_row).transpose()
+        let source = row.as_ref().map(Self::source_row).transpose()?;
+        if let Some(source) = &source {
+            self.sources.insert(hash, source, generation);
+        }
+        Ok(source)
     }
 
     async fn source(&self, id: SourceId) -> Result<Option<SourceRecord>, StoreError> {
@@ -76,6 +92,65 @@ impl Sources for SqlStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
+        // At once in this process; the others notice through `sources_generation`.
+        self.sources.clear();
         row.as_ref().map(Self::source_row).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::source_cache::{SOURCES_RECHECK, SourceCache};
+    use super::*;
+    use crate::store::Database;
+
+    /// A store of its own on the database at `url`, as another process would have, whose cache
+    /// asks the database about changes every `recheck`.
+    async fn process(url: &str, recheck: Duration) -> SqlStore {
+        let mut store = SqlStore::open(url).await.unwrap();
+        store.sources = std::sync::Arc::new(SourceCache::new(recheck));
+        store
+    }
+
+    #[tokio::test]
+    async fn a_revoke_reaches_every_process_through_the_database() {
+        let url = super::super::temp_sqlite_url("source-cache");
+        let operator = process(&url, SOURCES_RECHECK).await;
+        operator.migrate().await.unwrap();
+        // `patient` trusts its cache for an hour, `eager` asks about changes on every lookup.
+        let patient = process(&url, Duration::from_secs(3600)).await;
+        let eager = process(&url, Duration::ZERO).await;
+        let hash = TokenHash::of("bf_cache_test_token");
+        let source = operator
+            .create_source("CRM", &hash, BodyEncoding::Js, UnixSeconds(0))
+            .await
+            .unwrap();
+        for store in [&operator, &patient, &eager] {
+            assert_eq!(
+                store.source_by_token_hash(&hash).await.unwrap(),
+                Some(source.clone())
+            );
+        }
+
+        operator
+            .update_source(source.id, None, Some(false))
+            .await
+            .unwrap();
+        // The process that revoked refuses the token at once; another one as soon as it asks
+        // the database about changes; one that has not asked yet still answers from its cache
+        // (which is what saves the query: the window is `SOURCES_RECHECK`).
+        assert_eq!(operator.source_by_token_hash(&hash).await.unwrap(), None);
+        assert_eq!(eager.source_by_token_hash(&hash).await.unwrap(), None);
+        assert_eq!(patient.source_by_token_hash(&hash).await.unwrap(), Some(source));
+        // Unknown tokens are never cached as unknown: a new source is found at once.
+        let later = TokenHash::of("bf_cache_test_later");
+        assert_eq!(patient.source_by_token_hash(&later).await.unwrap(), None);
+        let created = operator
+            .create_source("Shop", &later, BodyEncoding::Js, UnixSeconds(0))
+            .await
+            .unwrap();
+        assert_eq!(patient.source_by_token_hash(&later).await.unwrap(), Some(created));
     }
 }
