@@ -13,7 +13,7 @@ use byfly_core::{ErrorCode, TransactionId};
 
 use super::errors::HttpError;
 use super::state::AppState;
-use crate::store::{PaymentRecord, SourceRecord};
+use crate::store::{OperationRecord, PaymentRecord, SourceRecord};
 
 /// A request body that is JSON (or empty), at most `max_body_bytes`, kept as bytes so each handler
 /// parses it leniently and idempotency can hash exactly what was sent.
@@ -166,9 +166,25 @@ impl FromRequestParts<AppState> for PaymentPath {
 /// The payment `id` names; an id that is not one, or names no payment, is
 /// `transaction_not_found` (for handlers that check something else first).
 pub async fn find_payment(state: &AppState, id: &str) -> Result<PaymentRecord, HttpError> {
-    let not_found = || HttpError::code(ErrorCode::TransactionNotFound);
-    let id = TransactionId::parse(id).map_err(|_| not_found())?;
-    state.store.payment(&id).await?.ok_or_else(not_found)
+    let id = TransactionId::parse(id).map_err(|_| transaction_not_found())?;
+    state.store.payment(&id).await?.ok_or_else(transaction_not_found)
+}
+
+/// Like [`find_payment`], with the payment's operations (oldest first), in one query.
+pub async fn find_payment_and_operations(
+    state: &AppState,
+    id: &str,
+) -> Result<(PaymentRecord, Vec<OperationRecord>), HttpError> {
+    let id = TransactionId::parse(id).map_err(|_| transaction_not_found())?;
+    state
+        .store
+        .payment_and_operations(&id)
+        .await?
+        .ok_or_else(transaction_not_found)
+}
+
+fn transaction_not_found() -> HttpError {
+    HttpError::code(ErrorCode::TransactionNotFound)
 }
 
 /// The calling source's own payment named by `{id}`; another source's is `transaction_not_found`

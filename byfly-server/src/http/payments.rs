@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::errors::HttpError;
 use super::errors::json_response;
 use super::extract::{
-    JsonBodyOr, JsonBytes, OwnPayment, PaymentPath, Source, find_payment, invalid_query,
+    JsonBodyOr, JsonBytes, OwnPayment, Source, find_payment, find_payment_and_operations, invalid_query,
     parse_json_or_default,
 };
 use super::limits::Peer;
@@ -207,7 +207,17 @@ fn figures_of(
 }
 
 pub(super) async fn view(record: &PaymentRecord, state: &AppState) -> Result<PaymentView, HttpError> {
-    let (figures, current) = figures(state, record).await?;
+    let operations = state.store.operations(record.id).await?;
+    view_of(record, operations, state).await
+}
+
+/// [`view`] from operations already read.
+async fn view_of(
+    record: &PaymentRecord,
+    operations: Vec<OperationRecord>,
+    state: &AppState,
+) -> Result<PaymentView, HttpError> {
+    let (figures, current) = figures_of(record, operations);
     let merchant_name = state
         .store
         .source(record.source_id)
@@ -241,24 +251,25 @@ pub(super) async fn view(record: &PaymentRecord, state: &AppState) -> Result<Pay
 /// `GET /api/payment/{id}` (public).
 pub async fn show(
     State(state): State<AppState>,
-    PaymentPath(record): PaymentPath,
+    Path(id): Path<String>,
 ) -> Result<Json<Envelope<PaymentView>>, HttpError> {
-    Ok(Json(Envelope::data(view(&record, &state).await?)))
+    let (record, operations) = find_payment_and_operations(&state, &id).await?;
+    Ok(Json(Envelope::data(view_of(&record, operations, &state).await?)))
 }
 
 /// `GET /api/payment/{id}/status` (public): a `processing` payment's terminal is asked first when
 /// a poll of it is due (at most once per second per payment: concurrent callers share the one
-/// call through its claim). Otherwise this is two reads and no write.
+/// call through its claim). Otherwise this is one read (the payment with its operations) and no
+/// write.
 pub async fn status(
     State(state): State<AppState>,
-    PaymentPath(mut record): PaymentPath,
+    Path(id): Path<String>,
 ) -> Result<Json<Envelope<PaymentStatusView>>, HttpError> {
-    let mut operations = state.store.operations(record.id).await?;
+    let (mut record, mut operations) = find_payment_and_operations(&state, &id).await?;
     let now = state.now();
     if record.status == PaymentStatus::Processing && operations.iter().any(|op| op.is_poll_due(now)) {
         poll::poll_due(&state, Some(record.id)).await?;
-        record = reread(&state, &record).await?;
-        operations = state.store.operations(record.id).await?;
+        (record, operations) = find_payment_and_operations(&state, &id).await?;
     }
     let (figures, _) = figures_of(&record, operations);
     Ok(Json(Envelope::data(PaymentStatusView {

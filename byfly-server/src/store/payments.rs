@@ -26,6 +26,12 @@ pub trait Payments: Send + Sync {
     /// A payment by its public id.
     async fn payment(&self, id: &TransactionId) -> Result<Option<PaymentRecord>, StoreError>;
 
+    /// A payment and its operations (oldest first), read in one query: what a status read needs.
+    async fn payment_and_operations(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<(PaymentRecord, Vec<OperationRecord>)>, StoreError>;
+
     /// Changes the given fields of a payment method; `None` for an unknown id.
     async fn update_method(
         &self,

@@ -70,6 +70,7 @@ impl SqlStore {
             }
         }
         tx.commit().await?;
+        self.cache.clear();
         Ok(())
     }
 }

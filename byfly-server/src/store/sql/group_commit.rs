@@ -8,7 +8,8 @@
 //!
 //! - the first writer of a batch begins the database transaction (`BEGIN IMMEDIATE`); each writer
 //!   works inside a savepoint of its own, so a writer that fails or gives up rolls back only its
-//!   own changes, exactly as its own transaction would have;
+//!   own changes, exactly as its own transaction would have (see [`Batch`] for how the savepoint
+//!   is kept open between members);
 //! - a writer done with its work releases its savepoint, hands the connection on and asks the
 //!   committer to commit; the committer queues for the connection like everyone else, so every
 //!   writer already waiting joins the batch first, and the batch commits once for all of them;
@@ -55,12 +56,22 @@ struct Inner {
 }
 
 /// The batches' connection and the batch open on it.
+///
+/// While a batch is open exactly one savepoint, `batch_member`, is open in it, empty whenever the
+/// connection changes hands: begun with the batch, released and begun again in one statement
+/// when a member keeps its changes, rolled back to (which keeps it open) when a member keeps
+/// nothing or left half-way, and committed with the batch (`COMMIT` ends open savepoints too).
+/// So a member costs one round trip to the database besides its own statements — the handoffs
+/// to sqlx's SQLite worker thread, not SQLite, are what a statement costs here.
 #[derive(Debug)]
 struct Batch {
     pool: AnyPool,
     conn: PoolConnection<Any>,
     /// The open batch's outcome, published once; `None` between batches.
     open: Option<watch::Sender<BatchOutcome>>,
+    /// Whether the open batch's `BEGIN` is known to have run (a writer cancelled while sending it
+    /// leaves this false: the transaction may or may not be open).
+    begun: bool,
 }
 
 impl GroupCommit {
@@ -73,6 +84,7 @@ impl GroupCommit {
                 pool: pool.clone(),
                 conn,
                 open: None,
+                begun: false,
             })),
             abandoned_savepoint: AtomicBool::new(false),
             wake_committer,
@@ -98,8 +110,8 @@ impl GroupCommit {
         write.guard.clean_up(&self.inner).await?;
         let outcome = write.guard.open_batch().await?;
         write.outcome = Some(outcome);
+        // The savepoint is open already (see `Batch::open`): nothing to send.
         write.stage = Stage::InSavepoint;
-        write.guard.conn.execute("SAVEPOINT batch_member").await?;
         Ok(write)
     }
 
@@ -116,17 +128,20 @@ impl GroupCommit {
 }
 
 impl Batch {
-    /// Rolls back the savepoint of a member that left without finishing.
+    /// Rolls back the savepoint of a member that left without finishing, and a batch whose
+    /// `BEGIN` may not have run (its writer was cancelled while sending it; nothing of a member
+    /// is in it).
     async fn clean_up(&mut self, inner: &Inner) -> Result<(), StoreError> {
+        if self.open.is_some() && !self.begun {
+            self.open = None;
+            // Fails harmlessly when the transaction never began.
+            self.conn.execute("ROLLBACK").await.ok();
+        }
         if !inner.abandoned_savepoint.swap(false, Ordering::SeqCst) {
             return Ok(());
         }
-        let rolled_back = async {
-            self.conn.execute("ROLLBACK TO batch_member").await?;
-            self.conn.execute("RELEASE batch_member").await
-        }
-        .await;
-        if let Err(err) = rolled_back {
+        // The savepoint stays open, empty, for the next member.
+        if let Err(err) = self.conn.execute("ROLLBACK TO batch_member").await {
             self.fail(&format!("an abandoned write could not be rolled back: {err}"))
                 .await;
             return Err(err.into());
@@ -137,7 +152,16 @@ impl Batch {
     /// The open batch's outcome, beginning a batch if none is open.
     async fn open_batch(&mut self) -> Result<watch::Receiver<BatchOutcome>, StoreError> {
         if self.open.is_none() {
-            self.conn.execute("BEGIN IMMEDIATE").await?;
+            self.begun = false;
+            self.open = Some(watch::channel(None).0);
+            if let Err(err) = self.conn.execute("BEGIN IMMEDIATE; SAVEPOINT batch_member").await {
+                // Busy past `busy_timeout` (another process), or the savepoint failed after the
+                // BEGIN: either way no batch is open.
+                self.open = None;
+                self.conn.execute("ROLLBACK").await.ok();
+                return Err(err.into());
+            }
+            self.begun = true;
         }
         let open = self.open.get_or_insert_with(|| watch::channel(None).0);
         Ok(open.subscribe())
@@ -148,7 +172,8 @@ impl Batch {
         if self.open.is_none() {
             return;
         }
-        if self.clean_up(inner).await.is_err() {
+        // Cleaning up may find that no batch was open after all.
+        if self.clean_up(inner).await.is_err() || self.open.is_none() {
             return;
         }
         match self.conn.execute("COMMIT").await {
@@ -216,16 +241,17 @@ pub(super) struct BatchedWrite {
 impl BatchedWrite {
     /// Keeps this writer's changes and waits for its batch to commit.
     pub(super) async fn commit(self) -> Result<(), StoreError> {
-        self.leave("RELEASE batch_member").await
+        self.leave("RELEASE batch_member; SAVEPOINT batch_member").await
     }
 
     /// Drops this writer's changes, and still waits for its batch: what it read of the members
     /// before it (and decided from) is only true once they committed.
     pub(super) async fn rollback(self) -> Result<(), StoreError> {
-        self.leave("ROLLBACK TO batch_member; RELEASE batch_member").await
+        self.leave("ROLLBACK TO batch_member").await
     }
 
-    /// Ends the savepoint with `end`, hands the connection on and waits for the batch's outcome.
+    /// Ends this member's part with `end` (which leaves an empty savepoint open for the next),
+    /// hands the connection on and waits for the batch's outcome.
     async fn leave(mut self, end: &'static str) -> Result<(), StoreError> {
         if let Err(err) = self.guard.conn.execute(end).await {
             self.guard

@@ -28,7 +28,7 @@ use crate::store::records::TerminalTls;
 
 pub use dialect::Dialect;
 use group_commit::{BatchedWrite, GroupCommit};
-use source_cache::SourceCache;
+use read_cache::ReadCache;
 
 /// How token expiry times are stored (the terminal's local time, as it gave them).
 const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -67,9 +67,9 @@ mod ledger;
 mod operations;
 mod outbox;
 mod payments;
+mod read_cache;
 mod refunds;
 mod rows;
-mod source_cache;
 mod sources;
 mod terminals;
 
@@ -80,8 +80,8 @@ pub struct SqlStore {
     dialect: Dialect,
     /// SQLite's writers, grouped into batches (`None` on PostgreSQL).
     group: Option<GroupCommit>,
-    /// Active sources by token hash.
-    sources: Arc<SourceCache>,
+    /// Active sources by token hash, and the payment methods.
+    cache: Arc<ReadCache>,
 }
 
 /// A write transaction: on SQLite a member of a batch, on PostgreSQL a transaction of its own.
@@ -195,7 +195,7 @@ impl SqlStore {
             pool,
             dialect,
             group,
-            sources: Arc::new(SourceCache::new(source_cache::SOURCES_RECHECK)),
+            cache: Arc::new(ReadCache::new(read_cache::CACHE_RECHECK)),
         })
     }
 

@@ -1,6 +1,7 @@
 //! [`Payments`] on SQLite and PostgreSQL.
 
 use async_trait::async_trait;
+use sqlx::Row;
 
 use crate::store::payments::Payments;
 use byfly_core::ids::EventId;
@@ -16,8 +17,16 @@ use crate::store::records::*;
 #[async_trait]
 impl Payments for SqlStore {
     async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError> {
-        self.all("SELECT * FROM payment_methods ORDER BY id", Self::method)
-            .await
+        self.revalidate_cache().await?;
+        if let Some(cached) = self.cache.methods() {
+            return Ok(cached);
+        }
+        let generation = self.cache.generation();
+        let methods = self
+            .all("SELECT * FROM payment_methods ORDER BY id", Self::method)
+            .await?;
+        self.cache.keep_methods(&methods, generation);
+        Ok(methods)
     }
 
     async fn insert_payment(
@@ -91,7 +100,43 @@ impl Payments for SqlStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
+        // At once in this process; the others notice through `cache_generation`.
+        self.cache.clear();
         row.as_ref().map(Self::method).transpose()
+    }
+
+    async fn payment_and_operations(
+        &self,
+        id: &TransactionId,
+    ) -> Result<Option<(PaymentRecord, Vec<OperationRecord>)>, StoreError> {
+        let rows = self
+            .q(
+                "SELECT p.id AS p_id, p.transaction_id AS p_transaction_id, p.source_id AS p_source_id, \
+                 p.status AS p_status, p.original_amount_minor AS p_original_amount_minor, \
+                 p.refunded_amount_minor AS p_refunded_amount_minor, p.currency AS p_currency, \
+                 p.description AS p_description, p.customer_name AS p_customer_name, \
+                 p.customer_phone AS p_customer_phone, p.customer_email AS p_customer_email, \
+                 p.payment_method_id AS p_payment_method_id, p.webhook_url AS p_webhook_url, \
+                 p.webhook_secret AS p_webhook_secret, p.metadata AS p_metadata, p.created_at AS p_created_at, \
+                 p.expires_at AS p_expires_at, p.paid_at AS p_paid_at, o.* \
+                 FROM payments p LEFT JOIN operations o ON o.payment_id = p.id \
+                 WHERE p.transaction_id = ? ORDER BY o.id",
+            )
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let payment = Self::joined_payment_row(first)?;
+        // A payment without operations is one row whose operation columns are NULL.
+        let mut operations = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<i64>, _>("id")?.is_some() {
+                operations.push(Self::operation(row)?);
+            }
+        }
+        Ok(Some((payment, operations)))
     }
 
     async fn payment_by_row_id(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {

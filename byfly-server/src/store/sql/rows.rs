@@ -69,29 +69,48 @@ impl SqlStore {
     }
 
     pub(super) fn payment_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
-        let transaction_id: String = row.try_get("transaction_id")?;
-        let status: String = row.try_get("status")?;
+        Self::payment_columns(row, false)
+    }
+
+    /// A payment from a row of [`SqlStore::payment_and_operations`]' join, whose payment columns
+    /// are prefixed `p_` (the operation's keep their names).
+    pub(super) fn joined_payment_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
+        Self::payment_columns(row, true)
+    }
+
+    fn payment_columns(row: &AnyRow, prefixed: bool) -> Result<PaymentRecord, StoreError> {
+        macro_rules! column {
+            ($name:literal) => {
+                if prefixed {
+                    concat!("p_", $name)
+                } else {
+                    $name
+                }
+            };
+        }
+        let transaction_id: String = row.try_get(column!("transaction_id"))?;
+        let status: String = row.try_get(column!("status"))?;
         Ok(PaymentRecord {
-            id: row.try_get("id")?,
+            id: row.try_get(column!("id"))?,
             transaction_id: TransactionId::parse(&transaction_id).map_err(corrupt)?,
-            source_id: row.try_get("source_id")?,
+            source_id: row.try_get(column!("source_id"))?,
             status: PaymentStatus::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,
-            original_amount: Money::from_minor(row.try_get("original_amount_minor")?),
-            refunded_amount: Money::from_minor(row.try_get("refunded_amount_minor")?),
-            currency: row.try_get("currency")?,
-            description: row.try_get("description")?,
-            customer_name: row.try_get("customer_name")?,
-            customer_phone: row.try_get("customer_phone")?,
-            customer_email: row.try_get("customer_email")?,
-            payment_method_id: row.try_get("payment_method_id")?,
-            webhook_url: row.try_get("webhook_url")?,
+            original_amount: Money::from_minor(row.try_get(column!("original_amount_minor"))?),
+            refunded_amount: Money::from_minor(row.try_get(column!("refunded_amount_minor"))?),
+            currency: row.try_get(column!("currency"))?,
+            description: row.try_get(column!("description"))?,
+            customer_name: row.try_get(column!("customer_name"))?,
+            customer_phone: row.try_get(column!("customer_phone"))?,
+            customer_email: row.try_get(column!("customer_email"))?,
+            payment_method_id: row.try_get(column!("payment_method_id"))?,
+            webhook_url: row.try_get(column!("webhook_url"))?,
             webhook_secret: row
-                .try_get::<Option<String>, _>("webhook_secret")?
+                .try_get::<Option<String>, _>(column!("webhook_secret"))?
                 .map(Secret::new),
-            metadata: row.try_get("metadata")?,
-            created_at: row.try_get("created_at")?,
-            expires_at: row.try_get("expires_at")?,
-            paid_at: row.try_get("paid_at")?,
+            metadata: row.try_get(column!("metadata"))?,
+            created_at: row.try_get(column!("created_at"))?,
+            expires_at: row.try_get(column!("expires_at"))?,
+            paid_at: row.try_get(column!("paid_at"))?,
         })
     }
 

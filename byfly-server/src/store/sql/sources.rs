@@ -31,22 +31,16 @@ impl Sources for SqlStore {
         .bind(now)
         .fetch_one(&self.pool)
         .await?;
-        self.sources.clear();
+        self.cache.clear();
         Self::source_row(&row)
     }
 
     async fn source_by_token_hash(&self, hash: &TokenHash) -> Result<Option<SourceRecord>, StoreError> {
-        if self.sources.due_for_check() {
-            let generation: i64 = self
-                .scalar("SELECT generation FROM sources_generation")
-                .fetch_one(&self.pool)
-                .await?;
-            self.sources.checked(generation);
-        }
-        if let Some(cached) = self.sources.get(hash) {
+        self.revalidate_cache().await?;
+        if let Some(cached) = self.cache.source(hash) {
             return Ok(Some(cached));
         }
-        let generation = self.sources.generation();
+        let generation = self.cache.generation();
         let row = self.q(
             "SELECT id, name, webhook_json, active, created_at FROM sources WHERE token_hash = ? AND active = 1",
         )
@@ -55,7 +49,7 @@ impl Sources for SqlStore {
         .await?;
         let source = row.as_ref().map(Self::source_row).transpose()?;
         if let Some(source) = &source {
-            self.sources.insert(hash, source, generation);
+            self.cache.keep_source(hash, source, generation);
         }
         Ok(source)
     }
@@ -92,9 +86,24 @@ impl Sources for SqlStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        // At once in this process; the others notice through `sources_generation`.
-        self.sources.clear();
+        // At once in this process; the others notice through `cache_generation`.
+        self.cache.clear();
         row.as_ref().map(Self::source_row).transpose()
+    }
+}
+
+impl SqlStore {
+    /// Drops the [`ReadCache`](super::read_cache::ReadCache) if `cache_generation` moved (asked
+    /// at most once per recheck interval).
+    pub(super) async fn revalidate_cache(&self) -> Result<(), StoreError> {
+        if self.cache.due_for_check() {
+            let generation: i64 = self
+                .scalar("SELECT generation FROM cache_generation")
+                .fetch_one(&self.pool)
+                .await?;
+            self.cache.checked(generation);
+        }
+        Ok(())
     }
 }
 
@@ -102,22 +111,22 @@ impl Sources for SqlStore {
 mod tests {
     use std::time::Duration;
 
-    use super::super::source_cache::{SOURCES_RECHECK, SourceCache};
+    use super::super::read_cache::{CACHE_RECHECK, ReadCache};
     use super::*;
-    use crate::store::Database;
+    use crate::store::{Database, Payments};
 
     /// A store of its own on the database at `url`, as another process would have, whose cache
     /// asks the database about changes every `recheck`.
     async fn process(url: &str, recheck: Duration) -> SqlStore {
         let mut store = SqlStore::open(url).await.unwrap();
-        store.sources = std::sync::Arc::new(SourceCache::new(recheck));
+        store.cache = std::sync::Arc::new(ReadCache::new(recheck));
         store
     }
 
     #[tokio::test]
-    async fn a_revoke_reaches_every_process_through_the_database() {
+    async fn a_revoke_or_a_new_commission_reaches_every_process_through_the_database() {
         let url = super::super::temp_sqlite_url("source-cache");
-        let operator = process(&url, SOURCES_RECHECK).await;
+        let operator = process(&url, CACHE_RECHECK).await;
         operator.migrate().await.unwrap();
         // `patient` trusts its cache for an hour, `eager` asks about changes on every lookup.
         let patient = process(&url, Duration::from_secs(3600)).await;
@@ -140,7 +149,7 @@ mod tests {
             .unwrap();
         // The process that revoked refuses the token at once; another one as soon as it asks
         // the database about changes; one that has not asked yet still answers from its cache
-        // (which is what saves the query: the window is `SOURCES_RECHECK`).
+        // (which is what saves the query: the window is `CACHE_RECHECK`).
         assert_eq!(operator.source_by_token_hash(&hash).await.unwrap(), None);
         assert_eq!(eager.source_by_token_hash(&hash).await.unwrap(), None);
         assert_eq!(patient.source_by_token_hash(&hash).await.unwrap(), Some(source));
@@ -152,5 +161,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(patient.source_by_token_hash(&later).await.unwrap(), Some(created));
+
+        // The payment methods the same way.
+        let percent = |store: SqlStore| async move {
+            let methods = store.payment_methods().await.unwrap();
+            (methods[0].0.commission_percent, store)
+        };
+        let (before, eager) = percent(eager).await;
+        let (_, patient) = percent(patient).await;
+        let changed = byfly_core::wire::UpdateMethodRequest {
+            commission_percent: Some(serde_json::from_str("2.5").unwrap()),
+            ..Default::default()
+        };
+        let id = operator.payment_methods().await.unwrap()[0].0.id;
+        operator.update_method(id, &changed).await.unwrap().unwrap();
+        assert_eq!(percent(operator).await.0, changed.commission_percent.unwrap());
+        assert_eq!(percent(eager).await.0, changed.commission_percent.unwrap());
+        assert_eq!(percent(patient).await.0, before);
     }
 }
