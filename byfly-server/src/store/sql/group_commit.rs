@@ -49,7 +49,7 @@ struct Inner {
     abandoned_savepoint: AtomicBool,
     /// Asks the committer to commit the open batch (capacity one: requests coalesce).
     wake_committer: mpsc::Sender<()>,
-    /// Batches committed, for tests and figures.
+    /// Batches committed, for tests.
     commits: AtomicU64,
     /// Writers waiting for the connection, for tests.
     queued: AtomicU64,
@@ -116,7 +116,8 @@ impl GroupCommit {
     }
 
     /// How many batches have committed.
-    pub(super) fn commits(&self) -> u64 {
+    #[cfg(test)]
+    fn commits(&self) -> u64 {
         self.inner.commits.load(Ordering::SeqCst)
     }
 

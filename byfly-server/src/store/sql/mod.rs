@@ -199,12 +199,6 @@ impl SqlStore {
         })
     }
 
-    /// How many batches of writes SQLite has committed (`None` on PostgreSQL): with
-    /// concurrent writers, fewer than the writes.
-    pub fn group_commits(&self) -> Option<u64> {
-        self.group.as_ref().map(GroupCommit::commits)
-    }
-
     /// Which backend this is.
     pub fn dialect(&self) -> Dialect {
         self.dialect
