@@ -22,6 +22,7 @@ struct App {
     http: reqwest::Client,
     _stop: oneshot::Sender<()>,
     dir: PathBuf,
+    database_url: String,
 }
 
 impl Drop for App {
@@ -38,6 +39,7 @@ async fn spawn_app() -> App {
     }
     .validate()
     .unwrap();
+    let database_url = settings.database_url.expose().to_owned();
     let store: Arc<dyn Store> = byfly_server::open_store(&settings).await.unwrap();
     let mut tokens = Vec::new();
     for name in ["Travel CRM", "Shop"] {
@@ -56,6 +58,7 @@ async fn spawn_app() -> App {
     }));
     App {
         base,
+        database_url,
         other_token: tokens.pop().unwrap(),
         token: tokens.pop().unwrap(),
         http: reqwest::Client::new(),
@@ -297,6 +300,24 @@ async fn idempotency_key_replays_conflicts_and_limits() {
     assert_ne!(
         other.body["data"]["transaction_id"],
         first.body["data"]["transaction_id"]
+    );
+
+    // A key is remembered for 24 hours; after that it is a new key, whatever it held.
+    common::execute_sql(
+        &app.database_url,
+        "UPDATE idempotency_keys SET created_at = created_at - 86401 WHERE key = 'order-1'",
+    )
+    .await;
+    let reused = app.send(post("order-1", json!({"amount": 2000}))).await;
+    assert_eq!(reused.status, 201, "{}", reused.raw);
+    assert_ne!(
+        reused.body["data"]["transaction_id"],
+        first.body["data"]["transaction_id"]
+    );
+    assert_eq!(
+        app.send(post("order-1", json!({"amount": 2000}))).await.raw,
+        reused.raw,
+        "and is remembered again"
     );
 }
 

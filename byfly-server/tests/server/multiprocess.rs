@@ -137,7 +137,10 @@ impl Cluster {
     /// One operation: `/kaspi` (retried while every terminal is busy), the simulated customer pays
     /// `amount` (default: what the terminal asks) with `product`, then `/status` until settled.
     async fn pay(&self, n: usize, id: &str, method: &str, product: &str, amount: Option<i64>) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        // Fifty clients retry for three terminals every 50 ms, first come first served by luck:
+        // one payment can wait most of the run, which takes 85–135 s here. The bound only catches
+        // a pool that never frees a terminal.
+        let deadline = Instant::now() + Duration::from_secs(300);
         let qr = loop {
             let (code, body) = {
                 let _open = self.kaspi_gate.read().await;

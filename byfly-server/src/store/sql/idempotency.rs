@@ -22,30 +22,37 @@ impl Idempotency for SqlStore {
         stale_after: i64,
     ) -> Result<IdempotencyStart, StoreError> {
         let mut tx = self.begin_write().await?;
-        self.q("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ? AND created_at < ?")
+        // The usual case — a key never seen, or one older than the TTL (which counts as never
+        // seen) — is this one statement; only a key in use reads what it holds.
+        let claimed = self
+            .q(
+                "INSERT INTO idempotency_keys (source_id, key, request_hash, created_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (source_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
+                 created_at = excluded.created_at, status_code = NULL, response_body = NULL \
+                 WHERE idempotency_keys.created_at < ? RETURNING created_at",
+            )
             .bind(source_id)
             .bind(key)
+            .bind(request_hash)
+            .bind(now)
             .bind(now - IDEMPOTENCY_TTL_SECS)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-        let existing = self.q(
-            "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys WHERE source_id = ? AND key = ?",
-        )
-        .bind(source_id)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let start = match existing {
+        let existing = match claimed {
+            Some(_) => None,
             None => {
-                self.q("INSERT INTO idempotency_keys (source_id, key, request_hash, created_at) VALUES (?, ?, ?, ?)")
-                    .bind(source_id)
-                    .bind(key)
-                    .bind(request_hash)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                IdempotencyStart::Fresh
+                self.q(
+                    "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys \
+                     WHERE source_id = ? AND key = ?",
+                )
+                .bind(source_id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
             }
+        };
+        let start = match existing {
+            None => IdempotencyStart::Fresh,
             Some(row) => {
                 let stored_hash: String = row.try_get("request_hash")?;
                 let status: Option<i64> = row.try_get("status_code")?;

@@ -1,5 +1,5 @@
-//! What every API request would otherwise read again: the active sources by token hash and the
-//! payment methods (see [`ReadCache`]).
+//! What every API request would otherwise read again: the active sources by token hash (and by
+//! id, for a payment's merchant name) and the payment methods (see [`ReadCache`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use byfly_core::PaymentMethod;
 use byfly_core::ids::TokenHash;
 
+use crate::store::ids::SourceId;
 use crate::store::records::SourceRecord;
 
 /// The active sources this process has looked up by token hash and the payment methods, so that
@@ -31,6 +32,8 @@ struct CacheState {
     generation: Option<i64>,
     checked_at: Option<Instant>,
     sources_by_hash: HashMap<String, SourceRecord>,
+    /// Every source looked up by id (a payment's merchant name), active or not.
+    sources_by_id: HashMap<SourceId, SourceRecord>,
     methods: Option<Vec<(PaymentMethod, bool)>>,
 }
 
@@ -65,6 +68,7 @@ impl ReadCache {
         let mut state = self.state();
         if state.generation != Some(generation) {
             state.sources_by_hash.clear();
+            state.sources_by_id.clear();
             state.methods = None;
             state.generation = Some(generation);
         }
@@ -90,6 +94,18 @@ impl ReadCache {
         }
     }
 
+    pub(super) fn source_by_id(&self, id: SourceId) -> Option<SourceRecord> {
+        self.state().sources_by_id.get(&id).cloned()
+    }
+
+    /// Keeps `source`, read by id while the cache was at `generation`, unless the cache moved.
+    pub(super) fn keep_source_by_id(&self, source: &SourceRecord, generation: Option<i64>) {
+        let mut state = self.state();
+        if state.generation.is_some() && state.generation == generation {
+            state.sources_by_id.insert(source.id, source.clone());
+        }
+    }
+
     pub(super) fn methods(&self) -> Option<Vec<(PaymentMethod, bool)>> {
         self.state().methods.clone()
     }
@@ -106,6 +122,7 @@ impl ReadCache {
     pub(super) fn clear(&self) {
         let mut state = self.state();
         state.sources_by_hash.clear();
+        state.sources_by_id.clear();
         state.methods = None;
         state.generation = None;
         state.checked_at = None;

@@ -55,12 +55,22 @@ impl Sources for SqlStore {
     }
 
     async fn source(&self, id: SourceId) -> Result<Option<SourceRecord>, StoreError> {
-        self.by_id(
-            "SELECT id, name, webhook_json, active, created_at FROM sources WHERE id = ?",
-            id,
-            Self::source_row,
-        )
-        .await
+        self.revalidate_cache().await?;
+        if let Some(cached) = self.cache.source_by_id(id) {
+            return Ok(Some(cached));
+        }
+        let generation = self.cache.generation();
+        let source = self
+            .by_id(
+                "SELECT id, name, webhook_json, active, created_at FROM sources WHERE id = ?",
+                id,
+                Self::source_row,
+            )
+            .await?;
+        if let Some(source) = &source {
+            self.cache.keep_source_by_id(source, generation);
+        }
+        Ok(source)
     }
 
     async fn sources(&self) -> Result<Vec<SourceRecord>, StoreError> {
@@ -143,10 +153,16 @@ mod tests {
             );
         }
 
+        for store in [&operator, &patient, &eager] {
+            assert!(store.source(source.id).await.unwrap().unwrap().active);
+        }
+
         operator
             .update_source(source.id, None, Some(false))
             .await
             .unwrap();
+        assert!(!eager.source(source.id).await.unwrap().unwrap().active);
+        assert!(!operator.source(source.id).await.unwrap().unwrap().active);
         // The process that revoked refuses the token at once; another one as soon as it asks
         // the database about changes; one that has not asked yet still answers from its cache
         // (which is what saves the query: the window is `CACHE_RECHECK`).

@@ -147,6 +147,17 @@ fn admin_statement(statement: String) {
     .unwrap();
 }
 
+/// Runs `statement` on the database at `url` directly, as an operator's hand (or a fault) would.
+pub async fn execute_sql(url: &str, statement: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
 /// The URL of the database that belongs to `dir`: a SQLite file in it, or — on the PostgreSQL
 /// backend — a fresh PostgreSQL database named after it (created here, dropped with the app).
 pub fn database_url(dir: &std::path::Path) -> String {
@@ -410,15 +421,7 @@ impl App {
 
     /// Runs `statement` on the app's database directly, as an operator's hand (or a fault) would.
     pub async fn execute_sql(&self, statement: &str) {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::AnyPool::connect(self.settings.database_url.expose())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
+        execute_sql(self.settings.database_url.expose(), statement).await;
     }
 
     /// The payment as stored.
