@@ -41,6 +41,34 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A test's database as an operator prepares it before starting servers: migrated, with one
+/// source ("CRM") and its token.
+struct Prepared {
+    dir: std::path::PathBuf,
+    database_url: String,
+    store: Arc<dyn Store>,
+    token: ApiToken,
+}
+
+async fn prepared(prefix: &str) -> Prepared {
+    let dir = common::temp_dir(prefix);
+    let database_url = common::database_url(&dir);
+    let store = SqlStore::open(&database_url).await.unwrap();
+    store.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let token = ApiToken::generate(&mut OsRandom);
+    store
+        .create_source("CRM", &token.hash(), BodyEncoding::Js, UnixSeconds(0))
+        .await
+        .unwrap();
+    Prepared {
+        dir,
+        database_url,
+        store,
+        token,
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -191,22 +219,18 @@ fn base_amount(n: usize) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_database_without_losing_or_doubling_anything() {
     let started = Instant::now();
-    let dir = common::temp_dir("byfly-multiprocess");
-    let database_url = common::database_url(&dir);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
 
     // The database, a source and three terminals, prepared as an operator would.
-    let store = SqlStore::open(&database_url).await.unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let token = ApiToken::generate(&mut OsRandom);
-    store
-        .create_source("CRM", &token.hash(), BodyEncoding::Js, UnixSeconds(0))
-        .await
-        .unwrap();
+    let Prepared {
+        dir,
+        database_url,
+        store,
+        token,
+    } = prepared("byfly-multiprocess").await;
     let simulators = common::simulated_terminals(&store, 3).await;
     // Realistic terminals, but with a 300 ms screen redraw instead of 1.5 s: 250 operations queue on
     // three terminals here, and 1.5 s each of stale screen would make the queue, not the servers,
@@ -456,20 +480,16 @@ async fn two_processes_share_one_database_without_losing_or_doubling_anything() 
 async fn every_payment_acknowledged_before_a_sigkill_is_in_the_database() {
     const CLIENTS: usize = 32;
     const BEFORE_KILL: usize = 400;
-    let dir = common::temp_dir("byfly-sigkill");
-    let database_url = common::database_url(&dir);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let store = SqlStore::open(&database_url).await.unwrap();
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let token = ApiToken::generate(&mut OsRandom);
-    store
-        .create_source("CRM", &token.hash(), BodyEncoding::Js, UnixSeconds(0))
-        .await
-        .unwrap();
+    let Prepared {
+        dir,
+        database_url,
+        token,
+        ..
+    } = prepared("byfly-sigkill").await;
     let mut server = spawn_server(&database_url, &http).await;
 
     // (transaction id, idempotency key, body) of every 201 received.
