@@ -42,13 +42,15 @@ impl SqlStore {
             .scalar("SELECT COUNT(*) FROM payment_methods")
             .fetch_one(&mut *tx)
             .await?;
+        // Two processes starting on a new database both find none: the second's rows are the
+        // first's, left as they are.
         if count == 0 {
             for method in PaymentMethod::seeded() {
                 self.q(
                     "INSERT INTO payment_methods (id, code, name, type, provider, country_id, payment_currency, \
                      icon_emoji, commission_percent, has_credit, credit_commission_percent, has_installment, \
                      installment_months, installment_commission_percent, add_commission_to_amount, is_active) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(method.id)
                 .bind(method.code.as_str())

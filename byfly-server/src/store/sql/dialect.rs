@@ -1,4 +1,5 @@
-//! The one SQL text both backends run: `?` placeholders numbered for PostgreSQL.
+//! The one SQL text both backends run: `?` placeholders numbered for PostgreSQL, row locks
+//! (`FOR UPDATE …`) taken only there.
 
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 
@@ -24,9 +25,11 @@ impl Dialect {
     }
 
     /// `sql` as this backend takes it: `?` placeholders numbered `$1, $2, …` for PostgreSQL (a `?`
-    /// inside a quoted literal is left alone).
+    /// inside a quoted literal is left alone); on SQLite without its row locks, which SQLite has
+    /// no syntax for and no need of (its one writer at a time is what the locks give PostgreSQL).
     pub(super) fn sql(self, sql: &'static str) -> SqlStr {
         match self {
+            Dialect::Sqlite if sql.contains(ROW_LOCK) => AssertSqlSafe(without_row_locks(sql)).into_sql_str(),
             Dialect::Sqlite => SqlStr::from_static(sql),
             Dialect::Postgres => {
                 let mut numbered = String::with_capacity(sql.len() + 16);
@@ -48,5 +51,49 @@ impl Dialect {
                 AssertSqlSafe(numbered).into_sql_str()
             }
         }
+    }
+}
+
+/// How a row lock clause begins (`FOR UPDATE`, `FOR NO KEY UPDATE`); it runs to the end of its
+/// `SELECT` (a `)` or the end of the text).
+const ROW_LOCK: &str = " FOR ";
+
+/// `sql` with every `FOR [NO KEY] UPDATE [OF …] [SKIP LOCKED]` clause left out.
+fn without_row_locks(sql: &str) -> String {
+    let mut kept = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = rest.find(ROW_LOCK) {
+        kept.push_str(&rest[..start]);
+        rest = &rest[start..];
+        rest = &rest[rest.find(')').unwrap_or(rest.len())..];
+    }
+    kept.push_str(rest);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_locks_are_postgresql_only() {
+        let sql = "UPDATE t SET a = ? WHERE id IN (SELECT id FROM t WHERE b = ? LIMIT ? FOR UPDATE SKIP LOCKED) \
+                   RETURNING *";
+        assert_eq!(
+            Dialect::Sqlite.sql(sql).as_str(),
+            "UPDATE t SET a = ? WHERE id IN (SELECT id FROM t WHERE b = ? LIMIT ?) RETURNING *"
+        );
+        assert_eq!(
+            Dialect::Postgres.sql(sql).as_str(),
+            "UPDATE t SET a = $1 WHERE id IN (SELECT id FROM t WHERE b = $2 LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING *"
+        );
+        assert_eq!(
+            Dialect::Sqlite
+                .sql("SELECT id FROM payments WHERE id = ? FOR NO KEY UPDATE OF payments")
+                .as_str(),
+            "SELECT id FROM payments WHERE id = ?"
+        );
+        assert_eq!(Dialect::Sqlite.sql("SELECT 1").as_str(), "SELECT 1");
     }
 }

@@ -43,7 +43,7 @@ impl Idempotency for SqlStore {
             None => {
                 self.q(
                     "SELECT request_hash, status_code, response_body, created_at FROM idempotency_keys \
-                     WHERE source_id = ? AND key = ?",
+                     WHERE source_id = ? AND key = ? FOR NO KEY UPDATE",
                 )
                 .bind(source_id)
                 .bind(key)

@@ -10,8 +10,8 @@ use sqlx::{Any, AnyConnection, Row};
 use super::SqlStore;
 use crate::store::decisions::*;
 use crate::store::error::StoreError;
-use crate::store::ids::PaymentId;
 use crate::store::ids::UnixSeconds;
+use crate::store::ids::{OperationId, PaymentId};
 use crate::store::records::*;
 
 /// An outbox event to append.
@@ -24,18 +24,20 @@ pub(super) struct NewEvent<'a> {
 }
 
 impl SqlStore {
-    /// Runs `update` — an `UPDATE … RETURNING payment_id, replaces_operation_id` that stops an
-    /// operation being current — in one write transaction with what follows: the operation it
+    /// Runs `update` — an `UPDATE … RETURNING payment_id, replaces_operation_id` that stops
+    /// `operation` being current — in one write transaction with what follows: the operation it
     /// replaced becomes current again if it still runs; otherwise `decide` (byfly-core's decision
     /// for a given-up operation) sets the payment's status, with its event if one is due.
     pub(super) async fn end_current(
         &self,
+        operation: OperationId,
         update: Query<'_, Any, AnyArguments>,
         now: UnixSeconds,
         event_id: &EventId,
         decide: Decide<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        self.lock_payment_of(&mut tx, operation).await?;
         if let Some(row) = update.fetch_optional(&mut *tx).await? {
             let payment_id: PaymentId = row.try_get("payment_id")?;
             let replaced: Option<i64> = row.try_get("replaces_operation_id")?;

@@ -6,11 +6,11 @@
 //!   transaction and one fsync, each answered after it committed; `busy_timeout` covers another
 //!   process on the same file.
 //! - **PostgreSQL** (several server processes): `synchronous_commit = on` and lock, statement and
-//!   idle-transaction timeouts on every connection ([`POSTGRES_SESSION`]); every write
-//!   transaction first takes one transaction-scoped advisory lock, so write transactions are
-//!   serialized across all processes exactly as SQLite serializes them — every read-then-write
-//!   (claim a free terminal, settle an operation and append its event, claim due outbox rows) is
-//!   atomic across processes, with nothing else to reason about.
+//!   idle-transaction timeouts on every connection ([`POSTGRES_SESSION`]); write transactions run
+//!   side by side and lock the rows they decide from ([`locks`]: a payment's row for a decision
+//!   about it, a terminal's row to put an operation on it, `SKIP LOCKED` for claims of due rows),
+//!   so every read-then-write (claim a free terminal, settle an operation and append its event,
+//!   claim due outbox rows) is atomic across processes without one lock for all of them.
 //!
 //! The SQL is written once in the dialect both accept (`ON CONFLICT`, `RETURNING`, `COALESCE`,
 //! `CASE`, flags as 0/1 integers, money as integer tiyn) with `?` placeholders, which
@@ -45,9 +45,6 @@ macro_rules! select_payments {
     };
 }
 
-/// The key of the advisory lock that serializes PostgreSQL write transactions ("BYFLY" on a keypad).
-const WRITE_LOCK_KEY: i64 = 29_359;
-
 /// Every PostgreSQL connection's limits, so that one stalled holder cannot block writers
 /// everywhere: a lock waited for longer than 10 s, a statement running longer than 30 s, or a
 /// transaction left idle for 30 s (a process frozen mid-transaction) is ended by the database
@@ -64,6 +61,7 @@ mod dialect;
 mod group_commit;
 mod idempotency;
 mod ledger;
+mod locks;
 mod operations;
 mod outbox;
 mod payments;
@@ -241,17 +239,13 @@ impl SqlStore {
         rows.iter().map(decode).collect()
     }
 
-    /// A write transaction, serialized against every other writer (all processes included).
+    /// A write transaction: on SQLite serialized against every other writer (all processes
+    /// included); on PostgreSQL it locks what it decides from ([`locks`]).
     async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         if let Some(group) = &self.group {
             return Ok(WriteTx::Batched(group.begin().await?));
         }
-        let mut tx = self.pool.begin().await?;
-        self.q("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(?)) AS lock")
-            .bind(WRITE_LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
-        Ok(WriteTx::Own(tx))
+        Ok(WriteTx::Own(self.pool.begin().await?))
     }
 }
 

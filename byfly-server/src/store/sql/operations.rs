@@ -49,7 +49,7 @@ impl Operations for SqlStore {
     async fn claim_terminal(&self, claim: &TerminalClaim) -> Result<ClaimOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
         let status: Option<String> = self
-            .scalar("SELECT status FROM payments WHERE id = ?")
+            .scalar("SELECT status FROM payments WHERE id = ? FOR NO KEY UPDATE")
             .bind(claim.payment_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -72,16 +72,14 @@ impl Operations for SqlStore {
                 ORDER BY t.last_used_at, t.id")
             .fetch_all(&mut *tx)
             .await?;
-        let terminal = free
-            .iter()
-            .map(Self::terminal)
-            .find(|terminal| {
-                terminal
-                    .as_ref()
-                    .map_or(true, |t| !claim.excluded_terminals.contains(&t.id))
-            })
-            .transpose()?;
-        let Some(terminal) = terminal else {
+        let mut candidates = Vec::with_capacity(free.len());
+        for row in &free {
+            let terminal = Self::terminal(row)?;
+            if !claim.excluded_terminals.contains(&terminal.id) {
+                candidates.push(terminal);
+            }
+        }
+        let Some(terminal) = self.take_first_free(&mut tx, candidates).await? else {
             tx.rollback().await?;
             return Ok(ClaimOutcome::NoFreeTerminal);
         };
@@ -134,6 +132,7 @@ impl Operations for SqlStore {
         unhealthy: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        self.lock_payment_of(&mut tx, operation_id).await?;
         let row = self
             .q(
                 "UPDATE operations SET state = 'start_failed', is_current = 0, holds_terminal = 0 \
@@ -186,6 +185,7 @@ impl Operations for SqlStore {
         to: PaymentStatus,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        self.lock_payment_of(&mut tx, operation_id).await?;
         // Only from `starting`: an operation the stale-start sweeper freed meanwhile must not come
         // back in flight on a terminal the pool thinks is free.
         let payment_id: Option<PaymentId> = self
@@ -228,6 +228,7 @@ impl Operations for SqlStore {
             .await?;
         // Only while it still decides the payment (a method switch may have replaced it).
         self.end_current(
+            operation_id,
             self.q(
                 "UPDATE operations SET is_current = 0 WHERE id = ? AND state = 'starting' AND is_current = 1 \
                  RETURNING payment_id, replaces_operation_id",
@@ -275,6 +276,7 @@ impl Operations for SqlStore {
         decide: Decide<'_>,
     ) -> Result<(), StoreError> {
         self.end_current(
+            operation_id,
             self.q(
                 "UPDATE operations SET is_current = 0 WHERE id = ? AND is_current = 1 \
              RETURNING payment_id, replaces_operation_id",
@@ -294,13 +296,13 @@ impl Operations for SqlStore {
         payment_id: Option<PaymentId>,
         limit: u32,
     ) -> Result<Vec<OperationRecord>, StoreError> {
-        // In a write transaction: on PostgreSQL the sub-select alone would let two processes pick
-        // the same rows.
+        // The rows locked as they are picked (PostgreSQL): without it two processes could pick the
+        // same rows, and waiting on each other's would be no better.
         let mut tx = self.begin_write().await?;
         let rows = self.q(
             "UPDATE operations SET next_poll_at = ? WHERE id IN (\
                SELECT id FROM operations WHERE holds_terminal = 1 AND state = 'in_flight' AND next_poll_at <= ? \
-               AND (? IS NULL OR payment_id = ?) ORDER BY next_poll_at LIMIT ?) RETURNING *",
+               AND (? IS NULL OR payment_id = ?) ORDER BY next_poll_at LIMIT ? FOR NO KEY UPDATE SKIP LOCKED) RETURNING *",
         )
         .bind(now + lease)
         .bind(now)
@@ -343,7 +345,7 @@ impl Operations for SqlStore {
     ) -> Result<Option<SettlementPlan>, StoreError> {
         let mut tx = self.begin_write().await?;
         let payment_id: Option<PaymentId> = self
-            .scalar("SELECT payment_id FROM operations WHERE id = ?")
+            .scalar(super::locks::PAYMENT_OF_OPERATION)
             .bind(operation_id)
             .fetch_optional(&mut *tx)
             .await?;

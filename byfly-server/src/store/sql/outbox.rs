@@ -93,7 +93,7 @@ impl Outbox for SqlStore {
                 "SELECT e.id FROM webhook_events e WHERE e.delivered_at IS NULL AND e.exhausted_at IS NULL ",
                 "AND e.next_attempt_at <= ? AND (e.claimed_until IS NULL OR e.claimed_until < ?) AND ",
                 oldest_open!("e"),
-                " ORDER BY e.next_attempt_at, e.id LIMIT ?) RETURNING *"
+                " ORDER BY e.next_attempt_at, e.id LIMIT ? FOR NO KEY UPDATE SKIP LOCKED) RETURNING *"
             ))
             .bind(now + lease)
             .bind(token)
@@ -114,6 +114,13 @@ impl Outbox for SqlStore {
         token: &str,
     ) -> Result<EventClaim, StoreError> {
         let mut tx = self.begin_write().await?;
+        // Held until the claim is written: no other claim of it in between (PostgreSQL).
+        self.lock_rows(
+            &mut tx,
+            "SELECT id FROM webhook_events WHERE event_id = ? FOR NO KEY UPDATE",
+            event_id.as_str().to_owned(),
+        )
+        .await?;
         let found: Option<(i64, bool, bool)> = self
             .q(concat!(
                 "SELECT e.id, CASE WHEN e.claimed_until IS NOT NULL AND e.claimed_until >= ? THEN 1 ELSE 0 END AS busy, ",

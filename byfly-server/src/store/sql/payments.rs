@@ -152,6 +152,7 @@ impl Payments for SqlStore {
         decide: Decide<'_>,
     ) -> Result<Option<Vec<OperationRecord>>, StoreError> {
         let mut tx = self.begin_write().await?;
+        self.lock_payment(&mut tx, payment_id).await?;
         let snapshot = self.snapshot(&mut tx, payment_id).await?;
         let Some(plan) = decide(&snapshot) else {
             tx.rollback().await?;
@@ -185,7 +186,7 @@ impl Payments for SqlStore {
             "SELECT p.id FROM payments p WHERE p.expires_at <= ? \
              AND p.status IN (?, ?, ?, ?, ?, ?, ?, ?) \
              AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.payment_id = p.id AND o.holds_terminal = 1) \
-             ORDER BY p.expires_at LIMIT ?",
+             ORDER BY p.expires_at LIMIT ? FOR NO KEY UPDATE OF p SKIP LOCKED",
         );
         query = query.bind(now);
         let slots: [PaymentStatus; 8] = PaymentStatus::ALL;

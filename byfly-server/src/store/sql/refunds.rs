@@ -24,6 +24,7 @@ impl Refunds for SqlStore {
         deadline_at: UnixSeconds,
     ) -> Result<RefundClaim, StoreError> {
         let mut tx = self.begin_write().await?;
+        self.lock_payment(&mut tx, of_operation.payment_id).await?;
         let (refund_id, request_open) = match request {
             RefundPartOf::New { refund_id, .. } => {
                 let open: i64 = self
@@ -57,6 +58,9 @@ impl Refunds for SqlStore {
             tx.rollback().await?;
             return Ok(RefundClaim::PaymentChanged);
         }
+        // On the terminal that took the money (a refund cannot move to another); busy if the
+        // unique index refuses the operation below.
+        self.lock_terminal(&mut tx, of_operation.terminal_id).await?;
         let inserted = self.q(
             "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
              charge_minor, terminal_amount, state, is_current, holds_terminal, previous_status, started_at, deadline_at, \
@@ -133,6 +137,14 @@ impl Refunds for SqlStore {
 
     async fn close_refund_request(&self, id: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        // A request's parts are claimed with its payment locked (`claim_refund`).
+        self.lock_rows(
+            &mut tx,
+            "SELECT p.id FROM payments p JOIN refund_requests r ON r.payment_id = p.id WHERE r.id = ? \
+             FOR NO KEY UPDATE OF p",
+            id,
+        )
+        .await?;
         let done = self
             .q("UPDATE refund_requests SET open = 0 WHERE id = ? AND open = 1")
             .bind(id)
