@@ -22,8 +22,8 @@
 //!   an event's body, the retry schedule as data, the resolver that refuses internal addresses.
 //! - [`store`]: one small trait per aggregate composed into [`store::Store`], their records as
 //!   plain data, and their SQL on SQLite or PostgreSQL (`store/sql/`, one file per aggregate plus
-//!   the dialect, row decoding and the write side of decisions; migrations embedded by
-//!   `sqlx::migrate!`). It persists decisions; [`services::settle`] makes them.
+//!   the dialect, row decoding, the write side of decisions, SQLite's group commit, the read cache
+//!   and PostgreSQL's row locks; migrations embedded by `sqlx::migrate!`). It persists decisions; [`services::settle`] makes them.
 //! - [`workers`]: the background loops, each one `every(tick, stop, …)` over a service's round.
 //! - [`demo`] (feature `demo`, on by default): the whole system on one machine with simulated
 //!   terminals (`byfly-server demo`, and a throwaway server for the SDK's and the CLI's tests).

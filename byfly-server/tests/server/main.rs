@@ -24,5 +24,6 @@ mod outbox;
 mod page;
 mod realism;
 mod refunds;
+mod row_locks;
 mod terminals;
 mod webhooks;

@@ -419,6 +419,11 @@ impl App {
         self.cancel_as(&self.token, id).await
     }
 
+    /// The app's database URL, for a test that works on it directly.
+    pub fn database_url(&self) -> &str {
+        self.settings.database_url.expose()
+    }
+
     /// Runs `statement` on the app's database directly, as an operator's hand (or a fault) would.
     pub async fn execute_sql(&self, statement: &str) {
         execute_sql(self.settings.database_url.expose(), statement).await;
