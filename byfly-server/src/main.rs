@@ -1,4 +1,4 @@
-//! `byfly-server`: serve the API, migrate the database, create sources.
+//! `byfly-server`: serve the API, migrate and back up the database, create sources, add terminals.
 
 use std::path::PathBuf;
 
@@ -6,7 +6,7 @@ use anyhow::Context;
 use byfly_core::{ApiToken, BodyEncoding};
 use byfly_server::config::{Config, LogFormat, Settings};
 use byfly_server::random::OsRandom;
-use byfly_server::store::{NewTerminal, TerminalTls};
+use byfly_server::store::{Backup, NewTerminal, TerminalTls};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -31,6 +31,12 @@ enum Command {
     Migrate,
     /// Print a configuration file with every setting at its default, each explained.
     ExampleConfig,
+    /// Write a consistent copy of the SQLite database to a new file while the server runs, and
+    /// check it (on PostgreSQL: how to use pg_dump).
+    Backup {
+        /// The copy to write (must not exist yet), e.g. `/var/backups/byfly-2026-12-01.db`.
+        destination: PathBuf,
+    },
     /// Manage merchant systems.
     Source {
         #[command(subcommand)]
@@ -150,6 +156,18 @@ async fn main() -> anyhow::Result<()> {
             println!("database is up to date: {:?}", settings.database_url);
         }
         Command::ExampleConfig => {}
+        Command::Backup { destination } => match store.backup(&destination).await? {
+            Backup::Copied { bytes, payments } => println!(
+                "backup written and checked: {} ({bytes} bytes, {payments} payments, integrity ok)",
+                destination.display()
+            ),
+            Backup::ByTheDatabasesTools => anyhow::bail!(
+                "the database is PostgreSQL: back it up with its own tools while the servers run, e.g. \
+                 `pg_dump --format=custom --file={} \"$BYFLY_DATABASE_URL\"` (restore into an empty database with \
+                 `pg_restore --dbname=…`), or continuously with WAL archiving / a streaming replica",
+                destination.display()
+            ),
+        },
         Command::Source {
             command: SourceCommand::Create { name, webhook_json },
         } => {

@@ -13,6 +13,9 @@ pub enum StoreError {
     /// it was kept.
     #[error("not committed: {0}")]
     NotCommitted(String),
+    /// A backup could not be written or does not read back as a sound database.
+    #[error("backup: {0}")]
+    Backup(String),
     /// A stored value no longer parses (a bug or a hand edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -24,7 +24,7 @@ mod sources;
 mod sql;
 mod terminals;
 
-pub use database::Database;
+pub use database::{Backup, Database};
 pub use decisions::{Decide, FinalAnswer, Reported, SettlementPlan, Snapshot};
 pub use error::StoreError;
 pub use idempotency::Idempotency;

@@ -13,6 +13,7 @@ mod common;
 
 mod admin;
 mod api;
+mod backup;
 mod durability;
 mod kaspi;
 mod layout;

@@ -1,11 +1,14 @@
 //! [`Database`] on SQLite and PostgreSQL.
 
+use std::path::Path;
+
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
+use sqlx::{Connection, Row};
 
 use super::dialect::Dialect;
 
-use crate::store::database::Database;
+use crate::store::database::{Backup, Database};
 use byfly_core::PaymentMethod;
 
 use super::SqlStore;
@@ -32,6 +35,47 @@ impl Database for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.q("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn backup(&self, destination: &Path) -> Result<Backup, StoreError> {
+        if self.dialect == Dialect::Postgres {
+            return Ok(Backup::ByTheDatabasesTools);
+        }
+        if destination.exists() {
+            return Err(StoreError::Backup(format!(
+                "{} already exists: a backup is written to a new file",
+                destination.display()
+            )));
+        }
+        let path = destination
+            .to_str()
+            .ok_or_else(|| StoreError::Backup(format!("{} is not a UTF-8 path", destination.display())))?;
+        // One read transaction: the copy is the database as of one moment, writers carry on.
+        self.q("VACUUM INTO ?")
+            .bind(path.to_owned())
+            .execute(&self.pool)
+            .await?;
+        let mut copy = sqlx::AnyConnection::connect(&format!("sqlite://{path}?mode=ro")).await?;
+        let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&mut copy)
+            .await?;
+        if integrity != "ok" {
+            return Err(StoreError::Backup(format!(
+                "the copy fails its integrity check: {integrity}"
+            )));
+        }
+        let payments: i64 = sqlx::query("SELECT COUNT(*) AS payments FROM payments")
+            .fetch_one(&mut copy)
+            .await?
+            .try_get("payments")?;
+        copy.close().await?;
+        let bytes = std::fs::metadata(destination)
+            .map_err(|err| StoreError::Backup(format!("{}: {err}", destination.display())))?
+            .len();
+        Ok(Backup::Copied {
+            bytes,
+            payments: u64::try_from(payments).unwrap_or_default(),
+        })
     }
 }
 
