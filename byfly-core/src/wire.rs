@@ -706,6 +706,40 @@ pub struct HealthResponse {
     pub version: String,
 }
 
+/// `GET /api/health/live`: the process serves requests. Addition.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LivenessResponse {
+    /// Always `live`.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+}
+
+/// `GET /api/health/ready`: whether this process should be sent traffic (200) or not (503, the
+/// same body). Addition.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessResponse {
+    /// `ready`, or `not_ready` when any check failed.
+    pub status: String,
+    /// Each check: `database`, `schema`, `workers`, `outbox`.
+    pub checks: Vec<ReadinessCheck>,
+}
+
+/// One check of [`ReadinessResponse`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadinessCheck {
+    /// What was checked.
+    pub name: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What failed, in words; absent when it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// `POST /api/admin/sources` body.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

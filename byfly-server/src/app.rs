@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::config::{OperationTiming, Settings};
+use crate::heartbeats::Heartbeats;
 use crate::outbox::Dispatcher;
 use crate::store::Store;
 use crate::terminals::TerminalPool;
@@ -25,6 +26,8 @@ pub struct App {
     pub timing: OperationTiming,
     /// Webhook sender (manual retries go through it too).
     pub dispatcher: Dispatcher,
+    /// When each background worker of this process last finished a round.
+    pub heartbeats: Arc<Heartbeats>,
 }
 
 impl App {
@@ -43,6 +46,7 @@ impl App {
             clock,
             pool,
             dispatcher,
+            heartbeats: Arc::default(),
         })
     }
 

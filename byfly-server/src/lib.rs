@@ -24,7 +24,8 @@
 //!   plain data, and their SQL on SQLite or PostgreSQL (`store/sql/`, one file per aggregate plus
 //!   the dialect, row decoding, the write side of decisions, SQLite's group commit, the read cache
 //!   and PostgreSQL's row locks; migrations embedded by `sqlx::migrate!`). It persists decisions; [`services::settle`] makes them.
-//! - [`workers`]: the background loops, each one `every(tick, stop, …)` over a service's round.
+//! - [`workers`]: the background loops, each one `every(tick, stop, …)` over a service's round;
+//!   [`heartbeats`]: when each last finished one, for readiness.
 //! - [`demo`] (feature `demo`, on by default): the whole system on one machine with simulated
 //!   terminals (`byfly-server demo`, and a throwaway server for the SDK's and the CLI's tests).
 //!
@@ -44,6 +45,7 @@ pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod heartbeats;
 pub mod http;
 pub mod outbox;
 pub mod random;

@@ -31,6 +31,13 @@ enum Command {
     Migrate,
     /// Print a configuration file with every setting at its default, each explained.
     ExampleConfig,
+    /// Ask a running server whether it is ready (a container's or a supervisor's health check):
+    /// exit 0 when it answers 2xx, 1 otherwise.
+    Healthcheck {
+        /// The readiness URL to ask.
+        #[arg(long, default_value = "http://127.0.0.1:8080/api/health/ready")]
+        url: String,
+    },
     /// Write a consistent copy of the SQLite database to a new file while the server runs, and
     /// check it (on PostgreSQL: how to use pg_dump).
     Backup {
@@ -130,12 +137,31 @@ async fn shutdown_signal() {
     interrupt.await.unwrap_or(());
 }
 
+/// `byfly-server healthcheck`: one GET, bounded, no configuration or database needed.
+async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let response = client.get(url).send().await.context("not answering")?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        println!("ready ({status})");
+        Ok(())
+    } else {
+        anyhow::bail!("not ready ({status}): {body}")
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::ExampleConfig = cli.command {
         print!("{}", byfly_server::config::example_file());
         return Ok(());
+    }
+    if let Command::Healthcheck { url } = &cli.command {
+        return healthcheck(url).await;
     }
     let config = Config::load(cli.config.as_deref(), |name| std::env::var(name).ok())?;
     #[cfg(feature = "demo")]
@@ -155,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             println!("database is up to date: {:?}", settings.database_url);
         }
-        Command::ExampleConfig => {}
+        Command::ExampleConfig | Command::Healthcheck { .. } => {}
         Command::Backup { destination } => match store.backup(&destination).await? {
             Backup::Copied { bytes, payments } => println!(
                 "backup written and checked: {} ({bytes} bytes, {payments} payments, integrity ok)",

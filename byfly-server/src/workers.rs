@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::heartbeats::Heartbeats;
 use crate::outbox::Dispatcher;
 use crate::services::expiry::{STALE_START_SECS, sweep};
 use crate::services::{poll, refund};
@@ -22,12 +23,13 @@ const FAST_TICK: Duration = Duration::from_millis(250);
 const LOG_PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// Runs `round` until `stop` is set: after each round, waits `tick`, or until `wake` resolves
-/// (work may be due at once), or until told to stop.
+/// (work may be due at once), or until told to stop. `beat` after every round.
 async fn every<R, W>(
     tick: Duration,
     mut stop: watch::Receiver<bool>,
     mut wake: impl FnMut() -> W,
     mut round: impl FnMut() -> R,
+    beat: impl Fn(),
 ) where
     R: Future<Output = ()>,
     W: Future<Output = ()>,
@@ -37,6 +39,7 @@ async fn every<R, W>(
             break;
         }
         round().await;
+        beat();
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = wake() => {}
@@ -60,11 +63,17 @@ fn never() -> std::future::Pending<()> {
 pub async fn health_checker(app: App, interval: Duration, stop: watch::Receiver<bool>) {
     let interval_secs = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX);
     let app = &app;
-    every(interval.min(MAX_TICK), stop, never, || async move {
-        if let Err(err) = app.pool.check_due(app.now(), interval_secs).await {
-            tracing::error!(%err, "terminal health check round failed");
-        }
-    })
+    every(
+        interval.min(MAX_TICK),
+        stop,
+        never,
+        || async move {
+            if let Err(err) = app.pool.check_due(app.now(), interval_secs).await {
+                tracing::error!(%err, "terminal health check round failed");
+            }
+        },
+        || app.heartbeats.beat(HEALTH_CHECKER),
+    )
     .await;
 }
 
@@ -72,20 +81,30 @@ pub async fn health_checker(app: App, interval: Duration, stop: watch::Receiver<
 /// starts the next part of refund requests whose last part completed.
 pub async fn operation_poller(app: App, stop: watch::Receiver<bool>) {
     let app = &app;
-    every(FAST_TICK, stop, never, || async move {
-        if let Err(err) = poll::poll_due(app, None).await {
-            tracing::error!(%err, "operation poll round failed");
-        }
-        if let Err(err) = refund::continue_open(app).await {
-            tracing::error!(%err, "refund continuation round failed");
-        }
-    })
+    every(
+        FAST_TICK,
+        stop,
+        never,
+        || async move {
+            if let Err(err) = poll::poll_due(app, None).await {
+                tracing::error!(%err, "operation poll round failed");
+            }
+            if let Err(err) = refund::continue_open(app).await {
+                tracing::error!(%err, "refund continuation round failed");
+            }
+        },
+        || app.heartbeats.beat(OPERATION_POLLER),
+    )
     .await;
 }
 
 /// Sends due webhooks — looking again as soon as a delivery ends —, and now and then purges the
 /// attempt log past its retention; on stop, waits for the deliveries in flight.
-pub async fn webhook_dispatcher(dispatcher: Dispatcher, stop: watch::Receiver<bool>) {
+pub async fn webhook_dispatcher(
+    dispatcher: Dispatcher,
+    heartbeats: &Heartbeats,
+    stop: watch::Receiver<bool>,
+) {
     let purged_at = &std::sync::Mutex::new(None::<std::time::Instant>);
     let dispatcher = &dispatcher;
     every(
@@ -116,6 +135,7 @@ pub async fn webhook_dispatcher(dispatcher: Dispatcher, stop: watch::Receiver<bo
                 }
             }
         },
+        || heartbeats.beat(WEBHOOK_DISPATCHER),
     )
     .await;
     dispatcher.drain().await;
@@ -124,25 +144,50 @@ pub async fn webhook_dispatcher(dispatcher: Dispatcher, stop: watch::Receiver<bo
 /// Runs the sweeper's round ([`sweep`]) every few seconds.
 pub async fn expiry_sweeper(app: App, stop: watch::Receiver<bool>) {
     let app = &app;
-    every(MAX_TICK, stop, never, || async move {
-        if let Err(err) = sweep(app.store.as_ref(), app.now(), STALE_START_SECS).await {
-            tracing::error!(%err, "expiry sweep failed");
-        }
-    })
+    every(
+        MAX_TICK,
+        stop,
+        never,
+        || async move {
+            if let Err(err) = sweep(app.store.as_ref(), app.now(), STALE_START_SECS).await {
+                tracing::error!(%err, "expiry sweep failed");
+            }
+        },
+        || app.heartbeats.beat(EXPIRY_SWEEPER),
+    )
     .await;
 }
+
+/// The workers' names, as readiness reports them.
+const HEALTH_CHECKER: &str = "health_checker";
+const OPERATION_POLLER: &str = "operation_poller";
+const WEBHOOK_DISPATCHER: &str = "webhook_dispatcher";
+const EXPIRY_SWEEPER: &str = "expiry_sweeper";
 
 /// The handles of a server's workers, stopped together.
 #[derive(Debug)]
 pub struct Workers {
     stop: watch::Sender<bool>,
     running: Vec<tokio::task::JoinHandle<()>>,
+    heartbeats: std::sync::Arc<Heartbeats>,
 }
 
 impl Workers {
     /// Starts every worker of one server process.
     pub fn start(app: &App) -> Workers {
         let (stop, stopped) = watch::channel(false);
+        let heartbeats = app.heartbeats.clone();
+        for worker in [
+            HEALTH_CHECKER,
+            OPERATION_POLLER,
+            WEBHOOK_DISPATCHER,
+            EXPIRY_SWEEPER,
+        ] {
+            heartbeats.beat(worker);
+        }
+        let dispatcher = app.dispatcher.clone();
+        let dispatcher_beats = heartbeats.clone();
+        let dispatcher_stop = stopped.clone();
         let running = vec![
             tokio::spawn(health_checker(
                 app.clone(),
@@ -150,10 +195,16 @@ impl Workers {
                 stopped.clone(),
             )),
             tokio::spawn(operation_poller(app.clone(), stopped.clone())),
-            tokio::spawn(webhook_dispatcher(app.dispatcher.clone(), stopped.clone())),
+            tokio::spawn(
+                async move { webhook_dispatcher(dispatcher, &dispatcher_beats, dispatcher_stop).await },
+            ),
             tokio::spawn(expiry_sweeper(app.clone(), stopped)),
         ];
-        Workers { stop, running }
+        Workers {
+            stop,
+            running,
+            heartbeats,
+        }
     }
 
     /// Tells every worker to stop and waits for each to finish its round (and the webhook sender
@@ -163,5 +214,6 @@ impl Workers {
         for worker in self.running {
             worker.await.ok();
         }
+        self.heartbeats.clear();
     }
 }

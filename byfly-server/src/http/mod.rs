@@ -1,7 +1,7 @@
 //! The HTTP layer: the router of `spec/API.md` (`router.rs`), its state (`state.rs`), the error
 //! envelope for every failure, logged once by a middleware (`errors.rs`), our extractors
 //! (`extract.rs`), `/kaspi`'s rate limits (`limits.rs`), the OpenAPI document (`openapi.rs`), and
-//! the handlers of each area: payments, the payment page, admin, the outbox's admin, review, and
+//! the handlers of each area: payments, health, the payment page, admin, the outbox's admin, review, and
 //! the demo's routes (`dev.rs`, with the `demo` feature).
 
 mod admin;
@@ -9,6 +9,7 @@ mod admin;
 pub mod dev;
 mod errors;
 mod extract;
+mod health;
 mod limits;
 mod openapi;
 mod outbox;

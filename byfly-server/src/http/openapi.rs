@@ -21,11 +21,11 @@ use byfly_core::error::ErrorEnvelope;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CancelResponse, CreateSourceRequest,
     CreatedSource, HealthResponse, InitPaymentRequest, InitPaymentResponse, KaspiRequest, KaspiResponse,
-    MethodQuoteView, OperationView, PaymentList, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth,
-    RecoverWebhooksRequest, RecoveredWebhooks, RefundPart, RefundRequest, RefundStatus, RefundView,
-    RegistrationView, ResolveOperationRequest, SourceView, TerminalView, UndeliveredEventList,
-    UndeliveredEventView, UndeliveredState, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
-    WebhookAttemptView, WebhookEventView,
+    LivenessResponse, MethodQuoteView, OperationView, PaymentList, PaymentStatusView, PaymentSummary,
+    PaymentView, PoolHealth, ReadinessCheck, ReadinessResponse, RecoverWebhooksRequest, RecoveredWebhooks,
+    RefundPart, RefundRequest, RefundStatus, RefundView, RegistrationView, ResolveOperationRequest,
+    SourceView, TerminalView, UndeliveredEventList, UndeliveredEventView, UndeliveredState,
+    UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, WebhookPayload};
 
@@ -52,6 +52,9 @@ use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, Webho
     PaymentList,
     PoolHealth,
     HealthResponse,
+    LivenessResponse,
+    ReadinessResponse,
+    ReadinessCheck,
     CreateSourceRequest,
     SourceView,
     CreatedSource,
@@ -203,6 +206,24 @@ const ROUTES: &[Route] = &[
         Auth::Public,
         None,
         "HealthResponse",
+        "200",
+    ),
+    (
+        HttpMethod::Get,
+        "/api/health/live",
+        "The process answers (for a container runtime's liveness probe)",
+        Auth::Public,
+        None,
+        "LivenessResponse",
+        "200",
+    ),
+    (
+        HttpMethod::Get,
+        "/api/health/ready",
+        "Whether to send this process traffic: database, schema, workers, webhook sender (503 with the same body when not)",
+        Auth::Public,
+        None,
+        "ReadinessResponse",
         "200",
     ),
     (

@@ -8,9 +8,8 @@ use axum::response::{IntoResponse, Response};
 use byfly_core::Figures;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
-    CancelResponse, Envelope, HealthResponse, InitPaymentInput, InitPaymentResponse, KaspiRequest,
-    PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, PoolHealth, RefundRequest,
-    RefundView, WebhookUrl,
+    CancelResponse, Envelope, InitPaymentInput, InitPaymentResponse, KaspiRequest, PaymentList,
+    PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, RefundRequest, RefundView, WebhookUrl,
 };
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
@@ -456,34 +455,4 @@ pub(super) async fn page(
         });
     }
     Ok(PaymentList { items, next_cursor })
-}
-
-/// `GET /api/health` (public): 200 when the database answers (`degraded` while no terminal is
-/// healthy), 503 otherwise.
-pub async fn health(State(state): State<AppState>) -> Response {
-    let counts = state.store.pool_counts().await;
-    let database_ok = counts.is_ok();
-    let counts = counts.unwrap_or_default();
-    let status = match (database_ok, counts.healthy) {
-        (false, _) => "unavailable",
-        (true, 0) => "degraded",
-        (true, _) => "ok",
-    };
-    let body = HealthResponse {
-        status: status.to_owned(),
-        database: if database_ok { "ok" } else { "unavailable" }.to_owned(),
-        terminals: PoolHealth {
-            total: counts.enabled,
-            healthy: counts.healthy,
-            busy: counts.busy,
-            needs_registration: counts.needs_registration,
-        },
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-    };
-    let code = if database_ok {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(Envelope::data(body))).into_response()
 }

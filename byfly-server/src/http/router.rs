@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 #[cfg(feature = "demo")]
 use super::dev;
 use super::state::AppState;
-use super::{admin, errors, outbox, page, payments, review};
+use super::{admin, errors, health, outbox, page, payments, review};
 
 /// The whole API. Every failure — unknown route, wrong method, bad body, panic — answers with the
 /// envelope of `spec/API.md` §1.
@@ -28,7 +28,9 @@ pub fn router(state: AppState) -> Router {
         .route("/payment/{id}/refund/{refund_id}", get(payments::refund_status))
         .route("/payment-methods/active", get(payments::active_methods))
         .route("/payments", get(payments::list))
-        .route("/health", get(payments::health))
+        .route("/health", get(health::health))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
         .route("/openapi.json", get(super::openapi::document))
         .route("/admin/sources", get(admin::sources).post(admin::create_source))
         .route("/admin/sources/{id}", patch(admin::update_source))

@@ -24,6 +24,10 @@ pub trait Database: Send + Sync {
     /// Answers when the database does.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Whether every migration this build carries has been applied (a process of an older build
+    /// may run against a newer schema, never the other way round).
+    async fn schema_current(&self) -> Result<bool, StoreError>;
+
     /// Writes a consistent copy of the whole database to `destination` (a new file) while the
     /// server keeps running, and checks the copy: the ledger's one file must be copyable without
     /// stopping payments, and a copy nobody has read back is not a backup.

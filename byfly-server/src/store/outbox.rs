@@ -67,6 +67,11 @@ pub trait Outbox: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// Deletes attempt logs older than `before` (the events themselves are kept). Returns how many.
     async fn purge_delivery_logs(&self, before: UnixSeconds) -> Result<u64, StoreError>;
+
+    /// When the longest-waiting event that could be sent now became due (`None`: nothing waits).
+    /// Events waiting on a retry's time or behind an earlier event of their payment are not due:
+    /// a receiver that is down does not make the sender look stuck.
+    async fn oldest_due_event(&self, now: UnixSeconds) -> Result<Option<UnixSeconds>, StoreError>;
 }
 
 /// A webhook event of the outbox, as stored.

@@ -15,6 +15,7 @@ mod admin;
 mod api;
 mod backup;
 mod durability;
+mod health;
 mod kaspi;
 mod layout;
 mod ledger;

@@ -24,17 +24,22 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx_macros::migrate!("migrations/postgre
 #[async_trait]
 impl Database for SqlStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let migrations = match self.dialect {
-            Dialect::Sqlite => &SQLITE_MIGRATIONS,
-            Dialect::Postgres => &POSTGRES_MIGRATIONS,
-        };
-        migrations.run(&self.pool).await?;
+        self.migrator().run(&self.pool).await?;
         self.seed_methods().await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.q("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn schema_current(&self) -> Result<bool, StoreError> {
+        let newest = self.migrator().iter().map(|migration| migration.version).max();
+        let applied: Option<i64> = self
+            .scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(applied >= newest)
     }
 
     async fn backup(&self, destination: &Path) -> Result<Backup, StoreError> {
@@ -80,6 +85,14 @@ impl Database for SqlStore {
 }
 
 impl SqlStore {
+    /// This backend's migrations.
+    fn migrator(&self) -> &'static Migrator {
+        match self.dialect {
+            Dialect::Sqlite => &SQLITE_MIGRATIONS,
+            Dialect::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
     async fn seed_methods(&self) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let count: i64 = self

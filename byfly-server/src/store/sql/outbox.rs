@@ -358,6 +358,20 @@ impl Outbox for SqlStore {
         Ok(recovered.rows_affected())
     }
 
+    async fn oldest_due_event(&self, now: UnixSeconds) -> Result<Option<UnixSeconds>, StoreError> {
+        Ok(self
+            .scalar(concat!(
+                "SELECT MIN(e.next_attempt_at) FROM webhook_events e WHERE e.delivered_at IS NULL ",
+                "AND e.exhausted_at IS NULL AND e.next_attempt_at <= ? ",
+                "AND (e.claimed_until IS NULL OR e.claimed_until < ?) AND ",
+                oldest_open!("e")
+            ))
+            .bind(now)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn purge_delivery_logs(&self, before: UnixSeconds) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let purged = self
