@@ -1,5 +1,7 @@
-//! What the server writes to its log: a terminal's refresh token (carried in the URL of the refresh
-//! call) never reaches it, nor what the admin API shows; an internal failure is logged exactly once,
+//! What the server writes to its log: one line per request at info, with its route, status and
+//! request id; no secret — API token, admin token, webhook secret, a terminal's tokens — ever; a
+//! terminal's refresh token (carried in the URL of the refresh call) never reaches it, nor what
+//! the admin API shows; an internal failure is logged exactly once,
 //! with the request it belonged to (its request id), and its cause never reaches the client. Its
 //! own test binary: the log is captured by this process's one global subscriber, which no other
 //! test binary shares.
@@ -13,7 +15,7 @@ mod common;
 use std::sync::{Arc, OnceLock};
 
 use byfly_terminal::simulator::FaultMode;
-use common::{registered, spawn_app, store};
+use common::{ADMIN, pay, registered, spawn_app, spawn_app_with, store};
 use serde_json::{Value, json};
 
 /// Everything the server logs in this process, kept for inspection.
@@ -134,4 +136,77 @@ async fn an_internal_failure_is_logged_once_with_its_request_and_never_shown() {
     );
     app.execute_sql("ALTER TABLE payments_gone RENAME TO payments")
         .await;
+}
+
+#[tokio::test]
+async fn every_request_is_one_line_with_its_route_and_no_secret_is_ever_logged() {
+    let log = captured();
+    const WEBHOOK_SECRET: &str = "whsec_receiver-secret-6d1f0a9c3b";
+    let app = spawn_app_with(1, false, |config| {
+        config.admin_token = Some(ADMIN.to_owned().into());
+    })
+    .await;
+    let id = app
+        .init_as(
+            &app.token,
+            json!({"amount": 5_000, "webhook_url": "http://127.0.0.1:9/hook", "webhook_secret": WEBHOOK_SECRET}),
+        )
+        .await;
+    let started = app.kaspi_ok(&id, "kaspi_gold").await;
+    app.simulator_with(&started.qr_code)
+        .pay(pay("Gold", None))
+        .unwrap();
+    app.settled(&id).await;
+    let (status, _) = common::admin(&app, reqwest::Method::GET, &format!("/payments/{id}"), None).await;
+    assert_eq!(status, 200);
+    // A refused attempt at the admin API with a token that is not the admin token.
+    let response = app
+        .http
+        .get(format!("{}/admin/sources", app.base))
+        .bearer_auth("a-wrong-admin-token-9f8e7d")
+        .header("x-request-id", "refused-admin-call-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+
+    let logged = log.text();
+    let requests: Vec<&str> = logged
+        .lines()
+        .filter(|line| line.contains(" request status="))
+        .collect();
+    assert!(
+        requests
+            .iter()
+            .any(|line| line.contains("route=/api/payment/init")
+                && line.contains("status=201")
+                && line.contains("INFO")),
+        "{logged}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|line| line.contains("route=/api/payment/{id}/kaspi")
+                && line.contains(&format!("path=/api/payment/{id}/kaspi"))
+                && line.contains("duration_us=")),
+        "{logged}"
+    );
+    let refused: Vec<&&str> = requests
+        .iter()
+        .filter(|line| line.contains("refused-admin-call-1"))
+        .collect();
+    assert_eq!(refused.len(), 1, "one line for the refused call: {logged}");
+    assert!(refused[0].contains("status=401"), "{}", refused[0]);
+
+    let tokens = app.store.terminals().await.unwrap()[0].tokens.clone().unwrap();
+    for (what, secret) in [
+        ("API token", app.token.as_str()),
+        ("admin token", ADMIN),
+        ("wrong admin token", "a-wrong-admin-token-9f8e7d"),
+        ("webhook secret", WEBHOOK_SECRET),
+        ("terminal access token", tokens.access_token.as_str()),
+        ("terminal refresh token", tokens.refresh_token.as_str()),
+    ] {
+        assert!(!logged.contains(secret), "the {what} is in the log");
+    }
 }

@@ -1,8 +1,13 @@
 //! The router of `spec/API.md`: every route, the demo's when in demo mode, and the layers every
 //! request passes (request id, tracing span, failure log, panic guard).
 
+use std::time::Duration;
+
 use axum::Router;
+use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -69,23 +74,52 @@ pub fn router(state: AppState) -> Router {
         .route("/pay/{id}", get(page::pay_page))
         .route("/pay/assets/pay.js", get(page::script))
         .route("/pay/assets/pay.css", get(page::style))
+        .route_layer(axum::middleware::from_fn(record_route))
         .fallback(errors::route_not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(CatchPanicLayer::custom(errors::panic_response))
         .layer(axum::middleware::from_fn(errors::log_failures))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<axum::body::Body>| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<axum::body::Body>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        id,
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        route = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(log_request)
+                // A failure's cause is logged by `log_failures`, its status by `log_request`.
+                .on_failure(()),
         )
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId))
         .with_state(state)
+}
+
+/// One line per request at info, in its span (request id, method, path, route): the status and
+/// how long the answer took. Nothing of the request's headers or body: tokens and secrets travel
+/// there.
+fn log_request(response: &Response, latency: Duration, _span: &tracing::Span) {
+    tracing::info!(
+        status = response.status().as_u16(),
+        duration_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+}
+
+/// Puts the route that matched (`/api/payment/{id}`, not the id itself) on the request's span.
+async fn record_route(matched: MatchedPath, request: Request<axum::body::Body>, next: Next) -> Response {
+    tracing::Span::current().record("route", tracing::field::display(matched.as_str()));
+    next.run(request).await
 }
 
 /// A request id for every request that does not bring its own `X-Request-Id`: 64 random bits in
