@@ -66,3 +66,46 @@ async fn a_payment_held_by_one_writer_holds_up_that_payment_only() {
     assert_eq!(app.status(&to_pay).await["status"], "processing");
     assert_eq!(app.status(&created).await["status"], "pending");
 }
+
+/// A refund asked while another transaction is freeing its terminal — a failed start, not yet
+/// committed, that goes on to mark the terminal — answers at once that the terminal is busy, and
+/// the other transaction goes on: neither waits for the other. (Left to the unique index, the
+/// refund's insert waited for the freeing transaction, which waited for the refund's lock on the
+/// terminal: a deadlock, or here the refund's answer only after `lock_timeout`, a 500.)
+#[tokio::test]
+async fn a_refund_while_its_terminal_is_being_freed_answers_busy_and_waits_for_nobody() {
+    if !on_postgres() {
+        return;
+    }
+    let app = spawn_app(1).await;
+    let paid = app.init(10_000).await;
+    let started = app.kaspi_ok(&paid, "kaspi_gold").await;
+    app.simulator_with(&started.qr_code)
+        .pay(pay("Gold", None))
+        .unwrap();
+    app.wait_status(&paid, "paid").await;
+    let holding = app.init(20_000).await;
+    app.kaspi_ok(&holding, "kaspi_gold").await;
+    let mut freeing = sqlx::postgres::PgConnection::connect(app.database_url())
+        .await
+        .unwrap();
+    let mut freeing = freeing.begin().await.unwrap();
+    let operation: i64 = sqlx::query_scalar(
+        "UPDATE operations SET holds_terminal = 0 WHERE holds_terminal = 1 \
+         AND payment_id = (SELECT id FROM payments WHERE transaction_id = $1) RETURNING id",
+    )
+    .bind(&holding)
+    .fetch_one(&mut *freeing)
+    .await
+    .unwrap();
+
+    let (status, refused) = app.refund(&paid, serde_json::json!({})).await;
+    assert_eq!(refused["code"], "terminals_busy", "{status} {refused}");
+    sqlx::query("UPDATE terminals SET last_error = 'start failed' WHERE id = (SELECT terminal_id FROM operations WHERE id = $1)")
+        .bind(operation)
+        .execute(&mut *freeing)
+        .await
+        .unwrap();
+    freeing.rollback().await.unwrap();
+    assert_eq!(app.status(&paid).await["status"], "paid");
+}

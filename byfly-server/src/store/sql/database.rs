@@ -107,7 +107,7 @@ impl SqlStore {
                     "INSERT INTO payment_methods (id, code, name, type, provider, country_id, payment_currency, \
                      icon_emoji, commission_percent, has_credit, credit_commission_percent, has_installment, \
                      installment_months, installment_commission_percent, add_commission_to_amount, is_active) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO NOTHING",
                 )
                 .bind(method.id)
                 .bind(method.code.as_str())

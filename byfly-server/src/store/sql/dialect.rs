@@ -29,7 +29,7 @@ impl Dialect {
     /// no syntax for and no need of (its one writer at a time is what the locks give PostgreSQL).
     pub(super) fn sql(self, sql: &'static str) -> SqlStr {
         match self {
-            Dialect::Sqlite if sql.contains(ROW_LOCK) => AssertSqlSafe(without_row_locks(sql)).into_sql_str(),
+            Dialect::Sqlite if has_row_lock(sql) => AssertSqlSafe(without_row_locks(sql)).into_sql_str(),
             Dialect::Sqlite => SqlStr::from_static(sql),
             Dialect::Postgres => {
                 let mut numbered = String::with_capacity(sql.len() + 16);
@@ -54,15 +54,19 @@ impl Dialect {
     }
 }
 
-/// How a row lock clause begins (`FOR UPDATE`, `FOR NO KEY UPDATE`); it runs to the end of its
-/// `SELECT` (a `)` or the end of the text).
-const ROW_LOCK: &str = " FOR ";
+/// How a row lock clause begins; it runs to the end of its `SELECT` (a `)` or the end of the text).
+const ROW_LOCKS: [&str; 2] = [" FOR UPDATE", " FOR NO KEY UPDATE"];
+
+/// Whether `sql` takes a row lock.
+fn has_row_lock(sql: &str) -> bool {
+    ROW_LOCKS.iter().any(|lock| sql.contains(lock))
+}
 
 /// `sql` with every `FOR [NO KEY] UPDATE [OF …] [SKIP LOCKED]` clause left out.
 fn without_row_locks(sql: &str) -> String {
     let mut kept = String::with_capacity(sql.len());
     let mut rest = sql;
-    while let Some(start) = rest.find(ROW_LOCK) {
+    while let Some(start) = ROW_LOCKS.iter().filter_map(|lock| rest.find(lock)).min() {
         kept.push_str(&rest[..start]);
         rest = &rest[start..];
         rest = &rest[rest.find(')').unwrap_or(rest.len())..];
@@ -95,5 +99,8 @@ mod tests {
             "SELECT id FROM payments WHERE id = ?"
         );
         assert_eq!(Dialect::Sqlite.sql("SELECT 1").as_str(), "SELECT 1");
+        // Only lock clauses are cut: other text with FOR in it stays.
+        let other = "SELECT 'PAID FOR TOUR' AS note, id FROM payments WHERE id = ?";
+        assert_eq!(Dialect::Sqlite.sql(other).as_str(), other);
     }
 }

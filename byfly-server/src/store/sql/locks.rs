@@ -100,12 +100,7 @@ impl SqlStore {
             .await?;
         let free = match locked {
             None => false,
-            Some(_) => self
-                .scalar::<i64>("SELECT id FROM operations WHERE terminal_id = ? AND holds_terminal = 1")
-                .bind(terminal_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_none(),
+            Some(_) => !self.terminal_held(tx, terminal_id).await?,
         };
         tx.execute(if free {
             "RELEASE SAVEPOINT take_terminal"
@@ -114,6 +109,21 @@ impl SqlStore {
         })
         .await?;
         Ok(free)
+    }
+
+    /// Whether an operation holds the terminal, as committed (a plain read, which waits for no
+    /// one: an operation whose release is not committed yet still holds it).
+    pub(super) async fn terminal_held(
+        &self,
+        tx: &mut AnyConnection,
+        terminal_id: TerminalId,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .scalar::<i64>("SELECT id FROM operations WHERE terminal_id = ? AND holds_terminal = 1")
+            .bind(terminal_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some())
     }
 
     /// The first of `candidates` (in order) [taken](Self::take_terminal) in this transaction.

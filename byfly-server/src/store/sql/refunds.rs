@@ -58,9 +58,14 @@ impl Refunds for SqlStore {
             tx.rollback().await?;
             return Ok(RefundClaim::PaymentChanged);
         }
-        // On the terminal that took the money (a refund cannot move to another); busy if the
-        // unique index refuses the operation below.
+        // On the terminal that took the money (a refund cannot move to another), locked, and busy
+        // if an operation holds it — read, not left to the unique index below, whose insert would
+        // wait for a transaction freeing the terminal while that one waits for this lock.
         self.lock_terminal(&mut tx, of_operation.terminal_id).await?;
+        if self.terminal_held(&mut tx, of_operation.terminal_id).await? {
+            tx.rollback().await?;
+            return Ok(RefundClaim::TerminalBusy);
+        }
         let inserted = self.q(
             "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
              charge_minor, terminal_amount, state, is_current, holds_terminal, previous_status, started_at, deadline_at, \
