@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request};
-use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -74,7 +73,6 @@ pub fn router(state: AppState) -> Router {
         .route("/pay/{id}", get(page::pay_page))
         .route("/pay/assets/pay.js", get(page::script))
         .route("/pay/assets/pay.css", get(page::style))
-        .route_layer(axum::middleware::from_fn(record_route))
         .fallback(errors::route_not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .layer(CatchPanicLayer::custom(errors::panic_response))
@@ -88,12 +86,17 @@ pub fn router(state: AppState) -> Router {
                         .get("x-request-id")
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
+                    // Routing runs before the router's layers: the route that matched is known.
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map_or("-", MatchedPath::as_str);
                     tracing::info_span!(
                         "request",
                         id,
                         method = %request.method(),
                         path = %request.uri().path(),
-                        route = tracing::field::Empty,
+                        route = %route,
                     )
                 })
                 .on_request(())
@@ -114,12 +117,6 @@ fn log_request(response: &Response, latency: Duration, _span: &tracing::Span) {
         duration_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
         "request"
     );
-}
-
-/// Puts the route that matched (`/api/payment/{id}`, not the id itself) on the request's span.
-async fn record_route(matched: MatchedPath, request: Request<axum::body::Body>, next: Next) -> Response {
-    tracing::Span::current().record("route", tracing::field::display(matched.as_str()));
-    next.run(request).await
 }
 
 /// A request id for every request that does not bring its own `X-Request-Id`: 64 random bits in

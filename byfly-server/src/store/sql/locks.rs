@@ -52,14 +52,22 @@ impl SqlStore {
             .await
     }
 
-    /// Locks the terminal's row (PostgreSQL): no other operation is put on it meanwhile.
-    pub(super) async fn lock_terminal(
+    /// Locks the terminal's row (PostgreSQL) and tells whether it is free of operations, whatever
+    /// its health (a refund goes to the terminal that took the money): `false` while one holds
+    /// it, read rather than left to the unique index, whose insert would wait for a transaction
+    /// freeing the terminal while that one waits for this lock. SQLite: `true` (its one writer
+    /// leaves the index to decide).
+    pub(super) async fn lock_unheld_terminal(
         &self,
         tx: &mut AnyConnection,
         id: TerminalId,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        if self.dialect == Dialect::Sqlite {
+            return Ok(true);
+        }
         self.lock_rows(tx, "SELECT id FROM terminals WHERE id = ? FOR NO KEY UPDATE", id)
-            .await
+            .await?;
+        Ok(!self.terminal_held(tx, id).await?)
     }
 
     /// Locks the row of the payment an operation belongs to (PostgreSQL).

@@ -58,11 +58,12 @@ impl Refunds for SqlStore {
             tx.rollback().await?;
             return Ok(RefundClaim::PaymentChanged);
         }
-        // On the terminal that took the money (a refund cannot move to another), locked, and busy
-        // if an operation holds it — read, not left to the unique index below, whose insert would
-        // wait for a transaction freeing the terminal while that one waits for this lock.
-        self.lock_terminal(&mut tx, of_operation.terminal_id).await?;
-        if self.terminal_held(&mut tx, of_operation.terminal_id).await? {
+        // On the terminal that took the money (a refund cannot move to another); busy if an
+        // operation holds it (here, or by the unique index below).
+        if !self
+            .lock_unheld_terminal(&mut tx, of_operation.terminal_id)
+            .await?
+        {
             tx.rollback().await?;
             return Ok(RefundClaim::TerminalBusy);
         }
