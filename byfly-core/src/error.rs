@@ -16,6 +16,8 @@ pub enum ErrorCode {
     InvalidToken,
     /// 401 — missing or wrong admin bearer token.
     InvalidAdminToken,
+    /// 401 — `/metrics` asks for its bearer token and it is missing or wrong.
+    InvalidMetricsToken,
     /// 404 — no such transaction (or another source's, or a malformed id).
     TransactionNotFound,
     /// 404 — no such refund of this payment.
@@ -82,13 +84,17 @@ pub enum ErrorCode {
     Internal,
     /// 503 — the database or another dependency is unavailable.
     Unavailable,
+    /// 503 — the answer took longer than the server's request timeout; what the request started
+    /// (an operation on a terminal, a refund) carries on and shows in the payment's status.
+    RequestTimeout,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 35] = [
+    pub const ALL: [ErrorCode; 37] = [
         ErrorCode::InvalidToken,
         ErrorCode::InvalidAdminToken,
+        ErrorCode::InvalidMetricsToken,
         ErrorCode::TransactionNotFound,
         ErrorCode::RefundNotFound,
         ErrorCode::NotFound,
@@ -122,6 +128,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::RequestTimeout,
     ];
 
     /// The stable machine code (`terminals_busy`).
@@ -129,6 +136,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InvalidAdminToken => "invalid_admin_token",
+            ErrorCode::InvalidMetricsToken => "invalid_metrics_token",
             ErrorCode::TransactionNotFound => "transaction_not_found",
             ErrorCode::RefundNotFound => "refund_not_found",
             ErrorCode::NotFound => "not_found",
@@ -162,6 +170,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal_error",
             ErrorCode::Unavailable => "service_unavailable",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 
@@ -173,7 +182,7 @@ impl ErrorCode {
     /// The HTTP status of the answer.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::InvalidToken | ErrorCode::InvalidAdminToken => 401,
+            ErrorCode::InvalidToken | ErrorCode::InvalidAdminToken | ErrorCode::InvalidMetricsToken => 401,
             ErrorCode::TransactionNotFound
             | ErrorCode::RefundNotFound
             | ErrorCode::NotFound
@@ -184,7 +193,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::RequestTimeout => 503,
             _ => 400,
         }
     }
@@ -194,6 +203,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidToken => "Invalid API token",
             ErrorCode::InvalidAdminToken => "Invalid admin token",
+            ErrorCode::InvalidMetricsToken => "Invalid metrics token",
             ErrorCode::TransactionNotFound => "Транзакция не найдена",
             ErrorCode::RefundNotFound => "Возврат не найден",
             ErrorCode::NotFound => "Не найдено",
@@ -233,6 +243,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "Слишком много запросов, попробуйте позже",
             ErrorCode::Internal => "Внутренняя ошибка сервера",
             ErrorCode::Unavailable => "Сервис временно недоступен, попробуйте позже",
+            ErrorCode::RequestTimeout => {
+                "Запрос выполнялся слишком долго; начатое продолжается — проверьте статус платежа"
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The services' shared state: the database, the settings, the clock, the terminal pool and the
-//! webhook dispatcher, wired once per server process and cloned cheaply into every task. The
+//! The services' shared state: the database, the settings, the clock, the terminal pool, the
+//! webhook dispatcher and the metrics, wired once per server process and cloned cheaply into every task. The
 //! HTTP layer wraps it with what only requests need (rate limits, the demo inbox).
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::clock::SharedClock;
 use crate::config::{OperationTiming, Settings};
 use crate::heartbeats::Heartbeats;
+use crate::metrics::Metrics;
 use crate::outbox::Dispatcher;
 use crate::store::Store;
 use crate::terminals::TerminalPool;
@@ -28,17 +29,20 @@ pub struct App {
     pub dispatcher: Dispatcher,
     /// When each background worker of this process last finished a round.
     pub heartbeats: Arc<Heartbeats>,
+    /// What `/metrics` reports of this process.
+    pub metrics: Arc<Metrics>,
 }
 
 impl App {
     /// Wires the services of one server process on `store`.
     pub fn new(store: Arc<dyn Store>, settings: Settings, clock: SharedClock) -> Result<App, reqwest::Error> {
-        let pool = Arc::new(TerminalPool::with_timing(
-            store.clone(),
-            settings.terminals,
-            clock.clone(),
-        ));
-        let dispatcher = Dispatcher::new(store.clone(), settings.delivery.clone(), clock.clone())?;
+        let metrics = Arc::new(Metrics::new());
+        let pool = Arc::new(
+            TerminalPool::with_timing(store.clone(), settings.terminals, clock.clone())
+                .observed_by(metrics.clone()),
+        );
+        let dispatcher = Dispatcher::new(store.clone(), settings.delivery.clone(), clock.clone())?
+            .counted_by(metrics.clone());
         Ok(App {
             store,
             timing: settings.timing,
@@ -47,6 +51,7 @@ impl App {
             pool,
             dispatcher,
             heartbeats: Arc::default(),
+            metrics,
         })
     }
 

@@ -9,7 +9,7 @@
 //!   webhook dispatcher — wired once per process. [`clock`]: business time, injected (tests hold it
 //!   or move it). [`random`]: the OS generator behind byfly-core's `SecureRandom` (and the event and
 //!   refund ids byfly-core makes with it).
-//! - [`config`]: the documented defaults (`byfly.example.toml`) → an optional TOML file →
+//! - [`config`]: the documented defaults (`deploy/byfly.example.toml`) → an optional TOML file →
 //!   `BYFLY_*` environment → checked [`config::Settings`], grouped by the room that reads them.
 //! - [`http`]: the router and its state, the error envelope of every failure (an internal one
 //!   logged once, with its request id, by a middleware), our extractors, `/kaspi`'s rate limits,
@@ -24,6 +24,8 @@
 //!   plain data, and their SQL on SQLite or PostgreSQL (`store/sql/`, one file per aggregate plus
 //!   the dialect, row decoding, the write side of decisions, SQLite's group commit, the read cache
 //!   and PostgreSQL's row locks; migrations embedded by `sqlx::migrate!`). It persists decisions; [`services::settle`] makes them.
+//! - [`metrics`]: what `/metrics` reports — this process's counters and the shared figures read
+//!   from the database at each scrape.
 //! - [`workers`]: the background loops, each one `every(tick, stop, …)` over a service's round;
 //!   [`heartbeats`]: when each last finished one, for readiness.
 //! - [`demo`] (feature `demo`, on by default): the whole system on one machine with simulated
@@ -47,6 +49,7 @@ pub mod config;
 pub mod demo;
 pub mod heartbeats;
 pub mod http;
+pub mod metrics;
 pub mod outbox;
 pub mod random;
 pub mod services;
@@ -73,8 +76,9 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-/// Serves the API on an already bound listener until `shutdown` resolves, on the wall clock;
-/// requests in flight are finished first.
+/// Serves the API on an already bound listener (and `/metrics` on `metrics_bind` when set) until
+/// `shutdown` resolves, on the wall clock; requests in flight are given `shutdown_grace_secs` to
+/// finish, then the workers finish their round.
 pub async fn run(
     listener: TcpListener,
     store: Arc<dyn Store>,
@@ -92,14 +96,42 @@ pub async fn run_with_clock(
     clock: SharedClock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics_listener = match settings.metrics_bind {
+        Some(address) => Some(TcpListener::bind(address).await?),
+        None => None,
+    };
+    let limits = settings.serve;
     let app = App::new(store, settings, clock).map_err(std::io::Error::other)?;
     let workers = Workers::start(&app);
-    let router =
-        http::router(AppState::new(app)).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let state = AppState::new(app);
+    // One signal, heard by the API's server and by the metrics' own.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+    let stop_signal = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            stopped.wait_for(|stop| *stop).await.ok();
+        }
+    };
+    let metrics_served = metrics_listener.map(|listener| {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, "serving /metrics");
+        }
+        tokio::spawn(http::serve(
+            listener,
+            http::metrics_router(state.clone()),
+            limits,
+            stop_signal(),
+        ))
+    });
+    http::serve(listener, http::router(state), limits, stop_signal()).await;
+    if let Some(served) = metrics_served {
+        served.await.ok();
+    }
     // Requests are done; let each worker finish its round (and deliveries in flight).
     workers.stop().await;
-    served
+    Ok(())
 }

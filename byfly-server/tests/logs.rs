@@ -1,5 +1,6 @@
 //! What the server writes to its log: one line per request at info, with its route, status and
-//! request id; no secret — API token, admin token, webhook secret, a terminal's tokens — ever; a
+//! request id; no secret — API token, admin token, webhook secret, a terminal's tokens, the
+//! database password — ever; a
 //! terminal's refresh token (carried in the URL of the refresh call) never reaches it, nor what
 //! the admin API shows; an internal failure is logged exactly once,
 //! with the request it belonged to (its request id), and its cause never reaches the client. Its
@@ -209,4 +210,40 @@ async fn every_request_is_one_line_with_its_route_and_no_secret_is_ever_logged()
     ] {
         assert!(!logged.contains(secret), "the {what} is in the log");
     }
+}
+
+#[tokio::test]
+async fn a_database_password_never_reaches_the_log_or_the_output() {
+    // `migrate` on a PostgreSQL URL with a password, logging everything (sqlx's connection and
+    // statement lines included); the machine's PostgreSQL trusts local connections, so the
+    // password is carried and never checked.
+    let dir = common::temp_dir("byfly-logs-password");
+    let mut url = reqwest::Url::parse(&common::postgres_url(&dir)).unwrap();
+    let password = "db-password-5c8e1f0a7b";
+    url.set_password(Some(password)).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_byfly-server"))
+            .arg("migrate")
+            .env("BYFLY_DATABASE_URL", url.as_str())
+            .env("BYFLY_LOG", "trace")
+            .env_remove("BYFLY_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    common::drop_postgres_database(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("database is up to date"), "{text}");
+    assert!(text.contains(":[redacted]@"), "the URL is shown redacted: {text}");
+    assert!(
+        !text.contains(password),
+        "the database password is in the output: {text}"
+    );
 }

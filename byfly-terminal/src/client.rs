@@ -7,8 +7,8 @@
 //! operator, with a cashier at the terminal, can register again.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -31,6 +31,35 @@ pub enum TlsMode {
     Insecure,
 }
 
+/// How one HTTP call to a terminal ended, for a [`CallObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The terminal answered with its envelope (a business error included).
+    Answered,
+    /// The terminal refused the tokens (401/403).
+    Refused,
+    /// No usable answer: connect, timeout, transport or an unreadable body.
+    Failed,
+}
+
+impl CallOutcome {
+    /// The outcome as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Answered => "answered",
+            CallOutcome::Refused => "refused",
+            CallOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Told of every HTTP call the client makes (a repeat after a refresh is a second call): the
+/// server's metrics hang here, so the client stays free of any metrics library.
+pub trait CallObserver: Send + Sync + std::fmt::Debug {
+    /// `call` is the protocol's name (`payment`, `status`, `revoke`, ...).
+    fn observe(&self, call: &'static str, duration: Duration, outcome: CallOutcome);
+}
+
 /// Everything needed to reach one terminal.
 #[derive(Debug, Clone)]
 pub struct TerminalConfig {
@@ -49,6 +78,8 @@ pub struct TerminalConfig {
     pub request_timeout: Duration,
     /// How long `register` waits for the cashier to accept on the screen (default 180 s).
     pub register_timeout: Duration,
+    /// Told of every call's duration and outcome (`None`: nobody listens).
+    pub observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl TerminalConfig {
@@ -62,6 +93,7 @@ impl TerminalConfig {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(10),
             register_timeout: Duration::from_secs(180),
+            observer: None,
         }
     }
 }
@@ -84,6 +116,8 @@ pub struct Terminal {
     /// Held while refreshing, so concurrent calls that were all refused refresh once (a refresh
     /// token works once: a second refresh with it would fail).
     refreshing: tokio::sync::Mutex<()>,
+    /// Told of every call.
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,6 +175,7 @@ impl Terminal {
             terminal_id: Mutex::new(None),
             register_timeout: config.register_timeout,
             refreshing: tokio::sync::Mutex::new(()),
+            observer: config.observer.clone(),
         })
     }
 
@@ -187,21 +222,46 @@ impl Terminal {
     /// `terminalId`); `timeout` overrides the client's request timeout.
     async fn get_once(
         &self,
-        call: &str,
+        call: &'static str,
         query: &[(&str, String)],
         with_token: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Envelope, Failure> {
+        let token = match with_token.then(|| self.access_token()) {
+            Some(None) => {
+                return Err(Failure::Final(TerminalError::NeedsRegistration(
+                    "no tokens: the terminal was never registered".to_owned(),
+                )));
+            }
+            Some(Some(token)) => Some(token),
+            None => None,
+        };
+        let started = Instant::now();
+        let result = self.get_unobserved(call, query, token, timeout).await;
+        if let Some(observer) = &self.observer {
+            let outcome = match &result {
+                Ok(_) => CallOutcome::Answered,
+                Err(Failure::Rejected(_)) => CallOutcome::Refused,
+                Err(_) => CallOutcome::Failed,
+            };
+            observer.observe(call, started.elapsed(), outcome);
+        }
+        result
+    }
+
+    /// [`Terminal::get_once`] without telling the observer, with the access token to send.
+    async fn get_unobserved(
+        &self,
+        call: &'static str,
+        query: &[(&str, String)],
+        token: Option<String>,
         timeout: Option<Duration>,
     ) -> Result<Envelope, Failure> {
         let mut request = self.http.get(self.url(call)).query(query);
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
-        if with_token {
-            let Some(token) = self.access_token() else {
-                return Err(Failure::Final(TerminalError::NeedsRegistration(
-                    "no tokens: the terminal was never registered".to_owned(),
-                )));
-            };
+        if let Some(token) = token {
             request = request.header("accesstoken", token);
             if let Some(id) = lock(&self.terminal_id).clone() {
                 request = request.header("terminalId", id);
@@ -230,7 +290,7 @@ impl Terminal {
 
     /// A call that needs the access token: on 401/403 refresh once and repeat once; refused again,
     /// the terminal needs registering.
-    async fn call(&self, call: &str, query: &[(&str, String)]) -> Result<Value, TerminalError> {
+    async fn call(&self, call: &'static str, query: &[(&str, String)]) -> Result<Value, TerminalError> {
         let used = self.access_token();
         let envelope = match self.get_once(call, query, true, None).await {
             Err(Failure::Rejected(_)) => {

@@ -25,6 +25,6 @@ pub mod protocol;
 pub mod simulator;
 
 pub use camera::{Camera, QrScan, decode_frame, payment_url, qr_on_screen, read_new_qr, read_qr};
-pub use client::{Terminal, TerminalConfig, TlsMode};
+pub use client::{CallObserver, CallOutcome, Terminal, TerminalConfig, TlsMode};
 pub use error::{CameraError, TerminalError};
 pub use protocol::{OperationStatus, ProcessStatus, Tokens};

@@ -16,7 +16,8 @@ mod settings;
 mod table;
 
 pub use settings::{
-    DatabaseUrl, DeliverySettings, KaspiRate, LogFormat, OperationTiming, Settings, TerminalTiming,
+    DatabaseUrl, DeliverySettings, KaspiRate, LogFormat, OperationTiming, ServeLimits, Settings,
+    TerminalTiming,
 };
 pub use table::{SETTINGS, Setting, defaults, example_file};
 
@@ -37,6 +38,14 @@ pub struct Config {
     pub max_amount: i64,
     /// Largest accepted request body, bytes.
     pub max_body_bytes: usize,
+    /// Seconds a client may take to send a request's headers.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take before it is answered `503 request_timeout`.
+    pub request_timeout_secs: u64,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Seconds requests in flight may take to finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
     /// Bearer token of `/api/admin/*`.
     pub admin_token: Option<Secret<String>>,
     /// Public base URL for links given to customers (`payment_page_url`).
@@ -45,6 +54,10 @@ pub struct Config {
     pub allow_private_webhook_hosts: bool,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// Where `/metrics` is served instead of `bind`.
+    pub metrics_bind: Option<SocketAddr>,
+    /// Bearer token of `/metrics`.
+    pub metrics_token: Option<Secret<String>>,
     /// Seconds between health checks (`deviceinfo`) of each terminal.
     pub health_check_interval_secs: u64,
     /// Milliseconds to connect to a terminal before it counts as unreachable.
@@ -113,6 +126,19 @@ const LEASE_MARGIN_SECS: u64 = 5;
 
 fn secs(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A bearer token setting: unset, or at least 16 characters.
+fn long_enough(
+    field: &'static str,
+    token: Option<Secret<String>>,
+) -> Result<Option<Secret<String>>, ConfigError> {
+    match token {
+        Some(token) if token.expose().trim().len() < 16 => {
+            Err(invalid(field, "must be at least 16 characters"))
+        }
+        other => Ok(other),
+    }
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -262,12 +288,20 @@ impl Config {
                 "must be sqlite://path or postgres://user@host/database",
             ));
         }
-        let admin_token = match self.admin_token {
-            Some(token) if token.expose().trim().len() < 16 => {
-                return Err(invalid("admin_token", "must be at least 16 characters"));
-            }
-            other => other,
-        };
+        if self.header_read_timeout_secs == 0 || self.header_read_timeout_secs > 300 {
+            return Err(invalid("header_read_timeout_secs", "must be between 1 and 300"));
+        }
+        if self.request_timeout_secs == 0 || self.request_timeout_secs > 3600 {
+            return Err(invalid("request_timeout_secs", "must be between 1 and 3600"));
+        }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return Err(invalid("max_connections", "must be between 1 and 1 000 000"));
+        }
+        if self.shutdown_grace_secs > 3600 {
+            return Err(invalid("shutdown_grace_secs", "must be at most 3600"));
+        }
+        let admin_token = long_enough("admin_token", self.admin_token)?;
+        let metrics_token = long_enough("metrics_token", self.metrics_token)?;
         let public_base_url = match self.public_base_url {
             Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 return Err(invalid("public_base_url", "must be an absolute http(s) URL"));
@@ -283,6 +317,14 @@ impl Config {
                 max_amount: Money::from_tenge(self.max_amount),
             },
             max_body_bytes: self.max_body_bytes,
+            serve: ServeLimits {
+                header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+                request_timeout: Duration::from_secs(self.request_timeout_secs),
+                max_connections: self.max_connections,
+                shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+            },
+            metrics_bind: self.metrics_bind,
+            metrics_token,
             admin_token,
             public_base_url,
             allow_private_webhook_hosts: self.allow_private_webhook_hosts,
@@ -341,11 +383,11 @@ mod tests {
 
     #[test]
     fn the_example_file_is_the_table_and_the_table_is_every_field() {
-        let committed = include_str!("../../byfly.example.toml");
+        let committed = include_str!("../../../deploy/byfly.example.toml");
         assert_eq!(
             committed,
             example_file(),
-            "byfly.example.toml is out of date: write example_file() to it"
+            "deploy/byfly.example.toml is out of date: write example_file() to it"
         );
         // Every row is a field: the example with its commented keys set parses as a Config, and
         // every field has a row (an unknown key would be refused, a missing one reported).
@@ -462,6 +504,15 @@ mod tests {
         check(&[("BYFLY_MAX_AMOUNT", "0")], "max_amount");
         check(&[("BYFLY_MAX_AMOUNT", "10000000000000")], "max_amount");
         check(&[("BYFLY_ADMIN_TOKEN", "short")], "admin_token");
+        check(&[("BYFLY_METRICS_TOKEN", "short")], "metrics_token");
+        check(&[("BYFLY_METRICS_BIND", "everywhere")], "metrics_bind");
+        check(
+            &[("BYFLY_HEADER_READ_TIMEOUT_SECS", "0")],
+            "header_read_timeout_secs",
+        );
+        check(&[("BYFLY_REQUEST_TIMEOUT_SECS", "0")], "request_timeout_secs");
+        check(&[("BYFLY_MAX_CONNECTIONS", "0")], "max_connections");
+        check(&[("BYFLY_SHUTDOWN_GRACE_SECS", "86400")], "shutdown_grace_secs");
         check(&[("BYFLY_DATABASE_URL", "mysql://x")], "database_url");
         check(&[("BYFLY_LOG_FORMAT", "xml")], "log_format");
         check(

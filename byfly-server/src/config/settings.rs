@@ -95,6 +95,12 @@ pub struct Settings {
     pub limits: InitLimits,
     /// Body size limit.
     pub max_body_bytes: usize,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub serve: ServeLimits,
+    /// Where `/metrics` is served (`None`: beside the API on `bind`).
+    pub metrics_bind: Option<SocketAddr>,
+    /// Bearer token of `/metrics` (`None`: open).
+    pub metrics_token: Option<Secret<String>>,
     /// Admin bearer token.
     pub admin_token: Option<Secret<String>>,
     /// Base of customer links, without a trailing slash.
@@ -116,6 +122,20 @@ pub struct Settings {
     /// Demo mode (`byfly-server demo`): adds `POST /api/dev/simulate/{id}`, which drives the
     /// simulated terminals. Never set from configuration.
     pub demo_mode: bool,
+}
+
+/// What bounds the HTTP server: a client slow to send its headers, a request slow to be
+/// answered, too many connections, a shutdown that waits for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// From a request's first byte to the end of its headers.
+    pub header_read_timeout: Duration,
+    /// From a request's arrival to its answer.
+    pub request_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long requests in flight may take to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
 }
 
 /// Timeouts of terminal calls, the registration wait and the token refresh margin.

@@ -1,6 +1,6 @@
 //! Every setting as data: its key, its default and what it means — one table that the defaults,
 //! the environment variables (`BYFLY_` and the key in capitals) and the commented example file
-//! (`byfly-server/byfly.example.toml`, checked against this table by a test) all come from.
+//! (`deploy/byfly.example.toml`, checked against this table by a test) all come from.
 
 /// One setting.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +82,26 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Largest accepted request body, bytes.",
     },
     Setting {
+        key: "header_read_timeout_secs",
+        default: Some("10"),
+        doc: "Seconds a client may take to send a request's headers, counted from when the server starts waiting for them; a connection that takes longer is closed, so neither a slow sender nor an idle keep-alive connection holds a connection slot for ever.",
+    },
+    Setting {
+        key: "request_timeout_secs",
+        default: Some("60"),
+        doc: "Seconds a request may take before it is answered `503 request_timeout`. What a `/kaspi` or a refund started carries on (its outcome shows in the payment's status), so keep it above `terminal_request_timeout_ms` × 2 + `qr_scan_deadline_ms` for `/kaspi` to answer with its own outcome.",
+    },
+    Setting {
+        key: "max_connections",
+        default: Some("1024"),
+        doc: "Connections served at once; further ones wait in the listen queue until one closes (keep it under the process's open-file limit, with room for the database and the terminals).",
+    },
+    Setting {
+        key: "shutdown_grace_secs",
+        default: Some("30"),
+        doc: "On SIGTERM or Ctrl-C: seconds the requests in flight may take to finish (no new connection is accepted); the connections still open then are closed, and the workers finish their round.",
+    },
+    Setting {
         key: "admin_token",
         default: None,
         doc: "Bearer token of `/api/admin/*`, at least 16 characters; the admin API is closed while unset.",
@@ -100,6 +120,16 @@ pub const SETTINGS: &[Setting] = &[
         key: "log_format",
         default: Some("\"text\""),
         doc: "Log lines as `text` or `json`.",
+    },
+    Setting {
+        key: "metrics_bind",
+        default: None,
+        doc: "Serve `GET /metrics` (Prometheus) on this address only, e.g. `127.0.0.1:9464` for a scraper on the host; while unset it is served on `bind` beside the API.",
+    },
+    Setting {
+        key: "metrics_token",
+        default: None,
+        doc: "Bearer token `GET /metrics` asks for (`Authorization: Bearer …`), at least 16 characters; open while unset.",
     },
     Setting {
         key: "health_check_interval_secs",

@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use byfly_core::error::ApiError;
-use byfly_core::ids::TokenHash;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, Envelope,
     OperationView, RegistrationView, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest,
@@ -17,7 +16,7 @@ use byfly_core::wire::{
 use byfly_core::{ApiToken, ErrorCode, TransactionId};
 
 use super::errors::HttpError;
-use super::extract::{JsonBody, PaymentPath, RowId, invalid_query};
+use super::extract::{JsonBody, PaymentPath, RowId, bearer_matches, invalid_query};
 use super::state::AppState;
 use crate::random::OsRandom;
 use crate::store::{
@@ -33,17 +32,8 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match (&state.settings.admin_token, presented) {
-            // Compared as SHA-256 digests, in constant time.
-            (Some(expected), Some(presented)) if TokenHash::of(expected.expose()).matches(presented) => {
-                Ok(Admin)
-            }
+        match &state.settings.admin_token {
+            Some(expected) if bearer_matches(expected, &parts.headers) => Ok(Admin),
             _ => Err(HttpError::code(ErrorCode::InvalidAdminToken)),
         }
     }

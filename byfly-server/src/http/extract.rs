@@ -222,3 +222,14 @@ impl<T: From<i64> + Send> FromRequestParts<AppState> for RowId<T> {
             .ok_or_else(|| HttpError::code(ErrorCode::NotFound))
     }
 }
+
+/// Whether `headers` carry `Authorization: Bearer <expected>` — compared as SHA-256 digests, in
+/// constant time (the admin API and `/metrics`).
+pub fn bearer_matches(expected: &byfly_core::ids::Secret<String>, headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .is_some_and(|presented| TokenHash::of(expected.expose()).matches(presented))
+}

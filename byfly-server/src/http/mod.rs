@@ -1,6 +1,7 @@
 //! The HTTP layer: the router of `spec/API.md` (`router.rs`), its state (`state.rs`), the error
 //! envelope for every failure, logged once by a middleware (`errors.rs`), our extractors
-//! (`extract.rs`), `/kaspi`'s rate limits (`limits.rs`), the OpenAPI document (`openapi.rs`), and
+//! (`extract.rs`), `/kaspi`'s rate limits (`limits.rs`), the accept loop with its limits
+//! (`serve.rs`), `/metrics` (`metrics.rs`), the OpenAPI document (`openapi.rs`), and
 //! the handlers of each area: payments, health, the payment page, admin, the outbox's admin, review, and
 //! the demo's routes (`dev.rs`, with the `demo` feature).
 
@@ -11,15 +12,18 @@ mod errors;
 mod extract;
 mod health;
 mod limits;
+mod metrics;
 mod openapi;
 mod outbox;
 mod page;
 mod payments;
 mod review;
 mod router;
+mod serve;
 mod state;
 
 pub use errors::HttpError;
 pub use limits::KaspiLimiter;
-pub use router::router;
+pub use router::{metrics_router, router};
+pub use serve::serve;
 pub use state::AppState;

@@ -1,5 +1,6 @@
-//! The router of `spec/API.md`: every route, the demo's when in demo mode, and the layers every
-//! request passes (request id, tracing span, failure log, panic guard).
+//! The router of `spec/API.md`: every route, the demo's when in demo mode, `/metrics`, and the
+//! layers every request passes (request id, tracing span, failure log, request count, panic
+//! guard, request timeout).
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tower_http::trace::TraceLayer;
 #[cfg(feature = "demo")]
 use super::dev;
 use super::state::AppState;
-use super::{admin, errors, health, outbox, page, payments, review};
+use super::{admin, errors, health, metrics, outbox, page, payments, review, serve};
 
 /// The whole API. Every failure — unknown route, wrong method, bad body, panic — answers with the
 /// envelope of `spec/API.md` §1.
@@ -68,14 +69,40 @@ pub fn router(state: AppState) -> Router {
     } else {
         api
     };
-    Router::new()
+    let site = Router::new()
         .nest("/api", api)
         .route("/pay/{id}", get(page::pay_page))
         .route("/pay/assets/pay.js", get(page::script))
-        .route("/pay/assets/pay.css", get(page::style))
+        .route("/pay/assets/pay.css", get(page::style));
+    let site = if state.settings.metrics_bind.is_none() {
+        site.route("/metrics", get(metrics::metrics))
+    } else {
+        site
+    };
+    served(site, state)
+}
+
+/// `GET /metrics` alone, for `metrics_bind`: a scraper's own address, apart from the API's.
+pub fn metrics_router(state: AppState) -> Router {
+    served(Router::new().route("/metrics", get(metrics::metrics)), state)
+}
+
+/// `routes` with what every request passes: the envelope for unknown routes and methods, the
+/// request timeout, the request's count for `/metrics`, the panic guard, the failure log, the
+/// request id and the request's log line.
+fn served(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(errors::route_not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.settings.serve.request_timeout,
+            serve::request_timeout,
+        ))
         .layer(CatchPanicLayer::custom(errors::panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_request,
+        ))
         .layer(axum::middleware::from_fn(errors::log_failures))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(

@@ -29,6 +29,7 @@ use super::resolver::{GuardedResolver, Lookup, SystemLookup};
 use super::schedule::next_attempt_at;
 use crate::clock::SharedClock;
 use crate::config::DeliverySettings;
+use crate::metrics::{DeliveryResult, Metrics};
 use crate::store::UnixSeconds;
 use crate::store::{DeliveryAttempt, DeliveryOutcome, DueEvent, EventClaim, Recorded, Store, StoreError};
 
@@ -87,6 +88,8 @@ pub struct Dispatcher {
     finished: Arc<tokio::sync::Notify>,
     /// Business time (due-ness, leases, retry times, the timestamp of a body).
     clock: SharedClock,
+    /// Counts every attempt for `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 impl Dispatcher {
@@ -124,7 +127,13 @@ impl Dispatcher {
             hosts: Arc::default(),
             finished: Arc::default(),
             clock,
+            metrics: Arc::default(),
         })
+    }
+
+    /// The dispatcher, counting its attempts in `metrics`.
+    pub fn counted_by(self, metrics: Arc<Metrics>) -> Dispatcher {
+        Dispatcher { metrics, ..self }
     }
 
     /// The share of one receiving host.
@@ -292,6 +301,12 @@ impl Dispatcher {
         } else {
             self.after_failure(due.schedule_step, timestamp)
         };
+        self.metrics.observe_delivery(match outcome {
+            DeliveryOutcome::Delivered => DeliveryResult::Delivered,
+            DeliveryOutcome::Exhausted => DeliveryResult::Exhausted,
+            DeliveryOutcome::NoReceiver => DeliveryResult::NoReceiver,
+            DeliveryOutcome::RetryAt(_) | DeliveryOutcome::ManualFailed => DeliveryResult::Failed,
+        });
         let attempt = DeliveryAttempt {
             manual,
             url,

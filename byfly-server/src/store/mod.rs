@@ -24,7 +24,7 @@ mod sources;
 mod sql;
 mod terminals;
 
-pub use database::{Backup, Database};
+pub use database::{Backup, Database, Figures, TerminalFigures};
 pub use decisions::{Decide, FinalAnswer, Reported, SettlementPlan, Snapshot};
 pub use error::StoreError;
 pub use idempotency::Idempotency;

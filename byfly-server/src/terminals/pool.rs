@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use byfly_terminal::{Terminal, TerminalConfig, TerminalError, TlsMode, Tokens};
+use byfly_terminal::{CallObserver, Terminal, TerminalConfig, TerminalError, TlsMode, Tokens};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::TerminalTiming;
@@ -24,6 +24,8 @@ pub struct TerminalPool {
     clients: Mutex<HashMap<TerminalId, (String, Arc<Terminal>)>>,
     pub(super) timing: TerminalTiming,
     pub(super) clock: SharedClock,
+    /// Told of every terminal call (the server's metrics).
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 /// Why a health check failed, as stored in `last_error`.
@@ -81,6 +83,15 @@ impl TerminalPool {
             clients: Mutex::new(HashMap::new()),
             timing,
             clock,
+            observer: None,
+        }
+    }
+
+    /// The pool, its clients telling `observer` of every call.
+    pub fn observed_by(self, observer: Arc<dyn CallObserver>) -> TerminalPool {
+        TerminalPool {
+            observer: Some(observer),
+            ..self
         }
     }
 
@@ -103,6 +114,7 @@ impl TerminalPool {
         config.connect_timeout = self.timing.connect_timeout;
         config.request_timeout = self.timing.request_timeout;
         config.register_timeout = self.timing.register_timeout;
+        config.observer = self.observer.clone();
         config
     }
 

@@ -8,7 +8,9 @@ use sqlx::{Connection, Row};
 
 use super::dialect::Dialect;
 
-use crate::store::database::{Backup, Database};
+use crate::store::database::{Backup, Database, Figures, TerminalFigures};
+use crate::store::ids::UnixSeconds;
+use crate::store::outbox::Outbox;
 use byfly_core::PaymentMethod;
 
 use super::SqlStore;
@@ -20,6 +22,18 @@ static SQLITE_MIGRATIONS: Migrator = sqlx_macros::migrate!("migrations/sqlite");
 
 /// PostgreSQL's migrations: the same schema in its types, from `migrations/postgres/`.
 static POSTGRES_MIGRATIONS: Migrator = sqlx_macros::migrate!("migrations/postgres");
+
+/// One column of the pool's partition: how many terminals meet `condition`.
+macro_rules! terminal_state {
+    ($name:literal, $condition:literal) => {
+        concat!(
+            "CAST(COALESCE(SUM(CASE WHEN ",
+            $condition,
+            " THEN 1 ELSE 0 END), 0) AS BIGINT) AS ",
+            $name
+        )
+    };
+}
 
 #[async_trait]
 impl Database for SqlStore {
@@ -40,6 +54,68 @@ impl Database for SqlStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(applied >= newest)
+    }
+
+    async fn figures(&self, now: UnixSeconds) -> Result<Figures, StoreError> {
+        let count = |row: &sqlx::any::AnyRow, column: &str| -> Result<u64, StoreError> {
+            u64::try_from(row.try_get::<i64, _>(column)?).map_err(super::corrupt)
+        };
+        let mut payments_by_status = Vec::new();
+        for row in self
+            .q("SELECT status, COUNT(*) AS n FROM payments GROUP BY status ORDER BY status")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            payments_by_status.push((row.try_get("status")?, count(&row, "n")?));
+        }
+        // Each terminal in one state; the unique index lets at most one operation hold it.
+        let pool = self
+            .q(concat!(
+                "SELECT ",
+                terminal_state!("disabled", "t.enabled = 0"),
+                ", ",
+                terminal_state!("needs_registration", "t.enabled = 1 AND t.access_token IS NULL"),
+                ", ",
+                terminal_state!(
+                    "unhealthy",
+                    "t.enabled = 1 AND t.access_token IS NOT NULL AND t.healthy = 0"
+                ),
+                ", ",
+                terminal_state!(
+                    "busy",
+                    "t.enabled = 1 AND t.access_token IS NOT NULL AND t.healthy = 1 AND h.id IS NOT NULL"
+                ),
+                ", ",
+                terminal_state!(
+                    "free",
+                    "t.enabled = 1 AND t.access_token IS NOT NULL AND t.healthy = 1 AND h.id IS NULL"
+                ),
+                " FROM terminals t LEFT JOIN operations h ON h.terminal_id = t.id AND h.holds_terminal = 1"
+            ))
+            .fetch_one(&self.pool)
+            .await?;
+        let queues = self
+            .q(
+                "SELECT (SELECT COUNT(*) FROM operations WHERE holds_terminal = 1) AS in_flight,                  (SELECT COUNT(*) FROM operations WHERE needs_review = 1                   AND (holds_terminal = 1 OR start_uncertain = 1)) AS review,                  (SELECT COUNT(*) FROM webhook_events WHERE delivered_at IS NULL AND exhausted_at IS NULL                   AND next_attempt_at < ?) AS pending,                  (SELECT COUNT(*) FROM webhook_events WHERE delivered_at IS NULL                   AND exhausted_at IS NOT NULL) AS exhausted",
+            )
+            .bind(super::outbox::NEVER)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Figures {
+            payments_by_status,
+            terminals: TerminalFigures {
+                free: count(&pool, "free")?,
+                busy: count(&pool, "busy")?,
+                unhealthy: count(&pool, "unhealthy")?,
+                needs_registration: count(&pool, "needs_registration")?,
+                disabled: count(&pool, "disabled")?,
+            },
+            operations_in_flight: count(&queues, "in_flight")?,
+            review_queue: count(&queues, "review")?,
+            outbox_pending: count(&queues, "pending")?,
+            outbox_exhausted: count(&queues, "exhausted")?,
+            oldest_due_at: self.oldest_due_event(now).await?,
+        })
     }
 
     async fn backup(&self, destination: &Path) -> Result<Backup, StoreError> {

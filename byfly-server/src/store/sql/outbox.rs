@@ -33,7 +33,7 @@ macro_rules! oldest_open {
 }
 
 /// `next_attempt_at` of an event with no automatic attempt ahead.
-const NEVER: i64 = i64::MAX;
+pub(super) const NEVER: i64 = i64::MAX;
 
 impl SqlStore {
     fn listing(row: &AnyRow) -> Result<EventListing, StoreError> {

@@ -217,7 +217,7 @@ pub fn drop_database(dir: &std::path::Path) {
 }
 
 /// Drops the PostgreSQL database of `dir`.
-fn drop_postgres_database(dir: &std::path::Path) {
+pub fn drop_postgres_database(dir: &std::path::Path) {
     admin_statement(format!(
         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
         database_name(dir)
@@ -318,15 +318,20 @@ impl App {
     /// Stops the server (gracefully: its workers end between two rounds) and starts a new process
     /// on the same database, at a new port, as after a deploy.
     pub async fn restart(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.stop.send(()).ok();
-            server.task.await.unwrap().unwrap();
-        }
+        self.stop().await;
         self.store = byfly_server::open_store(&self.settings).await.unwrap();
         let (base, server) =
             start_server(self.store.clone(), self.settings.clone(), self.clock.clone()).await;
         self.base = base;
         self.server = Some(server);
+    }
+
+    /// Stops the server as SIGTERM would, and waits until it has.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop.send(()).ok();
+            server.task.await.unwrap().unwrap();
+        }
     }
 
     /// Creates a payment with `body` as `token`'s source and returns its transaction id.
