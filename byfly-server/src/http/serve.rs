@@ -112,6 +112,6 @@ pub async fn request_timeout(
     use axum::response::IntoResponse;
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => super::HttpError::code(byfly_core::ErrorCode::RequestTimeout).into_response(),
+        Err(_) => super::errors::HttpError::code(byfly_core::ErrorCode::RequestTimeout).into_response(),
     }
 }
