@@ -1,5 +1,6 @@
 //! `GET /metrics` (Prometheus) and the layer that counts every request for it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,7 +12,7 @@ use byfly_core::ErrorCode;
 use super::errors::HttpError;
 use super::extract::bearer_matches;
 use super::state::AppState;
-use crate::metrics::{CONTENT_TYPE, UNMATCHED_ROUTE};
+use crate::metrics::{CONTENT_TYPE, Metrics, UNMATCHED_ROUTE};
 
 /// `GET /metrics`: this process's counters and the deployment's figures read from the database
 /// (a database that does not answer fails the scrape with 503, which the scraper records as down:
@@ -33,12 +34,12 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
 
 /// Counts the request by its matched route (never the raw path: ids would grow the label set
 /// without bound), method and status, and times it to its answer's headers.
-pub async fn count_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn count_request(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
-    state.metrics.observe_request(
+    metrics.observe_request(
         route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
         &method,
         response.status().as_u16(),

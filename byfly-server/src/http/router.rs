@@ -100,7 +100,7 @@ fn served(routes: Router<AppState>, state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::custom(errors::panic_response))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::count_request,
         ))
         .layer(axum::middleware::from_fn(errors::log_failures))
