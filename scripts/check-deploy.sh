@@ -29,12 +29,14 @@ if [ -r /etc/byfly/byfly.env ]; then
     [ -n "$line" ] && environment+=("$line")
   done </etc/byfly/byfly.env
 fi
-as_unit() { (cd "$workdir" && exec setpriv --reuid="$user" --regid="$user" --init-groups env "${environment[@]}" "$@"); }
+# Runs a command as the unit would; called in a subshell, which the command replaces (so `$!` of a
+# backgrounded one is the server itself, and a signal reaches it).
+as_unit() { cd "$workdir" && exec setpriv --reuid="$user" --regid="$user" --init-groups env "${environment[@]}" "$@"; }
 
 read -r -a pre <<<"$(value ExecStartPre)"
 read -r -a start <<<"$(value ExecStart)"
-as_unit "${pre[@]}"
-as_unit "${start[@]}" &
+(as_unit "${pre[@]}")
+(as_unit "${start[@]}") &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
 
