@@ -4,13 +4,19 @@
 # /etc/byfly (a generated admin token in byfly.env), the SQLite database in /var/lib/byfly, the
 # unit enabled and started when systemd runs. Running it again upgrades the binary and the unit
 # and keeps settings, secrets and data.
-#   bash deploy/install.sh          (builds the release binary first if it is not there)
+#   bash deploy/install.sh          (builds the release binary from this checkout first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-binary="${BYFLY_BINARY:-${CARGO_TARGET_DIR:-target}/release/byfly-server}"
-if [ ! -x "$binary" ]; then
+# Secrets and settings written here are never readable by others, not even for a moment.
+umask 077
+# Built from this checkout every time (nothing to do when it is up to date), so that running the
+# script after a `git pull` installs the new code; BYFLY_BINARY installs a binary built elsewhere.
+if [ -n "${BYFLY_BINARY:-}" ]; then
+  binary="$BYFLY_BINARY"
+else
   cargo build --release --locked -p byfly-server
+  binary="${CARGO_TARGET_DIR:-target}/release/byfly-server"
 fi
 install -m 0755 "$binary" /usr/local/bin/byfly-server
 id -u byfly >/dev/null 2>&1 ||

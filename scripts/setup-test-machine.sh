@@ -15,6 +15,11 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# The deploy check (scripts/check-deploy.sh, run by .ci/run): curl for /metrics, systemd's tools
+# to verify the unit (no systemd needs to run), setpriv (util-linux) to run as the unit's user.
+have curl || apt_install curl
+have systemd-analyze || apt_install systemd
+have setpriv || apt_install util-linux
 # Real runtimes for the webhook conformance tests: the guide's receivers are PHP and Node.
 have php || apt_install php-cli
 have node || apt_install nodejs

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::carried::CarriedWork;
 use crate::clock::SharedClock;
 use crate::config::{OperationTiming, Settings};
 use crate::heartbeats::Heartbeats;
@@ -31,6 +32,8 @@ pub struct App {
     pub heartbeats: Arc<Heartbeats>,
     /// What `/metrics` reports of this process.
     pub metrics: Arc<Metrics>,
+    /// Work that outlives its request, which a shutdown waits for.
+    pub carried: Arc<CarriedWork>,
 }
 
 impl App {
@@ -52,6 +55,7 @@ impl App {
             dispatcher,
             heartbeats: Arc::default(),
             metrics,
+            carried: Arc::default(),
         })
     }
 

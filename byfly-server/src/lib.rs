@@ -6,7 +6,8 @@
 //! each other by name, the rest of the crate goes through the front door):
 //!
 //! - [`app`]: the services' shared state, [`app::App`] — database, settings, clock, terminal pool,
-//!   webhook dispatcher — wired once per process. [`clock`]: business time, injected (tests hold it
+//!   webhook dispatcher — wired once per process; [`carried`]: work that outlives its request,
+//!   which a shutdown waits for. [`clock`]: business time, injected (tests hold it
 //!   or move it). [`random`]: the OS generator behind byfly-core's `SecureRandom` (and the event and
 //!   refund ids byfly-core makes with it).
 //! - [`config`]: the documented defaults (`deploy/byfly.example.toml`) → an optional TOML file →
@@ -43,6 +44,7 @@
 //! outside `http/` but the wiring importing it.
 
 pub mod app;
+pub mod carried;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]
@@ -103,6 +105,7 @@ pub async fn run_with_clock(
     let limits = settings.serve;
     let app = App::new(store, settings, clock).map_err(std::io::Error::other)?;
     let workers = Workers::start(&app);
+    let carried = app.carried.clone();
     let state = AppState::new(app);
     // One signal, heard by the API's server and by the metrics' own.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -130,6 +133,14 @@ pub async fn run_with_clock(
     http::serve(listener, http::router(state), limits, stop_signal()).await;
     if let Some(served) = metrics_served {
         served.await.ok();
+    }
+    // A /kaspi or refund whose client was cut off at the deadline goes on in its own task: let it
+    // record what the terminal did (as long again as the requests were given).
+    if !carried.finished_within(limits.shutdown_grace).await {
+        tracing::warn!(
+            running = carried.running(),
+            "terminal work still running at shutdown: left to the next start's recovery"
+        );
     }
     // Requests are done; let each worker finish its round (and deliveries in flight).
     workers.stop().await;

@@ -91,7 +91,9 @@ impl DeliveryResult {
 /// Every metric of one server process.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    /// Held from setting the shared figures to encoding them, so two scrapes at once never
+    /// encode each other's.
+    registry: std::sync::Mutex<Registry>,
     http_requests: Family<RequestLabels, Counter>,
     http_duration: Histograms<RouteLabels>,
     webhook_deliveries: Family<ResultLabels, Counter>,
@@ -150,8 +152,9 @@ impl Metrics {
             terminal_calls.clone(),
         );
         let payments = Family::<StatusLabels, Gauge>::default();
+        // A gauge (payments leave a status), so no `_total`: that suffix is for counters.
         registry.register(
-            "byfly_payments_total",
+            "byfly_payments",
             "Payments in the database, by status",
             payments.clone(),
         );
@@ -192,7 +195,7 @@ impl Metrics {
             "How long the longest-waiting sendable webhook event has been due (0: none waits)",
         );
         Metrics {
-            registry,
+            registry: std::sync::Mutex::new(registry),
             http_requests,
             http_duration,
             webhook_deliveries,
@@ -236,6 +239,10 @@ impl Metrics {
 
     /// The text a scrape answers: this process's counters and the shared `figures` read at `now`.
     pub fn render(&self, figures: &Figures, now: UnixSeconds) -> String {
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for status in PaymentStatus::ALL {
             let name = status.as_str();
             let count = figures
@@ -271,7 +278,7 @@ impl Metrics {
         );
         let mut text = String::new();
         // Writing into a String cannot fail; an encoder error would be a bug in a label.
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &registry) {
             tracing::error!(%err, "metrics could not be encoded");
         }
         text
@@ -344,8 +351,8 @@ mod tests {
             "byfly_http_request_duration_seconds_count{route=\"/api/payment/{id}/status\",method=\"GET\"} 1",
             "byfly_webhook_deliveries_total{result=\"delivered\"} 1",
             "byfly_terminal_request_duration_seconds_count{call=\"payment\",outcome=\"answered\"} 1",
-            "byfly_payments_total{status=\"paid\"} 2",
-            "byfly_payments_total{status=\"pending\"} 0",
+            "byfly_payments{status=\"paid\"} 2",
+            "byfly_payments{status=\"pending\"} 0",
             "byfly_terminals{state=\"free\"} 1",
             "byfly_terminals{state=\"needs_registration\"} 0",
             "byfly_operations_in_flight 1",

@@ -306,11 +306,11 @@ pub async fn kaspi(
     }
     let record = find_payment(&state, &id).await?;
     let request: KaspiRequest = parse_json_or_default(&body)?;
-    let answer =
-        process::carried_on(
-            async move { kaspi::start(&state, record, request.payment_method.as_deref()).await },
-        )
-        .await?;
+    let carried = state.carried.clone();
+    let answer = process::carried_on(&carried, async move {
+        kaspi::start(&state, record, request.payment_method.as_deref()).await
+    })
+    .await?;
     Ok(Json(Envelope::with_message("Платеж инициирован", answer)).into_response())
 }
 
@@ -336,7 +336,10 @@ pub async fn refund(
 ) -> Result<Json<Envelope<RefundView>>, HttpError> {
     let view = {
         let state = state.clone();
-        process::carried_on(async move { refund::start_refund(&state, record, request.amount).await }).await?
+        process::carried_on(&state.carried.clone(), async move {
+            refund::start_refund(&state, record, request.amount).await
+        })
+        .await?
     };
     Ok(Json(Envelope::with_message(
         "Возврат создан: клиент подтверждает его в приложении Kaspi",

@@ -301,12 +301,6 @@ impl Dispatcher {
         } else {
             self.after_failure(due.schedule_step, timestamp)
         };
-        self.metrics.observe_delivery(match outcome {
-            DeliveryOutcome::Delivered => DeliveryResult::Delivered,
-            DeliveryOutcome::Exhausted => DeliveryResult::Exhausted,
-            DeliveryOutcome::NoReceiver => DeliveryResult::NoReceiver,
-            DeliveryOutcome::RetryAt(_) | DeliveryOutcome::ManualFailed => DeliveryResult::Failed,
-        });
         let attempt = DeliveryAttempt {
             manual,
             url,
@@ -317,11 +311,18 @@ impl Dispatcher {
             duration_ms,
             at: timestamp,
         };
-        match self
+        let recorded = self
             .store
             .record_delivery(due.row_id, &due.claim_token, &attempt, outcome)
-            .await?
-        {
+            .await?;
+        // Counted once on disk, so a scrape never shows an attempt its backlog figures do not.
+        self.metrics.observe_delivery(match outcome {
+            DeliveryOutcome::Delivered => DeliveryResult::Delivered,
+            DeliveryOutcome::Exhausted => DeliveryResult::Exhausted,
+            DeliveryOutcome::NoReceiver => DeliveryResult::NoReceiver,
+            DeliveryOutcome::RetryAt(_) | DeliveryOutcome::ManualFailed => DeliveryResult::Failed,
+        });
+        match recorded {
             Recorded::Done => {}
             Recorded::NowExhausted => tracing::warn!(
                 event_id = %due.event.event_id,

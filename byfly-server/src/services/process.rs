@@ -8,6 +8,7 @@ use byfly_terminal::protocol::ProcessStarted;
 use byfly_terminal::{Camera, CameraError, Terminal, TerminalError, payment_url, read_new_qr};
 
 use crate::app::App;
+use crate::carried::CarriedWork;
 use crate::random::event_id;
 use crate::store::OperationId;
 use crate::store::{OperationRecord, PreviousScreen, StoreError, TerminalRecord};
@@ -17,11 +18,13 @@ use super::settle::on_given_up;
 
 /// Runs `work` to its end even when the client that asked for it goes away (axum drops a handler's
 /// future on disconnect): once a terminal may be running the operation, what it does must be
-/// recorded, not abandoned halfway.
+/// recorded, not abandoned halfway. The task is counted in `carried_work`, so a shutdown waits for
+/// it.
 ///
 /// A failure inside that nobody is left to answer (the client went away) is logged here, in the
 /// request's span; one that is answered is logged by the HTTP layer.
 pub async fn carried_on<T: Send + 'static>(
+    carried_work: &CarriedWork,
     work: impl std::future::Future<Output = Result<T, ServiceError>> + Send + 'static,
 ) -> Result<T, ServiceError> {
     use tracing::Instrument;
@@ -31,7 +34,7 @@ pub async fn carried_on<T: Send + 'static>(
             tracing::error!(%cause, "internal error after the client left");
         }
     };
-    tokio::spawn(carried.instrument(tracing::Span::current()));
+    carried_work.spawn(carried.instrument(tracing::Span::current()));
     answered.await.map_err(ServiceError::internal)?
 }
 

@@ -16,9 +16,9 @@ pub enum Backup {
     ByTheDatabasesTools,
 }
 
-/// The figures every server process sharing the database must agree on, read from it at one
-/// moment (for `/metrics`: the pool, the backlog and the queue are the deployment's, not one
-/// process's).
+/// The figures every server process sharing the database must agree on, read from it together
+/// (a few statements, not one snapshot: two figures may be a moment apart) — for `/metrics`: the
+/// pool, the backlog and the queue are the deployment's, not one process's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Figures {
     /// How many payments are in each status (statuses without any are absent).

@@ -56,7 +56,7 @@ async fn a_scrape_after_a_paid_payment_counts_it_everywhere() {
     assert_eq!(unknown.status(), 404);
 
     let url = format!("{}/metrics", site(&app));
-    // The webhook attempt is counted once its answer is in.
+    // The webhook attempt is counted once it is recorded (the backlog then shows it delivered).
     let text = eventually("the paid webhook's attempt is counted", || async {
         let (_, _, text) = scrape(&app.http, &url, None).await;
         sample(&text, "byfly_webhook_deliveries_total{result=\"delivered\"}")
@@ -64,6 +64,7 @@ async fn a_scrape_after_a_paid_payment_counts_it_everywhere() {
             .then_some(text)
     })
     .await;
+    assert_eq!(sample(&text, "byfly_outbox_pending"), Some(0.0), "{text}");
     let (status, content_type, _) = scrape(&app.http, &url, None).await;
     assert_eq!(status, 200);
     assert!(
@@ -91,8 +92,8 @@ async fn a_scrape_after_a_paid_payment_counts_it_everywhere() {
         1.0,
     );
     assert!(!text.contains(&id), "a payment id became a label:\n{text}");
-    expect("byfly_payments_total{status=\"paid\"}", 1.0);
-    expect("byfly_payments_total{status=\"pending\"}", 0.0);
+    expect("byfly_payments{status=\"paid\"}", 1.0);
+    expect("byfly_payments{status=\"pending\"}", 0.0);
     expect("byfly_terminals{state=\"free\"}", 1.0);
     expect("byfly_terminals{state=\"busy\"}", 0.0);
     expect("byfly_operations_in_flight", 0.0);

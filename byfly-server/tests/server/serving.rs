@@ -135,7 +135,12 @@ async fn a_request_slower_than_the_timeout_is_answered_503_request_timeout() {
 
 #[tokio::test]
 async fn no_more_than_max_connections_are_served_at_once() {
-    let app = spawn_app_with(0, false, |config| config.max_connections = 2).await;
+    let app = spawn_app_with(0, false, |config| {
+        config.max_connections = 2;
+        // Idle connections are not closed within the test's bound: only a client's close frees a slot.
+        config.header_read_timeout_secs = 300;
+    })
+    .await;
     let mut first = TcpStream::connect(address(&app)).await.unwrap();
     let mut second = TcpStream::connect(address(&app)).await.unwrap();
     for connection in [&mut first, &mut second] {
@@ -156,32 +161,61 @@ async fn no_more_than_max_connections_are_served_at_once() {
     assert!(read_answer(&mut third).await.starts_with("HTTP/1.1 200"));
 }
 
-#[tokio::test]
-async fn a_shutdown_waits_for_a_request_in_flight_only_the_grace_period() {
-    let mut app = spawn_app_with(0, false, |config| config.shutdown_grace_secs = 1).await;
-    let mut stuck = TcpStream::connect(address(&app)).await.unwrap();
-    // Accepted and served once, so the connection is the server's...
-    stuck.write_all(LIVE).await.unwrap();
-    assert!(read_answer(&mut stuck).await.starts_with("HTTP/1.1 200"));
-    // ...then a request (with its token: answered 401 it would not be in flight) whose body never
-    // comes: in flight until something ends it. `Expect: 100-continue` makes the server say when
-    // its handler starts reading the body.
+/// Sends `POST /api/payment/init`'s headers with `Expect: 100-continue` and waits for the server's
+/// `100 Continue`: its handler is then reading the body, the request is in flight.
+async fn init_in_flight(stream: &mut TcpStream, token: &str, body_length: usize) {
     let request = format!(
-        "POST /api/payment/init HTTP/1.1\r\nHost: byfly\r\nX-API-Token: {}\r\n\
-         Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n",
-        app.token
+        "POST /api/payment/init HTTP/1.1\r\nHost: byfly\r\nX-API-Token: {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {body_length}\r\nExpect: 100-continue\r\n\r\n"
     );
-    stuck.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut continued = [0u8; 25];
-    tokio::time::timeout(BOUND, stuck.read_exact(&mut continued))
+    tokio::time::timeout(BOUND, stream.read_exact(&mut continued))
         .await
         .expect("the handler reads the body within the bound")
         .unwrap();
     assert!(continued.starts_with(b"HTTP/1.1 100 Continue"), "{continued:?}");
-    stuck.write_all(b"{\"amount\":").await.unwrap();
-    // Without a deadline the shutdown would wait for this request for ever.
-    tokio::time::timeout(BOUND, app.stop())
+}
+
+#[tokio::test]
+async fn a_shutdown_lets_a_request_in_flight_finish_and_waits_only_the_grace_period() {
+    let mut app = spawn_app_with(0, false, |config| config.shutdown_grace_secs = 3).await;
+    let address = address(&app);
+    let token = app.token.clone();
+    let body = r#"{"amount": 1000, "description": "Тур"}"#.as_bytes();
+    // Two requests in flight: one whose body comes during the shutdown, one whose body never
+    // comes. Each is the second request of its connection, so both connections are the server's
+    // (answered once) before their requests start.
+    let mut finishing = TcpStream::connect(&address).await.unwrap();
+    let mut stuck = TcpStream::connect(&address).await.unwrap();
+    for connection in [&mut finishing, &mut stuck] {
+        connection.write_all(LIVE).await.unwrap();
+        assert!(read_answer(connection).await.starts_with("HTTP/1.1 200"));
+    }
+    init_in_flight(&mut finishing, &token, body.len()).await;
+    init_in_flight(&mut stuck, &token, 100).await;
+    stuck.write_all(br#"{"amount":"#).await.unwrap();
+    let stopping = tokio::spawn(async move {
+        app.stop().await;
+        app
+    });
+    // The shutdown has begun once the listener is gone: new connections are refused.
+    eventually("the server stops accepting", || {
+        let address = address.clone();
+        async move { TcpStream::connect(&address).await.err() }
+    })
+    .await;
+    finishing.write_all(body).await.unwrap();
+    let answer = read_answer(&mut finishing).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "finished during the shutdown: {answer}"
+    );
+    // Without a deadline the shutdown would wait for the stuck request for ever.
+    let app = tokio::time::timeout(BOUND, stopping)
         .await
-        .expect("the server stops within the bound");
+        .expect("the server stops within the bound")
+        .unwrap();
     read_until_closed(&mut stuck).await;
+    drop(app);
 }
