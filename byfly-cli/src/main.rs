@@ -405,6 +405,8 @@ fn transaction_id(text: &str) -> Result<TransactionId, Failure> {
             code: Some(ErrorCode::TransactionNotFound),
             code_text: ErrorCode::TransactionNotFound.as_str().into(),
             message: ErrorCode::TransactionNotFound.message().into(),
+            request_id: None,
+            retry_after: None,
         }))
     })
 }

@@ -15,6 +15,13 @@ pub struct ApiFailure {
     pub code_text: String,
     /// The server's message, in Russian, for people (`Все терминалы заняты, попробуйте позже`).
     pub message: String,
+    /// The answer's `X-Request-Id`: the server logs every line of the request under it, so an
+    /// operator finds what happened from this alone.
+    pub request_id: Option<String>,
+    /// When trying again makes sense, from the `Retry-After` header (delta-seconds) or the
+    /// envelope's `retry_after` (`terminals_busy`: when a terminal is expected to be free; `429`:
+    /// when the rate limit allows the next call).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl std::fmt::Display for ApiFailure {
@@ -46,6 +53,8 @@ impl std::fmt::Display for ApiFailure {
 ///     code: Some(ErrorCode::TerminalsBusy),
 ///     code_text: "terminals_busy".into(),
 ///     message: "Все терминалы заняты, попробуйте позже".into(),
+///     request_id: Some("5f0c2a9e1b7d4c38".into()),
+///     retry_after: Some(std::time::Duration::from_secs(90)),
 /// });
 /// assert_eq!(advice(&busy), "all terminals are taking payments: try again in a minute");
 /// ```
@@ -90,6 +99,22 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Api(failure) => failure.code,
+            _ => None,
+        }
+    }
+
+    /// The request id of a refusal (its `X-Request-Id`), to quote to the server's operator.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Error::Api(failure) => failure.request_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// How long the server asked to wait before trying again, when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Api(failure) => failure.retry_after,
             _ => None,
         }
     }

@@ -47,8 +47,8 @@ use std::time::Duration;
 use byfly_core::method::PaymentMethod;
 use byfly_core::wire::{
     CancelResponse, Envelope, HealthResponse, InitPaymentRequest, InitPaymentResponse, KaspiRequest,
-    KaspiResponse, MethodQuoteView, PaymentList, PaymentListQuery, PaymentStatusView, PaymentView,
-    RefundRequest, RefundView,
+    KaspiResponse, MethodQuoteView, PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary,
+    PaymentView, RefundRequest, RefundView,
 };
 use byfly_core::{ErrorCode, Money, PaymentStatus, Secret, TransactionId};
 use reqwest::Method;
@@ -220,9 +220,18 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     user_agent: String,
     retry: RetryPolicy,
+    http: Option<reqwest::Client>,
 }
 
 impl ClientBuilder {
+    /// Sends through the caller's own HTTP client (its pool, proxy, TLS roots, timeouts, user
+    /// agent and default headers), instead of one this builder makes; [`ClientBuilder::timeout`],
+    /// [`ClientBuilder::connect_timeout`] and [`ClientBuilder::user_agent`] then do nothing.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
     /// The merchant's `X-API-Token` (needed for init, cancel, refund and the payment list).
     pub fn api_token(mut self, token: impl Into<String>) -> Self {
         self.api_token = Some(Secret::new(token.into()));
@@ -268,12 +277,15 @@ impl ClientBuilder {
                 return Err(Error::Config("a token must be visible ASCII".into()));
             }
         }
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .connect_timeout(self.connect_timeout)
-            .user_agent(self.user_agent)
-            .build()
-            .map_err(|err| Error::Config(format!("HTTP client: {err}")))?;
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .timeout(self.timeout)
+                .connect_timeout(self.connect_timeout)
+                .user_agent(self.user_agent)
+                .build()
+                .map_err(|err| Error::Config(format!("HTTP client: {err}")))?,
+        };
         Ok(Client {
             http,
             base_url,
@@ -387,6 +399,7 @@ impl Client {
             connect_timeout: Duration::from_secs(5),
             user_agent: USER_AGENT.to_owned(),
             retry: RetryPolicy::default(),
+            http: None,
         }
     }
 
@@ -473,6 +486,46 @@ impl Client {
         self.send(call).await
     }
 
+    /// Every payment of the source matching `query` (its `cursor` is where to start), newest
+    /// first, as a stream that asks for the next page when the last one is used up; a failed page
+    /// ends the stream with its error.
+    ///
+    /// ```no_run
+    /// # async fn count(client: &byfly_client::Client) -> Result<usize, byfly_client::Error> {
+    /// use byfly_core::wire::PaymentListQuery;
+    /// use futures_util::{StreamExt, TryStreamExt};
+    /// let paid: Vec<_> = client
+    ///     .payments_stream(PaymentListQuery { status: Some(byfly_core::PaymentStatus::Paid), ..Default::default() })
+    ///     .try_collect()
+    ///     .await?;
+    /// # Ok(paid.len()) }
+    /// ```
+    pub fn payments_stream(
+        &self,
+        query: PaymentListQuery,
+    ) -> impl futures_util::Stream<Item = Result<PaymentSummary, Error>> + '_ {
+        // (the page being handed out, the query of the next page; None: no next page)
+        let start = (std::collections::VecDeque::new(), Some(query));
+        futures_util::stream::unfold(start, move |(mut page, mut next)| async move {
+            loop {
+                if let Some(item) = page.pop_front() {
+                    return Some((Ok(item), (page, next)));
+                }
+                let query = next.take()?;
+                match self.payments(&query).await {
+                    Ok(list) => {
+                        next = list.next_cursor.map(|cursor| PaymentListQuery {
+                            cursor: Some(cursor),
+                            ..query.clone()
+                        });
+                        page.extend(list.items);
+                    }
+                    Err(err) => return Some((Err(err), (page, None))),
+                }
+            }
+        })
+    }
+
     /// `GET /api/health`. A degraded server answers 503 with the same body; both are returned as
     /// the body, so a monitor sees what is wrong.
     pub async fn health(&self) -> Result<HealthResponse, Error> {
@@ -495,16 +548,16 @@ impl Client {
 
     /// `GET /api/openapi.json`: the OpenAPI 3.1 document of the API (not in the envelope).
     pub async fn openapi_document(&self) -> Result<serde_json::Value, Error> {
-        let (status, body) = self
+        let answer = self
             .exchange(&Call::get("/openapi.json".into(), Auth::Public))
             .await?;
-        if !(200..300).contains(&status) {
-            return Err(refusal(status, &body));
+        if !(200..300).contains(&answer.status) {
+            return Err(refusal(&answer));
         }
-        serde_json::from_slice(&body).map_err(|err| Error::Decode {
-            status,
+        serde_json::from_slice(&answer.body).map_err(|err| Error::Decode {
+            status: answer.status,
             reason: err.to_string(),
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: String::from_utf8_lossy(&answer.body).into_owned(),
         })
     }
 
@@ -582,16 +635,35 @@ impl Client {
     }
 
     async fn send_once<T: DeserializeOwned>(&self, call: &Call) -> Result<T, Error> {
-        let (status, body) = self.exchange(call).await?;
-        if (200..300).contains(&status) {
-            decode_envelope(status, &body)
+        let answer = self.exchange(call).await?;
+        if (200..300).contains(&answer.status) {
+            decode_envelope(answer.status, &answer.body)
         } else {
-            Err(refusal(status, &body))
+            Err(refusal(&answer))
         }
     }
 
-    /// Sends `call` once: the answer's status and body, whatever they are.
-    async fn exchange(&self, call: &Call) -> Result<(u16, Vec<u8>), Error> {
+    /// Sends `call` once: the answer whatever it is, in a span naming the call (never a token).
+    async fn exchange(&self, call: &Call) -> Result<Answer, Error> {
+        use tracing::Instrument;
+        let span = tracing::debug_span!("byfly_call", method = %call.method, path = %call.path);
+        async {
+            let answer = self.exchange_unobserved(call).await;
+            match &answer {
+                Ok(answer) => tracing::debug!(
+                    status = answer.status,
+                    request_id = answer.request_id.as_deref().unwrap_or("-"),
+                    "answered"
+                ),
+                Err(err) => tracing::debug!(%err, "no answer"),
+            }
+            answer
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn exchange_unobserved(&self, call: &Call) -> Result<Answer, Error> {
         let mut request = self
             .http
             .request(call.method.clone(), format!("{}{}", self.base_url, call.path));
@@ -625,9 +697,35 @@ impl Client {
         }
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
+        let header = |name: reqwest::header::HeaderName| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        let request_id = header(reqwest::header::HeaderName::from_static("x-request-id"));
+        let retry_after = header(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = response.bytes().await.map_err(transport_error)?;
-        Ok((status, body.to_vec()))
+        Ok(Answer {
+            status,
+            request_id,
+            retry_after,
+            body: body.to_vec(),
+        })
     }
+}
+
+/// One answer as received.
+struct Answer {
+    status: u16,
+    /// `X-Request-Id`.
+    request_id: Option<String>,
+    /// `Retry-After` in delta-seconds (an HTTP-date is not read: the server never sends one).
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
 }
 
 fn transport_error(err: reqwest::Error) -> Error {
@@ -650,18 +748,22 @@ fn decode_envelope<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, E
 
 /// The error envelope of a non-2xx answer, or [`Error::Decode`] when the body is not one (a proxy's
 /// HTML page, say).
-fn refusal(status: u16, body: &[u8]) -> Error {
-    match serde_json::from_slice::<byfly_core::error::ErrorEnvelope>(body) {
+fn refusal(answer: &Answer) -> Error {
+    match serde_json::from_slice::<byfly_core::error::ErrorEnvelope>(&answer.body) {
         Ok(envelope) if !envelope.success => Error::Api(ApiFailure {
-            status,
+            status: answer.status,
             code: ErrorCode::parse(&envelope.code),
             code_text: envelope.code,
             message: envelope.message,
+            request_id: answer.request_id.clone(),
+            retry_after: answer
+                .retry_after
+                .or(envelope.retry_after.map(Duration::from_secs)),
         }),
         _ => Error::Decode {
-            status,
+            status: answer.status,
             reason: "not an error envelope".into(),
-            body: String::from_utf8_lossy(body).into_owned(),
+            body: String::from_utf8_lossy(&answer.body).into_owned(),
         },
     }
 }
@@ -729,27 +831,53 @@ mod tests {
         }
     }
 
+    /// An answer of `status` with `body` and no headers, read as a refusal.
+    fn refused(status: u16, body: &[u8]) -> Error {
+        refusal(&Answer {
+            status,
+            request_id: None,
+            retry_after: None,
+            body: body.to_vec(),
+        })
+    }
+
     #[test]
     fn refusals_keep_the_envelope_and_anything_else_its_body() {
-        let busy = refusal(
+        let busy = refused(
             400,
             r#"{"success":false,"message":"Все терминалы заняты, попробуйте позже","error_code":400,"code":"terminals_busy"}"#
                 .as_bytes(),
         );
         assert_eq!(busy.code(), Some(ErrorCode::TerminalsBusy));
         assert!(!busy.is_transient());
-        let newer = refusal(
+        let newer = refused(
             400,
             br#"{"success":false,"message":"m","error_code":400,"code":"brand_new"}"#,
         );
         assert!(matches!(&newer, Error::Api(f) if f.code.is_none() && f.code_text == "brand_new"));
-        let proxy = refusal(502, b"<html>Bad Gateway</html>");
+        let proxy = refused(502, b"<html>Bad Gateway</html>");
         assert!(matches!(&proxy, Error::Decode { status: 502, body, .. } if body.contains("Bad Gateway")));
-        let unavailable = refusal(
+        let unavailable = refused(
             503,
-            br#"{"success":false,"message":"m","error_code":503,"code":"service_unavailable"}"#,
+            br#"{"success":false,"message":"m","error_code":503,"code":"service_unavailable","retry_after":30}"#,
         );
         assert!(unavailable.is_transient());
+        // Without a Retry-After header, the envelope's `retry_after` says when.
+        assert_eq!(unavailable.retry_after(), Some(Duration::from_secs(30)));
+        let headed = refusal(&Answer {
+            status: 429,
+            request_id: Some("5f0c2a9e1b7d4c38".into()),
+            retry_after: Some(Duration::from_secs(7)),
+            body:
+                br#"{"success":false,"message":"m","error_code":429,"code":"rate_limited","retry_after":30}"#
+                    .to_vec(),
+        });
+        assert_eq!(
+            headed.retry_after(),
+            Some(Duration::from_secs(7)),
+            "the header wins"
+        );
+        assert_eq!(headed.request_id(), Some("5f0c2a9e1b7d4c38"));
     }
 
     #[test]

@@ -630,3 +630,81 @@ async fn the_axum_extractor_lets_only_signed_fresh_webhooks_through() {
     );
     assert_eq!(*seen.lock().unwrap(), vec!["A3F5D9E2B1C8-1".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_refusal_carries_its_request_id_and_when_to_try_again() {
+    let demo = demo(1).await;
+    // The caller's own HTTP client, with a header of its own: the server keeps a request id it is
+    // given, so the refusal names the CRM's own id.
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-request-id",
+        reqwest::header::HeaderValue::from_static("crm-order-12345"),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let own = Client::builder(&demo.api_url)
+        .api_token(&demo.token)
+        .http_client(http)
+        .build()
+        .unwrap();
+    let unknown = TransactionId::parse("000000000000").unwrap();
+    let refused = own.payment(&unknown).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::TransactionNotFound));
+    assert_eq!(refused.request_id(), Some("crm-order-12345"));
+    assert_eq!(refused.retry_after(), None);
+
+    // Without one, the server's own id (16 hex digits), as in its log.
+    let client = client(&demo);
+    let refused = client.payment(&unknown).await.unwrap_err();
+    let id = refused.request_id().unwrap();
+    assert!(
+        id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+
+    // Every terminal busy: the refusal says when one is expected to be free.
+    let first = create(&client, 10_000).await;
+    client.start_kaspi(&first, Some("kaspi_gold")).await.unwrap();
+    let second = create(&client, 20_000).await;
+    let busy = client.start_kaspi(&second, None).await.unwrap_err();
+    assert_eq!(busy.code(), Some(ErrorCode::TerminalsBusy));
+    let wait = busy.retry_after().expect("terminals_busy says when to try again");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_secs(600),
+        "{wait:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_payment_stream_walks_every_page_in_order() {
+    use futures_util::TryStreamExt;
+    let demo = demo(0).await;
+    let client = client(&demo);
+    let mut made = Vec::new();
+    for tenge in 1..=5 {
+        made.push(create(&client, tenge * 1_000).await);
+    }
+    made.reverse(); // newest first
+    let small_pages = PaymentListQuery {
+        limit: Some(2),
+        ..Default::default()
+    };
+    let streamed: Vec<TransactionId> = client
+        .payments_stream(small_pages)
+        .map_ok(|payment| payment.transaction_id)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(streamed, made);
+    // A failing page ends the stream with its error.
+    let anonymous = Client::builder(&demo.api_url).build().unwrap();
+    let failed: Vec<Result<_, Error>> =
+        futures_util::StreamExt::collect(anonymous.payments_stream(PaymentListQuery::default())).await;
+    assert!(
+        matches!(failed.as_slice(), [Err(Error::MissingCredential(_))]),
+        "{failed:?}"
+    );
+}
