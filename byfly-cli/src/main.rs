@@ -62,6 +62,20 @@ struct Cli {
 enum Command {
     /// Create a payment (POST /payment/init).
     Init(InitArgs),
+    /// Print a completion script for SHELL, e.g. `byfly completions bash > /etc/bash_completion.d/byfly`
+    /// or `byfly completions zsh > "${fpath[1]}/_byfly"`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages — byfly.1 and one per command (byfly-kaspi.1, …) — into DIR, e.g.
+    /// `byfly man --dir /usr/local/share/man/man1`.
+    Man {
+        /// Where to write them (created when missing).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Start a payment (or its top-up) on a Kaspi terminal and show the link and its QR.
     Kaspi {
         /// The payment's transaction id.
@@ -423,8 +437,37 @@ fn client(cli: &Cli) -> Result<Client, Failure> {
     Ok(builder.build()?)
 }
 
+/// `byfly completions` and `byfly man`: generated from the CLI's own definition, no server asked.
+fn describe_itself(command: &Command) -> Option<std::process::ExitCode> {
+    use clap::CommandFactory;
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "byfly", &mut std::io::stdout());
+            Some(std::process::ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            let written =
+                std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Cli::command(), dir));
+            Some(match written {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!(
+                        "error: cannot write the manual pages into {}: {err}",
+                        dir.display()
+                    );
+                    std::process::ExitCode::from(ExitCode::Unexpected as u8)
+                }
+            })
+        }
+        _ => None,
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = describe_itself(&cli.command) {
+        return code;
+    }
     let output = Output {
         json: cli.json,
         light: cli.light,
@@ -450,9 +493,13 @@ fn main() -> std::process::ExitCode {
                 );
             } else {
                 match &failure {
-                    Failure::Client(Error::Api(api)) => {
-                        eprintln!("error: {} ({})", api.message, api.code_text)
-                    }
+                    Failure::Client(Error::Api(api)) => match &api.request_id {
+                        // The id every server log line of the request carries, for the operator.
+                        Some(request) => {
+                            eprintln!("error: {} ({}); request {request}", api.message, api.code_text)
+                        }
+                        None => eprintln!("error: {} ({})", api.message, api.code_text),
+                    },
                     other => eprintln!("error: {other}"),
                 }
                 if let Failure::Client(Error::WaitDeadline { last }) = &failure {
@@ -466,6 +513,8 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: &Cli, output: Output) -> Result<(), Failure> {
     match &cli.command {
+        // Answered by `describe_itself` before anything starts.
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
         Command::Init(args) => init(&client(cli)?, args, output).await,
         Command::Kaspi { id, method, no_qr } => {
             let answer = client(cli)?

@@ -180,7 +180,16 @@ fn a_payment_from_init_to_refund_in_human_output() {
     assert_eq!((code, out.trim()), (0, format!("{other}  cancelled").as_str()));
     let (code, _, err) = server.run(&["cancel", &other]);
     assert_eq!(code, 3);
-    assert!(err.contains("Платеж отменен (payment_cancelled)"), "{err}");
+    assert!(
+        err.contains("Платеж отменен (payment_cancelled); request "),
+        "{err}"
+    );
+    // The request id the server logged the refusal under, for its operator.
+    let request = err.trim().rsplit(' ').next().unwrap();
+    assert!(
+        request.len() == 16 && request.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{err}"
+    );
 
     let (code, out, _) = server.run(&["health"]);
     assert_eq!(code, 0);
@@ -716,4 +725,33 @@ fn an_operator_registers_a_terminal_while_the_cashier_accepts_on_its_screen() {
         (3, &json!("registration_declined")),
         "{refused}"
     );
+}
+
+#[test]
+fn completions_and_manual_pages_come_from_the_cli_itself() {
+    let (code, bash, stderr) =
+        finish(Command::new(env!("CARGO_BIN_EXE_byfly")).args(["completions", "bash"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        bash.contains("_byfly()") && bash.contains("kaspi") && bash.contains("--api-url"),
+        "{bash}"
+    );
+    let (code, zsh, _) = finish(Command::new(env!("CARGO_BIN_EXE_byfly")).args(["completions", "zsh"]));
+    assert_eq!(code, 0);
+    assert!(zsh.starts_with("#compdef byfly"), "{zsh}");
+    let (code, _, stderr) = finish(Command::new(env!("CARGO_BIN_EXE_byfly")).args(["completions", "tcsh"]));
+    assert_eq!(code, 2, "an unknown shell is a usage error: {stderr}");
+
+    let dir = std::env::temp_dir().join(format!("byfly-man-{}", std::process::id()));
+    let (code, _, stderr) =
+        finish(Command::new(env!("CARGO_BIN_EXE_byfly")).args(["man", "--dir", dir.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stderr}");
+    let page = std::fs::read_to_string(dir.join("byfly.1")).unwrap();
+    assert!(
+        page.contains(".TH byfly") && page.contains("Exit codes"),
+        "{page}"
+    );
+    let kaspi = std::fs::read_to_string(dir.join("byfly-kaspi.1")).unwrap();
+    assert!(kaspi.contains("kaspi_gold"), "{kaspi}");
+    std::fs::remove_dir_all(&dir).ok();
 }
