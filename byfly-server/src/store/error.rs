@@ -20,3 +20,11 @@ pub enum StoreError {
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
+
+impl StoreError {
+    /// PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): it was rolled back
+    /// whole, and trying it again is what the database asks for.
+    pub fn is_deadlock_victim(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(err)) if err.code().as_deref() == Some("40P01"))
+    }
+}

@@ -47,83 +47,21 @@ impl Operations for SqlStore {
     }
 
     async fn claim_terminal(&self, claim: &TerminalClaim) -> Result<ClaimOutcome, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let status: Option<String> = self
-            .scalar("SELECT status FROM payments WHERE id = ? FOR NO KEY UPDATE")
-            .bind(claim.payment_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if status.as_deref() != Some(claim.expected_status.as_str()) {
-            tx.rollback().await?;
-            return Ok(ClaimOutcome::PaymentChanged);
-        }
-        if let Some(replaced) = claim.replace_operation {
-            self.q("UPDATE operations SET is_current = 0 WHERE id = ? AND payment_id = ?")
-                .bind(replaced)
-                .bind(claim.payment_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // The free terminals, least recently used first; those this request already tried are
-        // skipped here (a pool is a handful of terminals).
-        let free = self
-            .q("SELECT * FROM terminals t WHERE t.enabled = 1 AND t.healthy = 1 \
-                AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.terminal_id = t.id AND o.holds_terminal = 1) \
-                ORDER BY t.last_used_at, t.id")
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut candidates = Vec::with_capacity(free.len());
-        for row in &free {
-            let terminal = Self::terminal(row)?;
-            if !claim.excluded_terminals.contains(&terminal.id) {
-                candidates.push(terminal);
+        // PostgreSQL may end the claim as a deadlock's victim (seen once in the two-process test,
+        // beside a health-check round): the transaction was rolled back whole, so it is tried again.
+        let mut attempt = 1;
+        loop {
+            match self.claim_terminal_once(claim).await {
+                Err(err) if err.is_deadlock_victim() && attempt < CLAIM_ATTEMPTS => {
+                    tracing::warn!(
+                        attempt,
+                        "terminal claim chosen as a deadlock's victim: trying again"
+                    );
+                    attempt += 1;
+                }
+                outcome => return outcome,
             }
         }
-        let Some(terminal) = self.take_first_free(&mut tx, candidates).await? else {
-            tx.rollback().await?;
-            return Ok(ClaimOutcome::NoFreeTerminal);
-        };
-        let quote = &claim.quote;
-        let inserted = self.q(
-            "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
-             charge_minor, terminal_amount, state, is_current, holds_terminal, replaces_operation_id, previous_status, \
-             started_at, deadline_at, next_poll_at, claimed_db_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting', 1, 1, ?, ?, ?, ?, ?, unixepoch()) RETURNING id",
-        )
-        .bind(claim.payment_id)
-        .bind(terminal.id)
-        .bind(quote.method.as_str())
-        .bind(quote.percent.to_string())
-        .bind(quote.base.to_minor())
-        .bind(quote.commission.to_minor())
-        .bind(quote.charge.to_minor())
-        .bind(claim.terminal_amount)
-        .bind(claim.replace_operation)
-        .bind(claim.expected_status.as_str())
-        .bind(claim.now)
-        .bind(claim.deadline_at)
-        .bind(i64::MAX)
-        .fetch_one(&mut *tx)
-        .await;
-        let operation_id: OperationId = match inserted {
-            Ok(row) => row.try_get("id")?,
-            // A unique index refused it: another request opened an operation on this payment.
-            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
-                tx.rollback().await?;
-                return Ok(ClaimOutcome::PaymentChanged);
-            }
-            Err(err) => return Err(err.into()),
-        };
-        self.q("UPDATE terminals SET last_used_at = ? WHERE id = ?")
-            .bind(claim.now)
-            .bind(terminal.id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(ClaimOutcome::Claimed {
-            operation_id,
-            terminal: Box::new(terminal),
-        })
     }
 
     async fn start_failed(
@@ -416,5 +354,91 @@ impl Operations for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+/// How often a claim is tried when PostgreSQL picks it as a deadlock's victim.
+const CLAIM_ATTEMPTS: u32 = 3;
+
+impl SqlStore {
+    /// One attempt of [`Operations::claim_terminal`], in one transaction.
+    async fn claim_terminal_once(&self, claim: &TerminalClaim) -> Result<ClaimOutcome, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let status: Option<String> = self
+            .scalar("SELECT status FROM payments WHERE id = ? FOR NO KEY UPDATE")
+            .bind(claim.payment_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if status.as_deref() != Some(claim.expected_status.as_str()) {
+            tx.rollback().await?;
+            return Ok(ClaimOutcome::PaymentChanged);
+        }
+        if let Some(replaced) = claim.replace_operation {
+            self.q("UPDATE operations SET is_current = 0 WHERE id = ? AND payment_id = ?")
+                .bind(replaced)
+                .bind(claim.payment_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The free terminals, least recently used first; those this request already tried are
+        // skipped here (a pool is a handful of terminals).
+        let free = self
+            .q("SELECT * FROM terminals t WHERE t.enabled = 1 AND t.healthy = 1 \
+                AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.terminal_id = t.id AND o.holds_terminal = 1) \
+                ORDER BY t.last_used_at, t.id")
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut candidates = Vec::with_capacity(free.len());
+        for row in &free {
+            let terminal = Self::terminal(row)?;
+            if !claim.excluded_terminals.contains(&terminal.id) {
+                candidates.push(terminal);
+            }
+        }
+        let Some(terminal) = self.take_first_free(&mut tx, candidates).await? else {
+            tx.rollback().await?;
+            return Ok(ClaimOutcome::NoFreeTerminal);
+        };
+        let quote = &claim.quote;
+        let inserted = self.q(
+            "INSERT INTO operations (payment_id, terminal_id, method_code, percent, base_minor, commission_minor, \
+             charge_minor, terminal_amount, state, is_current, holds_terminal, replaces_operation_id, previous_status, \
+             started_at, deadline_at, next_poll_at, claimed_db_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'starting', 1, 1, ?, ?, ?, ?, ?, unixepoch()) RETURNING id",
+        )
+        .bind(claim.payment_id)
+        .bind(terminal.id)
+        .bind(quote.method.as_str())
+        .bind(quote.percent.to_string())
+        .bind(quote.base.to_minor())
+        .bind(quote.commission.to_minor())
+        .bind(quote.charge.to_minor())
+        .bind(claim.terminal_amount)
+        .bind(claim.replace_operation)
+        .bind(claim.expected_status.as_str())
+        .bind(claim.now)
+        .bind(claim.deadline_at)
+        .bind(i64::MAX)
+        .fetch_one(&mut *tx)
+        .await;
+        let operation_id: OperationId = match inserted {
+            Ok(row) => row.try_get("id")?,
+            // A unique index refused it: another request opened an operation on this payment.
+            Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                tx.rollback().await?;
+                return Ok(ClaimOutcome::PaymentChanged);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        self.q("UPDATE terminals SET last_used_at = ? WHERE id = ?")
+            .bind(claim.now)
+            .bind(terminal.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ClaimOutcome::Claimed {
+            operation_id,
+            terminal: Box::new(terminal),
+        })
     }
 }
