@@ -29,6 +29,22 @@ impl utoipa::PartialSchema for Money {
 }
 impl utoipa::ToSchema for Money {}
 
+/// `amount` of `POST /api/payment/init`: `InitPaymentInput::validate` rounds it to 2 places half
+/// away from zero and refuses what is then not above 0, so 0.005 is the least that passes. The
+/// upper bound is the server's `max_amount` setting, which a schema built at compile time cannot
+/// know.
+pub(crate) fn init_amount() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(0.005))
+        .description(Some(
+            "Amount without commission, exact: rounded to 2 decimals half away from zero, it must then be \
+             above 0 and at most the server's `max_amount` (default 100000000)",
+        ))
+        .examples([serde_json::json!(50000)])
+        .into()
+}
+
 impl utoipa::PartialSchema for Percent {
     fn schema() -> RefOr<Schema> {
         schema(Type::Number, "Percent, 0 to 100", serde_json::json!(14))

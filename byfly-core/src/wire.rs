@@ -20,6 +20,7 @@ use crate::status::PaymentStatus;
 use crate::webhook::BodyEncoding;
 
 /// `{"success": true, "message"?: "...", "data": ...}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<T> {
     /// Always true.
@@ -87,32 +88,43 @@ pub const MAX_METADATA_DEPTH: usize = 32;
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct InitPaymentRequest {
     /// Amount without commission.
+    // Its schema states the lower bound `validate` enforces: a `$ref` to `Money` could carry none.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::openapi::init_amount))]
     pub amount: Money,
-    /// Default `KZT`.
+    /// Default `KZT`; otherwise the currency of an active method (case and surrounding spaces do
+    /// not matter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     /// Shown to the customer and sent in webhooks.
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))] // MAX_DESCRIPTION_LEN, in characters
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Customer's name (never shown on public endpoints).
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))] // MAX_CUSTOMER_FIELD_LEN, in characters
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer_name: Option<String>,
     /// Customer's phone.
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))] // MAX_CUSTOMER_FIELD_LEN, in characters
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer_phone: Option<String>,
-    /// Customer's e-mail.
+    /// Customer's e-mail (its form is not checked).
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))] // MAX_CUSTOMER_FIELD_LEN, in characters
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer_email: Option<String>,
-    /// Preferred method.
+    /// Preferred method: the id of an active one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_method_id: Option<i64>,
-    /// Where webhooks go.
+    /// Where webhooks go: an absolute `http` or `https` URL with a host and no user name, at most
+    /// 2048 bytes of UTF-8 (a byte limit, so no `maxLength`); empty means none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
-    /// HMAC key of the webhooks.
+    /// HMAC key of the webhooks; empty means none.
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))] // MAX_WEBHOOK_SECRET_LEN, in characters
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
-    /// Any JSON object, returned verbatim in webhooks.
+    /// Any JSON object, returned verbatim in webhooks: at most 16384 bytes of JSON text as sent
+    /// (`MAX_METADATA_BYTES`) and nested at most 32 deep (`MAX_METADATA_DEPTH`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
 }
@@ -516,7 +528,7 @@ pub struct PaymentStatusView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KaspiRequest {
-    /// A method code (aliases accepted); absent means `kaspi_gold`.
+    /// The code of an active method (aliases accepted); absent or blank means `kaspi_gold`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_method: Option<String>,
 }
@@ -560,7 +572,9 @@ pub struct CancelResponse {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct RefundRequest {
-    /// Default: everything received and not yet refunded.
+    /// Default: everything received and not yet refunded, in whole tenge. Otherwise whole tenge
+    /// once rounded to 2 decimals, above 0 and at most what is refundable (terminals give back
+    /// whole tenge only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Money>,
 }
@@ -627,15 +641,23 @@ pub struct RefundView {
 }
 
 /// `GET /api/payments` query.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PaymentListQuery {
     /// Only payments in this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PaymentStatus>,
     /// Page size, 1..=100 (default 20).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    // What the server reads (`i64::from_str_radix(_, 16)`, then > 0): hex of 1..=i64::MAX.
+    #[cfg_attr(
+        feature = "openapi",
+        param(pattern = r"^\+?0*([1-9A-Fa-f][0-9A-Fa-f]{0,14}|[1-7][0-9A-Fa-f]{15})$")
+    )]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }
@@ -744,7 +766,16 @@ pub struct ReadinessCheck {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSourceRequest {
-    /// A name for people.
+    /// A name for people: 1 to 255 characters once surrounding whitespace is trimmed.
+    // `pattern`: some character other than what `str::trim` strips (Unicode White_Space).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        )
+    )]
     pub name: String,
     /// Body encoding of this source's webhooks (default `php`).
     #[serde(default)]
@@ -852,12 +883,14 @@ impl RegistrationView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolveOperationRequest {
     /// `paid` or `not_paid`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(paid|not_paid)$"))]
     pub outcome: String,
-    /// What the customer paid (gross, as the terminal's cheque shows it): required for `paid`.
+    /// What the customer paid (gross, as the terminal's cheque shows it): required for `paid`,
+    /// and then above 0 once rounded to 2 decimals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Money>,
     /// The terminal's `transactionId` of the payment (`chequeInfo.orderNumber`, or the `rrn` of a
-    /// card payment): required for `paid`, since a refund must name it.
+    /// card payment): required for `paid`, and not empty, since a refund must name it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<String>,
     /// `qr` (default), `card` or `alaqan`: how it was paid, as a refund must say.
@@ -872,13 +905,25 @@ pub struct ResolveOperationRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AddTerminalRequest {
-    /// Unique name.
+    /// Unique name, not blank (surrounding whitespace is trimmed).
+    // `pattern`: some character other than what `str::trim` strips (Unicode White_Space).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            pattern = r"[^\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+        )
+    )]
     pub name: String,
     /// `https://IP:8080`.
+    // The server checks the prefix only (`add_terminal`), so no `format = Uri`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^https?://"))]
     pub base_url: String,
     /// Camera snapshot URL.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^https?://"))]
     pub camera_url: String,
     /// `verify` (default) or `insecure`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(verify|insecure)$"))]
     #[serde(default)]
     pub tls: Option<String>,
     /// Verify the certificate as this name.
@@ -894,12 +939,15 @@ pub struct UpdateTerminalRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// New base URL (a different device: its tokens are dropped and it registers again).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^https?://"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
     /// New camera snapshot URL.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^https?://"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub camera_url: Option<String>,
     /// `verify` or `insecure`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(verify|insecure)$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
     /// Verify the certificate as this name (empty text: as the URL's host).
@@ -917,7 +965,9 @@ pub struct AdminMethodView {
     pub is_active: bool,
 }
 
-/// `PATCH /api/admin/payment-methods/{id}` body: only the fields given change.
+/// `PATCH /api/admin/payment-methods/{id}` body: only the fields given change. Each percent is 0 to
+/// 100; the method's effective percent (base, plus credit and installment where it has them) may
+/// not exceed 100 either.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UpdateMethodRequest {
@@ -1089,6 +1139,8 @@ pub enum UndeliveredState {
 }
 
 /// `GET /api/admin/webhooks` query.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct UndeliveredEventsQuery {
     /// Only this source's payments.
@@ -1101,6 +1153,7 @@ pub struct UndeliveredEventsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// Page size, 1..=100 (default 50).
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 100))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
@@ -1362,5 +1415,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(serde_json::to_string(&request).unwrap(), r#"{"amount":50000}"#);
+    }
+
+    /// Schema attributes take literals only: these keep them equal to the limits `validate` applies.
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn the_schema_states_the_limits_validate_enforces() {
+        let schema = serde_json::to_value(<InitPaymentRequest as utoipa::PartialSchema>::schema()).unwrap();
+        let max_length = |field: &str| schema["properties"][field]["maxLength"].as_u64();
+        assert_eq!(max_length("description"), Some(MAX_DESCRIPTION_LEN as u64));
+        for field in ["customer_name", "customer_phone", "customer_email"] {
+            assert_eq!(max_length(field), Some(MAX_CUSTOMER_FIELD_LEN as u64), "{field}");
+        }
+        assert_eq!(max_length("webhook_secret"), Some(MAX_WEBHOOK_SECRET_LEN as u64));
+        // A byte limit has no JSON Schema form: it is in the description only.
+        assert_eq!(max_length("webhook_url"), None);
+        assert_eq!(
+            schema["properties"]["amount"]["minimum"],
+            serde_json::json!(0.005)
+        );
+        assert_eq!(schema["required"], serde_json::json!(["amount"]));
     }
 }

@@ -2,6 +2,7 @@
 //! payments (the webhook outbox is in `outbox.rs`, the review queue in `review.rs`). Closed while no
 //! admin token is configured.
 
+use super::openapi::errors::error_set;
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
@@ -10,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, Envelope,
-    OperationView, RegistrationView, SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest,
-    UpdateTerminalRequest,
+    OperationView, PaymentList, PaymentListQuery, RegistrationView, SourceView, TerminalView,
+    UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
 };
 use byfly_core::{ApiToken, ErrorCode, TransactionId};
 
@@ -96,7 +97,14 @@ fn terminal_view(terminal: TerminalRecord, state: &AppState) -> TerminalView {
     }
 }
 
+error_set!(SourcesErrors: [ADMIN]);
+
 /// `GET /api/admin/sources`.
+#[utoipa::path(
+    get, path = "/admin/sources", tag = "admin: sources", operation_id = "listSources", summary = "Sources",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Every source", body = Envelope<Vec<SourceView>>), SourcesErrors)
+)]
 pub async fn sources(
     _: Admin,
     State(state): State<AppState>,
@@ -107,7 +115,16 @@ pub async fn sources(
     )))
 }
 
+error_set!(CreateSourceErrors: [ADMIN, BODY] ValidationError);
+
 /// `POST /api/admin/sources`: the token is in this answer only.
+#[utoipa::path(
+    post, path = "/admin/sources", tag = "admin: sources", operation_id = "createSource", summary = "Create a source",
+    description = "Its API token is in this answer only (stored as a hash).",
+    request_body = CreateSourceRequest,
+    security(("admin_token" = [])),
+    responses((status = 201, description = "The source and its token", body = Envelope<CreatedSource>), CreateSourceErrors)
+)]
 pub async fn create_source(
     _: Admin,
     State(state): State<AppState>,
@@ -132,7 +149,16 @@ pub async fn create_source(
     Ok((StatusCode::CREATED, Json(Envelope::data(created))).into_response())
 }
 
+error_set!(UpdateSourceErrors: [ADMIN, ROW, BODY] ValidationError);
+
 /// `PATCH /api/admin/sources/{id}`: change the encoding, or revoke (`"active": false`).
+#[utoipa::path(
+    patch, path = "/admin/sources/{id}", tag = "admin: sources", operation_id = "updateSource", summary = "Change a source's webhook encoding, or revoke it",
+    params(("id" = i64, Path, minimum = 1, description = "The source's id")),
+    request_body = UpdateSourceRequest,
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The source", body = Envelope<SourceView>), UpdateSourceErrors)
+)]
 pub async fn update_source(
     _: Admin,
     State(state): State<AppState>,
@@ -147,7 +173,14 @@ pub async fn update_source(
     Ok(Json(Envelope::data(source_view(source, &state))))
 }
 
+error_set!(TerminalsErrors: [ADMIN]);
+
 /// `GET /api/admin/terminals`.
+#[utoipa::path(
+    get, path = "/admin/terminals", tag = "admin: terminals", operation_id = "listTerminals", summary = "Terminals with their health",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Every terminal", body = Envelope<Vec<TerminalView>>), TerminalsErrors)
+)]
 pub async fn terminals(
     _: Admin,
     State(state): State<AppState>,
@@ -163,8 +196,17 @@ pub async fn terminals(
     )))
 }
 
+error_set!(AddTerminalErrors: [ADMIN, BODY] ValidationError);
+
 /// `POST /api/admin/terminals`: added to the pool, waiting for an operator to register it
 /// (`POST /api/admin/terminals/{id}/register`: a cashier accepts on the terminal's screen).
+#[utoipa::path(
+    post, path = "/admin/terminals", tag = "admin: terminals", operation_id = "addTerminal", summary = "Add a terminal",
+    description = "Added to the pool, waiting for an operator to register it.",
+    request_body = AddTerminalRequest,
+    security(("admin_token" = [])),
+    responses((status = 201, description = "The terminal", body = Envelope<TerminalView>), AddTerminalErrors)
+)]
 pub async fn add_terminal(
     _: Admin,
     State(state): State<AppState>,
@@ -233,7 +275,16 @@ fn check_urls(urls: [&str; 2]) -> Result<(), HttpError> {
     }
 }
 
+error_set!(UpdateTerminalErrors: [ADMIN, ROW, BODY] ValidationError);
+
 /// `PATCH /api/admin/terminals/{id}`: enable/disable, or point the terminal at new settings.
+#[utoipa::path(
+    patch, path = "/admin/terminals/{id}", tag = "admin: terminals", operation_id = "updateTerminal", summary = "Enable or disable a terminal, or change its settings",
+    params(("id" = i64, Path, minimum = 1, description = "The terminal's id")),
+    request_body = UpdateTerminalRequest,
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The terminal", body = Envelope<TerminalView>), UpdateTerminalErrors)
+)]
 pub async fn update_terminal(
     _: Admin,
     State(state): State<AppState>,
@@ -274,7 +325,15 @@ pub async fn update_terminal(
     Ok(Json(Envelope::data(terminal_view(terminal, &state))))
 }
 
+error_set!(TerminalErrors: [ADMIN, ROW]);
+
 /// `GET /api/admin/terminals/{id}`: one terminal, with its registration's progress.
+#[utoipa::path(
+    get, path = "/admin/terminals/{id}", tag = "admin: terminals", operation_id = "getTerminal", summary = "One terminal, with its registration's progress",
+    params(("id" = i64, Path, minimum = 1, description = "The terminal's id")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The terminal", body = Envelope<TerminalView>), TerminalErrors)
+)]
 pub async fn terminal(
     _: Admin,
     State(state): State<AppState>,
@@ -284,7 +343,14 @@ pub async fn terminal(
     Ok(Json(Envelope::data(terminal_view(terminal, &state))))
 }
 
+error_set!(MethodsErrors: [ADMIN]);
+
 /// `GET /api/admin/payment-methods`: all methods, active or not.
+#[utoipa::path(
+    get, path = "/admin/payment-methods", tag = "admin: methods", operation_id = "listPaymentMethods", summary = "All payment methods, active or not",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Every method", body = Envelope<Vec<AdminMethodView>>), MethodsErrors)
+)]
 pub async fn methods(
     _: Admin,
     State(state): State<AppState>,
@@ -298,8 +364,18 @@ pub async fn methods(
     )))
 }
 
+error_set!(UpdateMethodErrors: [ADMIN, ROW, BODY] ValidationError);
+
 /// `PATCH /api/admin/payment-methods/{id}`: percents and the active flag. Operations already
 /// started keep the percent they were priced with.
+#[utoipa::path(
+    patch, path = "/admin/payment-methods/{id}", tag = "admin: methods", operation_id = "updatePaymentMethod", summary = "Edit a method's percents or active flag",
+    description = "Operations already started keep the percent they were priced with.",
+    params(("id" = i64, Path, minimum = 1, description = "The method's id")),
+    request_body = UpdateMethodRequest,
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The method", body = Envelope<AdminMethodView>), UpdateMethodErrors)
+)]
 pub async fn update_method(
     _: Admin,
     State(state): State<AppState>,
@@ -368,7 +444,15 @@ pub(super) fn operation_view(
     }
 }
 
+error_set!(AdminPaymentErrors: [ADMIN, PAYMENT]);
+
 /// `GET /api/admin/payments/{id}`: the payment (any source's) with its operations.
+#[utoipa::path(
+    get, path = "/admin/payments/{id}", tag = "admin: payments", operation_id = "getAdminPayment", summary = "A payment (any source's) with its operations",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The payment", body = Envelope<AdminPaymentView>), AdminPaymentErrors)
+)]
 pub async fn payment(
     _: Admin,
     State(state): State<AppState>,
@@ -399,8 +483,16 @@ pub struct AdminPaymentsQuery {
     cursor: Option<String>,
 }
 
+error_set!(AdminPaymentsErrors: [ADMIN, QUERY]);
+
 /// `GET /api/admin/payments`: every source's payments, newest first, with the same filters and
 /// paging as `/api/payments` plus `source_id`.
+#[utoipa::path(
+    get, path = "/admin/payments", tag = "admin: payments", operation_id = "listAdminPayments", summary = "Every source's payments, newest first",
+    params(("source_id" = Option<i64>, Query, description = "Only this source's payments"), PaymentListQuery),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "One page", body = Envelope<PaymentList>), AdminPaymentsErrors)
+)]
 pub async fn payments(
     _: Admin,
     State(state): State<AppState>,
@@ -417,11 +509,20 @@ pub async fn payments(
     )))
 }
 
+error_set!(RegisterTerminalErrors: [ADMIN, ROW]);
+
 /// `POST /api/admin/terminals/{id}/register`: starts registering the terminal and answers `202`
 /// at once with the registration `pending`. On the terminal's screen a prompt waits for a cashier
 /// to accept (up to `terminal_register_timeout_secs`); follow it with
 /// `GET /api/admin/terminals/{id}` until it is `approved`, `declined`, `already_registered` (with
 /// the on-terminal remedy), `timed_out` or `failed`. A second call while one waits joins it.
+#[utoipa::path(
+    post, path = "/admin/terminals/{id}/register", tag = "admin: terminals", operation_id = "registerTerminal", summary = "Start registering a terminal",
+    description = "Answers at once (`registration.state` pending) while a cashier accepts on the terminal's screen; follow `GET /admin/terminals/{id}`. A second call while one waits joins it.",
+    params(("id" = i64, Path, minimum = 1, description = "The terminal's id")),
+    security(("admin_token" = [])),
+    responses((status = 202, description = "Registration started", body = Envelope<TerminalView>), RegisterTerminalErrors)
+)]
 pub async fn register_terminal(
     _: Admin,
     State(state): State<AppState>,

@@ -6,6 +6,7 @@
 //!   [`DEMO_WEBHOOK_SECRET`], and `GET /api/dev/webhooks` lists what it received, so the demo shows a
 //!   payment's webhook arriving and verifying without any other program.
 
+use super::openapi::errors::error_set;
 use axum::Extension;
 use axum::Json;
 use axum::extract::State;
@@ -19,7 +20,15 @@ use super::extract::{JsonBytes, PaymentPath};
 use super::state::AppState;
 use crate::store::OpState;
 
+error_set!(SimulateErrors: [PAYMENT, BODY] ValidationError, InvalidStatus, TerminalUnavailable);
+
 /// Forwards the body to the current operation's simulated terminal.
+#[utoipa::path(
+    post, path = "/dev/simulate/{id}", tag = "demo", operation_id = "simulateCustomer", summary = "The simulated customer acts on the payment's terminal (demo mode only)",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    request_body = Option<serde_json::Value>,
+    responses((status = 200, description = "`{\"success\": true, \"data\": <the simulator's answer>}`", content_type = "application/json"), SimulateErrors)
+)]
 pub async fn simulate(
     State(state): State<AppState>,
     PaymentPath(payment): PaymentPath,
@@ -72,7 +81,7 @@ pub async fn simulate(
 pub const DEMO_WEBHOOK_SECRET: &str = "demo-webhook-secret";
 
 /// What the demo receiver got.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DemoDelivery {
     /// `X-Webhook-Event`.
     pub event: String,
@@ -89,7 +98,14 @@ pub struct DemoDelivery {
 /// What the demo receiver keeps (the last 50 deliveries), shared by its two routes.
 pub type DemoInbox = std::sync::Arc<std::sync::Mutex<Vec<DemoDelivery>>>;
 
+error_set!(ReceiveWebhookErrors: []);
+
 /// `POST /api/dev/webhooks`: verifies and keeps the last 50 deliveries.
+#[utoipa::path(
+    post, path = "/dev/webhooks", tag = "demo", operation_id = "demoReceiveWebhook", summary = "The demo's webhook receiver: verifies and keeps the last 50 deliveries",
+    request_body(content = serde_json::Value, description = "A delivery, as the server sends it"),
+    responses((status = 200, description = "ok", content_type = "text/plain", body = String), ReceiveWebhookErrors)
+)]
 pub async fn receive_webhook(
     State(state): State<AppState>,
     Extension(inbox): Extension<DemoInbox>,
@@ -123,7 +139,13 @@ pub async fn receive_webhook(
     "OK"
 }
 
+error_set!(ReceivedWebhooksErrors: []);
+
 /// `GET /api/dev/webhooks`: what the demo receiver got, oldest first.
+#[utoipa::path(
+    get, path = "/dev/webhooks", tag = "demo", operation_id = "demoReceivedWebhooks", summary = "What the demo's receiver got",
+    responses((status = 200, description = "The last 50 deliveries", body = Envelope<Vec<DemoDelivery>>), ReceivedWebhooksErrors)
+)]
 pub async fn received_webhooks(Extension(inbox): Extension<DemoInbox>) -> Json<Envelope<Vec<DemoDelivery>>> {
     let inbox = inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     Json(Envelope::data(inbox.clone()))

@@ -1,7 +1,7 @@
 //! Extractors of our own, so that body, path and auth failures answer in the API's envelope:
 //! the raw JSON body ([`JsonBytes`], for idempotency's hash), a typed one ([`JsonBody`],
 //! [`JsonBodyOr`]), the calling source ([`Source`]), a payment named by the path ([`PaymentPath`],
-//! [`OwnPayment`]) and a row id in the path ([`RowId`]) — an id that does not parse or names nothing
+//! [`OwnPayment`]), a row id in the path ([`RowId`]) and any path segment as text ([`PathSegments`]) — an id that does not parse or names nothing
 //! is a 404, never axum's plain-text rejection.
 
 use axum::body::Bytes;
@@ -147,6 +147,40 @@ async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Option<S
         .iter()
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value.to_owned())
+}
+
+/// The route's path segments as text, never refused: a segment that is not UTF-8 (`%FF`) reads as
+/// empty, so it names nothing and the handler answers its own 404 in the envelope — axum's
+/// `Path<String>` would answer `400 Invalid URL` in plain text.
+#[derive(Debug, Clone, Default)]
+pub struct PathSegments(Vec<(String, String)>);
+
+impl PathSegments {
+    /// The `{name}` segment, or `""`.
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map_or("", |(_, value)| value.as_str())
+    }
+}
+
+impl FromRequestParts<AppState> for PathSegments {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(RawPathParams::from_request_parts(parts, state)
+            .await
+            .map(|params| {
+                PathSegments(
+                    params
+                        .iter()
+                        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default())
+    }
 }
 
 /// The payment the route's `{id}` names; an id that is not one, or names no payment, is

@@ -23,6 +23,11 @@ pub const OUTBOX_LAG_LIMIT: Duration = Duration::from_secs(300);
 
 /// `GET /api/health` (public): 200 when the database answers (`degraded` while no terminal is
 /// healthy), 503 otherwise.
+#[utoipa::path(
+    get, path = "/health", tag = "health", operation_id = "health", summary = "Database and terminal pool",
+    description = "200 while the database answers (`status` is `degraded` while no terminal is healthy); 503 with the same body when it does not.",
+    responses((status = 200, description = "ok or degraded", body = Envelope<HealthResponse>), (status = 503, description = "The database does not answer", body = Envelope<HealthResponse>))
+)]
 pub async fn health(State(state): State<AppState>) -> Response {
     let counts = state.store.pool_counts().await;
     let database_ok = counts.is_ok();
@@ -53,6 +58,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
 
 /// `GET /api/health/live` (public): 200 while the process serves requests; nothing else is asked,
 /// so a slow database never gets a healthy process restarted.
+#[utoipa::path(
+    get, path = "/health/live", tag = "health", operation_id = "liveness", summary = "The process answers",
+    description = "For a container runtime's liveness probe: nothing else is asked.",
+    responses((status = 200, description = "live", body = Envelope<LivenessResponse>))
+)]
 pub async fn live() -> Json<Envelope<LivenessResponse>> {
     Json(Envelope::data(LivenessResponse {
         status: "live".to_owned(),
@@ -75,6 +85,11 @@ pub struct ReadinessFacts {
 
 /// `GET /api/health/ready` (public): 200 when the database answers, its schema is this build's,
 /// the workers are alive and the webhook sender keeps up; else 503, the same body naming what failed.
+#[utoipa::path(
+    get, path = "/health/ready", tag = "health", operation_id = "readiness", summary = "Whether to send this process traffic",
+    description = "Database, schema, workers and webhook sender; 503 with the same body naming what failed.",
+    responses((status = 200, description = "ready", body = Envelope<ReadinessResponse>), (status = 503, description = "Not ready", body = Envelope<ReadinessResponse>))
+)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let now = state.now();
     let database = state.store.ping().await.map_err(|err| err.to_string());

@@ -2,8 +2,9 @@
 //! the same claim as automatic deliveries, the list of undelivered events across payments, and
 //! bulk recovery after a long receiver outage (`spec/API.md` §6).
 
+use super::openapi::errors::error_set;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use byfly_core::ErrorCode;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
@@ -13,7 +14,7 @@ use byfly_core::wire::{
 
 use super::admin::{Admin, not_found};
 use super::errors::HttpError;
-use super::extract::{JsonBody, PaymentPath, invalid_query};
+use super::extract::{JsonBody, PathSegments, PaymentPath, invalid_query};
 use super::state::AppState;
 use crate::outbox::ManualRetry;
 use crate::store::{DeliveryLog, EventFilter, EventState, SourceId, UnixSeconds};
@@ -32,7 +33,15 @@ fn attempt_view(log: DeliveryLog, state: &AppState) -> WebhookAttemptView {
     }
 }
 
+error_set!(PaymentWebhooksErrors: [ADMIN, PAYMENT]);
+
 /// `GET /api/admin/payments/{id}/webhooks`: every event of a payment with its attempts.
+#[utoipa::path(
+    get, path = "/admin/payments/{id}/webhooks", tag = "admin: webhooks", operation_id = "paymentWebhooks", summary = "A payment's webhook events with every attempt",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The events", body = Envelope<Vec<WebhookEventView>>), PaymentWebhooksErrors)
+)]
 pub async fn payment_webhooks(
     _: Admin,
     State(state): State<AppState>,
@@ -58,16 +67,25 @@ pub async fn payment_webhooks(
     Ok(Json(Envelope::data(views)))
 }
 
+error_set!(RetryWebhookErrors: [ADMIN, ROW] InvalidStatus);
+
 /// `POST /api/admin/webhooks/{event_id}/retry`: one manual attempt now, through the same claim and
 /// bounds as automatic deliveries (also for an event already delivered — the receiver
 /// de-duplicates by `X-Webhook-Id`). Answers the attempt.
+#[utoipa::path(
+    post, path = "/admin/webhooks/{event_id}/retry", tag = "admin: webhooks", operation_id = "retryWebhook", summary = "Send a webhook event again now",
+    description = "One attempt through the same claim as automatic deliveries (also for an event already delivered: the receiver de-duplicates by `X-Webhook-Id`).",
+    params(("event_id" = String, Path, description = "The event's `event_id`")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The attempt", body = Envelope<WebhookAttemptView>), RetryWebhookErrors)
+)]
 pub async fn retry_webhook(
     _: Admin,
     State(state): State<AppState>,
-    Path(event_id): Path<String>,
+    path: PathSegments,
 ) -> Result<Json<Envelope<WebhookAttemptView>>, HttpError> {
     let refused = |message: &str| HttpError::from(ApiError::with_message(ErrorCode::InvalidStatus, message));
-    let event_id = EventId::from(event_id);
+    let event_id = EventId::from(path.get("event_id").to_owned());
     match state.dispatcher.retry(&event_id).await? {
         ManualRetry::Attempted => {}
         ManualRetry::NotFound => return Err(not_found()),
@@ -102,8 +120,16 @@ fn datetime(state: &AppState, field: &str, text: &str) -> Result<UnixSeconds, Ht
         })
 }
 
+error_set!(UndeliveredErrors: [ADMIN, QUERY]);
+
 /// `GET /api/admin/webhooks`: undelivered events across payments — pending, failed (retrying)
 /// and exhausted — oldest first, with filters and paging.
+#[utoipa::path(
+    get, path = "/admin/webhooks", tag = "admin: webhooks", operation_id = "undeliveredWebhooks", summary = "Undelivered events across payments, oldest first",
+    params(UndeliveredEventsQuery),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "One page", body = Envelope<UndeliveredEventList>), UndeliveredErrors)
+)]
 pub async fn undelivered_webhooks(
     _: Admin,
     State(state): State<AppState>,
@@ -166,8 +192,17 @@ pub async fn undelivered_webhooks(
     Ok(Json(Envelope::data(UndeliveredEventList { items, next_cursor })))
 }
 
+error_set!(RecoverErrors: [ADMIN, BODY, ROW] ValidationError);
+
 /// `POST /api/admin/webhooks/recover`: every failed or exhausted event of the source's payments
 /// created since `since` gets a fresh schedule, due now; each payment's events go out in order.
+#[utoipa::path(
+    post, path = "/admin/webhooks/recover", tag = "admin: webhooks", operation_id = "recoverWebhooks", summary = "Reschedule every failed or exhausted event of a source since a time",
+    description = "Each payment's events go out again in order.",
+    request_body = RecoverWebhooksRequest,
+    security(("admin_token" = [])),
+    responses((status = 200, description = "What was rescheduled", body = Envelope<RecoveredWebhooks>), RecoverErrors)
+)]
 pub async fn recover_webhooks(
     _: Admin,
     State(state): State<AppState>,

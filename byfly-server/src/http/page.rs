@@ -5,15 +5,16 @@
 //!
 //! The page only calls the public endpoints, so it can show nothing they do not.
 
+use super::openapi::errors::error_set;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use byfly_core::ErrorCode;
 use byfly_core::wire::{Envelope, MethodQuoteView};
 
 use super::errors::HttpError;
-use super::extract::{PaymentPath, find_payment};
+use super::extract::{PathSegments, PaymentPath, find_payment};
 use super::payments::active;
 use super::state::AppState;
 use crate::services::settle::ledger_of;
@@ -84,16 +85,25 @@ fn shell(id: &str, demo: bool, version: &str) -> String {
     )
 }
 
+error_set!(PayPageErrors: []);
+
 /// `GET /pay/{id}`: the payment page. An id that cannot exist gets the same page with a 404
 /// status; the script then shows «Платёж не найден».
-pub async fn pay_page(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let status = match find_payment(&state, &id).await {
+#[utoipa::path(
+    get, path = "/pay/{id}", tag = "page", operation_id = "paymentPage", summary = "The payment page",
+    description = "The same page for an id that names nothing, with status 404 (the page then says «Платёж не найден»).",
+    params(("id" = String, Path, description = "The payment's transaction_id")),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String), (status = 404, description = "The page, for a payment that does not exist", content_type = "text/html", body = String), PayPageErrors)
+)]
+pub async fn pay_page(State(state): State<AppState>, path: PathSegments) -> Response {
+    let id = path.get("id");
+    let status = match find_payment(&state, id).await {
         Ok(_) => StatusCode::OK,
         // A failure inside is the envelope's 500 (logged once with the request), not a 404 page.
         Err(failure) if failure.is_internal() => return failure.into_response(),
         Err(_) => StatusCode::NOT_FOUND,
     };
-    let html = shell(&id, state.settings.demo_mode, env!("CARGO_PKG_VERSION"));
+    let html = shell(id, state.settings.demo_mode, env!("CARGO_PKG_VERSION"));
     with_page_headers(
         (status, html).into_response(),
         "text/html; charset=utf-8",
@@ -101,7 +111,13 @@ pub async fn pay_page(State(state): State<AppState>, Path(id): Path<String>) -> 
     )
 }
 
+error_set!(ScriptErrors: []);
+
 /// `GET /pay/assets/pay.js`.
+#[utoipa::path(
+    get, path = "/pay/assets/pay.js", tag = "page", operation_id = "paymentPageScript", summary = "The payment page's script",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript", body = String), ScriptErrors)
+)]
 pub async fn script() -> Response {
     with_page_headers(
         PAGE_JS.into_response(),
@@ -110,7 +126,13 @@ pub async fn script() -> Response {
     )
 }
 
+error_set!(StyleErrors: []);
+
 /// `GET /pay/assets/pay.css`.
+#[utoipa::path(
+    get, path = "/pay/assets/pay.css", tag = "page", operation_id = "paymentPageStyle", summary = "The payment page's style sheet",
+    responses((status = 200, description = "CSS", content_type = "text/css", body = String), StyleErrors)
+)]
 pub async fn style() -> Response {
     with_page_headers(
         PAGE_CSS.into_response(),
@@ -119,8 +141,15 @@ pub async fn style() -> Response {
     )
 }
 
+error_set!(QrErrors: [PAYMENT] NotFound);
+
 /// `GET /api/payment/{id}/qr.svg` (public): the current operation's QR, drawn by the server so
 /// the page needs no QR library. 404 when no operation is running.
+#[utoipa::path(
+    get, path = "/payment/{id}/qr.svg", tag = "page", operation_id = "paymentQr", summary = "The current operation's QR code as an SVG image",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    responses((status = 200, description = "The QR", content_type = "image/svg+xml", body = String), QrErrors)
+)]
 pub async fn qr_svg(
     State(state): State<AppState>,
     PaymentPath(record): PaymentPath,
@@ -142,9 +171,17 @@ pub async fn qr_svg(
     ))
 }
 
+error_set!(QuotesErrors: [PAYMENT]);
+
 /// `GET /api/payment/{id}/quotes` (public): for each active method, what `/kaspi` would charge
 /// now — on the whole amount, or on what remains after a partial payment. Empty when nothing is
 /// left to pay.
+#[utoipa::path(
+    get, path = "/payment/{id}/quotes", tag = "methods", operation_id = "paymentQuotes", summary = "What each active method would charge now",
+    description = "On the whole amount, or on what remains after a partial payment; empty when nothing is left to pay.",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    responses((status = 200, description = "One quote per active method", body = Envelope<Vec<MethodQuoteView>>), QuotesErrors)
+)]
 pub async fn quotes(
     State(state): State<AppState>,
     PaymentPath(record): PaymentPath,

@@ -1,15 +1,17 @@
 //! Payment endpoints: init (with `Idempotency-Key`), the public views, the source's list, the
 //! active methods, and health.
 
+use super::openapi::errors::error_set;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use byfly_core::Figures;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
-    CancelResponse, Envelope, InitPaymentInput, InitPaymentResponse, KaspiRequest, PaymentList,
-    PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView, RefundRequest, RefundView, WebhookUrl,
+    CancelResponse, Envelope, InitPaymentInput, InitPaymentRequest, InitPaymentResponse, KaspiRequest,
+    KaspiResponse, PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView,
+    RefundRequest, RefundView, WebhookUrl,
 };
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
@@ -17,8 +19,8 @@ use sha2::{Digest, Sha256};
 use super::errors::HttpError;
 use super::errors::json_response;
 use super::extract::{
-    JsonBodyOr, JsonBytes, OwnPayment, Source, find_payment, find_payment_and_operations, invalid_query,
-    parse_json_or_default,
+    JsonBodyOr, JsonBytes, OwnPayment, PathSegments, Source, find_payment, find_payment_and_operations,
+    invalid_query, parse_json_or_default,
 };
 use super::limits::Peer;
 use super::state::AppState;
@@ -98,7 +100,17 @@ async fn create(state: &AppState, source_id: SourceId, body: &[u8]) -> Result<Ne
     })
 }
 
+error_set!(InitErrors: [TOKEN, BODY] InvalidAmount, AmountTooLarge, InvalidCurrency, InvalidPaymentMethod, InvalidWebhookUrl, WebhookHostNotAllowed, FieldTooLong, InvalidMetadata, ValidationError, InvalidIdempotencyKey, IdempotencyConflict, IdempotencyInFlight);
+
 /// `POST /api/payment/init`.
+#[utoipa::path(
+    post, path = "/payment/init", tag = "payments", operation_id = "initPayment", summary = "Create a payment",
+    description = "The guide's «Создание платежа». With an `Idempotency-Key`, a repeated request answers the first one's answer byte for byte (the same body) or 409 (another body).",
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Makes a retried request safe: the same key and body create one payment")),
+    request_body = InitPaymentRequest,
+    security(("api_token" = [])),
+    responses((status = 201, description = "Платеж создан", body = Envelope<InitPaymentResponse>), InitErrors)
+)]
 pub async fn init(
     State(state): State<AppState>,
     Source(source): Source,
@@ -247,28 +259,45 @@ async fn view_of(
     })
 }
 
+error_set!(ShowErrors: [PAYMENT]);
+
 /// `GET /api/payment/{id}` (public).
+#[utoipa::path(
+    get, path = "/payment/{id}", tag = "payments", operation_id = "getPayment", summary = "The public view of a payment",
+    description = "What the payment page shows: figures, status, the current operation (nothing of the customer).",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    responses((status = 200, description = "The payment", body = Envelope<PaymentView>), ShowErrors)
+)]
 pub async fn show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    path: PathSegments,
 ) -> Result<Json<Envelope<PaymentView>>, HttpError> {
-    let (record, operations) = find_payment_and_operations(&state, &id).await?;
+    let (record, operations) = find_payment_and_operations(&state, path.get("id")).await?;
     Ok(Json(Envelope::data(view_of(&record, operations, &state).await?)))
 }
+
+error_set!(StatusErrors: [PAYMENT]);
 
 /// `GET /api/payment/{id}/status` (public): a `processing` payment's terminal is asked first when
 /// a poll of it is due (at most once per second per payment: concurrent callers share the one
 /// call through its claim). Otherwise this is one read (the payment with its operations) and no
 /// write.
+#[utoipa::path(
+    get, path = "/payment/{id}/status", tag = "payments", operation_id = "getPaymentStatus", summary = "Status and figures",
+    description = "While `processing`, the terminal is asked first when a poll is due (at most once a second per payment).",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    responses((status = 200, description = "The status", body = Envelope<PaymentStatusView>), StatusErrors)
+)]
 pub async fn status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    path: PathSegments,
 ) -> Result<Json<Envelope<PaymentStatusView>>, HttpError> {
-    let (mut record, mut operations) = find_payment_and_operations(&state, &id).await?;
+    let id = path.get("id");
+    let (mut record, mut operations) = find_payment_and_operations(&state, id).await?;
     let now = state.now();
     if record.status == PaymentStatus::Processing && operations.iter().any(|op| op.is_poll_due(now)) {
         poll::poll_due(&state, Some(record.id)).await?;
-        (record, operations) = find_payment_and_operations(&state, &id).await?;
+        (record, operations) = find_payment_and_operations(&state, id).await?;
     }
     let (figures, _) = figures_of(&record, operations);
     Ok(Json(Envelope::data(PaymentStatusView {
@@ -285,16 +314,26 @@ pub async fn status(
     })))
 }
 
+error_set!(KaspiErrors: [PAYMENT, BODY] AlreadyPaid, PaymentCancelled, PaymentExpired, PaymentRefunded, InvalidStatus, InvalidPaymentMethod, TerminalsBusy, TerminalUnavailable, QrNotFound, RateLimited);
+
 /// `POST /api/payment/{id}/kaspi` (public).
+#[utoipa::path(
+    post, path = "/payment/{id}/kaspi", tag = "payments", operation_id = "startKaspiPayment", summary = "Start (or top up) the payment on a Kaspi terminal",
+    description = "Claims a free terminal, asks it for a QR (read from its camera) and answers the QR link. A partially paid payment is topped up: the method applies to what remains. The body may be empty (Kaspi Gold).",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    request_body = Option<KaspiRequest>,
+    responses((status = 200, description = "Платеж инициирован", body = Envelope<KaspiResponse>), KaspiErrors)
+)]
 pub async fn kaspi(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    path: PathSegments,
     Peer(peer): Peer,
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, HttpError> {
     let client = state.kaspi_limiter.client_address(peer, &headers);
-    if let Err(wait) = state.kaspi_limiter.check(client, &id) {
+    let id = path.get("id");
+    if let Err(wait) = state.kaspi_limiter.check(client, id) {
         let mut refused = HttpError::code(ErrorCode::RateLimited).into_response();
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
@@ -304,7 +343,7 @@ pub async fn kaspi(
         }
         return Ok(refused);
     }
-    let record = find_payment(&state, &id).await?;
+    let record = find_payment(&state, id).await?;
     let request: KaspiRequest = parse_json_or_default(&body)?;
     let carried = state.carried.clone();
     let answer = process::carried_on(&carried, async move {
@@ -314,8 +353,17 @@ pub async fn kaspi(
     Ok(Json(Envelope::with_message("Платеж инициирован", answer)).into_response())
 }
 
+error_set!(CancelErrors: [TOKEN, PAYMENT] AlreadyPaid, PaymentCancelled, PaymentExpired, PaymentRefunded, InvalidStatus);
+
 /// `POST /api/payment/{id}/cancel` (token): a source cancels its own payment; its terminal
 /// operation, if any, is asked to end (and still followed: money it takes is credited).
+#[utoipa::path(
+    post, path = "/payment/{id}/cancel", tag = "payments", operation_id = "cancelPayment", summary = "Cancel a payment",
+    description = "A source cancels its own payment; a running terminal operation is asked to end and still followed (money it takes is credited).",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    security(("api_token" = [])),
+    responses((status = 200, description = "Платеж отменен", body = Envelope<CancelResponse>), CancelErrors)
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     OwnPayment(record): OwnPayment,
@@ -328,7 +376,17 @@ pub async fn cancel(
     Ok(Json(Envelope::with_message("Платеж отменен", answer)))
 }
 
+error_set!(RefundErrors: [TOKEN, PAYMENT, BODY] InvalidAmount, ValidationError, RefundTooLarge, NothingToRefund, PaymentRefunded, InvalidStatus, TerminalsBusy, TerminalUnavailable);
+
 /// `POST /api/payment/{id}/refund` (token).
+#[utoipa::path(
+    post, path = "/payment/{id}/refund", tag = "refunds", operation_id = "refundPayment", summary = "Refund all or part of what was received",
+    description = "Without `amount`, everything not yet refunded. The customer confirms each part in the Kaspi app; follow the refund with `GET /payment/{id}/refund/{refund_id}`.",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
+    request_body = Option<RefundRequest>,
+    security(("api_token" = [])),
+    responses((status = 200, description = "Возврат создан", body = Envelope<RefundView>), RefundErrors)
+)]
 pub async fn refund(
     State(state): State<AppState>,
     OwnPayment(record): OwnPayment,
@@ -347,17 +405,25 @@ pub async fn refund(
     )))
 }
 
+error_set!(RefundStatusErrors: [TOKEN, PAYMENT] RefundNotFound);
+
 /// `GET /api/payment/{id}/refund/{refund_id}` (token): where a refund stands (the terminal is
 /// asked first while it waits).
+#[utoipa::path(
+    get, path = "/payment/{id}/refund/{refund_id}", tag = "refunds", operation_id = "getRefund", summary = "Where a refund stands",
+    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8"), ("refund_id" = String, Path, description = "`refund_id` of the refund's answer")),
+    security(("api_token" = [])),
+    responses((status = 200, description = "The refund", body = Envelope<RefundView>), RefundStatusErrors)
+)]
 pub async fn refund_status(
     State(state): State<AppState>,
     OwnPayment(record): OwnPayment,
-    Path((_, refund_id)): Path<(String, String)>,
+    path: PathSegments,
 ) -> Result<Json<Envelope<RefundView>>, HttpError> {
     let not_found = || HttpError::code(ErrorCode::RefundNotFound);
     let request = state
         .store
-        .refund_request(&refund_id)
+        .refund_request(path.get("refund_id"))
         .await?
         .filter(|request| request.payment_id == record.id)
         .ok_or_else(not_found)?;
@@ -369,7 +435,7 @@ pub async fn refund_status(
     }
     let request = state
         .store
-        .refund_request(&refund_id)
+        .refund_request(path.get("refund_id"))
         .await?
         .ok_or_else(not_found)?;
     let record = reread(&state, &record).await?;
@@ -382,7 +448,13 @@ pub async fn refund_status(
     ))))
 }
 
+error_set!(ActiveMethodsErrors: []);
+
 /// `GET /api/payment-methods/active` (public).
+#[utoipa::path(
+    get, path = "/payment-methods/active", tag = "methods", operation_id = "activePaymentMethods", summary = "Active payment methods",
+    responses((status = 200, description = "The methods offered", body = Envelope<Vec<PaymentMethod>>), ActiveMethodsErrors)
+)]
 pub async fn active_methods(
     State(state): State<AppState>,
 ) -> Result<Json<Envelope<Vec<PaymentMethod>>>, HttpError> {
@@ -393,7 +465,15 @@ pub async fn active_methods(
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
+error_set!(ListErrors: [TOKEN, QUERY]);
+
 /// `GET /api/payments` (token): the source's own payments, newest first.
+#[utoipa::path(
+    get, path = "/payments", tag = "payments", operation_id = "listPayments", summary = "The source's payments, newest first",
+    params(PaymentListQuery),
+    security(("api_token" = [])),
+    responses((status = 200, description = "One page", body = Envelope<PaymentList>), ListErrors)
+)]
 pub async fn list(
     State(state): State<AppState>,
     Source(source): Source,

@@ -1,6 +1,7 @@
 //! The review queue of the admin API: operations the terminal cannot answer for, and the
 //! operator's decision about each, settled like the terminal's own final answer.
 
+use super::openapi::errors::error_set;
 use axum::Json;
 use axum::extract::State;
 use byfly_core::ErrorCode;
@@ -13,9 +14,17 @@ use super::extract::{JsonBody, RowId};
 use super::state::AppState;
 use crate::store::{FinalAnswer, OpState, OperationId};
 
+error_set!(ReviewErrors: [ADMIN]);
+
 /// `GET /api/admin/operations/review`: operations waiting for an operator — `unknown` for longer
 /// than `unknown_review_after`, forgotten by their terminal (`101`) after a customer could have
 /// paid, or started without an answer — each with its `review_reason`.
+#[utoipa::path(
+    get, path = "/admin/operations/review", tag = "admin: review", operation_id = "reviewQueue", summary = "Operations waiting for an operator",
+    description = "Long `unknown`, forgotten by the terminal after a customer could have paid, or started without an answer; each with its `review_reason`.",
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The queue", body = Envelope<Vec<OperationView>>), ReviewErrors)
+)]
 pub async fn review(
     _: Admin,
     State(state): State<AppState>,
@@ -29,10 +38,20 @@ pub async fn review(
     Ok(Json(Envelope::data(views)))
 }
 
+error_set!(ResolveErrors: [ADMIN, ROW, BODY] ValidationError, InvalidStatus);
+
 /// `POST /api/admin/operations/{id}/resolve`: an operator's decision about an operation waiting
 /// for review — `paid` (with the amount the terminal's history shows) or `not_paid` — applied
 /// like the terminal's own final answer: it frees the terminal, settles the payment and sends its
 /// webhook.
+#[utoipa::path(
+    post, path = "/admin/operations/{id}/resolve", tag = "admin: review", operation_id = "resolveOperation", summary = "An operator's decision: paid (amount) or not paid",
+    description = "Applied like the terminal's own final answer: frees the terminal, settles the payment and sends its webhook.",
+    params(("id" = i64, Path, minimum = 1, description = "The operation's id")),
+    request_body = ResolveOperationRequest,
+    security(("admin_token" = [])),
+    responses((status = 200, description = "The operation", body = Envelope<OperationView>), ResolveErrors)
+)]
 pub async fn resolve_operation(
     _: Admin,
     State(state): State<AppState>,

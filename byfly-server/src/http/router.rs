@@ -8,78 +8,80 @@ use axum::Router;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request};
 use axum::response::Response;
-use axum::routing::{get, patch, post};
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[cfg(feature = "demo")]
 use super::dev;
 use super::state::AppState;
-use super::{admin, errors, health, metrics, outbox, page, payments, review, serve};
+use super::{admin, errors, health, metrics, openapi, outbox, page, payments, review, serve};
 
 /// The whole API. Every failure — unknown route, wrong method, bad body, panic — answers with the
 /// envelope of `spec/API.md` §1.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/payment/init", post(payments::init))
-        .route("/payment/{id}", get(payments::show))
-        .route("/payment/{id}/status", get(payments::status))
-        .route("/payment/{id}/kaspi", post(payments::kaspi))
-        .route("/payment/{id}/quotes", get(page::quotes))
-        .route("/payment/{id}/qr.svg", get(page::qr_svg))
-        .route("/payment/{id}/cancel", post(payments::cancel))
-        .route("/payment/{id}/refund", post(payments::refund))
-        .route("/payment/{id}/refund/{refund_id}", get(payments::refund_status))
-        .route("/payment-methods/active", get(payments::active_methods))
-        .route("/payments", get(payments::list))
-        .route("/health", get(health::health))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/openapi.json", get(super::openapi::document))
-        .route("/admin/sources", get(admin::sources).post(admin::create_source))
-        .route("/admin/sources/{id}", patch(admin::update_source))
-        .route(
-            "/admin/terminals",
-            get(admin::terminals).post(admin::add_terminal),
-        )
-        .route(
-            "/admin/terminals/{id}",
-            get(admin::terminal).patch(admin::update_terminal),
-        )
-        .route("/admin/payment-methods", get(admin::methods))
-        .route("/admin/payment-methods/{id}", patch(admin::update_method))
-        .route("/admin/terminals/{id}/register", post(admin::register_terminal))
-        .route("/admin/payments", get(admin::payments))
-        .route("/admin/payments/{id}", get(admin::payment))
-        .route("/admin/payments/{id}/webhooks", get(outbox::payment_webhooks))
-        .route("/admin/webhooks", get(outbox::undelivered_webhooks))
-        .route("/admin/webhooks/recover", post(outbox::recover_webhooks))
-        .route("/admin/operations/review", get(review::review))
-        .route("/admin/operations/{id}/resolve", post(review::resolve_operation))
-        .route("/admin/webhooks/{event_id}/retry", post(outbox::retry_webhook));
+    let (site, document) = documented_routes(&state).split_for_parts();
+    served(site.layer(axum::Extension(openapi::finish(document))), state)
+}
+
+/// Every route, each registered through its handler's `#[utoipa::path]` (`routes!` takes the
+/// path and method from there), so the OpenAPI document is this router's own.
+fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    let api = OpenApiRouter::new()
+        .routes(routes!(payments::init))
+        .routes(routes!(payments::show))
+        .routes(routes!(payments::status))
+        .routes(routes!(payments::kaspi))
+        .routes(routes!(page::quotes))
+        .routes(routes!(page::qr_svg))
+        .routes(routes!(payments::cancel))
+        .routes(routes!(payments::refund))
+        .routes(routes!(payments::refund_status))
+        .routes(routes!(payments::active_methods))
+        .routes(routes!(payments::list))
+        .routes(routes!(health::health))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::docs))
+        .routes(routes!(admin::sources, admin::create_source))
+        .routes(routes!(admin::update_source))
+        .routes(routes!(admin::terminals, admin::add_terminal))
+        .routes(routes!(admin::terminal, admin::update_terminal))
+        .routes(routes!(admin::methods))
+        .routes(routes!(admin::update_method))
+        .routes(routes!(admin::register_terminal))
+        .routes(routes!(admin::payments))
+        .routes(routes!(admin::payment))
+        .routes(routes!(outbox::payment_webhooks))
+        .routes(routes!(outbox::undelivered_webhooks))
+        .routes(routes!(outbox::recover_webhooks))
+        .routes(routes!(review::review))
+        .routes(routes!(review::resolve_operation))
+        .routes(routes!(outbox::retry_webhook));
     #[cfg(feature = "demo")]
     let api = if state.settings.demo_mode {
-        api.route("/dev/simulate/{id}", post(dev::simulate)).route(
-            "/dev/webhooks",
-            post(dev::receive_webhook)
-                .get(dev::received_webhooks)
+        api.routes(routes!(dev::simulate)).merge(
+            OpenApiRouter::new()
+                .routes(routes!(dev::receive_webhook, dev::received_webhooks))
                 .layer(axum::Extension(dev::DemoInbox::default())),
         )
     } else {
         api
     };
-    let site = Router::new()
+    let site = OpenApiRouter::with_openapi(openapi::base())
         .nest("/api", api)
-        .route("/pay/{id}", get(page::pay_page))
-        .route("/pay/assets/pay.js", get(page::script))
-        .route("/pay/assets/pay.css", get(page::style));
-    let site = if state.settings.metrics_bind.is_none() {
-        site.route("/metrics", get(metrics::metrics))
+        .routes(routes!(page::pay_page))
+        .routes(routes!(page::script))
+        .routes(routes!(page::style));
+    if state.settings.metrics_bind.is_none() {
+        site.routes(routes!(metrics::metrics))
     } else {
         site
-    };
-    served(site, state)
+    }
 }
 
 /// `GET /metrics` alone, for `metrics_bind`: a scraper's own address, apart from the API's.

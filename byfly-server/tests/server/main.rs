@@ -29,5 +29,6 @@ mod realism;
 mod refunds;
 mod row_locks;
 mod serving;
+mod surface;
 mod terminals;
 mod webhooks;

@@ -182,8 +182,11 @@ impl Operations for SqlStore {
     async fn release_uncertain_starts(&self, now: UnixSeconds) -> Result<Vec<OperationId>, StoreError> {
         Ok(self
             .scalar(
+                // In id order and skipping rows another transaction holds, like every sweep over
+                // several rows: two processes' sweeps then cannot lock them in opposite orders.
                 "UPDATE operations SET state = 'start_failed', holds_terminal = 0, needs_review = 1, finished_at = ? \
-                 WHERE start_uncertain = 1 AND state = 'starting' AND deadline_at < ? RETURNING id",
+                 WHERE id IN (SELECT id FROM operations WHERE start_uncertain = 1 AND state = 'starting' \
+                 AND deadline_at < ? ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) RETURNING id",
             )
             .bind(now)
             .bind(now)

@@ -116,9 +116,15 @@ impl Terminals for SqlStore {
         now: UnixSeconds,
         interval: i64,
     ) -> Result<Vec<TerminalRecord>, StoreError> {
+        // Rows picked in id order and skipped while another transaction holds them (PostgreSQL):
+        // one UPDATE over rows in heap order, run by two processes at once, could lock them in
+        // opposite orders and deadlock — with the claims queued on those rows as victims (seen in
+        // CI as three `/kaspi` 500s). A skipped terminal is checked on the next tick; two
+        // processes share the due terminals instead of both asking each.
         let rows = self
-            .q("UPDATE terminals SET last_checked_at = ? \
-             WHERE enabled = 1 AND (last_checked_at IS NULL OR last_checked_at <= ?) RETURNING *")
+            .q("UPDATE terminals SET last_checked_at = ? WHERE id IN (\
+               SELECT id FROM terminals WHERE enabled = 1 AND (last_checked_at IS NULL OR last_checked_at <= ?) \
+               ORDER BY id FOR NO KEY UPDATE SKIP LOCKED) RETURNING *")
             .bind(now)
             .bind(now - interval)
             .fetch_all(&self.pool)
