@@ -33,8 +33,12 @@ have python3 || apt_install python3
 python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
 python3 -m pip install --quiet --disable-pip-version-check standardwebhooks==1.1.0 \
   || python3 -m pip install --quiet --break-system-packages standardwebhooks==1.1.0
+# schemathesis, which tries the API from its OpenAPI document (scripts/schemathesis.sh).
+python3 -m pip install --quiet --disable-pip-version-check schemathesis==4.32.5 \
+  || python3 -m pip install --quiet --break-system-packages schemathesis==4.32.5
 npm ci --prefix byfly-server/tests/receivers --no-audit --no-fund
 python3 -c 'import standardwebhooks; print("standardwebhooks (PyPI)", "ok")'
+python3 -m schemathesis.cli --version
 # PostgreSQL for the server's suite on its second backend (trust on 127.0.0.1, database `test`), started if
 # it is not running; the tests fail, not skip, when it cannot be reached.
 if ! { have pg_isready && pg_isready -q -h 127.0.0.1 -p 5432; }; then

@@ -52,6 +52,24 @@ impl<T> Envelope<T> {
     }
 }
 
+/// Parses a request body that must be a JSON object into `T`; anything else is
+/// [`ErrorCode::InvalidJson`] with the reason. The object is checked first because serde reads a
+/// struct from an array too, field by field in order: `[1000]` would otherwise be an init of
+/// 1000 ₸ and `[null, null]` an empty update.
+pub fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let invalid = |reason: &dyn std::fmt::Display| {
+        ApiError::with_message(
+            ErrorCode::InvalidJson,
+            format!("Некорректный JSON в теле запроса: {reason}"),
+        )
+    };
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first.is_some_and(|byte| *byte != b'{') {
+        return Err(invalid(&"ожидается JSON-объект"));
+    }
+    serde_json::from_slice(body).map_err(|err| invalid(&err))
+}
+
 /// Limits of the init request that come from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitLimits {
@@ -205,12 +223,7 @@ impl InitPaymentInput {
     /// Parses the body; a body that is not a JSON object with fields of the right types is
     /// [`ErrorCode::InvalidJson`] with the parser's reason.
     pub fn from_json(body: &[u8]) -> Result<InitPaymentInput, ApiError> {
-        serde_json::from_slice(body).map_err(|err| {
-            ApiError::with_message(
-                ErrorCode::InvalidJson,
-                format!("Некорректный JSON в теле запроса: {err}"),
-            )
-        })
+        parse_object(body)
     }
 
     /// Applies every rule of `spec/API.md` §3.1 that needs no IO: the amount, the currency and
@@ -1182,6 +1195,17 @@ pub struct RecoveredWebhooks {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_body_must_be_an_object_not_an_array_read_field_by_field() {
+        let refused = parse_object::<RefundRequest>(b"[1000]").unwrap_err();
+        assert_eq!(refused.code, ErrorCode::InvalidJson);
+        assert!(InitPaymentInput::from_json(b" [1000]").is_err());
+        assert!(parse_object::<RefundRequest>(b"null").is_err());
+        assert!(parse_object::<RefundRequest>(b"\"x\"").is_err());
+        let read: RefundRequest = parse_object(b" \n{\"amount\": 5}").unwrap();
+        assert_eq!(read.amount, Some(Money::from_tenge(5)));
+    }
     use super::*;
 
     fn validate(json: &str) -> Result<NewPayment, ApiError> {

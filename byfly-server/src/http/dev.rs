@@ -98,20 +98,22 @@ pub struct DemoDelivery {
 /// What the demo receiver keeps (the last 50 deliveries), shared by its two routes.
 pub type DemoInbox = std::sync::Arc<std::sync::Mutex<Vec<DemoDelivery>>>;
 
-error_set!(ReceiveWebhookErrors: []);
+error_set!(ReceiveWebhookErrors: [] ValidationError);
 
-/// `POST /api/dev/webhooks`: verifies and keeps the last 50 deliveries.
+/// `POST /api/dev/webhooks`: verifies and keeps the last 50 deliveries. One whose signatures do not
+/// verify is kept too (the walkthrough shows `"verified": false`) and refused with 400, as a
+/// merchant's receiver should refuse it.
 #[utoipa::path(
     post, path = "/dev/webhooks", tag = "demo", operation_id = "demoReceiveWebhook", summary = "The demo's webhook receiver: verifies and keeps the last 50 deliveries",
     request_body(content = serde_json::Value, description = "A delivery, as the server sends it"),
-    responses((status = 200, description = "ok", content_type = "text/plain", body = String), ReceiveWebhookErrors)
+    responses((status = 200, description = "Verified and kept", content_type = "text/plain", body = String), ReceiveWebhookErrors)
 )]
 pub async fn receive_webhook(
     State(state): State<AppState>,
     Extension(inbox): Extension<DemoInbox>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> &'static str {
+) -> Result<&'static str, HttpError> {
     use byfly_core::webhook::signature::{
         DEFAULT_TOLERANCE_SECS, ReceivedSignatures, headers as names, verify,
     };
@@ -128,7 +130,7 @@ pub async fn receive_webhook(
         event: header(names::EVENT).unwrap_or_default(),
         event_id: header(names::ID).unwrap_or_default(),
         verified: verified.is_ok(),
-        error: verified.err().map(|err| err.to_string()),
+        error: verified.as_ref().err().map(ToString::to_string),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
     tracing::info!(event = %delivery.event, verified = delivery.verified, "demo receiver got a webhook");
@@ -136,7 +138,13 @@ pub async fn receive_webhook(
     inbox.push(delivery);
     let excess = inbox.len().saturating_sub(50);
     inbox.drain(..excess);
-    "OK"
+    match verified {
+        Ok(_) => Ok("OK"),
+        Err(err) => Err(HttpError::from(ApiError::with_message(
+            ErrorCode::ValidationError,
+            format!("Подпись вебхука не прошла проверку: {err}"),
+        ))),
+    }
 }
 
 error_set!(ReceivedWebhooksErrors: []);

@@ -84,15 +84,10 @@ impl FromRequestParts<AppState> for Source {
     }
 }
 
-/// Parses a JSON body into `T`; a body that does not fit is [`ErrorCode::InvalidJson`] with the
-/// parser's reason.
+/// Parses a JSON body, which must be an object, into `T`; a body that does not fit is
+/// [`ErrorCode::InvalidJson`] with the parser's reason ([`byfly_core::wire::parse_object`]).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
-    serde_json::from_slice(body).map_err(|err| {
-        HttpError::from(byfly_core::error::ApiError::with_message(
-            ErrorCode::InvalidJson,
-            format!("Некорректный JSON в теле запроса: {err}"),
-        ))
-    })
+    byfly_core::wire::parse_object(body).map_err(HttpError::from)
 }
 
 /// Like [`parse_json`], with an empty body meaning `T::default()` (the guide's clients send no

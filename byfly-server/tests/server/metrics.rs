@@ -39,7 +39,8 @@ async fn a_scrape_after_a_paid_payment_counts_it_everywhere() {
     let id = app
         .init_as(
             &app.token,
-            json!({"amount": 100000, "description": "Тур", "webhook_url": hook, "webhook_secret": "s3cr3t"}),
+            json!({"amount": 100000, "description": "Тур", "webhook_url": hook,
+                   "webhook_secret": byfly_server::http::dev::DEMO_WEBHOOK_SECRET}),
         )
         .await;
     let (_, body) = app.kaspi(&id, "kaspi_gold").await;
