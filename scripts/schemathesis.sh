@@ -38,11 +38,11 @@ run() {
       --max-examples "$examples" --seed "$seed" --workers 1 --generation-database none \
       --no-color "$@")
 }
-# Revoking the source its token belongs to would leave every later token route answering 401:
-# `updateSource` (which can revoke) runs alone, after everything else.
+# Revoking the source or the key its token belongs to would leave every later token route
+# answering 401: `updateSource` and `revokeApiKey` (which can) run on their own, after the rest.
 status=0
-run --exclude-operation-id updateSource || status=$?
-run --include-operation-id updateSource || status=$?
+run --exclude-operation-id updateSource --exclude-operation-id revokeApiKey || status=$?
+run --include-operation-id updateSource --include-operation-id revokeApiKey || status=$?
 if [ "$status" != 0 ]; then
   echo "schemathesis found failures; the server's log:" >&2
   tail -n 50 "$work/server.log" >&2

@@ -3,9 +3,10 @@
 
 use byfly_client::Client;
 use byfly_core::wire::{
-    AddTerminalRequest, CreateSourceRequest, OperationView, RecoverWebhooksRequest, ResolveOperationRequest,
-    SourceView, TerminalView, UndeliveredEventList, UndeliveredEventsQuery, UpdateMethodRequest,
-    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    AddTerminalRequest, ApiKeyView, CreateApiKeyRequest, CreateSourceRequest, OperationView,
+    RecoverWebhooksRequest, ResolveOperationRequest, SourceView, TerminalView, UndeliveredEventList,
+    UndeliveredEventsQuery, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
+    WebhookAttemptView, WebhookEventView,
 };
 use byfly_core::{BodyEncoding, Percent};
 use clap::Subcommand;
@@ -132,6 +133,27 @@ pub enum SourceCommand {
         #[arg(long)]
         active: Option<bool>,
     },
+    /// A source's API keys (never their tokens).
+    Keys { id: i64 },
+    /// Add an API key to a source; its token is printed once. To rotate a token without downtime:
+    /// `key-create`, switch the merchant system to the new token, then `key-revoke` the old key.
+    KeyCreate {
+        /// The source's id.
+        id: i64,
+        #[arg(long)]
+        name: String,
+        /// `YYYY-MM-DD HH:MM:SS` (the server's offset): the key stops working then.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Revoke one of a source's API keys: its token stops working, the source and its other keys
+    /// go on.
+    KeyRevoke {
+        /// The source's id.
+        id: i64,
+        /// The key's id (`byfly admin sources keys ID`).
+        key_id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +255,42 @@ fn sources_table(sources: &[SourceView]) -> String {
         })
         .collect();
     table(&["id", "name", "webhook_json", "active", "created"], &rows)
+}
+
+fn keys_table(keys: &[ApiKeyView]) -> String {
+    let optional = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.id.to_string(),
+                k.name.clone(),
+                if k.hint.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("…{}", k.hint)
+                },
+                yes_no(k.active),
+                k.created_at.clone(),
+                optional(&k.expires_at),
+                optional(&k.revoked_at),
+                optional(&k.last_used_at),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "id",
+            "name",
+            "token",
+            "active",
+            "created",
+            "expires",
+            "revoked",
+            "last used",
+        ],
+        &rows,
+    )
 }
 
 fn terminals_table(terminals: &[TerminalView]) -> String {
@@ -455,6 +513,25 @@ pub async fn run(client: &Client, command: &AdminCommand, output: Output) -> Res
                 };
                 let source = admin.update_source(*id, &request).await?;
                 output.emit(&source, |s| sources_table(std::slice::from_ref(s)))
+            }
+            SourceCommand::Keys { id } => output.emit(&admin.api_keys(*id).await?, |k| keys_table(k)),
+            SourceCommand::KeyCreate { id, name, expires_at } => {
+                let request = CreateApiKeyRequest {
+                    name: name.clone(),
+                    expires_at: expires_at.clone(),
+                };
+                let created = admin.create_api_key(*id, &request).await?;
+                output.emit(&created, |c| {
+                    format!(
+                        "{}\nAPI token (shown once, keep it safe): {}",
+                        keys_table(std::slice::from_ref(&c.key)),
+                        c.api_token
+                    )
+                })
+            }
+            SourceCommand::KeyRevoke { id, key_id } => {
+                let key = admin.revoke_api_key(*id, *key_id).await?;
+                output.emit(&key, |k| keys_table(std::slice::from_ref(k)))
             }
         },
         AdminCommand::Terminals { command } => {

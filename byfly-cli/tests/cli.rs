@@ -485,6 +485,34 @@ fn webhook_verify_checks_the_exact_body() {
 }
 
 #[test]
+fn a_token_is_rotated_from_the_command_line() {
+    let server = Server::start(0);
+    // The demo's source (1) gets a second key; its token works beside the first.
+    let (code, created) = server.json(&["admin", "sources", "key-create", "1", "--name", "CRM 2027"]);
+    assert_eq!(code, 0, "{created}");
+    let new_token = created["api_token"].as_str().unwrap().to_owned();
+    assert_eq!(new_token.len(), 64);
+    let with_new = |args: &[&str]| finish(server.byfly().env("BYFLY_API_TOKEN", &new_token).args(args)).0;
+    assert_eq!(with_new(&["list"]), 0);
+    let (code, out, _) = server.run(&["admin", "sources", "keys", "1"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("initial") && out.contains("CRM 2027"), "{out}");
+    assert!(
+        out.contains(&format!("…{}", &new_token[60..])),
+        "the token's hint: {out}"
+    );
+    // The first key is revoked: its token is refused (5), the new one goes on.
+    let (_, keys) = server.json(&["admin", "sources", "keys", "1"]);
+    let first = keys[0]["id"].to_string();
+    let (code, revoked) = server.json(&["admin", "sources", "key-revoke", "1", &first]);
+    assert_eq!((code, revoked["active"].clone()), (0, json!(false)), "{revoked}");
+    assert_eq!(server.run(&["list"]).0, 5);
+    assert_eq!(with_new(&["list"]), 0);
+    // An unknown key: not found (4).
+    assert_eq!(server.run(&["admin", "sources", "key-revoke", "1", "999"]).0, 4);
+}
+
+#[test]
 fn admin_commands() {
     let server = Server::start(1);
     let (code, out, _) = server.run(&[

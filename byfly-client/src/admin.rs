@@ -2,10 +2,11 @@
 
 use byfly_core::TransactionId;
 use byfly_core::wire::{
-    AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, OperationView,
-    PaymentList, PaymentListQuery, RecoverWebhooksRequest, RecoveredWebhooks, ResolveOperationRequest,
-    SourceView, TerminalView, UndeliveredEventList, UndeliveredEventsQuery, UpdateMethodRequest,
-    UpdateSourceRequest, UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
+    AddTerminalRequest, AdminMethodView, AdminPaymentView, ApiKeyView, CreateApiKeyRequest,
+    CreateSourceRequest, CreatedApiKey, CreatedSource, OperationView, PaymentList, PaymentListQuery,
+    RecoverWebhooksRequest, RecoveredWebhooks, ResolveOperationRequest, SourceView, TerminalView,
+    UndeliveredEventList, UndeliveredEventsQuery, UpdateMethodRequest, UpdateSourceRequest,
+    UpdateTerminalRequest, WebhookAttemptView, WebhookEventView,
 };
 use reqwest::Method;
 
@@ -62,6 +63,32 @@ impl<'a> Admin<'a> {
     /// `PATCH /api/admin/sources/{id}`: webhook body encoding, active or revoked.
     pub async fn update_source(&self, id: i64, request: &UpdateSourceRequest) -> Result<SourceView, Error> {
         self.patch(format!("/admin/sources/{id}"), request).await
+    }
+
+    /// `GET /api/admin/sources/{id}/keys`: a source's API keys, oldest first (never their tokens).
+    pub async fn api_keys(&self, source_id: i64) -> Result<Vec<ApiKeyView>, Error> {
+        self.get(format!("/admin/sources/{source_id}/keys")).await
+    }
+
+    /// `POST /api/admin/sources/{id}/keys`: a new key, working at once beside the others; the
+    /// answer holds its token, shown this once. Rotate by creating one, switching, then
+    /// [`Admin::revoke_api_key`] on the old one.
+    pub async fn create_api_key(
+        &self,
+        source_id: i64,
+        request: &CreateApiKeyRequest,
+    ) -> Result<CreatedApiKey, Error> {
+        self.post(format!("/admin/sources/{source_id}/keys"), request)
+            .await
+    }
+
+    /// `POST /api/admin/sources/{id}/keys/{key_id}/revoke`.
+    pub async fn revoke_api_key(&self, source_id: i64, key_id: i64) -> Result<ApiKeyView, Error> {
+        self.post(
+            format!("/admin/sources/{source_id}/keys/{key_id}/revoke"),
+            &empty_body(),
+        )
+        .await
     }
 
     /// `GET /api/admin/terminals`.

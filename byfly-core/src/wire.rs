@@ -821,6 +821,55 @@ pub struct CreatedSource {
     pub api_token: String,
 }
 
+/// One API key of a source, as the admin API shows it (never its token). A source has one or more:
+/// its token is rotated by creating a new key, switching the merchant system to it and revoking
+/// the old one, with no moment where neither works.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    /// Id.
+    pub id: i64,
+    /// The source it belongs to.
+    pub source_id: i64,
+    /// A name for people ("CRM production", "initial" for a source's first key).
+    pub name: String,
+    /// The token's last 4 characters, to tell keys apart (empty for keys made before keys had one).
+    pub hint: String,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub created_at: String,
+    /// When it stops working by itself, if it does.
+    pub expires_at: Option<String>,
+    /// When an operator revoked it.
+    pub revoked_at: Option<String>,
+    /// When a request last used it (kept to the minute: a key used within the last minute may
+    /// show the time of an earlier use).
+    pub last_used_at: Option<String>,
+    /// Whether its token works now: not revoked, not expired (its source's own `active` also counts).
+    pub active: bool,
+}
+
+/// `POST /api/admin/sources/{id}/keys` body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CreateApiKeyRequest {
+    /// A name for people: 1 to 255 characters once surrounding whitespace is trimmed.
+    pub name: String,
+    /// `YYYY-MM-DD HH:MM:SS` in the server's offset, in the future: the key stops working then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// The answer that shows a new key's token, once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedApiKey {
+    /// The key.
+    pub key: ApiKeyView,
+    /// The API token in clear (64 characters, as the guide's clients expect); it is not stored and
+    /// cannot be shown again.
+    pub api_token: String,
+}
+
 /// `PATCH /api/admin/sources/{id}` body.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -102,7 +102,11 @@ impl Demo {
             Some(given) => ApiToken::parse(&given).context("--token must be 64 characters [A-Za-z0-9]")?,
             None => ApiToken::generate(&mut OsRandom),
         };
-        if store.source_by_token_hash(&token.hash()).await?.is_none() {
+        if store
+            .source_by_token_hash(&token.hash(), unix_now())
+            .await?
+            .is_none()
+        {
             store
                 .create_source("Demo", &token.hash(), BodyEncoding::Php, unix_now())
                 .await?;

@@ -117,6 +117,18 @@ pub async fn sources(
 
 error_set!(CreateSourceErrors: [ADMIN, BODY] ValidationError);
 
+/// A name for people (a source's, a key's): 1 to 255 characters once trimmed.
+pub(super) fn person_name(name: &str) -> Result<&str, HttpError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 255 {
+        return Err(HttpError::from(ApiError::with_message(
+            ErrorCode::ValidationError,
+            "name: от 1 до 255 символов",
+        )));
+    }
+    Ok(name)
+}
+
 /// `POST /api/admin/sources`: the token is in this answer only.
 #[utoipa::path(
     post, path = "/admin/sources", tag = "admin: sources", operation_id = "createSource", summary = "Create a source",
@@ -130,13 +142,7 @@ pub async fn create_source(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CreateSourceRequest>,
 ) -> Result<Response, HttpError> {
-    let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 255 {
-        return Err(HttpError::from(ApiError::with_message(
-            ErrorCode::ValidationError,
-            "name: от 1 до 255 символов",
-        )));
-    }
+    let name = person_name(&request.name)?;
     let token = ApiToken::generate(&mut OsRandom);
     let source = state
         .store

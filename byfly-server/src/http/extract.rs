@@ -77,7 +77,10 @@ impl FromRequestParts<AppState> for Source {
         if byfly_core::ApiToken::parse(token).is_none() {
             return Err(HttpError::code(ErrorCode::InvalidToken));
         }
-        let source = state.store.source_by_token_hash(&TokenHash::of(token)).await?;
+        let source = state
+            .store
+            .source_by_token_hash(&TokenHash::of(token), state.now())
+            .await?;
         source
             .map(Source)
             .ok_or_else(|| HttpError::code(ErrorCode::InvalidToken))
@@ -157,6 +160,11 @@ impl PathSegments {
             .iter()
             .find(|(key, _)| key == name)
             .map_or("", |(_, value)| value.as_str())
+    }
+
+    /// The `{name}` segment as a row id: a positive integer, else `None` (it names nothing).
+    pub fn row_id(&self, name: &str) -> Option<i64> {
+        self.get(name).parse::<i64>().ok().filter(|id| *id > 0)
     }
 }
 
@@ -243,10 +251,9 @@ impl<T: From<i64> + Send> FromRequestParts<AppState> for RowId<T> {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        path_param(parts, state, "id")
-            .await
-            .and_then(|id| id.parse::<i64>().ok())
-            .filter(|id| *id > 0)
+        PathSegments::from_request_parts(parts, state)
+            .await?
+            .row_id("id")
             .map(|id| RowId(T::from(id)))
             .ok_or_else(|| HttpError::code(ErrorCode::NotFound))
     }

@@ -11,6 +11,7 @@ pub mod dev;
 mod errors;
 mod extract;
 mod health;
+mod keys;
 mod limits;
 mod metrics;
 mod openapi;

@@ -106,7 +106,7 @@ pub async fn retry_webhook(
 }
 
 /// A `YYYY-MM-DD HH:MM:SS` in the server's offset, or a 400 naming the field.
-fn datetime(state: &AppState, field: &str, text: &str) -> Result<UnixSeconds, HttpError> {
+pub(super) fn datetime(state: &AppState, field: &str, text: &str) -> Result<UnixSeconds, HttpError> {
     state
         .settings
         .offset

@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 #[cfg(feature = "demo")]
 use super::dev;
 use super::state::AppState;
-use super::{admin, errors, health, metrics, openapi, outbox, page, payments, review, serve};
+use super::{admin, errors, health, keys, metrics, openapi, outbox, page, payments, review, serve};
 
 /// The whole API. Every failure — unknown route, wrong method, bad body, panic — answers with the
 /// envelope of `spec/API.md` §1.
@@ -49,6 +49,8 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::docs))
         .routes(routes!(admin::sources, admin::create_source))
         .routes(routes!(admin::update_source))
+        .routes(routes!(keys::list_keys, keys::create_key))
+        .routes(routes!(keys::revoke_key))
         .routes(routes!(admin::terminals, admin::add_terminal))
         .routes(routes!(admin::terminal, admin::update_terminal))
         .routes(routes!(admin::methods))

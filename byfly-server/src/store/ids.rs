@@ -76,6 +76,10 @@ stored_integer!(
     SourceId
 );
 stored_integer!(
+    /// An API key's row id.
+    ApiKeyId
+);
+stored_integer!(
     /// A moment of business time: Unix seconds. Durations stay plain seconds (`i64`): a moment
     /// plus seconds is a moment, a moment minus a moment is seconds.
     UnixSeconds

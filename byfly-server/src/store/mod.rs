@@ -28,13 +28,13 @@ pub use database::{Backup, Database, Figures, TerminalFigures};
 pub use decisions::{Decide, FinalAnswer, Reported, SettlementPlan, Snapshot};
 pub use error::StoreError;
 pub use idempotency::Idempotency;
-pub use ids::{OperationId, PaymentId, SourceId, TerminalId, UnixSeconds};
+pub use ids::{ApiKeyId, OperationId, PaymentId, SourceId, TerminalId, UnixSeconds};
 pub use operations::Operations;
 pub use outbox::*;
 pub use payments::Payments;
 pub use records::*;
 pub use refunds::Refunds;
-pub use sources::Sources;
+pub use sources::{KEY_USE_RESOLUTION, Sources};
 pub use sql::{Dialect, SqlStore};
 pub use terminals::Terminals;
 

@@ -1,7 +1,7 @@
 //! What the store reads and writes: the records of each aggregate and the outcomes of its
 //! atomic claims. Plain data; the [`super::Store`] trait says what can be done with them.
 
-use byfly_core::ids::Secret;
+use byfly_core::ids::{Secret, TokenHash};
 use byfly_core::ledger::OperationQuote;
 use byfly_core::wire::NewPayment;
 use byfly_core::{BodyEncoding, MethodCode, Money, PaymentStatus, TransactionId};
@@ -9,7 +9,7 @@ use byfly_terminal::Tokens;
 
 use super::ids::UnixSeconds;
 
-use super::ids::{OperationId, PaymentId, SourceId, TerminalId};
+use super::ids::{ApiKeyId, OperationId, PaymentId, SourceId, TerminalId};
 
 /// A merchant system.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,47 @@ pub struct SourceRecord {
     pub active: bool,
     /// Unix seconds.
     pub created_at: UnixSeconds,
+}
+
+/// One API key of a source: only the hash of its token is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Id.
+    pub id: ApiKeyId,
+    /// Its source.
+    pub source_id: SourceId,
+    /// A name for people.
+    pub name: String,
+    /// The token's last 4 characters (empty for keys migrated from before keys).
+    pub hint: String,
+    /// Unix seconds.
+    pub created_at: UnixSeconds,
+    /// When it stops working by itself.
+    pub expires_at: Option<UnixSeconds>,
+    /// When it was revoked.
+    pub revoked_at: Option<UnixSeconds>,
+    /// When a request last used it, to the minute ([`KEY_USE_RESOLUTION`](crate::store::KEY_USE_RESOLUTION)).
+    pub last_used_at: Option<UnixSeconds>,
+}
+
+impl ApiKeyRecord {
+    /// Whether its token works at `now` (its source's `active` aside).
+    pub fn is_live(&self, now: UnixSeconds) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// A key to create: its token's hash and hint, made by the caller from the token it shows once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey<'a> {
+    /// A name for people.
+    pub name: &'a str,
+    /// SHA-256 of the token.
+    pub token_hash: &'a TokenHash,
+    /// The token's last 4 characters.
+    pub hint: &'a str,
+    /// When it stops working by itself.
+    pub expires_at: Option<UnixSeconds>,
 }
 
 /// A payment as stored (its figures come from its operations, through the ledger).

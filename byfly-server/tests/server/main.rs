@@ -17,6 +17,7 @@ mod backup;
 mod durability;
 mod health;
 mod kaspi;
+mod keys;
 mod layout;
 mod ledger;
 mod lifecycle;

@@ -68,6 +68,19 @@ impl SqlStore {
         })
     }
 
+    pub(super) fn api_key_row(row: &AnyRow) -> Result<ApiKeyRecord, StoreError> {
+        Ok(ApiKeyRecord {
+            id: row.try_get("id")?,
+            source_id: row.try_get("source_id")?,
+            name: row.try_get("name")?,
+            hint: row.try_get("hint")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+            last_used_at: row.try_get("last_used_at")?,
+        })
+    }
+
     pub(super) fn payment_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
         Self::payment_columns(row, false)
     }
