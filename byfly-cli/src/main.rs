@@ -5,6 +5,8 @@
 //! [`ExitCode`] and in `byfly --help`.
 
 mod admin;
+mod listen;
+mod profiles;
 mod render;
 
 use std::io::Read;
@@ -34,14 +36,21 @@ const EXIT_CODES: &str = "Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "byfly", version, about = "ByFly Payment Center: payments on Kaspi terminals from the command line", after_help = EXIT_CODES)]
 struct Cli {
-    /// The server's API root (`http://127.0.0.1:8080/api`; `/api` is added when missing).
-    #[arg(
-        long,
-        global = true,
-        env = "BYFLY_API_URL",
-        default_value = "http://127.0.0.1:8080/api"
-    )]
-    api_url: String,
+    /// The server's API root (`/api` is added when missing) [default: the profile's, else
+    /// http://127.0.0.1:8080/api].
+    #[arg(long, global = true, env = "BYFLY_API_URL")]
+    api_url: Option<String>,
+    /// A profile of the config file: its server URL and tokens fill in for flags and variables
+    /// not given [default: the file's `default`].
+    #[arg(long, global = true, env = "BYFLY_PROFILE")]
+    profile: Option<String>,
+    /// The config file of profiles [default: $XDG_CONFIG_HOME/byfly/config.toml, else
+    /// ~/.config/byfly/config.toml].
+    #[arg(long, global = true, env = "BYFLY_CLI_CONFIG")]
+    config: Option<PathBuf>,
+    /// The chosen profile's `webhook_secret` (filled in after parsing).
+    #[arg(skip)]
+    profile_webhook_secret: Option<String>,
     /// The merchant source's API token (init, cancel, refund, list).
     #[arg(long, global = true, env = "BYFLY_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -152,6 +161,11 @@ enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Receive webhooks on this machine: print each delivery, verify its signatures with
+    /// --secret, and with --forward-to pass it on to your own receiver.
+    Listen(listen::ListenArgs),
+    /// The config file's profiles (never their tokens).
+    Profiles,
     /// Run a standalone Kaspi terminal simulator (protocol, camera and /sim control) until Ctrl-C.
     SimTerminal {
         /// Address to listen on.
@@ -226,9 +240,9 @@ impl ListArgs {
 enum WebhookCommand {
     /// Check a received webhook's signatures against the exact body bytes.
     Verify {
-        /// The webhook secret given at init.
+        /// The webhook secret given at init [default: the profile's `webhook_secret`].
         #[arg(long)]
-        secret: String,
+        secret: Option<String>,
         /// The body as received, from a file, or `-` for stdin.
         #[arg(long, default_value = "-")]
         body_file: PathBuf,
@@ -389,6 +403,7 @@ macro_rules! say {
         let _ = writeln!(std::io::stdout().lock(), $($arg)*);
     }};
 }
+pub(crate) use say;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy)]
@@ -426,8 +441,8 @@ fn transaction_id(text: &str) -> Result<TransactionId, Failure> {
 }
 
 fn client(cli: &Cli) -> Result<Client, Failure> {
-    let mut builder =
-        Client::builder(&cli.api_url).user_agent(concat!("byfly-cli/", env!("CARGO_PKG_VERSION")));
+    let api_url = cli.api_url.as_deref().unwrap_or(DEFAULT_API_URL);
+    let mut builder = Client::builder(api_url).user_agent(concat!("byfly-cli/", env!("CARGO_PKG_VERSION")));
     if let Some(token) = &cli.token {
         builder = builder.api_token(token);
     }
@@ -435,6 +450,95 @@ fn client(cli: &Cli) -> Result<Client, Failure> {
         builder = builder.admin_token(token);
     }
     Ok(builder.build()?)
+}
+
+/// Where the API is when neither a flag, `BYFLY_API_URL` nor a profile says.
+const DEFAULT_API_URL: &str = "http://127.0.0.1:8080/api";
+
+/// The config file `--config` names, else the default one (`None`: no home to look in).
+fn config_path(cli: &Cli) -> Option<(PathBuf, bool)> {
+    match &cli.config {
+        Some(path) => Some((path.clone(), true)),
+        None => profiles::default_path().map(|path| (path, false)),
+    }
+}
+
+/// Fills what neither a flag nor its variable set from the chosen profile (see `profiles`).
+fn apply_profile(cli: &mut Cli) -> Result<(), String> {
+    let file = match config_path(cli) {
+        Some((path, named)) => profiles::load(&path, named)?,
+        None => None,
+    };
+    let Some(profile) = profiles::select(file.as_ref(), cli.profile.as_deref())? else {
+        return Ok(());
+    };
+    cli.api_url = cli.api_url.take().or(profile.api_url);
+    cli.token = cli.token.take().or(profile.token);
+    cli.admin_token = cli.admin_token.take().or(profile.admin_token);
+    cli.profile_webhook_secret = profile.webhook_secret;
+    Ok(())
+}
+
+/// A command's `--secret`, else the profile's `webhook_secret`.
+fn webhook_secret(cli: &Cli, given: Option<&String>) -> Option<String> {
+    given.cloned().or_else(|| cli.profile_webhook_secret.clone())
+}
+
+/// `byfly profiles`: each profile's name, server and which tokens it holds.
+fn list_profiles(cli: &Cli, output: Output) -> Result<(), Failure> {
+    let (path, named) =
+        config_path(cli).ok_or_else(|| Failure::Local("no home directory to look in".into()))?;
+    let file = profiles::load(&path, named)
+        .map_err(Failure::Usage)?
+        .unwrap_or_default();
+    let listed: Vec<Value> = file
+        .profiles
+        .iter()
+        .map(|(name, p)| {
+            json!({
+                "name": name,
+                "default": file.default.as_deref() == Some(name.as_str()),
+                "api_url": p.api_url,
+                "token": p.token.is_some(),
+                "admin_token": p.admin_token.is_some(),
+                "webhook_secret": p.webhook_secret.is_some(),
+            })
+        })
+        .collect();
+    output.emit(&listed, |listed| {
+        let yes = |value: &Value| if value.as_bool() == Some(true) { "yes" } else { "-" }.to_owned();
+        let rows: Vec<Vec<String>> = listed
+            .iter()
+            .map(|p| {
+                vec![
+                    format!(
+                        "{}{}",
+                        p["name"].as_str().unwrap_or(""),
+                        if p["default"] == json!(true) { " *" } else { "" }
+                    ),
+                    p["api_url"].as_str().unwrap_or("-").to_owned(),
+                    yes(&p["token"]),
+                    yes(&p["admin_token"]),
+                    yes(&p["webhook_secret"]),
+                ]
+            })
+            .collect();
+        format!(
+            "{}\n{} (* the default)",
+            render::table(
+                &["profile", "api_url", "token", "admin token", "webhook secret"],
+                &rows
+            ),
+            path.display()
+        )
+    })
+}
+
+/// Now, in Unix seconds, for signature freshness.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `byfly completions` and `byfly man`: generated from the CLI's own definition, no server asked.
@@ -464,9 +568,13 @@ fn describe_itself(command: &Command) -> Option<std::process::ExitCode> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     if let Some(code) = describe_itself(&cli.command) {
         return code;
+    }
+    if let Err(problem) = apply_profile(&mut cli) {
+        eprintln!("error: {problem}");
+        return std::process::ExitCode::from(ExitCode::Usage as u8);
     }
     let output = Output {
         json: cli.json,
@@ -652,7 +760,9 @@ async fn run(cli: &Cli, output: Output) -> Result<(), Failure> {
                     tolerance,
                 },
         } => verify_webhook(
-            secret,
+            &webhook_secret(cli, secret.as_ref()).ok_or_else(|| {
+                Failure::Usage("--secret is required (or a profile's webhook_secret)".into())
+            })?,
             body_file,
             signature.as_deref(),
             signature_v2.as_deref(),
@@ -660,6 +770,10 @@ async fn run(cli: &Cli, output: Output) -> Result<(), Failure> {
             output,
         ),
         Command::SimTerminal { bind } => sim_terminal(*bind).await,
+        Command::Listen(args) => {
+            listen::listen(args, webhook_secret(cli, args.secret.as_ref()), output).await
+        }
+        Command::Profiles => list_profiles(cli, output),
         Command::Admin { command } => admin::run(&client(cli)?, command, output).await,
     }
 }
@@ -776,9 +890,7 @@ fn verify_webhook(
         std::fs::File::open(body_file).and_then(|mut file| file.read_to_end(&mut body))
     };
     read.map_err(|err| Failure::Local(format!("cannot read {}: {err}", body_file.display())))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX));
+    let now = unix_now();
     let received = ReceivedSignatures {
         signature,
         signature_v2,

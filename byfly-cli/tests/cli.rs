@@ -783,3 +783,231 @@ fn completions_and_manual_pages_come_from_the_cli_itself() {
     assert!(kaspi.contains("kaspi_gold"), "{kaspi}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A running `byfly listen ARGS` (the address it printed), read to its end by [`Listening::finish`].
+struct Listening {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Listening {
+    fn start(args: &[&str]) -> Listening {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_byfly"))
+            .args(["listen", "--bind", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("BYFLY_WEBHOOK_SECRET")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        // The rest of stderr is drained so the child never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Listening { child, url }
+    }
+
+    /// Waits (bounded: 60 s) for the process to end: its exit code and stdout.
+    fn finish(mut self) -> (i32, String) {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                self.child.kill().ok();
+                panic!("byfly listen did not end");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        (status.code().unwrap_or(-1), out)
+    }
+}
+
+/// POSTs `body` to `url` with `headers`: the answer's status.
+fn deliver(server: &Server, url: &str, body: &str, headers: &[(String, String)]) -> u16 {
+    server.runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send().await.unwrap().status().as_u16()
+    })
+}
+
+#[test]
+fn listen_shows_each_delivery_verified_or_not() {
+    let server = Server::start(1);
+    let listening = Listening::start(&["--secret", "s3cret", "--count", "2", "--json"]);
+    // A delivery whose signature is wrong: refused (400), shown as not verified.
+    let forged = r#"{"event":"paid","transaction_id":"A3F5D9E2B1C8","timestamp":1}"#;
+    let wrong = SignedHeaders::sign(b"not-the-secret", forged.as_bytes(), 1);
+    let headers: Vec<(String, String)> = wrong
+        .pairs()
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    assert_eq!(deliver(&server, &listening.url, forged, &headers), 400);
+    // A real one: the server's `paid` webhook of a payment the simulated customer pays.
+    let (code, created) = server.json(&[
+        "init",
+        "--amount",
+        "5000",
+        "--webhook-url",
+        &listening.url,
+        "--webhook-secret",
+        "s3cret",
+    ]);
+    assert_eq!(code, 0, "{created}");
+    let id = created["transaction_id"].as_str().unwrap().to_owned();
+    assert_eq!(server.run(&["kaspi", &id, "--no-qr"]).0, 0);
+    assert_eq!(server.run(&["simulate", &id]).0, 0);
+    let (code, out) = listening.finish();
+    assert_eq!(code, 0, "{out}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(
+        (lines[0]["verified"].clone(), lines[0]["answered"].clone()),
+        (json!(false), json!(400))
+    );
+    assert_eq!(lines[1]["event"], json!("paid"), "{out}");
+    assert_eq!(lines[1]["transaction_id"], json!(id));
+    assert_eq!(
+        (lines[1]["verified"].clone(), lines[1]["answered"].clone()),
+        (json!(true), json!(200)),
+        "{out}"
+    );
+    assert_eq!(lines[1]["body"]["status"], json!("paid"));
+}
+
+#[test]
+fn listen_forwards_each_delivery_byte_for_byte() {
+    let server = Server::start(0);
+    // The integrator's own receiver (here another `byfly listen`, checking the same secret), and
+    // the listener in front of it.
+    let theirs = Listening::start(&["--secret", "s3cret", "--count", "1", "--json"]);
+    let front = Listening::start(&["--secret", "s3cret", "--count", "1", "--forward-to", &theirs.url]);
+    let body =
+        r#"{"event":"paid","transaction_id":"A3F5D9E2B1C8","status":"paid","amount":57000,"timestamp":TS}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let body = body.replace("TS", &now.to_string());
+    let signed = SignedHeaders::sign(b"s3cret", body.as_bytes(), now);
+    let mut headers: Vec<(String, String)> = signed
+        .pairs()
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    headers.push(("X-Webhook-Event".into(), "paid".into()));
+    assert_eq!(deliver(&server, &front.url, &body, &headers), 200);
+    let (code, out) = front.finish();
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("A3F5D9E2B1C8") && out.contains("✓ verified") && out.contains("→ 200 (forwarded)"),
+        "{out}"
+    );
+    // Their receiver got the same bytes and headers: its signatures verify there too.
+    let (code, out) = theirs.finish();
+    assert_eq!(code, 0);
+    let line: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (line["verified"].clone(), line["event"].clone()),
+        (json!(true), json!("paid")),
+        "{out}"
+    );
+    // A receiver that cannot be reached: 502, so the server retries later.
+    let nowhere = Listening::start(&["--count", "1", "--forward-to", "http://127.0.0.1:9/"]);
+    assert_eq!(deliver(&server, &nowhere.url, &body, &headers), 502);
+    assert_eq!(nowhere.finish().0, 0);
+}
+
+#[test]
+fn profiles_fill_in_the_url_and_tokens_and_flags_still_win() {
+    let server = Server::start(0);
+    let demo = server.demo();
+    let home = std::env::temp_dir().join(format!("byfly-profiles-{}", std::process::id()));
+    let config_dir = home.join("byfly");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let file = config_dir.join("config.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "default = \"demo\"\n\n[profiles.demo]\napi_url = \"{}\"\ntoken = \"{}\"\nadmin_token = \"{}\"\n\n\
+             [profiles.elsewhere]\napi_url = \"http://127.0.0.1:9/api\"\n",
+            demo.api_url, demo.token, demo.admin_token
+        ),
+    )
+    .unwrap();
+    // No BYFLY_* variables: everything comes from the file in $XDG_CONFIG_HOME.
+    let byfly = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_byfly"));
+        for name in [
+            "BYFLY_API_URL",
+            "BYFLY_API_TOKEN",
+            "BYFLY_ADMIN_TOKEN",
+            "BYFLY_PROFILE",
+            "BYFLY_CLI_CONFIG",
+        ] {
+            command.env_remove(name);
+        }
+        command.env("XDG_CONFIG_HOME", &home).args(args);
+        finish(&mut command)
+    };
+    // The default profile, then the same by name.
+    let (code, _, err) = byfly(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("chmod 600"),
+        "a file of tokens others may read is warned about: {err}"
+    );
+    assert_eq!(byfly(&["--profile", "demo", "admin", "sources", "list"]).0, 0);
+    // Another profile points elsewhere (nothing listens there: unavailable, 6).
+    assert_eq!(byfly(&["--profile", "elsewhere", "health"]).0, 6);
+    // A flag wins over the profile: a wrong token on the command line is refused (5).
+    assert_eq!(byfly(&["--token", &"x".repeat(64), "list"]).0, 5);
+    // A profile the file does not hold, a file that does not parse: usage errors (2).
+    let (code, _, err) = byfly(&["--profile", "prod", "list"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("demo, elsewhere"), "{err}");
+    // The list of profiles never shows a token.
+    let (code, out, _) = byfly(&["--json", "profiles"]);
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains(&demo.token) && !out.contains(&demo.admin_token),
+        "{out}"
+    );
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (listed[0]["name"].clone(), listed[0]["default"].clone()),
+        (json!("demo"), json!(true))
+    );
+    assert_eq!(listed[0]["token"], json!(true));
+    std::fs::write(&file, "[profiles.demo]\napi-url = \"x\"\n").unwrap();
+    let (code, _, err) = byfly(&["list"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("api-url"), "{err}");
+    std::fs::remove_dir_all(&home).ok();
+}
