@@ -27,6 +27,8 @@ have node || apt_install nodejs
 have chromium || apt_install chromium
 have npm || apt_install npm
 npm ci --prefix tests/browser --no-audit --no-fund
+# A TypeScript client generated from the OpenAPI document (openapi-typescript, openapi-fetch, tsc).
+npm ci --prefix tests/generated-client --no-audit --no-fund
 # The official Standard Webhooks libraries, which must verify our deliveries unmodified: Python's
 # from PyPI (CPython with pip; Debian's python3-pip where the machine has none), JavaScript's from npm.
 have python3 || apt_install python3
