@@ -107,9 +107,18 @@ error_set!(InitErrors: [TOKEN, BODY] InvalidAmount, AmountTooLarge, InvalidCurre
     post, path = "/payment/init", tag = "payments", operation_id = "initPayment", summary = "Create a payment",
     description = "The guide's «Создание платежа». With an `Idempotency-Key`, a repeated request answers the first one's answer byte for byte (the same body) or 409 (another body).",
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Makes a retried request safe: the same key and body create one payment")),
-    request_body = InitPaymentRequest,
+    request_body(content = InitPaymentRequest, example = json!({
+        "amount": 50000, "currency": "KZT", "description": "Оплата тура в Дубай #12345",
+        "customer_name": "Иванов Иван Иванович", "customer_phone": "+77001234567",
+        "customer_email": "ivan@example.com", "payment_method_id": 1,
+        "webhook_url": "https://your-system.com/webhooks/payment", "webhook_secret": "your_secret_key_for_hmac",
+        "metadata": {"order_id": "12345", "tour_name": "Дубай 7 дней", "customer_id": "CU-456"}
+    })),
     security(("api_token" = [])),
-    responses((status = 201, description = "Платеж создан", body = Envelope<InitPaymentResponse>), InitErrors)
+    responses((status = 201, description = "Платеж создан", body = Envelope<InitPaymentResponse>, example = json!({
+        "success": true, "message": "Платеж создан",
+        "data": {"transaction_id": "A3F5D9E2B1C8", "amount": 50000, "currency": "KZT", "status": "pending", "expires_at": "2026-01-13 15:30:00"}
+    })), InitErrors)
 )]
 pub async fn init(
     State(state): State<AppState>,
@@ -286,7 +295,10 @@ error_set!(StatusErrors: [PAYMENT]);
     get, path = "/payment/{id}/status", tag = "payments", operation_id = "getPaymentStatus", summary = "Status and figures",
     description = "While `processing`, the terminal is asked first when a poll is due (at most once a second per payment).",
     params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
-    responses((status = 200, description = "The status", body = Envelope<PaymentStatusView>), StatusErrors)
+    responses((status = 200, description = "The status", body = Envelope<PaymentStatusView>, example = json!({
+        "success": true,
+        "data": {"transaction_id": "A3F5D9E2B1C8", "status": "paid", "amount": 57000, "paid_amount": 57000, "remaining_amount": 0}
+    })), StatusErrors)
 )]
 pub async fn status(
     State(state): State<AppState>,

@@ -201,6 +201,15 @@ async fn the_document_describes_every_operation_completely() {
         .iter()
         .find(|p| p["name"] == json!("Idempotency-Key"));
     assert_eq!(key.unwrap()["schema"]["maxLength"], json!(255));
+    // The guide's examples: the init request and its 201 answer.
+    let example = &init["requestBody"]["content"]["application/json"]["example"];
+    assert_eq!(
+        example["description"],
+        json!("Оплата тура в Дубай #12345"),
+        "{init}"
+    );
+    let answer = &init["responses"]["201"]["content"]["application/json"]["example"];
+    assert_eq!(answer["message"], json!("Платеж создан"));
     // The webhooks we send: payload and the headers a receiver verifies.
     let webhook = &document["webhooks"]["paymentEvent"]["post"];
     assert_eq!(
