@@ -77,14 +77,7 @@ struct Answer {
 
 impl App {
     async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let raw = response.text().await.unwrap();
+        let (status, content_type, raw) = crate::common::read_answer(request.send().await.unwrap()).await;
         let body = serde_json::from_str(&raw).unwrap_or_else(|err| panic!("not JSON ({err}): {raw:?}"));
         Answer {
             status,

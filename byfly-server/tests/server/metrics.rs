@@ -18,14 +18,7 @@ async fn scrape(http: &reqwest::Client, url: &str, token: Option<&str>) -> (u16,
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, content_type, response.text().await.unwrap())
+    crate::common::read_answer(request.send().await.unwrap()).await
 }
 
 fn site(app: &App) -> &str {

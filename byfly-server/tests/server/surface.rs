@@ -8,22 +8,14 @@ use std::collections::BTreeSet;
 use byfly_core::ErrorCode;
 use serde_json::{Value, json};
 
-use crate::common::{ADMIN, App, spawn_app_with};
+use crate::common::{ADMIN, App, read_answer, spawn_app_with};
 
 async fn documented_app() -> (App, Value) {
     let app = spawn_app_with(1, true, |config| {
         config.admin_token = Some(ADMIN.to_owned().into());
     })
     .await;
-    let document: Value = app
-        .http
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = app.get_json("/openapi.json").await;
     (app, document)
 }
 
@@ -60,13 +52,7 @@ fn request(app: &App, method: &str, url: &str, operation: &Value) -> reqwest::Re
 /// Asserts `response` is the error envelope with a status `operation` documents: its `code` is one
 /// of ours and matches the status.
 async fn assert_envelope(what: &str, operation: &Value, response: reqwest::Response) -> (u16, String) {
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let text = response.text().await.unwrap();
+    let (status, content_type, text) = read_answer(response).await;
     assert!(
         content_type.starts_with("application/json"),
         "{what}: {status} {content_type} {text}"

@@ -561,6 +561,17 @@ pub async fn start_by_hand(
     operation_id
 }
 
+/// An answer read whole: its status, `Content-Type` (empty when absent) and body text.
+pub async fn read_answer(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, response.text().await.unwrap())
+}
+
 /// The admin token of the apps whose configuration sets one.
 pub const ADMIN: &str = "admin-token-0123456789";
 
