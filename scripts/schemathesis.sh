@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 
 seed="${BYFLY_SCHEMATHESIS_SEED:-20261202}"
 examples="${BYFLY_SCHEMATHESIS_EXAMPLES:-50}"
-cargo build --locked -p byfly-server --bin byfly-server
+# The features of the test build (`--workspace --all-features`), so its artifacts are reused.
+cargo build --locked --workspace --all-features --bin byfly-server
 server="${CARGO_TARGET_DIR:-target}/debug/byfly-server"
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

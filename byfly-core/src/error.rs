@@ -18,6 +18,8 @@ pub enum ErrorCode {
     InvalidAdminToken,
     /// 401 — `/metrics` asks for its bearer token and it is missing or wrong.
     InvalidMetricsToken,
+    /// 403 — a change made through the console's session without its `X-CSRF-Token`.
+    InvalidCsrfToken,
     /// 404 — no such transaction (or another source's, or a malformed id).
     TransactionNotFound,
     /// 404 — no such refund of this payment.
@@ -91,10 +93,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and documentation.
-    pub const ALL: [ErrorCode; 37] = [
+    pub const ALL: [ErrorCode; 38] = [
         ErrorCode::InvalidToken,
         ErrorCode::InvalidAdminToken,
         ErrorCode::InvalidMetricsToken,
+        ErrorCode::InvalidCsrfToken,
         ErrorCode::TransactionNotFound,
         ErrorCode::RefundNotFound,
         ErrorCode::NotFound,
@@ -137,6 +140,7 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InvalidAdminToken => "invalid_admin_token",
             ErrorCode::InvalidMetricsToken => "invalid_metrics_token",
+            ErrorCode::InvalidCsrfToken => "invalid_csrf_token",
             ErrorCode::TransactionNotFound => "transaction_not_found",
             ErrorCode::RefundNotFound => "refund_not_found",
             ErrorCode::NotFound => "not_found",
@@ -183,6 +187,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::InvalidToken | ErrorCode::InvalidAdminToken | ErrorCode::InvalidMetricsToken => 401,
+            ErrorCode::InvalidCsrfToken => 403,
             ErrorCode::TransactionNotFound
             | ErrorCode::RefundNotFound
             | ErrorCode::NotFound
@@ -204,6 +209,7 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "Invalid API token",
             ErrorCode::InvalidAdminToken => "Invalid admin token",
             ErrorCode::InvalidMetricsToken => "Invalid metrics token",
+            ErrorCode::InvalidCsrfToken => "Нет или неверный CSRF-токен: обновите страницу и войдите снова",
             ErrorCode::TransactionNotFound => "Транзакция не найдена",
             ErrorCode::RefundNotFound => "Возврат не найден",
             ErrorCode::NotFound => "Не найдено",

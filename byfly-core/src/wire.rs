@@ -699,6 +699,12 @@ pub struct PaymentSummary {
     pub created_at: String,
     /// When it became paid.
     pub paid_at: Option<String>,
+    /// The customer (admin list only: the console finds a payment by its customer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<CustomerView>,
+    /// Its source (admin list only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<i64>,
 }
 
 /// A page of `GET /api/payments`, newest first.
@@ -1105,6 +1111,22 @@ pub struct AdminPaymentView {
     pub source_id: i64,
     /// Every operation, in start order.
     pub operations: Vec<OperationView>,
+    /// The customer, as the merchant gave them.
+    pub customer: CustomerView,
+    /// The merchant's metadata, as sent.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// Who pays, as the merchant's system gave it at init (never on public endpoints).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CustomerView {
+    /// Name.
+    pub name: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
 }
 
 /// One delivery attempt of a webhook (admin API).

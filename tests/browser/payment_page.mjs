@@ -7,32 +7,12 @@
 //   SCREENSHOT_DIR    where each scenario's final state is saved
 // Assertions are on the page's text, never on pixels. Exit code 0 when every scenario passed.
 
-import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { TIMEOUT, runScenarios, waitForText } from './harness.mjs';
 
 const origin = process.env.BYFLY_ORIGIN;
 const token = process.env.BYFLY_API_TOKEN;
 const screenshots = process.env.SCREENSHOT_DIR;
-mkdirSync(screenshots, { recursive: true });
-
-const TIMEOUT = 20_000;
-
-/** Page text with no-break spaces as plain spaces, so amounts read «114 000 ₸». */
-async function text(page) {
-  return (await page.locator('#app').innerText()).replace(/[\u00a0\u202f]/g, ' ');
-}
-
-async function waitForText(page, expected) {
-  const deadline = Date.now() + TIMEOUT;
-  let seen = '';
-  while (Date.now() < deadline) {
-    seen = await text(page);
-    if (seen.includes(expected)) return seen;
-    await page.waitForTimeout(100);
-  }
-  throw new Error(`the page never showed «${expected}»; it shows:\n${seen}`);
-}
 
 async function createPayment(amount, description) {
   const response = await fetch(`${origin}/api/payment/init`, {
@@ -262,35 +242,4 @@ const scenarios = {
   },
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.BYFLY_CHROMIUM,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-});
-let failed = 0;
-try {
-  for (const [name, scenario] of Object.entries(scenarios)) {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: 'ru-RU' });
-    const page = await context.newPage();
-    const problems = [];
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error' && !/status of 4\d\d/.test(message.text())) problems.push(`console: ${message.text()}`);
-    });
-    const file = `${screenshots}/${name.replace(/[^\p{L}\p{N}]+/gu, '_')}.png`;
-    try {
-      await scenario(page);
-      assert.deepEqual(problems, [], 'no script errors or CSP violations');
-      console.log(`ok: ${name}`);
-    } catch (error) {
-      failed += 1;
-      console.log(`FAILED: ${name}\n${error.stack || error}`);
-    } finally {
-      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-      await context.close();
-    }
-  }
-} finally {
-  await browser.close();
-}
-console.log(`${Object.keys(scenarios).length - failed} passed, ${failed} failed; screenshots in ${screenshots}`);
-process.exit(failed === 0 ? 0 : 1);
+await runScenarios(scenarios, { screenshots });

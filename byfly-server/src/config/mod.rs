@@ -16,8 +16,8 @@ mod settings;
 mod table;
 
 pub use settings::{
-    DatabaseUrl, DeliverySettings, KaspiRate, LogFormat, OperationTiming, ServeLimits, Settings,
-    TerminalTiming,
+    ConsoleSessions, DatabaseUrl, DeliverySettings, KaspiRate, LogFormat, OperationTiming, ServeLimits,
+    Settings, TerminalTiming,
 };
 pub use table::{SETTINGS, Setting, defaults, example_file};
 
@@ -48,6 +48,10 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Bearer token of `/api/admin/*`.
     pub admin_token: Option<Secret<String>>,
+    /// Seconds a console session lasts without a request.
+    pub admin_session_idle_secs: u64,
+    /// Seconds a console session lasts at most.
+    pub admin_session_max_secs: u64,
     /// Public base URL for links given to customers (`payment_page_url`).
     pub public_base_url: Option<String>,
     /// Accept webhook URLs that resolve to loopback/private/link-local addresses.
@@ -300,6 +304,16 @@ impl Config {
         if self.shutdown_grace_secs > 3600 {
             return Err(invalid("shutdown_grace_secs", "must be at most 3600"));
         }
+        if self.admin_session_idle_secs < 60 || self.admin_session_idle_secs > 86_400 {
+            return Err(invalid("admin_session_idle_secs", "must be between 60 and 86400"));
+        }
+        if self.admin_session_max_secs < self.admin_session_idle_secs || self.admin_session_max_secs > 604_800
+        {
+            return Err(invalid(
+                "admin_session_max_secs",
+                "must be at least admin_session_idle_secs and at most 604800",
+            ));
+        }
         let admin_token = long_enough("admin_token", self.admin_token)?;
         let metrics_token = long_enough("metrics_token", self.metrics_token)?;
         let public_base_url = match self.public_base_url {
@@ -326,6 +340,10 @@ impl Config {
             metrics_bind: self.metrics_bind,
             metrics_token,
             admin_token,
+            console: ConsoleSessions {
+                idle_secs: i64::try_from(self.admin_session_idle_secs).unwrap_or(i64::MAX),
+                max_secs: i64::try_from(self.admin_session_max_secs).unwrap_or(i64::MAX),
+            },
             public_base_url,
             allow_private_webhook_hosts: self.allow_private_webhook_hosts,
             log_format: self.log_format,
@@ -513,6 +531,17 @@ mod tests {
         check(&[("BYFLY_REQUEST_TIMEOUT_SECS", "0")], "request_timeout_secs");
         check(&[("BYFLY_MAX_CONNECTIONS", "0")], "max_connections");
         check(&[("BYFLY_SHUTDOWN_GRACE_SECS", "86400")], "shutdown_grace_secs");
+        check(
+            &[("BYFLY_ADMIN_SESSION_IDLE_SECS", "5")],
+            "admin_session_idle_secs",
+        );
+        check(
+            &[
+                ("BYFLY_ADMIN_SESSION_IDLE_SECS", "3600"),
+                ("BYFLY_ADMIN_SESSION_MAX_SECS", "600"),
+            ],
+            "admin_session_max_secs",
+        );
         check(&[("BYFLY_DATABASE_URL", "mysql://x")], "database_url");
         check(&[("BYFLY_LOG_FORMAT", "xml")], "log_format");
         check(

@@ -103,6 +103,8 @@ pub struct Settings {
     pub metrics_token: Option<Secret<String>>,
     /// Admin bearer token.
     pub admin_token: Option<Secret<String>>,
+    /// How long the console's sessions last.
+    pub console: ConsoleSessions,
     /// Base of customer links, without a trailing slash.
     pub public_base_url: Option<String>,
     /// See [`super::Config::allow_private_webhook_hosts`].
@@ -136,6 +138,15 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// How long requests in flight may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+}
+
+/// How long a session of the operator's console lasts (see `http/console.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleSessions {
+    /// Seconds without a request.
+    pub idle_secs: i64,
+    /// Seconds at most.
+    pub max_secs: i64,
 }
 
 /// Timeouts of terminal calls, the registration wait and the token refresh margin.

@@ -107,6 +107,16 @@ pub const SETTINGS: &[Setting] = &[
         doc: "Bearer token of `/api/admin/*`, at least 16 characters; the admin API is closed while unset.",
     },
     Setting {
+        key: "admin_session_idle_secs",
+        default: Some("1800"),
+        doc: "The operator's console (`/admin`): seconds a session lasts without a request before the operator logs in again.",
+    },
+    Setting {
+        key: "admin_session_max_secs",
+        default: Some("43200"),
+        doc: "The operator's console: seconds a session lasts at most, however busy (a day's shift).",
+    },
+    Setting {
         key: "public_base_url",
         default: None,
         doc: "Public base URL for links given to customers (`payment_page_url`); none while unset.",

@@ -23,9 +23,10 @@ use crate::random::OsRandom;
 use crate::store::{
     NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
 };
-use crate::store::{OperationRecord, SourceId, TerminalId};
+use crate::store::{OperationRecord, PaymentFilter, SourceId, TerminalId};
 
-/// Proof that the request carries the admin token.
+/// Proof that the request carries the admin token, or comes from a live console session (with its
+/// CSRF token, for a change).
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
 
@@ -33,9 +34,18 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        match &state.settings.admin_token {
-            Some(expected) if bearer_matches(expected, &parts.headers) => Ok(Admin),
-            _ => Err(HttpError::code(ErrorCode::InvalidAdminToken)),
+        let Some(expected) = &state.settings.admin_token else {
+            // No admin token configured: the admin API and the console are closed.
+            return Err(HttpError::code(ErrorCode::InvalidAdminToken));
+        };
+        if bearer_matches(expected, &parts.headers) {
+            return Ok(Admin);
+        }
+        // The console's session cookie; a change through it must carry its CSRF token.
+        match super::console::live_session(parts, state).await? {
+            Some((token, _)) if super::console::csrf_allows(parts, &token) => Ok(Admin),
+            Some(_) => Err(HttpError::code(ErrorCode::InvalidCsrfToken)),
+            None => Err(HttpError::code(ErrorCode::InvalidAdminToken)),
         }
     }
 }
@@ -472,15 +482,27 @@ pub async fn payment(
             .iter()
             .map(|op| operation_view(op, &record.transaction_id, &state))
             .collect(),
+        customer: super::payments::customer_of(&record),
+        metadata: record
+            .metadata
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok()),
     };
     Ok(Json(Envelope::data(view)))
 }
 
-/// `GET /api/admin/payments` query: the public list's filters, plus a source.
+/// `GET /api/admin/payments` query: the public list's filters, plus a source, dates and text.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct AdminPaymentsQuery {
     /// Only this source's payments.
     source_id: Option<i64>,
+    /// What an operator types: transaction id, description, customer name, e-mail or phone,
+    /// metadata `order_id` ([`PaymentFilter::text`]).
+    q: Option<String>,
+    /// `YYYY-MM-DD HH:MM:SS`: created at or after.
+    from: Option<String>,
+    /// `YYYY-MM-DD HH:MM:SS`: created before.
+    to: Option<String>,
     /// Only payments in this status.
     status: Option<byfly_core::PaymentStatus>,
     /// Page size, 1..=100 (default 20).
@@ -495,7 +517,13 @@ error_set!(AdminPaymentsErrors: [ADMIN, QUERY]);
 /// paging as `/api/payments` plus `source_id`.
 #[utoipa::path(
     get, path = "/admin/payments", tag = "admin: payments", operation_id = "listAdminPayments", summary = "Every source's payments, newest first",
-    params(("source_id" = Option<i64>, Query, description = "Only this source's payments"), PaymentListQuery),
+    params(
+        ("source_id" = Option<i64>, Query, description = "Only this source's payments"),
+        ("q" = Option<String>, Query, max_length = 255, description = "Transaction id, or text in the description, customer name or e-mail, digits of the customer's phone, or the metadata's order_id"),
+        ("from" = Option<String>, Query, description = "`YYYY-MM-DD HH:MM:SS`: created at or after"),
+        ("to" = Option<String>, Query, description = "`YYYY-MM-DD HH:MM:SS`: created before"),
+        PaymentListQuery
+    ),
     security(("admin_token" = [])),
     responses((status = 200, description = "One page", body = Envelope<PaymentList>), AdminPaymentsErrors)
 )]
@@ -505,13 +533,31 @@ pub async fn payments(
     query: Result<axum::extract::Query<AdminPaymentsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Envelope<byfly_core::wire::PaymentList>>, HttpError> {
     let axum::extract::Query(query) = query.map_err(invalid_query)?;
-    let filters = byfly_core::wire::PaymentListQuery {
+    let moment = |field: &str, text: &Option<String>| {
+        text.as_deref()
+            .map(|text| super::outbox::datetime(&state, field, text))
+            .transpose()
+    };
+    let filter = PaymentFilter {
+        source_id: query.source_id.map(SourceId),
+        status: None,
+        created_from: moment("from", &query.from)?,
+        created_before: moment("to", &query.to)?,
+        text: query.q.clone(),
+    };
+    if query.q.as_ref().is_some_and(|q| q.chars().count() > 255) {
+        return Err(HttpError::from(ApiError::with_message(
+            ErrorCode::ValidationError,
+            "q: не длиннее 255 символов",
+        )));
+    }
+    let page_query = byfly_core::wire::PaymentListQuery {
         status: query.status,
         limit: query.limit,
         cursor: query.cursor,
     };
     Ok(Json(Envelope::data(
-        super::payments::page(&state, query.source_id.map(SourceId), filters).await?,
+        super::payments::page(&state, filter, page_query, super::payments::Reader::Operator).await?,
     )))
 }
 

@@ -65,12 +65,7 @@ impl KaspiLimiter {
         limiter: &DefaultKeyedRateLimiter<K>,
         key: &K,
     ) -> Result<(), Duration> {
-        if limiter.len() > RETAIN_AFTER_KEYS {
-            limiter.retain_recent();
-        }
-        limiter
-            .check_key(key)
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        check_keyed(limiter, key, &self.clock)
     }
 
     /// The client's address: the connection's peer, or the last `X-Forwarded-For` entry when the
@@ -89,6 +84,61 @@ impl KaspiLimiter {
             }
         }
         peer
+    }
+}
+
+/// Counts one call of `key`; `Err(wait)` when its quota is used up. Forgets keys whose quota is
+/// full again once there are many.
+fn check_keyed<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+    clock: &DefaultClock,
+) -> Result<(), Duration> {
+    if limiter.len() > RETAIN_AFTER_KEYS {
+        limiter.retain_recent();
+    }
+    limiter
+        .check_key(key)
+        .map_err(|not_until| not_until.wait_time_from(clock.now()))
+}
+
+/// Login attempts of the operator's console, per client address and process: a guessed admin
+/// token costs a minute per few tries.
+pub struct LoginLimiter {
+    per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+}
+
+impl std::fmt::Debug for LoginLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginLimiter").finish_non_exhaustive()
+    }
+}
+
+/// Console login attempts allowed per client address and minute.
+pub const LOGINS_PER_MINUTE: u32 = 10;
+
+impl LoginLimiter {
+    /// [`LOGINS_PER_MINUTE`] attempts per minute for each address.
+    pub fn new() -> LoginLimiter {
+        LoginLimiter {
+            per_ip: RateLimiter::dashmap(Quota::per_minute(
+                NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+            )),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Counts an attempt of `client` (one without an address shares the quota of "unknown").
+    pub fn check(&self, client: Option<IpAddr>) -> Result<(), Duration> {
+        let key = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        check_keyed(&self.per_ip, &key, &self.clock)
+    }
+}
+
+impl Default for LoginLimiter {
+    fn default() -> Self {
+        LoginLimiter::new()
     }
 }
 

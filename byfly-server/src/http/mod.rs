@@ -6,6 +6,7 @@
 //! the demo's routes (`dev.rs`, with the `demo` feature).
 
 mod admin;
+mod console;
 #[cfg(feature = "demo")]
 pub mod dev;
 mod errors;
@@ -24,7 +25,7 @@ mod serve;
 mod state;
 
 pub use errors::HttpError;
-pub use limits::KaspiLimiter;
+pub use limits::{KaspiLimiter, LOGINS_PER_MINUTE};
 pub use router::{metrics_router, router};
 pub use serve::serve;
 pub use state::AppState;

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use byfly_core::Figures;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
-    CancelResponse, Envelope, InitPaymentInput, InitPaymentRequest, InitPaymentResponse, KaspiRequest,
-    KaspiResponse, PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary, PaymentView,
-    RefundRequest, RefundView, WebhookUrl,
+    CancelResponse, CustomerView, Envelope, InitPaymentInput, InitPaymentRequest, InitPaymentResponse,
+    KaspiRequest, KaspiResponse, PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary,
+    PaymentView, RefundRequest, RefundView, WebhookUrl,
 };
 use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
 use sha2::{Digest, Sha256};
@@ -31,7 +31,7 @@ use crate::store::{
     IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, PaymentRecord, StoredResponse,
 };
 use crate::store::{OpState, OperationRecord};
-use crate::store::{PaymentId, SourceId};
+use crate::store::{PaymentFilter, PaymentId, SourceId};
 
 /// How long an `Idempotency-Key` claim may stay in flight before another request takes it over.
 const IDEMPOTENCY_STALE_SECS: i64 = 60;
@@ -492,15 +492,40 @@ pub async fn list(
     query: Result<Query<PaymentListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Envelope<PaymentList>>, HttpError> {
     let Query(query) = query.map_err(invalid_query)?;
-    Ok(Json(Envelope::data(page(&state, Some(source.id), query).await?)))
+    let filter = PaymentFilter {
+        source_id: Some(source.id),
+        ..PaymentFilter::default()
+    };
+    Ok(Json(Envelope::data(
+        page(&state, filter, query, Reader::Source).await?,
+    )))
 }
 
-/// One page of payments (of one source, or all for the admin API), newest first.
+/// The customer as the merchant gave them.
+pub(super) fn customer_of(record: &PaymentRecord) -> CustomerView {
+    CustomerView {
+        name: record.customer_name.clone(),
+        phone: record.customer_phone.clone(),
+        email: record.customer_email.clone(),
+    }
+}
+
+/// Whom a list is for: the source itself, or an operator (who also sees the customer and source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reader {
+    Source,
+    Operator,
+}
+
+/// One page of the payments `filter` lets through (of one source, or all for the admin API),
+/// newest first; `query` gives the status, page size and cursor.
 pub(super) async fn page(
     state: &AppState,
-    source_id: Option<SourceId>,
+    mut filter: PaymentFilter,
     query: PaymentListQuery,
+    reader: Reader,
 ) -> Result<PaymentList, HttpError> {
+    filter.status = query.status;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(HttpError::from(ApiError::with_message(
@@ -523,10 +548,7 @@ pub(super) async fn page(
                 })?,
         ),
     };
-    let mut records = state
-        .store
-        .list_payments(source_id, query.status, before, limit + 1)
-        .await?;
+    let mut records = state.store.list_payments(&filter, before, limit + 1).await?;
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
     let next_cursor = more
@@ -547,6 +569,8 @@ pub(super) async fn page(
             description: record.description.clone(),
             created_at: offset.format(record.created_at),
             paid_at: record.paid_at.map(|at| offset.format(at)),
+            customer: (reader == Reader::Operator).then(|| customer_of(record)),
+            source_id: (reader == Reader::Operator).then(|| record.source_id.get()),
         });
     }
     Ok(PaymentList { items, next_cursor })

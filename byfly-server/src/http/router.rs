@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 #[cfg(feature = "demo")]
 use super::dev;
 use super::state::AppState;
-use super::{admin, errors, health, keys, metrics, openapi, outbox, page, payments, review, serve};
+use super::{admin, console, errors, health, keys, metrics, openapi, outbox, page, payments, review, serve};
 
 /// The whole API. Every failure — unknown route, wrong method, bad body, panic — answers with the
 /// envelope of `spec/API.md` §1.
@@ -47,6 +47,7 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(health::ready))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::docs))
+        .routes(routes!(console::session, console::login, console::logout))
         .routes(routes!(admin::sources, admin::create_source))
         .routes(routes!(admin::update_source))
         .routes(routes!(keys::list_keys, keys::create_key))
@@ -78,7 +79,10 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .nest("/api", api)
         .routes(routes!(page::pay_page))
         .routes(routes!(page::script))
-        .routes(routes!(page::style));
+        .routes(routes!(page::style))
+        .routes(routes!(console::shell))
+        .routes(routes!(console::script))
+        .routes(routes!(console::style));
     if state.settings.metrics_bind.is_none() {
         site.routes(routes!(metrics::metrics))
     } else {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::limits::KaspiLimiter;
+use super::limits::{KaspiLimiter, LoginLimiter};
 use crate::app::App;
 
 /// The router's state.
@@ -13,13 +13,19 @@ pub struct AppState {
     pub app: App,
     /// Rate limits of `/kaspi`.
     pub kaspi_limiter: Arc<KaspiLimiter>,
+    /// Rate limit of the console's login.
+    pub login_limiter: Arc<LoginLimiter>,
 }
 
 impl AppState {
     /// The router's state over `app`, with `/kaspi` limits as configured.
     pub fn new(app: App) -> AppState {
         let kaspi_limiter = Arc::new(KaspiLimiter::new(app.settings.kaspi_rate));
-        AppState { app, kaspi_limiter }
+        AppState {
+            app,
+            kaspi_limiter,
+            login_limiter: Arc::new(LoginLimiter::new()),
+        }
     }
 }
 

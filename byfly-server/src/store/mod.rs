@@ -20,6 +20,7 @@ mod outbox;
 mod payments;
 mod records;
 mod refunds;
+mod sessions;
 mod sources;
 mod sql;
 mod terminals;
@@ -31,9 +32,10 @@ pub use idempotency::Idempotency;
 pub use ids::{ApiKeyId, OperationId, PaymentId, SourceId, TerminalId, UnixSeconds};
 pub use operations::Operations;
 pub use outbox::*;
-pub use payments::Payments;
+pub use payments::{PaymentFilter, Payments};
 pub use records::*;
 pub use refunds::Refunds;
+pub use sessions::{AdminSessionRecord, AdminSessions, SESSION_SEEN_RESOLUTION};
 pub use sources::{KEY_USE_RESOLUTION, Sources};
 pub use sql::{Dialect, SqlStore};
 pub use terminals::Terminals;
@@ -41,13 +43,23 @@ pub use terminals::Terminals;
 /// Everything the services need from a database: the small trait of each aggregate, composed.
 /// Any type with all of them is a `Store`; services take `Arc<dyn Store>`.
 pub trait Store:
-    Database + Sources + Idempotency + Payments + Terminals + Operations + Refunds + Outbox + std::fmt::Debug
+    Database
+    + Sources
+    + AdminSessions
+    + Idempotency
+    + Payments
+    + Terminals
+    + Operations
+    + Refunds
+    + Outbox
+    + std::fmt::Debug
 {
 }
 
 impl<T> Store for T where
     T: Database
         + Sources
+        + AdminSessions
         + Idempotency
         + Payments
         + Terminals

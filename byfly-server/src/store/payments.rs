@@ -65,13 +65,28 @@ pub trait Payments: Send + Sync {
         decide: Decide<'_>,
     ) -> Result<usize, StoreError>;
 
-    /// Payments (of one source, or all), newest first, optionally in one status, with row ids
-    /// below `before`.
+    /// Payments that pass `filter`, newest first, with row ids below `before`.
     async fn list_payments(
         &self,
-        source_id: Option<SourceId>,
-        status: Option<PaymentStatus>,
+        filter: &PaymentFilter,
         before: Option<PaymentId>,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, StoreError>;
+}
+
+/// Which payments a list shows; every field narrows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    /// One source's (the public list always sets it).
+    pub source_id: Option<SourceId>,
+    /// In this status.
+    pub status: Option<PaymentStatus>,
+    /// Created at or after.
+    pub created_from: Option<UnixSeconds>,
+    /// Created before.
+    pub created_before: Option<UnixSeconds>,
+    /// What an operator types to find a payment: its transaction id, or text in its description,
+    /// the customer's name or e-mail, digits of the customer's phone (spaces, `+`, `-` and
+    /// brackets ignored on both sides), or the metadata's `order_id` exactly.
+    pub text: Option<String>,
 }

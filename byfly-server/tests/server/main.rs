@@ -14,6 +14,7 @@ mod common;
 mod admin;
 mod api;
 mod backup;
+mod console;
 mod durability;
 mod health;
 mod kaspi;

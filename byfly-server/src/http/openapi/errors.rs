@@ -20,8 +20,9 @@ pub const SERVER: &[ErrorCode] = &[
 ];
 /// A route that asks for `X-API-Token`.
 pub const TOKEN: &[ErrorCode] = &[ErrorCode::InvalidToken];
-/// A route that asks for the admin bearer token.
-pub const ADMIN: &[ErrorCode] = &[ErrorCode::InvalidAdminToken];
+/// A route that asks for the admin bearer token or a console session (whose changes need its
+/// CSRF token).
+pub const ADMIN: &[ErrorCode] = &[ErrorCode::InvalidAdminToken, ErrorCode::InvalidCsrfToken];
 /// A route that reads a JSON body.
 pub const BODY: &[ErrorCode] = &[
     ErrorCode::InvalidJson,

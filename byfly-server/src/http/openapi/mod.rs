@@ -51,6 +51,7 @@ use byfly_core::{BodyEncoding, PaymentMethod, PaymentStatus, WebhookEvent, Webho
         (name = "admin: webhooks", description = "The webhook outbox: attempts, retries, recovery"),
         (name = "admin: review", description = "Operations only a person can settle"),
         (name = "page", description = "The payment page a customer opens"),
+        (name = "console", description = "The operator's console: its page and its session (cookie and CSRF token)"),
         (name = "documentation", description = "This document and its page"),
         (name = "operations", description = "Prometheus metrics"),
         (name = "demo", description = "Demo mode only: the simulated customer and the demo's webhook receiver"),

@@ -68,6 +68,7 @@ mod payments;
 mod read_cache;
 mod refunds;
 mod rows;
+mod sessions;
 mod sources;
 mod terminals;
 

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use crate::store::payments::Payments;
+use crate::store::payments::{PaymentFilter, Payments};
 use byfly_core::ids::EventId;
 use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
 
-use super::SqlStore;
+use super::{Dialect, SqlStore};
 use crate::store::decisions::*;
 use crate::store::error::StoreError;
 use crate::store::ids::UnixSeconds;
@@ -208,23 +208,76 @@ impl Payments for SqlStore {
 
     async fn list_payments(
         &self,
-        source_id: Option<SourceId>,
-        status: Option<PaymentStatus>,
+        filter: &PaymentFilter,
         before: Option<PaymentId>,
         limit: u32,
     ) -> Result<Vec<PaymentRecord>, StoreError> {
-        let status = status.map(PaymentStatus::as_str);
-        let rows = self.q(select_payments!(
-            "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) AND id < ? ORDER BY id DESC LIMIT ?"
-        ))
-        .bind(source_id)
-        .bind(source_id)
-        .bind(status)
-        .bind(status)
-        .bind(before.map_or(i64::MAX, PaymentId::get))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let status = filter.status.map(PaymentStatus::as_str);
+        let text = filter
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|text| !text.is_empty());
+        let like = text.map(|text| format!("%{}%", escape_like(&text.to_lowercase())));
+        // A phone is matched by its digits when the text has enough of them to mean one.
+        let digits: Option<String> = text
+            .map(|text| text.chars().filter(char::is_ascii_digit).collect::<String>())
+            .filter(|digits| digits.len() >= 4);
+        let phone = digits.map(|digits| format!("%{digits}%"));
+        // The metadata's `order_id`, read as JSON (a string or a number).
+        let sql = match self.dialect {
+            Dialect::Sqlite => select_payments!(
+                "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) \
+                 AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?) \
+                 AND (? IS NULL OR transaction_id = UPPER(?) OR LOWER(COALESCE(description, '')) LIKE ? ESCAPE '\\' \
+                   OR LOWER(COALESCE(customer_name, '')) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(customer_email, '')) LIKE ? ESCAPE '\\' \
+                   OR REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(COALESCE(customer_phone, ''), ' ', ''), '-', ''), '+', ''), '(', ''), ')', '') LIKE ? \
+                   OR (json_valid(metadata) AND CAST(json_extract(metadata, '$.order_id') AS TEXT) = ?)) \
+                 AND id < ? ORDER BY id DESC LIMIT ?"
+            ),
+            Dialect::Postgres => select_payments!(
+                "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) \
+                 AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?) \
+                 AND (? IS NULL OR transaction_id = UPPER(?) OR LOWER(COALESCE(description, '')) LIKE ? ESCAPE '\\' \
+                   OR LOWER(COALESCE(customer_name, '')) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(customer_email, '')) LIKE ? ESCAPE '\\' \
+                   OR REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(COALESCE(customer_phone, ''), ' ', ''), '-', ''), '+', ''), '(', ''), ')', '') LIKE ? \
+                   OR (metadata IS NOT NULL AND metadata LIKE '{%' AND CAST(metadata AS jsonb) ->> 'order_id' = ?)) \
+                 AND id < ? ORDER BY id DESC LIMIT ?"
+            ),
+        };
+        let rows = self
+            .q(sql)
+            .bind(filter.source_id)
+            .bind(filter.source_id)
+            .bind(status)
+            .bind(status)
+            .bind(filter.created_from)
+            .bind(filter.created_from)
+            .bind(filter.created_before)
+            .bind(filter.created_before)
+            .bind(text)
+            .bind(text)
+            .bind(like.as_deref())
+            .bind(like.as_deref())
+            .bind(like.as_deref())
+            .bind(phone.as_deref())
+            .bind(text)
+            .bind(before.map_or(i64::MAX, PaymentId::get))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(Self::payment_row).collect()
     }
+}
+
+/// `text` for a `LIKE … ESCAPE '\'` pattern: its `%`, `_` and `\` match only themselves.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

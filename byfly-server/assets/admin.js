@@ -1,0 +1,493 @@
+// The operator's console (GET /admin). Plain script, no framework and nothing from elsewhere:
+// it logs in once with the admin token (exchanged for a session cookie the script cannot read),
+// then calls the admin API with the session's CSRF token on every change. Pages are addressed by
+// the URL's hash (#/payments?q=…, #/payment/ID, #/terminals, #/review, #/webhooks), so the back
+// button and a copied link work. Every text from the server goes through textContent, never HTML.
+"use strict";
+
+const app = document.getElementById("app");
+let csrf = null;
+
+/** An element: `el("td", {class: "num"}, "57 000 ₸", child…)`. */
+function el(tag, attributes, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function money(value, currency) {
+  if (value === null || value === undefined) return "—";
+  const [whole, cents] = String(value).split(".");
+  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, "\u00a0");
+  return `${grouped}${cents ? "," + cents : ""}\u00a0${currency === "KZT" || !currency ? "₸" : currency}`;
+}
+
+const STATUS_NAMES = {
+  pending: "ожидает",
+  processing: "оплачивается",
+  partially_paid: "частично оплачен",
+  paid: "оплачен",
+  failed: "ошибка",
+  cancelled: "отменён",
+  expired: "истёк",
+  refunded: "возвращён",
+};
+
+function statusBadge(status) {
+  return el("span", { class: `badge status-${status}` }, STATUS_NAMES[status] || status);
+}
+
+/** The admin API: `{status, body}`; a missing session shows the login form. */
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(`/api${path}`, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let parsed = null;
+  try {
+    parsed = await response.json();
+  } catch (_) {
+    parsed = { success: false, message: `Ответ ${response.status} не в JSON` };
+  }
+  if (response.status === 401 && path !== "/admin/session") {
+    csrf = null;
+    showLogin("Сессия закончилась: войдите снова.");
+    throw new Error("session ended");
+  }
+  return { status: response.status, body: parsed };
+}
+
+function errorLine(answer) {
+  const body = answer.body || {};
+  return el("p", { class: "error", role: "alert" }, `${body.message || "Ошибка"}${body.code ? ` (${body.code})` : ""}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login, layout, routing
+
+function showLogin(message) {
+  const token = el("input", {
+    type: "password",
+    id: "token",
+    name: "token",
+    autocomplete: "current-password",
+    required: true,
+    placeholder: "Токен администратора",
+  });
+  const notice = el("div", { id: "login-message" }, message ? el("p", { class: "muted" }, message) : null);
+  const form = el(
+    "form",
+    {
+      class: "login",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const answer = await api("POST", "/admin/session", { token: token.value });
+        if (answer.status === 200) {
+          csrf = answer.body.data.csrf_token;
+          route();
+        } else {
+          notice.replaceChildren(errorLine(answer));
+          token.value = "";
+          token.focus();
+        }
+      },
+    },
+    el("h1", {}, "ByFly — админка"),
+    el("label", { for: "token" }, "Токен администратора"),
+    token,
+    el("button", { type: "submit" }, "Войти"),
+    notice,
+  );
+  app.replaceChildren(form);
+  token.focus();
+}
+
+const SECTIONS = [
+  ["payments", "Платежи"],
+  ["review", "Проверка"],
+  ["terminals", "Терминалы"],
+  ["webhooks", "Вебхуки"],
+];
+
+function layout(section, ...content) {
+  const nav = el(
+    "nav",
+    {},
+    SECTIONS.map(([id, name]) => el("a", { href: `#/${id}`, class: id === section ? "active" : null }, name)),
+    el(
+      "button",
+      {
+        class: "link",
+        id: "logout",
+        onclick: async () => {
+          await api("DELETE", "/admin/session");
+          csrf = null;
+          showLogin("Вы вышли.");
+        },
+      },
+      "Выйти",
+    ),
+  );
+  app.replaceChildren(el("header", {}, el("strong", {}, "ByFly"), nav), el("main", {}, ...content));
+}
+
+async function route() {
+  if (!csrf) {
+    const session = await api("GET", "/admin/session");
+    if (session.status !== 200) return showLogin();
+    csrf = session.body.data.csrf_token;
+  }
+  const [path, query] = (location.hash.replace(/^#\/?/, "") || "payments").split("?");
+  const params = new URLSearchParams(query || "");
+  const [section, id] = path.split("/");
+  try {
+    if (section === "payment" && id) await paymentPage(decodeURIComponent(id));
+    else if (section === "terminals") await terminalsPage();
+    else if (section === "review") await reviewPage();
+    else if (section === "webhooks") await webhooksPage();
+    else await paymentsPage(params);
+  } catch (error) {
+    if (error.message !== "session ended") throw error;
+  }
+}
+
+function table(columns, rows, empty) {
+  if (rows.length === 0) return el("p", { class: "muted" }, empty || "Ничего не найдено.");
+  return el(
+    "div",
+    { class: "table" },
+    el("table", {}, el("thead", {}, el("tr", {}, columns.map((name) => el("th", {}, name)))), el("tbody", {}, rows)),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payments: search and list
+
+async function paymentsPage(params) {
+  const query = new URLSearchParams();
+  for (const name of ["q", "status", "from", "to", "cursor"]) if (params.get(name)) query.set(name, params.get(name));
+  query.set("limit", "25");
+  const answer = await api("GET", `/admin/payments?${query}`);
+  const q = el("input", { type: "search", name: "q", id: "search", value: params.get("q") || "", placeholder: "Телефон, номер заказа, e-mail, имя или ID платежа" });
+  const status = el(
+    "select",
+    { name: "status", id: "status" },
+    el("option", { value: "" }, "Любой статус"),
+    Object.entries(STATUS_NAMES).map(([value, name]) => el("option", { value, selected: params.get("status") === value }, name)),
+  );
+  const from = el("input", { type: "date", name: "from", id: "from", value: (params.get("from") || "").slice(0, 10) });
+  const to = el("input", { type: "date", name: "to", id: "to", value: (params.get("to") || "").slice(0, 10) });
+  const form = el(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const next = new URLSearchParams();
+        if (q.value.trim()) next.set("q", q.value.trim());
+        if (status.value) next.set("status", status.value);
+        if (from.value) next.set("from", `${from.value} 00:00:00`);
+        if (to.value) next.set("to", `${to.value} 23:59:59`);
+        location.hash = `#/payments?${next}`;
+      },
+    },
+    q,
+    status,
+    el("label", {}, "с ", from),
+    el("label", {}, "по ", to),
+    el("button", { type: "submit" }, "Найти"),
+  );
+  if (answer.status !== 200) return layout("payments", el("h1", {}, "Платежи"), form, errorLine(answer));
+  const page = answer.body.data;
+  const rows = page.items.map((p) =>
+    el(
+      "tr",
+      { class: "clickable", "data-id": p.transaction_id, onclick: () => (location.hash = `#/payment/${p.transaction_id}`) },
+      el("td", {}, el("a", { href: `#/payment/${p.transaction_id}` }, p.transaction_id)),
+      el("td", {}, statusBadge(p.status)),
+      el("td", { class: "num" }, money(p.amount, p.currency)),
+      el("td", { class: "num" }, money(p.paid_amount, p.currency)),
+      el("td", {}, p.customer ? [p.customer.name || "", el("br"), el("span", { class: "muted" }, p.customer.phone || "")] : ""),
+      el("td", {}, p.description || ""),
+      el("td", { class: "nowrap" }, p.created_at),
+    ),
+  );
+  const more = page.next_cursor
+    ? el("a", { class: "button", href: `#/payments?${new URLSearchParams({ ...Object.fromEntries(query), cursor: page.next_cursor })}` }, "Дальше →")
+    : null;
+  layout(
+    "payments",
+    el("h1", {}, "Платежи"),
+    form,
+    table(["ID", "Статус", "Сумма", "Оплачено", "Клиент", "Описание", "Создан"], rows),
+    more,
+  );
+  q.focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// One payment: figures, operations, webhook log, actions
+
+function fields(pairs) {
+  return el("dl", { class: "fields" }, pairs.filter(([, value]) => value !== undefined).map(([name, value]) => [el("dt", {}, name), el("dd", {}, value ?? "—")]));
+}
+
+async function paymentPage(id) {
+  const [detail, webhooks] = await Promise.all([
+    api("GET", `/admin/payments/${encodeURIComponent(id)}`),
+    api("GET", `/admin/payments/${encodeURIComponent(id)}/webhooks`),
+  ]);
+  if (detail.status !== 200) return layout("payments", el("h1", {}, `Платёж ${id}`), errorLine(detail));
+  const { payment, operations, customer, metadata, source_id } = detail.body.data;
+  const c = payment.currency;
+  const notice = el("div", { id: "notice" });
+  const summary = fields([
+    ["Статус", statusBadge(payment.status)],
+    ["Сумма", money(payment.amount, c)],
+    ["Без комиссии", money(payment.original_amount, c)],
+    ["Оплачено", money(payment.paid_amount, c)],
+    ["Осталось", money(payment.remaining_amount, c)],
+    ["Возвращено", money(payment.refunded_amount, c)],
+    ["Описание", payment.description],
+    ["Клиент", [customer.name || "—", " · ", customer.phone || "—", " · ", customer.email || "—"]],
+    ["Источник", `#${source_id}`],
+    ["Создан", payment.created_at],
+    ["Оплачен", payment.paid_at],
+    ["Metadata", metadata ? el("code", {}, JSON.stringify(metadata)) : "—"],
+  ]);
+  const operationRows = operations.map((op) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, `#${op.id}`, op.current ? " ✓" : ""),
+      el("td", {}, op.kind),
+      el("td", {}, op.method),
+      el("td", { class: "num" }, money(op.amount, c)),
+      el("td", {}, op.state, op.needs_review ? el("span", { class: "badge warn" }, "проверка") : null),
+      el("td", { class: "num" }, money(op.credited_amount, c)),
+      el("td", {}, `терминал ${op.terminal_id}`),
+      el("td", { class: "nowrap" }, op.started_at),
+      el("td", {}, el("details", {}, el("summary", {}, "JSON"), el("pre", {}, JSON.stringify(op, null, 2)))),
+    ),
+  );
+  const events = webhooks.status === 200 ? webhooks.body.data : [];
+  const eventRows = events.map((event) => {
+    const attempts = event.attempts.map((a) =>
+      el(
+        "li",
+        {},
+        `${a.at} · попытка ${a.attempt} (${a.trigger === "manual" ? "вручную" : "автоматически"}) · `,
+        a.response_code ? el("strong", {}, `HTTP ${a.response_code}`) : el("span", { class: "error" }, a.error || "нет ответа"),
+        ` · ${a.duration_ms} мс`,
+        a.response_body ? el("details", {}, el("summary", {}, "ответ"), el("pre", {}, a.response_body)) : null,
+      ),
+    );
+    return el(
+      "tr",
+      { "data-event": event.event_id },
+      el("td", {}, event.sequence),
+      el("td", {}, event.event),
+      el("td", {}, el("span", { class: `badge webhook-${event.state}` }, event.state)),
+      el("td", { class: "nowrap" }, event.created_at),
+      el("td", {}, attempts.length ? el("ul", { class: "attempts" }, attempts) : el("span", { class: "muted" }, "попыток не было")),
+      el(
+        "td",
+        {},
+        el(
+          "button",
+          {
+            class: "resend",
+            onclick: async () => {
+              const answer = await api("POST", `/admin/webhooks/${encodeURIComponent(event.event_id)}/retry`);
+              if (answer.status === 200) {
+                const code = answer.body.data.response_code;
+                await paymentPage(id);
+                document
+                  .getElementById("notice")
+                  .replaceChildren(el("p", { class: "ok", role: "status" }, `Отправлено повторно: ${code ? `HTTP ${code}` : answer.body.data.error || "нет ответа"}`));
+              } else notice.replaceChildren(errorLine(answer));
+            },
+          },
+          "Отправить снова",
+        ),
+      ),
+    );
+  });
+  layout(
+    "payments",
+    el("p", {}, el("a", { href: "#/payments" }, "← Платежи")),
+    el("h1", {}, `Платёж ${payment.transaction_id}`),
+    el(
+      "p",
+      { class: "jump" },
+      el("button", { class: "link", onclick: () => document.getElementById("webhook-log").scrollIntoView() }, `Вебхуки (${events.length})`),
+      " · ",
+      el("button", { class: "link", onclick: () => document.getElementById("operations").scrollIntoView() }, `Операции (${operations.length})`),
+    ),
+    notice,
+    summary,
+    el("h2", { id: "operations" }, "Операции на терминалах"),
+    table(["", "Вид", "Способ", "Сумма", "Состояние", "Зачислено", "Терминал", "Начата", ""], operationRows, "Операций не было."),
+    el(
+      "section",
+      { id: "webhook-log" },
+      el("h2", {}, "Вебхуки"),
+      table(["№", "Событие", "Состояние", "Создано", "Попытки", ""], eventRows, "Событий нет."),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Terminals
+
+async function terminalsPage() {
+  const answer = await api("GET", "/admin/terminals");
+  if (answer.status !== 200) return layout("terminals", el("h1", {}, "Терминалы"), errorLine(answer));
+  const notice = el("div", { id: "notice" });
+  const rows = answer.body.data.map((t) => {
+    const registration = t.registration
+      ? `${t.registration.state}${t.registration.message ? ": " + t.registration.message : ""}`
+      : "";
+    return el(
+      "tr",
+      { "data-terminal": t.id },
+      el("td", {}, `#${t.id}`),
+      el("td", {}, t.name, el("br"), el("span", { class: "muted" }, t.base_url)),
+      el("td", {}, t.enabled ? (t.healthy ? el("span", { class: "badge ok" }, "в сети") : el("span", { class: "badge warn" }, "недоступен")) : el("span", { class: "badge" }, "выключен")),
+      el("td", {}, t.registered ? "зарегистрирован" : el("span", { class: "badge warn" }, "нужна регистрация"), el("div", { class: "muted registration" }, registration)),
+      el("td", {}, t.last_error || ""),
+      el(
+        "td",
+        { class: "actions" },
+        el(
+          "button",
+          {
+            class: "register",
+            onclick: async () => {
+              notice.replaceChildren(el("p", { class: "muted", role: "status" }, `Терминал ${t.name}: кассир должен подтвердить интеграцию на экране терминала…`));
+              const started = await api("POST", `/admin/terminals/${t.id}/register`);
+              if (started.status !== 202) return notice.replaceChildren(errorLine(started));
+              await waitForRegistration(t.id, notice);
+            },
+          },
+          "Зарегистрировать",
+        ),
+        el(
+          "button",
+          {
+            class: "toggle",
+            onclick: async () => {
+              const changed = await api("PATCH", `/admin/terminals/${t.id}`, { enabled: !t.enabled });
+              if (changed.status === 200) await terminalsPage();
+              else notice.replaceChildren(errorLine(changed));
+            },
+          },
+          t.enabled ? "Выключить" : "Включить",
+        ),
+      ),
+    );
+  });
+  layout("terminals", el("h1", {}, "Терминалы"), notice, table(["", "Терминал", "Связь", "Регистрация", "Ошибка", ""], rows, "Терминалов нет."));
+}
+
+/** Asks about the registration every second until the cashier answers (or it ends). */
+async function waitForRegistration(id, notice) {
+  for (;;) {
+    const answer = await api("GET", `/admin/terminals/${id}`);
+    const registration = answer.status === 200 ? answer.body.data.registration : null;
+    if (!registration || registration.state !== "pending") {
+      await terminalsPage();
+      const state = registration ? registration.state : "unknown";
+      const text = state === "approved" ? "Кассир подтвердил: терминал зарегистрирован." : `Регистрация: ${state}${registration && registration.message ? " — " + registration.message : ""}`;
+      document.getElementById("notice").replaceChildren(el("p", { class: state === "approved" ? "ok" : "error", role: "status" }, text));
+      return;
+    }
+    notice.replaceChildren(el("p", { class: "muted", role: "status" }, `Ждём кассира (с ${registration.started_at})…`));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Review queue
+
+async function reviewPage() {
+  const answer = await api("GET", "/admin/operations/review");
+  if (answer.status !== 200) return layout("review", el("h1", {}, "Проверка"), errorLine(answer));
+  const notice = el("div", { id: "notice" });
+  const rows = answer.body.data.map((op) => {
+    const amount = el("input", { type: "text", inputmode: "decimal", name: "amount", placeholder: "сумма по чеку", size: 10 });
+    const transaction = el("input", { type: "text", name: "transaction_id", placeholder: "transactionId терминала", size: 14 });
+    const decide = async (outcome) => {
+      const body = outcome === "paid" ? { outcome, amount: amount.value.trim().replace(",", "."), transaction_id: transaction.value.trim() } : { outcome };
+      if (outcome === "paid" && !confirm(`Отметить операцию #${op.id} оплаченной на ${body.amount}?`)) return;
+      if (outcome === "not_paid" && !confirm(`Отметить операцию #${op.id} неоплаченной?`)) return;
+      const decided = await api("POST", `/admin/operations/${op.id}/resolve`, body);
+      if (decided.status === 200) {
+        await reviewPage();
+        document.getElementById("notice").replaceChildren(el("p", { class: "ok", role: "status" }, `Операция #${op.id}: решение записано.`));
+      } else notice.replaceChildren(errorLine(decided));
+    };
+    return el(
+      "tr",
+      { "data-operation": op.id },
+      el("td", {}, `#${op.id}`),
+      el("td", {}, el("a", { href: `#/payment/${op.transaction_id}` }, op.transaction_id)),
+      el("td", { class: "num" }, money(op.amount)),
+      el("td", {}, op.state),
+      el("td", {}, op.review_reason || ""),
+      el("td", { class: "nowrap" }, op.unknown_since || op.started_at),
+      el(
+        "td",
+        { class: "actions" },
+        amount,
+        transaction,
+        el("button", { class: "paid", onclick: () => decide("paid") }, "Оплачено"),
+        el("button", { class: "not-paid", onclick: () => decide("not_paid") }, "Не оплачено"),
+      ),
+    );
+  });
+  layout(
+    "review",
+    el("h1", {}, "Проверка"),
+    el("p", { class: "muted" }, "Операции, которые терминал не довёл до конца: сверьте с историей терминала и примите решение."),
+    notice,
+    table(["", "Платёж", "Сумма", "Состояние", "Причина", "С", "Решение"], rows, "Очередь пуста."),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Undelivered webhooks
+
+async function webhooksPage() {
+  const answer = await api("GET", "/admin/webhooks?limit=100");
+  if (answer.status !== 200) return layout("webhooks", el("h1", {}, "Вебхуки"), errorLine(answer));
+  const rows = answer.body.data.items.map((event) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, el("a", { href: `#/payment/${event.transaction_id}` }, event.transaction_id)),
+      el("td", {}, event.event),
+      el("td", {}, el("span", { class: `badge webhook-${event.state}` }, event.state)),
+      el("td", {}, event.attempts),
+      el("td", {}, event.last_result || ""),
+      el("td", { class: "nowrap" }, event.created_at),
+    ),
+  );
+  layout("webhooks", el("h1", {}, "Недоставленные вебхуки"), table(["Платёж", "Событие", "Состояние", "Попыток", "Последний ответ", "Создано"], rows, "Все вебхуки доставлены."));
+}
+
+window.addEventListener("hashchange", () => route());
+route();

@@ -1,0 +1,206 @@
+//! The console's session (issue 16): the admin token exchanged for an HttpOnly, SameSite=Strict
+//! cookie; every change through it needs its CSRF token; idle and absolute expiry on the server's
+//! clock; logout; failed logins limited per address. (The pages themselves: tests/tests/console.rs.)
+
+use std::sync::Arc;
+
+use byfly_server::clock::ManualClock;
+use serde_json::{Value, json};
+
+use crate::common::{ADMIN, App, spawn_app_on};
+
+async fn console_app(clock: Arc<ManualClock>) -> App {
+    spawn_app_on(0, false, clock, |config| {
+        config.admin_token = Some(ADMIN.to_owned().into());
+        config.admin_session_idle_secs = 600;
+        config.admin_session_max_secs = 3600;
+    })
+    .await
+}
+
+/// A logged-in session: its cookie (`byfly_admin=…`) and CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn login(app: &App, token: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = app
+        .http
+        .post(format!("{}/admin/session", app.base))
+        .json(&json!({"token": token}));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+async fn logged_in(app: &App) -> Session {
+    let response = login(app, ADMIN, &[]).await;
+    assert_eq!(response.status(), 200);
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    Session {
+        cookie: set_cookie.split(';').next().unwrap().to_owned(),
+        csrf: body["data"]["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// `METHOD {base}{path}` with the session's cookie, and its CSRF token when `csrf` says so.
+async fn with_session(
+    app: &App,
+    session: &Session,
+    method: reqwest::Method,
+    path: &str,
+    csrf: Option<&str>,
+) -> (u16, Value) {
+    let mut request = app
+        .http
+        .request(method, format!("{}{path}", app.base))
+        .header("cookie", &session.cookie);
+    if let Some(csrf) = csrf {
+        request = request.header("x-csrf-token", csrf);
+    }
+    if path.starts_with("/admin/sources/") {
+        request = request.json(&json!({"webhook_json": "js"}));
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_admin_token_becomes_a_cookie_and_changes_need_the_csrf_token() {
+    let clock = Arc::new(ManualClock::default());
+    let app = console_app(clock.clone()).await;
+    // A wrong token: refused, no cookie.
+    let refused = login(&app, "wrong-token-0123456789", &[]).await;
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().get("set-cookie").is_none());
+    // The right one: a cookie the page's script cannot read, sent only to this site.
+    let response = login(&app, ADMIN, &[]).await;
+    assert_eq!(response.status(), 200);
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in [
+        "byfly_admin=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=3600",
+    ] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain http here: {set_cookie}");
+    assert!(!set_cookie.contains(ADMIN), "the cookie is not the admin token");
+    let session = logged_in(&app).await;
+    // Reads need only the cookie.
+    let (status, _) = with_session(&app, &session, reqwest::Method::GET, "/admin/payments", None).await;
+    assert_eq!(status, 200);
+    let (status, current) = with_session(&app, &session, reqwest::Method::GET, "/admin/session", None).await;
+    assert_eq!(
+        (status, current["data"]["csrf_token"].as_str()),
+        (200, Some(session.csrf.as_str()))
+    );
+    // A change without the CSRF token, or with another's, is refused; with it, done.
+    for csrf in [None, Some("0".repeat(64).as_str())] {
+        let (status, body) =
+            with_session(&app, &session, reqwest::Method::PATCH, "/admin/sources/1", csrf).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (403, json!("invalid_csrf_token")),
+            "{body}"
+        );
+    }
+    let (status, changed) = with_session(
+        &app,
+        &session,
+        reqwest::Method::PATCH,
+        "/admin/sources/1",
+        Some(&session.csrf),
+    )
+    .await;
+    assert_eq!(
+        (status, changed["data"]["webhook_json"].clone()),
+        (200, json!("js")),
+        "{changed}"
+    );
+    // The bearer token still works for scripts, without any CSRF token.
+    let (status, _) = crate::common::admin(&app, reqwest::Method::GET, "/sources", None).await;
+    assert_eq!(status, 200);
+    // Behind https (as a proxy says), the cookie is Secure.
+    let behind = login(&app, ADMIN, &[("x-forwarded-proto", "https")]).await;
+    assert!(
+        behind.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+}
+
+#[tokio::test]
+async fn a_session_ends_when_idle_at_its_limit_or_at_logout() {
+    let clock = Arc::new(ManualClock::default());
+    let app = console_app(clock.clone()).await;
+    let read = |session: &Session| {
+        let session = Session {
+            cookie: session.cookie.clone(),
+            csrf: session.csrf.clone(),
+        };
+        let app = &app;
+        async move {
+            with_session(app, &session, reqwest::Method::GET, "/admin/payments", None)
+                .await
+                .0
+        }
+    };
+    // Idle: 600 s without a request.
+    let idle = logged_in(&app).await;
+    clock.advance(599);
+    assert_eq!(read(&idle).await, 200);
+    clock.advance(599);
+    assert_eq!(read(&idle).await, 200, "each request keeps it alive");
+    clock.advance(601);
+    assert_eq!(read(&idle).await, 401);
+    // Busy, but past its 3600 s.
+    let busy = logged_in(&app).await;
+    for _ in 0..6 {
+        clock.advance(500);
+        assert_eq!(read(&busy).await, 200);
+    }
+    clock.advance(601);
+    assert_eq!(read(&busy).await, 401, "3601 s after login");
+    // Logout needs the CSRF token, then the session is gone.
+    let ending = logged_in(&app).await;
+    let (status, body) = with_session(&app, &ending, reqwest::Method::DELETE, "/admin/session", None).await;
+    assert_eq!((status, body["code"].clone()), (403, json!("invalid_csrf_token")));
+    let (status, _) = with_session(
+        &app,
+        &ending,
+        reqwest::Method::DELETE,
+        "/admin/session",
+        Some(&ending.csrf),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(read(&ending).await, 401);
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_address() {
+    let app = console_app(Arc::new(ManualClock::default())).await;
+    for _ in 0..byfly_server::http::LOGINS_PER_MINUTE {
+        assert_eq!(login(&app, "wrong-token-0123456789", &[]).await.status(), 401);
+    }
+    let limited = login(&app, ADMIN, &[]).await;
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["code"], json!("rate_limited"));
+}
