@@ -45,8 +45,10 @@ function statusBadge(status) {
   return el("span", { class: `badge status-${status}` }, STATUS_NAMES[status] || status);
 }
 
-/** The admin API: `{status, body}`; a missing session shows the login form. */
-async function api(method, path, body) {
+/** The admin API: `{status, body}`; a missing session shows the login form. A CSRF token that
+ * went stale (a login in another tab replaced the session) is fetched again and the call retried
+ * once. */
+async function api(method, path, body, retried) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (csrf && method !== "GET") headers["X-CSRF-Token"] = csrf;
@@ -62,12 +64,30 @@ async function api(method, path, body) {
   } catch (_) {
     parsed = { success: false, message: `Ответ ${response.status} не в JSON` };
   }
+  if (response.status === 403 && parsed.code === "invalid_csrf_token" && !retried) {
+    const session = await api("GET", "/admin/session", undefined, true);
+    if (session.status === 200) {
+      csrf = session.body.data.csrf_token;
+      return api(method, path, body, true);
+    }
+  }
   if (response.status === 401 && path !== "/admin/session") {
     csrf = null;
     showLogin("Сессия закончилась: войдите снова.");
     throw new Error("session ended");
   }
   return { status: response.status, body: parsed };
+}
+
+/** Runs `action` with `button` disabled, so a double click does not send twice. */
+async function busy(button, action) {
+  if (button.disabled) return;
+  button.disabled = true;
+  try {
+    await action();
+  } finally {
+    button.disabled = false;
+  }
 }
 
 function errorLine(answer) {
@@ -133,7 +153,8 @@ function layout(section, ...content) {
         class: "link",
         id: "logout",
         onclick: async () => {
-          await api("DELETE", "/admin/session");
+          const answer = await api("DELETE", "/admin/session");
+          if (answer.status !== 200) return alert(`Не удалось выйти: ${answer.body.message || answer.status}`);
           csrf = null;
           showLogin("Вы вышли.");
         },
@@ -144,7 +165,11 @@ function layout(section, ...content) {
   app.replaceChildren(el("header", {}, el("strong", {}, "ByFly"), nav), el("main", {}, ...content));
 }
 
+/** Counts pages shown: a wait started on one page stops once another is shown. */
+let shownPage = 0;
+
 async function route() {
+  shownPage += 1;
   if (!csrf) {
     const session = await api("GET", "/admin/session");
     if (session.status !== 200) return showLogin();
@@ -154,13 +179,21 @@ async function route() {
   const params = new URLSearchParams(query || "");
   const [section, id] = path.split("/");
   try {
-    if (section === "payment" && id) await paymentPage(decodeURIComponent(id));
+    if (section === "payment" && id) await paymentPage(safeDecode(id));
     else if (section === "terminals") await terminalsPage();
     else if (section === "review") await reviewPage();
     else if (section === "webhooks") await webhooksPage();
     else await paymentsPage(params);
   } catch (error) {
     if (error.message !== "session ended") throw error;
+  }
+}
+
+function safeDecode(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch (_) {
+    return text;
   }
 }
 
@@ -310,7 +343,7 @@ async function paymentPage(id) {
           "button",
           {
             class: "resend",
-            onclick: async () => {
+            onclick: (click) => busy(click.currentTarget, async () => {
               const answer = await api("POST", `/admin/webhooks/${encodeURIComponent(event.event_id)}/retry`);
               if (answer.status === 200) {
                 const code = answer.body.data.response_code;
@@ -319,7 +352,7 @@ async function paymentPage(id) {
                   .getElementById("notice")
                   .replaceChildren(el("p", { class: "ok", role: "status" }, `Отправлено повторно: ${code ? `HTTP ${code}` : answer.body.data.error || "нет ответа"}`));
               } else notice.replaceChildren(errorLine(answer));
-            },
+            }),
           },
           "Отправить снова",
         ),
@@ -405,7 +438,9 @@ async function terminalsPage() {
 
 /** Asks about the registration every second until the cashier answers (or it ends). */
 async function waitForRegistration(id, notice) {
+  const page = shownPage;
   for (;;) {
+    if (page !== shownPage) return;
     const answer = await api("GET", `/admin/terminals/${id}`);
     const registration = answer.status === 200 ? answer.body.data.registration : null;
     if (!registration || registration.state !== "pending") {
@@ -454,8 +489,8 @@ async function reviewPage() {
         { class: "actions" },
         amount,
         transaction,
-        el("button", { class: "paid", onclick: () => decide("paid") }, "Оплачено"),
-        el("button", { class: "not-paid", onclick: () => decide("not_paid") }, "Не оплачено"),
+        el("button", { class: "paid", onclick: (click) => busy(click.currentTarget, () => decide("paid")) }, "Оплачено"),
+        el("button", { class: "not-paid", onclick: (click) => busy(click.currentTarget, () => decide("not_paid")) }, "Не оплачено"),
       ),
     );
   });

@@ -10,20 +10,19 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
-    AddTerminalRequest, AdminMethodView, AdminPaymentView, CreateSourceRequest, CreatedSource, Envelope,
-    OperationView, PaymentList, PaymentListQuery, RegistrationView, SourceView, TerminalView,
-    UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
+    AddTerminalRequest, AdminMethodView, CreateSourceRequest, CreatedSource, Envelope, RegistrationView,
+    SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
 };
-use byfly_core::{ApiToken, ErrorCode, TransactionId};
+use byfly_core::{ApiToken, ErrorCode};
 
 use super::errors::HttpError;
-use super::extract::{JsonBody, PaymentPath, RowId, bearer_matches, invalid_query};
+use super::extract::{JsonBody, RowId, bearer_matches};
 use super::state::AppState;
 use crate::random::OsRandom;
 use crate::store::{
     NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
 };
-use crate::store::{OperationRecord, PaymentFilter, SourceId, TerminalId};
+use crate::store::{SourceId, TerminalId};
 
 /// Proof that the request carries the admin token, or comes from a live console session (with its
 /// CSRF token, for a change).
@@ -43,7 +42,19 @@ impl FromRequestParts<AppState> for Admin {
         }
         // The console's session cookie; a change through it must carry its CSRF token.
         match super::console::live_session(parts, state).await? {
-            Some((token, _)) if super::console::csrf_allows(parts, &token) => Ok(Admin),
+            Some((token, session)) if super::console::csrf_allows(parts, &token) => {
+                if parts.method != axum::http::Method::GET {
+                    // Who changed what through the console: the session and its address.
+                    tracing::info!(
+                        session = session.id,
+                        client = session.client.as_deref().unwrap_or("-"),
+                        method = %parts.method,
+                        path = %parts.uri.path(),
+                        "console change"
+                    );
+                }
+                Ok(Admin)
+            }
             Some(_) => Err(HttpError::code(ErrorCode::InvalidCsrfToken)),
             None => Err(HttpError::code(ErrorCode::InvalidAdminToken)),
         }
@@ -430,135 +441,6 @@ pub async fn update_method(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(Envelope::data(AdminMethodView { method, is_active })))
-}
-
-pub(super) fn operation_view(
-    op: &OperationRecord,
-    transaction_id: &TransactionId,
-    state: &AppState,
-) -> OperationView {
-    let offset = state.settings.offset;
-    OperationView {
-        id: op.id.get(),
-        transaction_id: transaction_id.clone(),
-        kind: if op.is_refund() { "refund" } else { "payment" }.to_owned(),
-        terminal_id: op.terminal_id.get(),
-        method: op.quote.method.to_string(),
-        amount: op.quote.charge,
-        base_amount: op.quote.base,
-        commission_amount: op.quote.commission,
-        state: op.state.as_str().to_owned(),
-        current: op.is_current,
-        process_id: op.process_id.clone(),
-        gross_amount: op.gross,
-        credited_amount: op.credited,
-        started_at: offset.format(op.started_at),
-        unknown_since: op.unknown_since.map(|at| offset.format(at)),
-        needs_review: op.needs_review,
-        review_reason: op.review_reason.clone(),
-        holds_terminal: op.holds_terminal,
-    }
-}
-
-error_set!(AdminPaymentErrors: [ADMIN, PAYMENT]);
-
-/// `GET /api/admin/payments/{id}`: the payment (any source's) with its operations.
-#[utoipa::path(
-    get, path = "/admin/payments/{id}", tag = "admin: payments", operation_id = "getAdminPayment", summary = "A payment (any source's) with its operations",
-    params(("id" = String, Path, description = "The payment's transaction_id: 12 uppercase hex characters", example = "A3F5D9E2B1C8")),
-    security(("admin_token" = [])),
-    responses((status = 200, description = "The payment", body = Envelope<AdminPaymentView>), AdminPaymentErrors)
-)]
-pub async fn payment(
-    _: Admin,
-    State(state): State<AppState>,
-    PaymentPath(record): PaymentPath,
-) -> Result<Json<Envelope<AdminPaymentView>>, HttpError> {
-    let operations = state.store.operations(record.id).await?;
-    let view = AdminPaymentView {
-        payment: super::payments::view(&record, &state).await?,
-        source_id: record.source_id.get(),
-        operations: operations
-            .iter()
-            .map(|op| operation_view(op, &record.transaction_id, &state))
-            .collect(),
-        customer: super::payments::customer_of(&record),
-        metadata: record
-            .metadata
-            .as_deref()
-            .and_then(|text| serde_json::from_str(text).ok()),
-    };
-    Ok(Json(Envelope::data(view)))
-}
-
-/// `GET /api/admin/payments` query: the public list's filters, plus a source, dates and text.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct AdminPaymentsQuery {
-    /// Only this source's payments.
-    source_id: Option<i64>,
-    /// What an operator types: transaction id, description, customer name, e-mail or phone,
-    /// metadata `order_id` ([`PaymentFilter::text`]).
-    q: Option<String>,
-    /// `YYYY-MM-DD HH:MM:SS`: created at or after.
-    from: Option<String>,
-    /// `YYYY-MM-DD HH:MM:SS`: created before.
-    to: Option<String>,
-    /// Only payments in this status.
-    status: Option<byfly_core::PaymentStatus>,
-    /// Page size, 1..=100 (default 20).
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-error_set!(AdminPaymentsErrors: [ADMIN, QUERY]);
-
-/// `GET /api/admin/payments`: every source's payments, newest first, with the same filters and
-/// paging as `/api/payments` plus `source_id`.
-#[utoipa::path(
-    get, path = "/admin/payments", tag = "admin: payments", operation_id = "listAdminPayments", summary = "Every source's payments, newest first",
-    params(
-        ("source_id" = Option<i64>, Query, description = "Only this source's payments"),
-        ("q" = Option<String>, Query, max_length = 255, description = "Transaction id, or text in the description, customer name or e-mail, digits of the customer's phone, or the metadata's order_id"),
-        ("from" = Option<String>, Query, description = "`YYYY-MM-DD HH:MM:SS`: created at or after"),
-        ("to" = Option<String>, Query, description = "`YYYY-MM-DD HH:MM:SS`: created before"),
-        PaymentListQuery
-    ),
-    security(("admin_token" = [])),
-    responses((status = 200, description = "One page", body = Envelope<PaymentList>), AdminPaymentsErrors)
-)]
-pub async fn payments(
-    _: Admin,
-    State(state): State<AppState>,
-    query: Result<axum::extract::Query<AdminPaymentsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Envelope<byfly_core::wire::PaymentList>>, HttpError> {
-    let axum::extract::Query(query) = query.map_err(invalid_query)?;
-    let moment = |field: &str, text: &Option<String>| {
-        text.as_deref()
-            .map(|text| super::outbox::datetime(&state, field, text))
-            .transpose()
-    };
-    let filter = PaymentFilter {
-        source_id: query.source_id.map(SourceId),
-        status: None,
-        created_from: moment("from", &query.from)?,
-        created_before: moment("to", &query.to)?,
-        text: query.q.clone(),
-    };
-    if query.q.as_ref().is_some_and(|q| q.chars().count() > 255) {
-        return Err(HttpError::from(ApiError::with_message(
-            ErrorCode::ValidationError,
-            "q: не длиннее 255 символов",
-        )));
-    }
-    let page_query = byfly_core::wire::PaymentListQuery {
-        status: query.status,
-        limit: query.limit,
-        cursor: query.cursor,
-    };
-    Ok(Json(Envelope::data(
-        super::payments::page(&state, filter, page_query, super::payments::Reader::Operator).await?,
-    )))
 }
 
 error_set!(RegisterTerminalErrors: [ADMIN, ROW]);

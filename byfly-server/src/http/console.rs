@@ -43,19 +43,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-fn with_console_headers(mut response: Response, content_type: &'static str) -> Response {
-    let headers = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_TYPE, content_type),
-        (header::CACHE_CONTROL, "no-store"),
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
+fn with_console_headers(response: Response, content_type: &'static str) -> Response {
+    super::page::secured(response, content_type, "no-store", CONTENT_SECURITY_POLICY)
 }
 
 const SHELL: &str = r#"<!doctype html>
@@ -146,19 +135,22 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter(|value| !value.is_empty())
 }
 
-/// Whether the console is reached over https (directly, or through a proxy that says so, or as
-/// the configured public address), so its cookie must be `Secure`.
+/// Whether the console is reached over https — through a proxy that says so, or at the
+/// configured https public address (by its host) — so its cookie must be `Secure`. The same
+/// console opened over plain http on an internal address gets a cookie the browser keeps.
 fn over_https(state: &AppState, headers: &HeaderMap) -> bool {
     let forwarded = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-    forwarded
-        || state
-            .settings
-            .public_base_url
-            .as_deref()
-            .is_some_and(|url| url.starts_with("https://"))
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let public_https_host = state
+        .settings
+        .public_base_url
+        .as_deref()
+        .and_then(|url| url.strip_prefix("https://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    forwarded || (host.is_some() && host == public_https_host)
 }
 
 fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
@@ -169,18 +161,30 @@ fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("byfly_admin=; Path=/; Max-Age=0"))
 }
 
-/// The live session the request's cookie names, with its token; `None` without one.
+/// What a session records of the admin token it was opened with: a new admin token (a leaked
+/// one replaced) ends every session of the old one. `None` while no admin token is configured.
+fn admin_token_fingerprint(state: &AppState) -> Option<String> {
+    let token = state.settings.admin_token.as_ref()?;
+    Some(hex::encode(Sha256::digest(
+        format!("byfly-session:{}", token.expose()).as_bytes(),
+    )))
+}
+
+/// The live session the request's cookie names, with its token; `None` without one, or while no
+/// admin token is configured (the console is then closed like the admin API).
 pub async fn live_session(
     parts: &Parts,
     state: &AppState,
 ) -> Result<Option<(String, AdminSessionRecord)>, HttpError> {
-    let Some(token) = session_cookie(&parts.headers) else {
+    let (Some(token), Some(issued_for)) = (session_cookie(&parts.headers), admin_token_fingerprint(state))
+    else {
         return Ok(None);
     };
     let found = state
         .store
         .admin_session(
             &TokenHash::of(token),
+            &issued_for,
             state.now(),
             state.settings.console.idle_secs,
         )
@@ -231,10 +235,10 @@ pub async fn login(
         .admin_token
         .as_ref()
         .is_some_and(|expected| TokenHash::of(expected.expose()).matches(request.token.trim()));
-    if !accepted {
+    let Some(issued_for) = admin_token_fingerprint(&state).filter(|_| accepted) else {
         tracing::warn!(client = %address, "console login refused: wrong admin token");
         return Err(HttpError::code(ErrorCode::InvalidAdminToken));
-    }
+    };
     let mut bytes = [0u8; 32];
     rand::fill(&mut bytes);
     let session_token = hex::encode(bytes);
@@ -244,6 +248,7 @@ pub async fn login(
         .store
         .create_admin_session(
             &TokenHash::of(&session_token),
+            &issued_for,
             now,
             now + limits.max_secs,
             client.map(|ip| ip.to_string()).as_deref(),
@@ -305,4 +310,17 @@ pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Respo
         cookie("", 0, over_https(&state, &parts.headers)),
     );
     Ok(response)
+}
+
+/// `Cache-Control: no-store` on every admin answer: they carry customers' data, which no browser
+/// or proxy cache should keep.
+pub async fn no_store_for_admin(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let admin = request.uri().path().starts_with("/api/admin");
+    let mut response = next.run(request).await;
+    if admin {
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }

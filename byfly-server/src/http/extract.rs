@@ -13,7 +13,7 @@ use byfly_core::{ErrorCode, TransactionId};
 
 use super::errors::HttpError;
 use super::state::AppState;
-use crate::store::{OperationRecord, PaymentRecord, SourceRecord};
+use crate::store::{OperationRecord, PaymentRecord, SourceRecord, UnixSeconds};
 
 /// A request body that is JSON (or empty), at most `max_body_bytes`, kept as bytes so each handler
 /// parses it leniently and idempotency can hash exactly what was sent.
@@ -268,4 +268,19 @@ pub fn bearer_matches(expected: &byfly_core::ids::Secret<String>, headers: &axum
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .is_some_and(|presented| TokenHash::of(expected.expose()).matches(presented))
+}
+
+/// A `YYYY-MM-DD HH:MM:SS` in the server's offset, or a 400 naming the field.
+pub fn datetime(state: &AppState, field: &str, text: &str) -> Result<UnixSeconds, HttpError> {
+    state
+        .settings
+        .offset
+        .parse_datetime(text)
+        .map(UnixSeconds)
+        .ok_or_else(|| {
+            HttpError::from(byfly_core::error::ApiError::with_message(
+                ErrorCode::ValidationError,
+                format!("{field}: ожидается дата и время в виде YYYY-MM-DD HH:MM:SS"),
+            ))
+        })
 }

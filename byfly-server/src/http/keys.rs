@@ -15,9 +15,8 @@ use byfly_core::wire::{ApiKeyView, CreateApiKeyRequest, CreatedApiKey, Envelope}
 
 use super::admin::{Admin, not_found, person_name};
 use super::errors::HttpError;
-use super::extract::{JsonBody, PathSegments, RowId};
+use super::extract::{JsonBody, PathSegments, RowId, datetime};
 use super::openapi::errors::error_set;
-use super::outbox::datetime;
 use super::state::AppState;
 use crate::random::OsRandom;
 use crate::store::{ApiKeyId, ApiKeyRecord, NewApiKey, SourceId};

@@ -72,13 +72,15 @@ impl KaspiLimiter {
     /// proxy in front is trusted to append it.
     pub fn client_address(&self, peer: Option<IpAddr>, headers: &axum::http::HeaderMap) -> Option<IpAddr> {
         if self.rate.trust_forwarded_for {
+            // Strictly the last entry (what the trusted proxy appended): skipping one that does not
+            // parse would let the client's own forged entry before it count instead.
             let forwarded = headers
                 .get_all("x-forwarded-for")
                 .iter()
                 .filter_map(|value| value.to_str().ok())
                 .flat_map(|value| value.split(','))
-                .filter_map(|entry| entry.trim().parse().ok())
-                .next_back();
+                .next_back()
+                .and_then(|entry| entry.trim().parse().ok());
             if forwarded.is_some() {
                 return forwarded;
             }
@@ -205,5 +207,9 @@ mod tests {
             proxied.client_address(peer, &headers),
             Some(IpAddr::from([203, 0, 113, 7]))
         );
+        // A last entry that is no address (`ip:port`, `unknown`) is not skipped for the client's
+        // own entry before it: the peer counts.
+        headers.insert("x-forwarded-for", "1.1.1.1, unknown".parse().unwrap());
+        assert_eq!(proxied.client_address(peer, &headers), peer);
     }
 }

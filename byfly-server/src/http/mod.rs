@@ -6,6 +6,7 @@
 //! the demo's routes (`dev.rs`, with the `demo` feature).
 
 mod admin;
+mod admin_payments;
 mod console;
 #[cfg(feature = "demo")]
 pub mod dev;

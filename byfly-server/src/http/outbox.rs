@@ -14,10 +14,10 @@ use byfly_core::wire::{
 
 use super::admin::{Admin, not_found};
 use super::errors::HttpError;
-use super::extract::{JsonBody, PathSegments, PaymentPath, invalid_query};
+use super::extract::{JsonBody, PathSegments, PaymentPath, datetime, invalid_query};
 use super::state::AppState;
 use crate::outbox::ManualRetry;
-use crate::store::{DeliveryLog, EventFilter, EventState, SourceId, UnixSeconds};
+use crate::store::{DeliveryLog, EventFilter, EventState, SourceId};
 use byfly_core::ids::EventId;
 
 fn attempt_view(log: DeliveryLog, state: &AppState) -> WebhookAttemptView {
@@ -103,21 +103,6 @@ pub async fn retry_webhook(
         .pop()
         .ok_or_else(|| HttpError::internal("attempt not logged"))?;
     Ok(Json(Envelope::data(attempt_view(last, &state))))
-}
-
-/// A `YYYY-MM-DD HH:MM:SS` in the server's offset, or a 400 naming the field.
-pub(super) fn datetime(state: &AppState, field: &str, text: &str) -> Result<UnixSeconds, HttpError> {
-    state
-        .settings
-        .offset
-        .parse_datetime(text)
-        .map(UnixSeconds)
-        .ok_or_else(|| {
-            HttpError::from(ApiError::with_message(
-                ErrorCode::ValidationError,
-                format!("{field}: ожидается дата и время в виде YYYY-MM-DD HH:MM:SS"),
-            ))
-        })
 }
 
 error_set!(UndeliveredErrors: [ADMIN, QUERY]);

@@ -28,12 +28,23 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// Headers every page response carries.
-fn with_page_headers(mut response: Response, content_type: &'static str, cache: &'static str) -> Response {
+fn with_page_headers(response: Response, content_type: &'static str, cache: &'static str) -> Response {
+    secured(response, content_type, cache, CONTENT_SECURITY_POLICY)
+}
+
+/// `response` as a page of ours is served (the payment page's, the console's): its type, caching,
+/// policy, and no sniffing, referrer or framing.
+pub(super) fn secured(
+    mut response: Response,
+    content_type: &'static str,
+    cache: &'static str,
+    policy: &'static str,
+) -> Response {
     let headers = response.headers_mut();
     for (name, value) in [
         (header::CONTENT_TYPE, content_type),
         (header::CACHE_CONTROL, cache),
-        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::CONTENT_SECURITY_POLICY, policy),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -43,8 +54,8 @@ fn with_page_headers(mut response: Response, content_type: &'static str, cache: 
     response
 }
 
-/// Escapes text for HTML element content and attribute values.
-fn escape(text: &str) -> String {
+/// Escapes text for HTML element content and attribute values (also the documentation page's).
+pub(in crate::http) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

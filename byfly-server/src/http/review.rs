@@ -8,7 +8,8 @@ use byfly_core::ErrorCode;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{Envelope, OperationView, ResolveOperationRequest};
 
-use super::admin::{Admin, not_found, operation_view};
+use super::admin::{Admin, not_found};
+use super::admin_payments::operation_view;
 use super::errors::HttpError;
 use super::extract::{JsonBody, RowId};
 use super::state::AppState;

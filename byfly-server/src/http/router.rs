@@ -18,13 +18,19 @@ use utoipa_axum::routes;
 #[cfg(feature = "demo")]
 use super::dev;
 use super::state::AppState;
-use super::{admin, console, errors, health, keys, metrics, openapi, outbox, page, payments, review, serve};
+use super::{
+    admin, admin_payments, console, errors, health, keys, metrics, openapi, outbox, page, payments, review,
+    serve,
+};
 
 /// The whole API. Every failure — unknown route, wrong method, bad body, panic — answers with the
 /// envelope of `spec/API.md` §1.
 pub fn router(state: AppState) -> Router {
     let (site, document) = documented_routes(&state).split_for_parts();
-    served(site.layer(axum::Extension(openapi::finish(document))), state)
+    let site = site
+        .layer(axum::Extension(openapi::finish(document)))
+        .layer(axum::middleware::from_fn(console::no_store_for_admin));
+    served(site, state)
 }
 
 /// Every route, each registered through its handler's `#[utoipa::path]` (`routes!` takes the
@@ -57,8 +63,8 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::methods))
         .routes(routes!(admin::update_method))
         .routes(routes!(admin::register_terminal))
-        .routes(routes!(admin::payments))
-        .routes(routes!(admin::payment))
+        .routes(routes!(admin_payments::payments))
+        .routes(routes!(admin_payments::payment))
         .routes(routes!(outbox::payment_webhooks))
         .routes(routes!(outbox::undelivered_webhooks))
         .routes(routes!(outbox::recover_webhooks))

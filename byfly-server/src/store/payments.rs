@@ -83,8 +83,8 @@ pub struct PaymentFilter {
     pub status: Option<PaymentStatus>,
     /// Created at or after.
     pub created_from: Option<UnixSeconds>,
-    /// Created before.
-    pub created_before: Option<UnixSeconds>,
+    /// Created at or before.
+    pub created_until: Option<UnixSeconds>,
     /// What an operator types to find a payment: its transaction id, or text in its description,
     /// the customer's name or e-mail, digits of the customer's phone (spaces, `+`, `-` and
     /// brackets ignored on both sides), or the metadata's `order_id` exactly.

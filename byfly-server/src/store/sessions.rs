@@ -21,27 +21,31 @@ pub struct AdminSessionRecord {
     pub client: Option<String>,
 }
 
-/// A session's `last_seen_at` is written only when the stored one is older than this, so a
-/// console clicking through pages costs no write per request.
+/// A session's `last_seen_at` is written only when the stored one is older than this (or a
+/// quarter of the idle limit, if that is shorter), so a console clicking through pages costs no
+/// write per request and a session never ends early by more than that.
 pub const SESSION_SEEN_RESOLUTION: i64 = 60;
 
 /// Console sessions.
 #[async_trait]
 pub trait AdminSessions: Send + Sync {
-    /// Opens a session whose token hashes to `token_hash`; also forgets sessions ended before `now`.
+    /// Opens a session whose token hashes to `token_hash`, for the admin token `issued_for`
+    /// fingerprints; also forgets sessions ended before `now`.
     async fn create_admin_session(
         &self,
         token_hash: &TokenHash,
+        issued_for: &str,
         now: UnixSeconds,
         expires_at: UnixSeconds,
         client: Option<&str>,
     ) -> Result<AdminSessionRecord, StoreError>;
 
-    /// The live session of `token_hash`: not past `expires_at`, seen within `idle` seconds. Notes
-    /// the use (at most once per [`SESSION_SEEN_RESOLUTION`]).
+    /// The live session of `token_hash`: opened for the admin token `issued_for` fingerprints, not
+    /// past `expires_at`, seen within `idle` seconds. Notes the use (see [`SESSION_SEEN_RESOLUTION`]).
     async fn admin_session(
         &self,
         token_hash: &TokenHash,
+        issued_for: &str,
         now: UnixSeconds,
         idle: i64,
     ) -> Result<Option<AdminSessionRecord>, StoreError>;

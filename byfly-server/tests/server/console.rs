@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use byfly_server::clock::ManualClock;
+use byfly_server::clock::{Clock, ManualClock};
 use serde_json::{Value, json};
 
 use crate::common::{ADMIN, App, spawn_app_on};
@@ -203,4 +203,115 @@ async fn failed_logins_are_limited_per_address() {
     assert!((1..=60).contains(&wait), "{wait}");
     let body: Value = limited.json().await.unwrap();
     assert_eq!(body["code"], json!("rate_limited"));
+}
+
+#[tokio::test]
+async fn the_console_finds_a_payment_the_way_an_operator_looks_it_up() {
+    let clock = Arc::new(ManualClock::default());
+    let app = console_app(clock.clone()).await;
+    let aigerim = app
+        .init_as(
+            &app.token,
+            json!({"amount": 57000, "description": "Тур в Анталью", "customer_name": "Айгерим Садыкова",
+                   "customer_phone": "+7 (701) 123-45-67", "customer_email": "Aigerim@Example.kz",
+                   "metadata": {"order_id": "A-4471", "note": "50%_off"}}),
+        )
+        .await;
+    clock.advance(86_400);
+    let numeric = app
+        .init_as(
+            &app.token,
+            json!({"amount": 1000, "customer_name": "Ivan", "metadata": {"order_id": 90210}}),
+        )
+        .await;
+    // Metadata PostgreSQL's jsonb refuses (a NUL escape): kept verbatim, and no search fails on it.
+    let odd = app
+        .init_as(
+            &app.token,
+            json!({"amount": 2000, "metadata": {"order_id": "X\u{0}Y"}}),
+        )
+        .await;
+    let found = |query: &str| {
+        let query = query.to_owned();
+        let app = &app;
+        async move {
+            let (status, page) =
+                crate::common::admin(app, reqwest::Method::GET, &format!("/payments?{query}"), None).await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page["data"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["transaction_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let only = |id: &str| vec![id.to_owned()];
+    for q in [
+        "%2B77011234567",
+        "8%20701%20123%2045%2067",
+        "7011234567",
+        "Айгерим",
+        "айгерим",
+        "садыкова",
+        "aigerim%40example",
+        "AIGERIM",
+        "A-4471",
+        "Анталью",
+    ] {
+        assert_eq!(found(&format!("q={q}")).await, only(&aigerim), "q={q}");
+    }
+    assert_eq!(found("q=90210").await, only(&numeric), "a numeric order_id");
+    assert_eq!(
+        found(&format!("q={}", aigerim.to_lowercase())).await,
+        only(&aigerim),
+        "the id in any case"
+    );
+    // LIKE's wildcards in the text match only themselves.
+    assert!(found("q=%25").await.is_empty());
+    assert!(
+        found("q=50%25_").await.is_empty(),
+        "metadata other than order_id is not searched"
+    );
+    // Dates: from inclusive, to inclusive (a whole day is `… 00:00:00` to `… 23:59:59`).
+    let offset = byfly_core::time::DisplayOffset::utc();
+    let day_two = offset.format(clock.now() - 10);
+    let all = found("").await;
+    assert_eq!(all.len(), 3);
+    assert!(all.contains(&odd));
+    let from = day_two.replace(' ', "%20");
+    assert_eq!(
+        found(&format!("from={from}")).await.len(),
+        2,
+        "created on the second day"
+    );
+    let to = offset.format(clock.now() - 86_400).replace(' ', "%20");
+    assert_eq!(
+        found(&format!("to={to}")).await,
+        only(&aigerim),
+        "created at that second counts"
+    );
+    // The admin list shows the customer; the source's own list does not change shape.
+    let (_, page) = crate::common::admin(&app, reqwest::Method::GET, "/payments?q=Айгерим", None).await;
+    assert_eq!(
+        page["data"]["items"][0]["customer"]["phone"],
+        json!("+7 (701) 123-45-67")
+    );
+    assert_eq!(page["data"]["items"][0]["source_id"], json!(1));
+    let own = app.get_json_as("/payments").await;
+    assert!(own["data"]["items"][0].get("customer").is_none(), "{own}");
+}
+
+#[tokio::test]
+async fn a_new_admin_token_ends_the_sessions_of_the_old_one() {
+    let clock = Arc::new(ManualClock::default());
+    let mut app = console_app(clock).await;
+    let session = logged_in(&app).await;
+    let (status, _) = with_session(&app, &session, reqwest::Method::GET, "/admin/payments", None).await;
+    assert_eq!(status, 200);
+    // The operator replaces a leaked admin token and restarts the server.
+    app.reconfigure(|settings| settings.admin_token = Some("a-brand-new-admin-token".to_owned().into()))
+        .await;
+    let (status, _) = with_session(&app, &session, reqwest::Method::GET, "/admin/payments", None).await;
+    assert_eq!(status, 401, "the old token's session ended");
 }

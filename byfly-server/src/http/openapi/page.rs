@@ -9,6 +9,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use utoipa::openapi::OpenApi as Document;
 
+use crate::http::page::escape;
+
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1rem;color:#1d1d1f}\
 h1{font-size:1.6rem}h2{margin-top:2.5rem;border-bottom:1px solid #ddd}h3{font-size:1.05rem;margin:1.6rem 0 .3rem}\
 code,.m{font-family:ui-monospace,monospace;font-size:.9em}.m{display:inline-block;min-width:4.2em;font-weight:700}\
@@ -22,13 +24,6 @@ pub fn content_security_policy() -> String {
     format!(
         "default-src 'none'; style-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A schema in a few words: its `$ref` name, type, format and constraints.

@@ -35,7 +35,7 @@ const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The columns [`SqlStore::payment_row`] reads, as a literal so queries stay static strings.
 macro_rules! select_payments {
-    ($condition:literal) => {
+    ($condition:expr) => {
         concat!(
             "SELECT id, transaction_id, source_id, status, original_amount_minor, refunded_amount_minor, currency, ",
             "description, customer_name, customer_phone, customer_email, payment_method_id, webhook_url, ",

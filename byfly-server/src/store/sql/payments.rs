@@ -14,6 +14,26 @@ use crate::store::ids::UnixSeconds;
 use crate::store::ids::*;
 use crate::store::records::*;
 
+/// The condition of the payments list around its one clause the dialects write differently (the
+/// metadata's `order_id`): source, status, creation time (from inclusive, until inclusive), the
+/// searched text, the cursor.
+macro_rules! listed_where {
+    ($order_id:literal) => {
+        concat!(
+            "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) ",
+            "AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at <= ?) ",
+            "AND (? IS NULL OR transaction_id = UPPER(?) ",
+            "OR (LOWER(COALESCE(description, '') || ' ' || COALESCE(customer_name, '') || ' ' || COALESCE(customer_email, '')) LIKE ? ESCAPE '!') ",
+            "OR (COALESCE(description, '') || ' ' || COALESCE(customer_name, '') || ' ' || COALESCE(customer_email, '')) LIKE ? ESCAPE '!' ",
+            "OR (COALESCE(description, '') || ' ' || COALESCE(customer_name, '') || ' ' || COALESCE(customer_email, '')) LIKE ? ESCAPE '!' ",
+            "OR REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(COALESCE(customer_phone, ''), ' ', ''), '-', ''), '+', ''), '(', ''), ')', '') LIKE ? ",
+            "OR ",
+            $order_id,
+            ") AND id < ? ORDER BY id DESC LIMIT ?"
+        )
+    };
+}
+
 #[async_trait]
 impl Payments for SqlStore {
     async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError> {
@@ -218,32 +238,41 @@ impl Payments for SqlStore {
             .as_deref()
             .map(str::trim)
             .filter(|text| !text.is_empty());
-        let like = text.map(|text| format!("%{}%", escape_like(&text.to_lowercase())));
+        // The description, the customer's name and e-mail, searched as one text: lowercased (as
+        // far as the database lowercases: ASCII only in SQLite), and as typed and capitalized (so
+        // «Айгерим» and «айгерим» both find «Айгерим», whose case SQLite cannot fold).
+        let patterns = text.map(|text| {
+            let capitalized: String = text
+                .chars()
+                .take(1)
+                .flat_map(char::to_uppercase)
+                .chain(text.chars().skip(1))
+                .collect();
+            [text.to_lowercase(), text.to_owned(), capitalized]
+                .map(|variant| format!("%{}%", escape_like(&variant)))
+        });
+        let [lowered, typed, capitalized] =
+            patterns.map_or([None, None, None], |[a, b, c]| [Some(a), Some(b), Some(c)]);
         // A phone is matched by its digits when the text has enough of them to mean one.
         let digits: Option<String> = text
             .map(|text| text.chars().filter(char::is_ascii_digit).collect::<String>())
             .filter(|digits| digits.len() >= 4);
-        let phone = digits.map(|digits| format!("%{digits}%"));
-        // The metadata's `order_id`, read as JSON (a string or a number).
+        // A Kazakh number is written `+7 701 …` or `8 701 …`: its last ten digits (the national
+        // number) find it written either way.
+        let phone = digits.map(|digits| {
+            let national = match digits.as_bytes() {
+                [b'7' | b'8', ..] if digits.len() == 11 => &digits[1..],
+                _ => digits.as_str(),
+            };
+            format!("%{national}%")
+        });
+        // The metadata's `order_id` (a string or a number), read as JSON: never an error for a
+        // merchant's odd metadata (PostgreSQL's jsonb refuses `\u0000`: see migration 0012).
         let sql = match self.dialect {
-            Dialect::Sqlite => select_payments!(
-                "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) \
-                 AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?) \
-                 AND (? IS NULL OR transaction_id = UPPER(?) OR LOWER(COALESCE(description, '')) LIKE ? ESCAPE '\\' \
-                   OR LOWER(COALESCE(customer_name, '')) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(customer_email, '')) LIKE ? ESCAPE '\\' \
-                   OR REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(COALESCE(customer_phone, ''), ' ', ''), '-', ''), '+', ''), '(', ''), ')', '') LIKE ? \
-                   OR (json_valid(metadata) AND CAST(json_extract(metadata, '$.order_id') AS TEXT) = ?)) \
-                 AND id < ? ORDER BY id DESC LIMIT ?"
-            ),
-            Dialect::Postgres => select_payments!(
-                "(? IS NULL OR source_id = ?) AND (? IS NULL OR status = ?) \
-                 AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at < ?) \
-                 AND (? IS NULL OR transaction_id = UPPER(?) OR LOWER(COALESCE(description, '')) LIKE ? ESCAPE '\\' \
-                   OR LOWER(COALESCE(customer_name, '')) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(customer_email, '')) LIKE ? ESCAPE '\\' \
-                   OR REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(COALESCE(customer_phone, ''), ' ', ''), '-', ''), '+', ''), '(', ''), ')', '') LIKE ? \
-                   OR (metadata IS NOT NULL AND metadata LIKE '{%' AND CAST(metadata AS jsonb) ->> 'order_id' = ?)) \
-                 AND id < ? ORDER BY id DESC LIMIT ?"
-            ),
+            Dialect::Sqlite => select_payments!(listed_where!(
+                "(json_valid(metadata) AND CAST(json_extract(metadata, '$.order_id') AS TEXT) = ?)"
+            )),
+            Dialect::Postgres => select_payments!(listed_where!("byfly_metadata_order_id(metadata) = ?")),
         };
         let rows = self
             .q(sql)
@@ -253,13 +282,13 @@ impl Payments for SqlStore {
             .bind(status)
             .bind(filter.created_from)
             .bind(filter.created_from)
-            .bind(filter.created_before)
-            .bind(filter.created_before)
+            .bind(filter.created_until)
+            .bind(filter.created_until)
             .bind(text)
             .bind(text)
-            .bind(like.as_deref())
-            .bind(like.as_deref())
-            .bind(like.as_deref())
+            .bind(lowered.as_deref())
+            .bind(typed.as_deref())
+            .bind(capitalized.as_deref())
             .bind(phone.as_deref())
             .bind(text)
             .bind(before.map_or(i64::MAX, PaymentId::get))
@@ -270,12 +299,13 @@ impl Payments for SqlStore {
     }
 }
 
-/// `text` for a `LIKE … ESCAPE '\'` pattern: its `%`, `_` and `\` match only themselves.
+/// `text` for a `LIKE … ESCAPE '!'` pattern: its `%`, `_` and `!` match only themselves (`!`, not
+/// a backslash, whose meaning in a string literal depends on PostgreSQL's settings).
 fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
+        if matches!(c, '%' | '_' | '!') {
+            escaped.push('!');
         }
         escaped.push(c);
     }

@@ -25,6 +25,7 @@ impl AdminSessions for SqlStore {
     async fn create_admin_session(
         &self,
         token_hash: &TokenHash,
+        issued_for: &str,
         now: UnixSeconds,
         expires_at: UnixSeconds,
         client: Option<&str>,
@@ -35,10 +36,11 @@ impl AdminSessions for SqlStore {
             .await?;
         let row = self
             .q(
-                "INSERT INTO admin_sessions (token_hash, created_at, last_seen_at, expires_at, client) \
-                VALUES (?, ?, ?, ?, ?) RETURNING id, created_at, last_seen_at, expires_at, client",
+                "INSERT INTO admin_sessions (token_hash, issued_for, created_at, last_seen_at, expires_at, client) \
+                VALUES (?, ?, ?, ?, ?, ?) RETURNING id, created_at, last_seen_at, expires_at, client",
             )
             .bind(token_hash.as_str())
+            .bind(issued_for)
             .bind(now)
             .bind(now)
             .bind(expires_at)
@@ -51,15 +53,17 @@ impl AdminSessions for SqlStore {
     async fn admin_session(
         &self,
         token_hash: &TokenHash,
+        issued_for: &str,
         now: UnixSeconds,
         idle: i64,
     ) -> Result<Option<AdminSessionRecord>, StoreError> {
         let row = self
             .q(
                 "SELECT id, created_at, last_seen_at, expires_at, client FROM admin_sessions \
-                WHERE token_hash = ? AND expires_at > ? AND last_seen_at > ?",
+                WHERE token_hash = ? AND issued_for = ? AND expires_at > ? AND last_seen_at > ?",
             )
             .bind(token_hash.as_str())
+            .bind(issued_for)
             .bind(now)
             .bind(now - idle)
             .fetch_optional(&self.pool)
@@ -67,7 +71,7 @@ impl AdminSessions for SqlStore {
         let Some(mut session) = row.as_ref().map(session_row).transpose()? else {
             return Ok(None);
         };
-        if now - session.last_seen_at >= SESSION_SEEN_RESOLUTION {
+        if now - session.last_seen_at >= SESSION_SEEN_RESOLUTION.min(idle / 4).max(1) {
             self.q("UPDATE admin_sessions SET last_seen_at = ? WHERE id = ?")
                 .bind(now)
                 .bind(session.id)

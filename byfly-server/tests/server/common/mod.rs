@@ -326,6 +326,12 @@ impl App {
         self.server = Some(server);
     }
 
+    /// [`App::restart`] with settings changed by `change` (as an operator edits the configuration).
+    pub async fn reconfigure(&mut self, change: impl FnOnce(&mut byfly_server::config::Settings)) {
+        change(&mut self.settings);
+        self.restart().await;
+    }
+
     /// Stops the server as SIGTERM would, and waits until it has.
     pub async fn stop(&mut self) {
         if let Some(server) = self.server.take() {
@@ -379,6 +385,19 @@ impl App {
     /// [`App::settled`], typed.
     pub async fn settled_view(&self, id: &str) -> PaymentStatusView {
         serde_json::from_value(self.settled(id).await).unwrap()
+    }
+
+    /// `GET {base}{path}` as the app's source (`X-API-Token`), the whole JSON answer.
+    pub async fn get_json_as(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .header("X-API-Token", &self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// `GET {base}{path}`, the whole JSON answer.
