@@ -265,7 +265,8 @@ async function paymentsPage(params) {
     "payments",
     el("h1", {}, "Платежи"),
     form,
-    table(["ID", "Статус", "Сумма", "Оплачено", "Клиент", "Описание", "Создан"], rows),
+    // `data-query`: what this list answers, so that a reader (a test) knows which search it shows.
+    el("section", { id: "results", "data-query": query.toString() }, table(["ID", "Статус", "Сумма", "Оплачено", "Клиент", "Описание", "Создан"], rows)),
     more,
   );
   q.focus();
