@@ -360,6 +360,50 @@ async function paymentPage(id) {
       ),
     );
   });
+  // Actions on the payment: a refund (amount, then a confirmation) and a cancel (confirmed).
+  const refundAmount = el("input", { type: "text", inputmode: "decimal", id: "refund-amount", name: "amount", placeholder: "вся сумма", size: 10 });
+  const refundable = Number(payment.paid_amount) > Number(payment.refunded_amount);
+  const actions = el(
+    "div",
+    { class: "actions payment-actions" },
+    refundable
+      ? [
+          refundAmount,
+          el(
+            "button",
+            {
+              id: "refund",
+              onclick: (click) => busy(click.currentTarget, async () => {
+                const amount = refundAmount.value.trim().replace(",", ".");
+                const what = amount ? money(amount, c) : `всю полученную сумму (${money(Number(payment.paid_amount) - Number(payment.refunded_amount), c)})`;
+                if (!confirm(`Вернуть клиенту ${what}? Клиент подтвердит возврат в приложении Kaspi.`)) return;
+                const answer = await api("POST", `/admin/payments/${encodeURIComponent(id)}/refund`, amount ? { amount } : {});
+                if (answer.status !== 200) return notice.replaceChildren(errorLine(answer));
+                await paymentPage(id);
+                document.getElementById("notice").replaceChildren(el("p", { class: "ok", role: "status" }, `${answer.body.message}: ${money(answer.body.data.amount, c)}`));
+              }),
+            },
+            "Вернуть",
+          ),
+        ]
+      : null,
+    ["pending", "processing", "partially_paid"].includes(payment.status)
+      ? el(
+          "button",
+          {
+            id: "cancel",
+            onclick: (click) => busy(click.currentTarget, async () => {
+              if (!confirm(`Отменить платёж ${payment.transaction_id}?`)) return;
+              const answer = await api("POST", `/admin/payments/${encodeURIComponent(id)}/cancel`);
+              if (answer.status !== 200) return notice.replaceChildren(errorLine(answer));
+              await paymentPage(id);
+              document.getElementById("notice").replaceChildren(el("p", { class: "ok", role: "status" }, "Платёж отменён."));
+            }),
+          },
+          "Отменить платёж",
+        )
+      : null,
+  );
   layout(
     "payments",
     el("p", {}, el("a", { href: "#/payments" }, "← Платежи")),
@@ -373,6 +417,7 @@ async function paymentPage(id) {
     ),
     notice,
     summary,
+    actions,
     el("h2", { id: "operations" }, "Операции на терминалах"),
     table(["", "Вид", "Способ", "Сумма", "Состояние", "Зачислено", "Терминал", "Начата", ""], operationRows, "Операций не было."),
     el(

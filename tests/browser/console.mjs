@@ -5,6 +5,8 @@
 //   BYFLY_PHONE        a customer's phone as the operator types it (the payment was made with it)
 //   BYFLY_PAID_ID      that payment: paid, its `paid` webhook delivered to the demo's receiver
 //   BYFLY_REVIEW_ID    an operation waiting for an operator's decision
+//   BYFLY_REFUND_ID    a paid payment to refund part of
+//   BYFLY_PENDING_ID   a pending payment to cancel
 //   BYFLY_SIM_URL      a simulated terminal, added but not registered, whose cashier the test plays
 //   BYFLY_SIM_TERMINAL its terminal id
 //   BYFLY_CHROMIUM, SCREENSHOT_DIR
@@ -108,6 +110,35 @@ const scenarios = {
     assert.equal(approved.status, 200);
     await waitForText(page, 'Кассир подтвердил: терминал зарегистрирован.');
     assert.match(await row.innerText(), /зарегистрирован/);
+  },
+
+  async 'a refund with its confirmation step'(page) {
+    await login(page);
+    const dialogs = [];
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      dialog.accept();
+    });
+    await page.goto(`${origin}/admin#/payment/${process.env.BYFLY_REFUND_ID}`);
+    await waitForText(page, 'Вернуть');
+    await page.locator('#refund-amount').fill('5000');
+    await page.locator('#refund').click();
+    const shown = await waitForText(page, 'Возврат создан');
+    assert.match(shown, /Возврат создан: клиент подтверждает его в приложении Kaspi: 5 000 ₸/);
+    assert.equal(dialogs.length, 1);
+    assert.match(dialogs[0].replace(/[\u00a0\u202f]/g, ' '), /Вернуть клиенту 5 000 ₸\?/);
+    assert.match(shown, /refund/, 'the refund is an operation of the payment now');
+  },
+
+  async 'an operator cancels a pending payment'(page) {
+    await login(page);
+    page.on('dialog', (dialog) => dialog.accept());
+    await page.goto(`${origin}/admin#/payment/${process.env.BYFLY_PENDING_ID}`);
+    await waitForText(page, 'Отменить платёж');
+    await page.locator('#cancel').click();
+    const shown = await waitForText(page, 'Платёж отменён.');
+    assert.match(shown, /отменён/);
+    assert.equal(await page.locator('#cancel').count(), 0, 'nothing left to cancel');
   },
 
   async 'logout ends the session'(page) {

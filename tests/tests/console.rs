@@ -2,7 +2,8 @@
 //! `playwright-core` (`tests/browser/console.mjs`) against a demo server. This side prepares what
 //! an operator meets at a payment desk — a paid payment found by the customer's phone, with its
 //! webhook delivered; an operation the terminal left `unknown`, waiting for a decision; a new
-//! terminal whose cashier must accept the registration on its screen — and the script works
+//! terminal whose cashier must accept the registration on its screen; a payment to refund part
+//! of and one to cancel — and the script works
 //! through them as a person would. Screenshots: `target/browser-screenshots/console_*.png`.
 //!
 //! Needs `node`, `chromium` and `npm ci --prefix tests/browser` (the setup script does all three).
@@ -83,7 +84,10 @@ async fn started(demo: &RunningDemo, body: Value, customer: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_console_in_headless_chromium() {
-    let demo = RunningDemo::start(1, |config| {
+    // Two terminals: the `unknown` operation below holds one (as a real terminal would, until it
+    // ends), the refund needs the other, which took that payment (the pool takes the least
+    // recently used).
+    let demo = RunningDemo::start(2, |config| {
         config.unknown_review_after_secs = 1;
     })
     .await
@@ -123,7 +127,31 @@ async fn the_operators_console_in_headless_chromium() {
     .await;
     assert_eq!(status, 201);
 
-    // 2. An operation the terminal leaves `unknown`: it waits for an operator after a second.
+    // 2. A paid payment to refund part of, and a pending one to cancel.
+    let refund_me = started(&demo, json!({"amount": 30000}), json!({"product": "Gold"})).await;
+    eventually("the payment to refund is paid", || async {
+        let (_, status) = call(
+            &demo,
+            reqwest::Method::GET,
+            &format!("/payment/{refund_me}/status"),
+            None,
+            false,
+        )
+        .await;
+        (status["data"]["status"] == json!("paid")).then_some(())
+    })
+    .await;
+    let (_, pending) = call(
+        &demo,
+        reqwest::Method::POST,
+        "/payment/init",
+        Some(json!({"amount": 7000})),
+        false,
+    )
+    .await;
+    let pending = pending["data"]["transaction_id"].as_str().unwrap().to_owned();
+
+    // 3. An operation the terminal leaves `unknown`: it waits for an operator after a second.
     let unsure = started(&demo, json!({"amount": 20000}), json!({"outcome": "unknown"})).await;
     let review_id = eventually("the unknown operation is in the review queue", || async {
         let (_, queue) = call(
@@ -142,7 +170,7 @@ async fn the_operators_console_in_headless_chromium() {
     })
     .await;
 
-    // 3. A new terminal whose cashier must accept the registration on its screen.
+    // 4. A new terminal whose cashier must accept the registration on its screen.
     let simulator = Simulator::start_local(SimulatorConfig::default()).await.unwrap();
     let (status, added) = call(
         &demo,
@@ -162,13 +190,15 @@ async fn the_operators_console_in_headless_chromium() {
             ("BYFLY_PHONE", "+7 701 123-45-67".to_owned()),
             ("BYFLY_PAID_ID", paid.clone()),
             ("BYFLY_REVIEW_ID", review_id.to_string()),
+            ("BYFLY_REFUND_ID", refund_me.clone()),
+            ("BYFLY_PENDING_ID", pending.clone()),
             ("BYFLY_SIM_URL", simulator.base_url()),
             ("BYFLY_SIM_TERMINAL", added["data"]["id"].to_string()),
         ],
     )
     .await;
     assert!(passed, "{report}\n{errors}");
-    assert!(report.contains("7 passed, 0 failed"), "{report}");
+    assert!(report.contains("9 passed, 0 failed"), "{report}");
     // What the browser did is what the server now holds.
     let (_, events) = call(
         &demo,
@@ -192,6 +222,30 @@ async fn the_operators_console_in_headless_chromium() {
     )
     .await;
     assert_eq!(decided["data"]["status"], json!("failed"), "{decided}");
+    let (_, refunded) = call(
+        &demo,
+        reqwest::Method::GET,
+        &format!("/admin/payments/{refund_me}"),
+        None,
+        true,
+    )
+    .await;
+    let kinds: Vec<&str> = refunded["data"]["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["payment", "refund"], "{refunded}");
+    let (_, cancelled) = call(
+        &demo,
+        reqwest::Method::GET,
+        &format!("/payment/{pending}/status"),
+        None,
+        false,
+    )
+    .await;
+    assert_eq!(cancelled["data"]["status"], json!("cancelled"));
     let (_, terminal) = call(
         &demo,
         reqwest::Method::GET,

@@ -4,12 +4,15 @@
 use axum::Json;
 use axum::extract::State;
 use byfly_core::error::ApiError;
-use byfly_core::wire::{AdminPaymentView, Envelope, OperationView, PaymentList, PaymentListQuery};
+use byfly_core::wire::{
+    AdminPaymentView, CancelResponse, Envelope, OperationView, PaymentList, PaymentListQuery, RefundRequest,
+    RefundView,
+};
 use byfly_core::{ErrorCode, TransactionId};
 
 use super::admin::Admin;
 use super::errors::HttpError;
-use super::extract::{PaymentPath, datetime, invalid_query};
+use super::extract::{JsonBodyOr, PaymentPath, datetime, invalid_query};
 use super::openapi::errors::error_set;
 use super::state::AppState;
 use crate::store::{OperationRecord, PaymentFilter, SourceId};
@@ -142,4 +145,42 @@ pub async fn payments(
     Ok(Json(Envelope::data(
         super::payments::page(&state, filter, page_query, super::payments::Reader::Operator).await?,
     )))
+}
+
+error_set!(AdminCancelErrors: [ADMIN, PAYMENT] AlreadyPaid, PaymentCancelled, PaymentExpired, PaymentRefunded, InvalidStatus);
+
+/// `POST /api/admin/payments/{id}/cancel`: an operator cancels any source's payment, as the
+/// source would (a running terminal operation is asked to end and still followed).
+#[utoipa::path(
+    post, path = "/admin/payments/{id}/cancel", tag = "admin: payments", operation_id = "adminCancelPayment", summary = "Cancel a payment (operator)",
+    params(("id" = String, Path, description = "The payment's transaction_id")),
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Платеж отменен", body = Envelope<CancelResponse>), AdminCancelErrors)
+)]
+pub async fn cancel(
+    _: Admin,
+    State(state): State<AppState>,
+    PaymentPath(record): PaymentPath,
+) -> Result<Json<Envelope<CancelResponse>>, HttpError> {
+    super::payments::cancelled(&state, record).await
+}
+
+error_set!(AdminRefundErrors: [ADMIN, PAYMENT, BODY] InvalidAmount, ValidationError, RefundTooLarge, NothingToRefund, PaymentRefunded, InvalidStatus, TerminalsBusy, TerminalUnavailable);
+
+/// `POST /api/admin/payments/{id}/refund`: an operator refunds all or part of any source's
+/// payment, as the source would (the customer confirms each part in the Kaspi app).
+#[utoipa::path(
+    post, path = "/admin/payments/{id}/refund", tag = "admin: payments", operation_id = "adminRefundPayment", summary = "Refund a payment (operator)",
+    params(("id" = String, Path, description = "The payment's transaction_id")),
+    request_body = Option<RefundRequest>,
+    security(("admin_token" = [])),
+    responses((status = 200, description = "Возврат создан", body = Envelope<RefundView>), AdminRefundErrors)
+)]
+pub async fn refund(
+    _: Admin,
+    State(state): State<AppState>,
+    PaymentPath(record): PaymentPath,
+    JsonBodyOr(request): JsonBodyOr<RefundRequest>,
+) -> Result<Json<Envelope<RefundView>>, HttpError> {
+    super::payments::refunded(state, record, request).await
 }

@@ -380,7 +380,15 @@ pub async fn cancel(
     State(state): State<AppState>,
     OwnPayment(record): OwnPayment,
 ) -> Result<Json<Envelope<CancelResponse>>, HttpError> {
-    cancel::cancel(&state, &record).await?;
+    cancelled(&state, record).await
+}
+
+/// Cancels `record` (for its source, or an operator): the answer of both cancel routes.
+pub(super) async fn cancelled(
+    state: &AppState,
+    record: PaymentRecord,
+) -> Result<Json<Envelope<CancelResponse>>, HttpError> {
+    cancel::cancel(state, &record).await?;
     let answer = CancelResponse {
         transaction_id: record.transaction_id,
         status: PaymentStatus::Cancelled,
@@ -404,13 +412,21 @@ pub async fn refund(
     OwnPayment(record): OwnPayment,
     JsonBodyOr(request): JsonBodyOr<RefundRequest>,
 ) -> Result<Json<Envelope<RefundView>>, HttpError> {
-    let view = {
-        let state = state.clone();
-        process::carried_on(&state.carried.clone(), async move {
-            refund::start_refund(&state, record, request.amount).await
-        })
-        .await?
-    };
+    refunded(state, record, request).await
+}
+
+/// Starts refunding `record` (for its source, or an operator): the answer of both refund routes.
+/// The refund carries on when the request is cut (shutdown waits for it).
+pub(super) async fn refunded(
+    state: AppState,
+    record: PaymentRecord,
+    request: RefundRequest,
+) -> Result<Json<Envelope<RefundView>>, HttpError> {
+    let carried = state.carried.clone();
+    let view = process::carried_on(&carried, async move {
+        refund::start_refund(&state, record, request.amount).await
+    })
+    .await?;
     Ok(Json(Envelope::with_message(
         "Возврат создан: клиент подтверждает его в приложении Kaspi",
         view,

@@ -65,6 +65,8 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(admin::register_terminal))
         .routes(routes!(admin_payments::payments))
         .routes(routes!(admin_payments::payment))
+        .routes(routes!(admin_payments::cancel))
+        .routes(routes!(admin_payments::refund))
         .routes(routes!(outbox::payment_webhooks))
         .routes(routes!(outbox::undelivered_webhooks))
         .routes(routes!(outbox::recover_webhooks))
