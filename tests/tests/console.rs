@@ -41,6 +41,11 @@ async fn call(
     )
 }
 
+/// `GET {api}{path}`, as the admin or as the demo source: status and JSON answer.
+async fn get(demo: &RunningDemo, path: &str, admin: bool) -> (u16, Value) {
+    call(demo, reqwest::Method::GET, path, None, admin).await
+}
+
 /// Polls `probe` (bounded: 20 s) until it gives something.
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
@@ -105,14 +110,7 @@ async fn the_operators_console_in_headless_chromium() {
     )
     .await;
     eventually("the paid webhook is delivered", || async {
-        let (_, events) = call(
-            &demo,
-            reqwest::Method::GET,
-            &format!("/admin/payments/{paid}/webhooks"),
-            None,
-            true,
-        )
-        .await;
+        let (_, events) = get(&demo, &format!("/admin/payments/{paid}/webhooks"), true).await;
         (events["data"][0]["state"] == json!("delivered")).then_some(())
     })
     .await;
@@ -130,14 +128,7 @@ async fn the_operators_console_in_headless_chromium() {
     // 2. A paid payment to refund part of, and a pending one to cancel.
     let refund_me = started(&demo, json!({"amount": 30000}), json!({"product": "Gold"})).await;
     eventually("the payment to refund is paid", || async {
-        let (_, status) = call(
-            &demo,
-            reqwest::Method::GET,
-            &format!("/payment/{refund_me}/status"),
-            None,
-            false,
-        )
-        .await;
+        let (_, status) = get(&demo, &format!("/payment/{refund_me}/status"), false).await;
         (status["data"]["status"] == json!("paid")).then_some(())
     })
     .await;
@@ -154,14 +145,7 @@ async fn the_operators_console_in_headless_chromium() {
     // 3. An operation the terminal leaves `unknown`: it waits for an operator after a second.
     let unsure = started(&demo, json!({"amount": 20000}), json!({"outcome": "unknown"})).await;
     let review_id = eventually("the unknown operation is in the review queue", || async {
-        let (_, queue) = call(
-            &demo,
-            reqwest::Method::GET,
-            "/admin/operations/review",
-            None,
-            true,
-        )
-        .await;
+        let (_, queue) = get(&demo, "/admin/operations/review", true).await;
         queue["data"]
             .as_array()?
             .iter()
@@ -200,36 +184,15 @@ async fn the_operators_console_in_headless_chromium() {
     assert!(passed, "{report}\n{errors}");
     assert!(report.contains("9 passed, 0 failed"), "{report}");
     // What the browser did is what the server now holds.
-    let (_, events) = call(
-        &demo,
-        reqwest::Method::GET,
-        &format!("/admin/payments/{paid}/webhooks"),
-        None,
-        true,
-    )
-    .await;
+    let (_, events) = get(&demo, &format!("/admin/payments/{paid}/webhooks"), true).await;
     assert_eq!(
         events["data"][0]["attempts"].as_array().unwrap().len(),
         2,
         "one automatic, one resent"
     );
-    let (_, decided) = call(
-        &demo,
-        reqwest::Method::GET,
-        &format!("/payment/{unsure}/status"),
-        None,
-        false,
-    )
-    .await;
+    let (_, decided) = get(&demo, &format!("/payment/{unsure}/status"), false).await;
     assert_eq!(decided["data"]["status"], json!("failed"), "{decided}");
-    let (_, refunded) = call(
-        &demo,
-        reqwest::Method::GET,
-        &format!("/admin/payments/{refund_me}"),
-        None,
-        true,
-    )
-    .await;
+    let (_, refunded) = get(&demo, &format!("/admin/payments/{refund_me}"), true).await;
     let kinds: Vec<&str> = refunded["data"]["operations"]
         .as_array()
         .unwrap()
@@ -237,23 +200,9 @@ async fn the_operators_console_in_headless_chromium() {
         .map(|op| op["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, vec!["payment", "refund"], "{refunded}");
-    let (_, cancelled) = call(
-        &demo,
-        reqwest::Method::GET,
-        &format!("/payment/{pending}/status"),
-        None,
-        false,
-    )
-    .await;
+    let (_, cancelled) = get(&demo, &format!("/payment/{pending}/status"), false).await;
     assert_eq!(cancelled["data"]["status"], json!("cancelled"));
-    let (_, terminal) = call(
-        &demo,
-        reqwest::Method::GET,
-        &format!("/admin/terminals/{}", added["data"]["id"]),
-        None,
-        true,
-    )
-    .await;
+    let (_, terminal) = get(&demo, &format!("/admin/terminals/{}", added["data"]["id"]), true).await;
     assert_eq!(terminal["data"]["registered"], json!(true), "{terminal}");
     println!("{report}");
 }
