@@ -1,8 +1,9 @@
 //! Extractors of our own, so that body, path and auth failures answer in the API's envelope:
 //! the raw JSON body ([`JsonBytes`], for idempotency's hash), a typed one ([`JsonBody`],
 //! [`JsonBodyOr`]), the calling source ([`Source`]), a payment named by the path ([`PaymentPath`],
-//! [`OwnPayment`]), a row id in the path ([`RowId`]) and any path segment as text ([`PathSegments`]) — an id that does not parse or names nothing
-//! is a 404, never axum's plain-text rejection.
+//! [`OwnPayment`]), a row id in the path ([`RowId`]) and any path segment as text
+//! ([`PathSegments`]) — an id that does not parse or names nothing is a 404, never axum's
+//! plain-text rejection.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
@@ -138,15 +139,6 @@ impl<T: serde::de::DeserializeOwned + Default> FromRequest<AppState> for JsonBod
     }
 }
 
-/// The `{name}` segment of the matched route.
-async fn path_param(parts: &mut Parts, state: &AppState, name: &str) -> Option<String> {
-    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
-    params
-        .iter()
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.to_owned())
-}
-
 /// The route's path segments as text, never refused: a segment that is not UTF-8 (`%FF`) reads as
 /// empty, so it names nothing and the handler answers its own 404 in the envelope — axum's
 /// `Path<String>` would answer `400 Invalid URL` in plain text.
@@ -195,8 +187,8 @@ impl FromRequestParts<AppState> for PaymentPath {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let id = path_param(parts, state, "id").await.unwrap_or_default();
-        find_payment(state, &id).await.map(PaymentPath)
+        let path = PathSegments::from_request_parts(parts, state).await?;
+        find_payment(state, path.get("id")).await.map(PaymentPath)
     }
 }
 
