@@ -919,6 +919,28 @@ pub struct TerminalView {
     /// The last registration an operator started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<RegistrationView>,
+    /// The operation holding the terminal (no other can run there until it has a final answer
+    /// or an operator's decision); absent while the terminal is free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_with: Option<TerminalHoldView>,
+}
+
+/// The operation a terminal is busy with (admin API).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalHoldView {
+    /// The operation's id.
+    pub operation_id: i64,
+    /// Its payment.
+    pub transaction_id: TransactionId,
+    /// `payment` or `refund`.
+    pub kind: String,
+    /// `starting` or `in_flight`.
+    pub state: String,
+    /// `YYYY-MM-DD HH:MM:SS`: since when.
+    pub started_at: String,
+    /// It waits for an operator's decision (the review queue).
+    pub needs_review: bool,
 }
 
 /// An operator's registration of a terminal (admin API).
@@ -1099,6 +1121,46 @@ pub struct OperationView {
     /// Still holds its terminal (no other operation can run there). Addition.
     #[serde(default)]
     pub holds_terminal: bool,
+    /// What the terminal answered about it, oldest first: each distinct answer once, with how
+    /// often and until when it repeated. Admin payment page and review queue only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<TerminalAnswerView>,
+    /// The operator's decision, when one settled it or took it off the review queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<ReviewDecisionView>,
+}
+
+/// One answer of a terminal about an operation (admin API).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalAnswerView {
+    /// `YYYY-MM-DD HH:MM:SS`: when it first came.
+    pub first_at: String,
+    /// When it came last.
+    pub last_at: String,
+    /// How many times in a row.
+    pub times: i64,
+    /// As received: the terminal's JSON text, or a JSON description of why there was none
+    /// (`{"error": …}`), cut at 8 KiB.
+    pub answer: String,
+}
+
+/// An operator's decision about an operation (admin API).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewDecisionView {
+    /// `paid` or `not_paid`.
+    pub outcome: String,
+    /// What the operator found paid.
+    pub amount: Option<Money>,
+    /// The terminal's `transactionId` they found.
+    pub transaction_id: Option<String>,
+    /// Who: the console operator's name with their session and address, or `admin token`.
+    pub decided_by: String,
+    /// `YYYY-MM-DD HH:MM:SS`.
+    pub decided_at: String,
+    /// Their note.
+    pub note: Option<String>,
 }
 
 /// A payment with its operations (admin API).

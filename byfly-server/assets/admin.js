@@ -1,7 +1,8 @@
 // The operator's console (GET /admin). Plain script, no framework and nothing from elsewhere:
 // it logs in once with the admin token (exchanged for a session cookie the script cannot read),
 // then calls the admin API with the session's CSRF token on every change. Pages are addressed by
-// the URL's hash (#/payments?q=…, #/payment/ID, #/terminals, #/review, #/webhooks), so the back
+// the URL's hash (#/payments?q=…, #/payment/ID, #/terminals, #/review, #/webhooks?state=…,
+// #/sources, #/methods), so the back
 // button and a copied link work. Every text from the server goes through textContent, never HTML.
 "use strict";
 
@@ -107,6 +108,17 @@ function showLogin(message) {
     required: true,
     placeholder: "Токен администратора",
   });
+  // Who logs in: the admin token is shared, so the name is what decisions are recorded under.
+  const operator = el("input", {
+    type: "text",
+    id: "operator",
+    name: "operator",
+    autocomplete: "username",
+    required: true,
+    maxlength: 100,
+    placeholder: "Ваше имя",
+    value: localStorage.getItem("byfly-operator") || "",
+  });
   const notice = el("div", { id: "login-message" }, message ? el("p", { class: "muted" }, message) : null);
   const form = el(
     "form",
@@ -114,9 +126,10 @@ function showLogin(message) {
       class: "login",
       onsubmit: async (event) => {
         event.preventDefault();
-        const answer = await api("POST", "/admin/session", { token: token.value });
+        const answer = await api("POST", "/admin/session", { token: token.value, operator: operator.value.trim() });
         if (answer.status === 200) {
           csrf = answer.body.data.csrf_token;
+          localStorage.setItem("byfly-operator", operator.value.trim());
           route();
         } else {
           notice.replaceChildren(errorLine(answer));
@@ -126,13 +139,15 @@ function showLogin(message) {
       },
     },
     el("h1", {}, "ByFly — админка"),
+    el("label", { for: "operator" }, "Кто вы (имя попадёт в журнал решений)"),
+    operator,
     el("label", { for: "token" }, "Токен администратора"),
     token,
     el("button", { type: "submit" }, "Войти"),
     notice,
   );
   app.replaceChildren(form);
-  token.focus();
+  (operator.value ? token : operator).focus();
 }
 
 const SECTIONS = [
@@ -140,6 +155,8 @@ const SECTIONS = [
   ["review", "Проверка"],
   ["terminals", "Терминалы"],
   ["webhooks", "Вебхуки"],
+  ["sources", "Источники"],
+  ["methods", "Способы оплаты"],
 ];
 
 function layout(section, ...content) {
@@ -182,7 +199,9 @@ async function route() {
     if (section === "payment" && id) await paymentPage(safeDecode(id));
     else if (section === "terminals") await terminalsPage();
     else if (section === "review") await reviewPage();
-    else if (section === "webhooks") await webhooksPage();
+    else if (section === "webhooks") await webhooksPage(params);
+    else if (section === "sources") await sourcesPage();
+    else if (section === "methods") await methodsPage();
     else await paymentsPage(params);
   } catch (error) {
     if (error.message !== "session ended") throw error;
@@ -279,6 +298,57 @@ function fields(pairs) {
   return el("dl", { class: "fields" }, pairs.filter(([, value]) => value !== undefined).map(([name, value]) => [el("dt", {}, name), el("dd", {}, value ?? "—")]));
 }
 
+/** A terminal's answer as received: pretty JSON where it is JSON, else the text itself. */
+function prettyAnswer(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch (_) {
+    return text;
+  }
+}
+
+/** What the terminal answered about an operation, oldest first, in a closed `details`. */
+function answersList(answers, title, open) {
+  if (answers.length === 0) return el("p", { class: "muted" }, "Терминал ещё не отвечал.");
+  return el(
+    "details",
+    { class: "answers", open },
+    el("summary", {}, title),
+    el(
+      "ol",
+      {},
+      answers.map((a) =>
+        el(
+          "li",
+          {},
+          el("span", { class: "muted" }, a.times > 1 ? `${a.first_at} — ${a.last_at} · ${a.times} раз` : a.first_at),
+          el("pre", {}, prettyAnswer(a.answer)),
+        ),
+      ),
+    ),
+  );
+}
+
+/** Whether an operation still waits for an operator: flagged, undecided, and not settled by the
+ * terminal's own answer meanwhile. */
+function waitsForOperator(op) {
+  return op.needs_review && !op.decision && (op.holds_terminal || !["succeeded", "failed"].includes(op.state));
+}
+
+/** An operator's decision: what, by whom, when, and why. */
+function decisionLine(decision, currency) {
+  if (!decision) return null;
+  const what = decision.outcome === "paid" ? `оплачено ${money(decision.amount, currency)}` : "не оплачено";
+  return el(
+    "div",
+    { class: "decision" },
+    el("strong", {}, `Решение: ${what}`),
+    ` · ${decision.decided_by} · ${decision.decided_at}`,
+    decision.transaction_id ? ` · transactionId ${decision.transaction_id}` : null,
+    decision.note ? el("div", { class: "muted" }, `«${decision.note}»`) : null,
+  );
+}
+
 async function paymentPage(id) {
   const [detail, webhooks] = await Promise.all([
     api("GET", `/admin/payments/${encodeURIComponent(id)}`),
@@ -310,11 +380,16 @@ async function paymentPage(id) {
       el("td", {}, op.kind),
       el("td", {}, op.method),
       el("td", { class: "num" }, money(op.amount, c)),
-      el("td", {}, op.state, op.needs_review ? el("span", { class: "badge warn" }, "проверка") : null),
+      el("td", {}, op.state, waitsForOperator(op) ? el("span", { class: "badge warn" }, "проверка") : null, decisionLine(op.decision, c)),
       el("td", { class: "num" }, money(op.credited_amount, c)),
       el("td", {}, `терминал ${op.terminal_id}`),
       el("td", { class: "nowrap" }, op.started_at),
-      el("td", {}, el("details", {}, el("summary", {}, "JSON"), el("pre", {}, JSON.stringify(op, null, 2)))),
+      el(
+        "td",
+        {},
+        answersList(op.answers || [], `Ответы терминала (${(op.answers || []).length})`),
+        el("details", {}, el("summary", {}, "JSON операции"), el("pre", {}, JSON.stringify(op, null, 2))),
+      ),
     ),
   );
   const events = webhooks.status === 200 ? webhooks.body.data : [];
@@ -440,12 +515,24 @@ async function terminalsPage() {
     const registration = t.registration
       ? `${t.registration.state}${t.registration.message ? ": " + t.registration.message : ""}`
       : "";
+    const busyWith = t.busy_with
+      ? el(
+          "span",
+          { class: "busy" },
+          el("span", { class: "badge warn" }, t.busy_with.needs_review ? "занят, ждёт решения" : "занят"),
+          " ",
+          el("a", { href: `#/payment/${t.busy_with.transaction_id}` }, t.busy_with.transaction_id),
+          el("br"),
+          el("span", { class: "muted" }, `${t.busy_with.kind === "refund" ? "возврат" : "оплата"} #${t.busy_with.operation_id} с ${t.busy_with.started_at}`),
+        )
+      : el("span", { class: "badge ok" }, "свободен");
     return el(
       "tr",
       { "data-terminal": t.id },
       el("td", {}, `#${t.id}`),
       el("td", {}, t.name, el("br"), el("span", { class: "muted" }, t.base_url)),
       el("td", {}, t.enabled ? (t.healthy ? el("span", { class: "badge ok" }, "в сети") : el("span", { class: "badge warn" }, "недоступен")) : el("span", { class: "badge" }, "выключен")),
+      el("td", {}, busyWith),
       el("td", {}, t.registered ? "зарегистрирован" : el("span", { class: "badge warn" }, "нужна регистрация"), el("div", { class: "muted registration" }, registration)),
       el("td", {}, t.last_error || ""),
       el(
@@ -476,10 +563,48 @@ async function terminalsPage() {
           },
           t.enabled ? "Выключить" : "Включить",
         ),
+        terminalEditor(t, notice),
       ),
     );
   });
-  layout("terminals", el("h1", {}, "Терминалы"), notice, table(["", "Терминал", "Связь", "Регистрация", "Ошибка", ""], rows, "Терминалов нет."));
+  layout("terminals", el("h1", {}, "Терминалы"), notice, table(["", "Терминал", "Связь", "Операция", "Регистрация", "Ошибка", ""], rows, "Терминалов нет."));
+}
+
+/** The terminal's settings in a closed `details`: its addresses and how its certificate is checked. */
+function terminalEditor(t, notice) {
+  const input = (name, value, label) => el("label", {}, label, el("input", { type: "text", name, value: value || "", size: 32 }));
+  const form = el(
+    "form",
+    {
+      class: "edit-terminal",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        const data = new FormData(form);
+        const changes = {};
+        for (const name of ["base_url", "camera_url", "tls", "tls_server_name"]) {
+          const value = String(data.get(name) || "").trim();
+          if (value !== String(t[name] || "")) changes[name] = value;
+        }
+        if (Object.keys(changes).length === 0) return notice.replaceChildren(el("p", { class: "muted", role: "status" }, "Ничего не изменилось."));
+        if (changes.base_url && !confirm(`Новый адрес — другой терминал: его токены будут сброшены и понадобится регистрация. Сохранить?`)) return;
+        const changed = await api("PATCH", `/admin/terminals/${t.id}`, changes);
+        if (changed.status !== 200) return notice.replaceChildren(errorLine(changed));
+        await terminalsPage();
+        document.getElementById("notice").replaceChildren(el("p", { class: "ok", role: "status" }, `Терминал ${t.name}: настройки сохранены.`));
+      },
+    },
+    input("base_url", t.base_url, "Адрес "),
+    input("camera_url", t.camera_url, "Камера "),
+    el(
+      "label",
+      {},
+      "TLS ",
+      el("select", { name: "tls" }, ["verify", "insecure"].map((mode) => el("option", { value: mode, selected: t.tls === mode }, mode === "verify" ? "проверять сертификат" : "не проверять"))),
+    ),
+    input("tls_server_name", t.tls_server_name, "Имя в сертификате "),
+    el("button", { type: "submit" }, "Сохранить"),
+  );
+  return el("details", { class: "edit" }, el("summary", {}, "Изменить"), form);
 }
 
 /** Asks about the registration every second until the cashier answers (or it ends). */
@@ -511,8 +636,14 @@ async function reviewPage() {
   const rows = answer.body.data.map((op) => {
     const amount = el("input", { type: "text", inputmode: "decimal", name: "amount", placeholder: "сумма по чеку", size: 10 });
     const transaction = el("input", { type: "text", name: "transaction_id", placeholder: "transactionId терминала", size: 14 });
+    const note = el("input", { type: "text", name: "note", maxlength: 1000, placeholder: "Основание: с кем сверили, что видно в истории терминала" });
     const decide = async (outcome) => {
+      if (!note.value.trim()) {
+        note.focus();
+        return notice.replaceChildren(el("p", { class: "error", role: "alert" }, `Операция #${op.id}: запишите основание решения.`));
+      }
       const body = outcome === "paid" ? { outcome, amount: amount.value.trim().replace(",", "."), transaction_id: transaction.value.trim() } : { outcome };
+      body.note = note.value.trim();
       if (outcome === "paid" && !confirm(`Отметить операцию #${op.id} оплаченной на ${body.amount}?`)) return;
       if (outcome === "not_paid" && !confirm(`Отметить операцию #${op.id} неоплаченной?`)) return;
       const decided = await api("POST", `/admin/operations/${op.id}/resolve`, body);
@@ -528,13 +659,14 @@ async function reviewPage() {
       el("td", {}, el("a", { href: `#/payment/${op.transaction_id}` }, op.transaction_id)),
       el("td", { class: "num" }, money(op.amount)),
       el("td", {}, op.state),
-      el("td", {}, op.review_reason || ""),
+      el("td", {}, op.review_reason || "", answersList((op.answers || []).slice(-3), "Последние ответы терминала", true)),
       el("td", { class: "nowrap" }, op.unknown_since || op.started_at),
       el(
         "td",
         { class: "actions" },
         amount,
         transaction,
+        note,
         el("button", { class: "paid", onclick: (click) => busy(click.currentTarget, () => decide("paid")) }, "Оплачено"),
         el("button", { class: "not-paid", onclick: (click) => busy(click.currentTarget, () => decide("not_paid")) }, "Не оплачено"),
       ),
@@ -550,24 +682,231 @@ async function reviewPage() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Undelivered webhooks
+// Undelivered webhooks, and their recovery after a receiver's outage
 
-async function webhooksPage() {
-  const answer = await api("GET", "/admin/webhooks?limit=100");
+const EVENT_STATES = { "": "Все недоставленные", failed: "С ошибкой (повторяются)", exhausted: "Исчерпаны попытки", pending: "Ждут отправки" };
+
+async function webhooksPage(params) {
+  const state = params.get("state") || "";
+  const query = new URLSearchParams({ limit: "100" });
+  if (state) query.set("state", state);
+  const [answer, sources] = await Promise.all([api("GET", `/admin/webhooks?${query}`), api("GET", "/admin/sources")]);
   if (answer.status !== 200) return layout("webhooks", el("h1", {}, "Вебхуки"), errorLine(answer));
+  const notice = el("div", { id: "notice" });
+  const filter = el(
+    "select",
+    { id: "event-state", onchange: (event) => (location.hash = event.target.value ? `#/webhooks?state=${event.target.value}` : "#/webhooks") },
+    Object.entries(EVENT_STATES).map(([value, name]) => el("option", { value, selected: value === state }, name)),
+  );
   const rows = answer.body.data.items.map((event) =>
     el(
       "tr",
-      {},
+      { "data-event": event.event_id },
       el("td", {}, el("a", { href: `#/payment/${event.transaction_id}` }, event.transaction_id)),
+      el("td", {}, `#${event.source_id}`),
       el("td", {}, event.event),
       el("td", {}, el("span", { class: `badge webhook-${event.state}` }, event.state)),
       el("td", {}, event.attempts),
       el("td", {}, event.last_result || ""),
       el("td", { class: "nowrap" }, event.created_at),
+      el("td", { class: "nowrap" }, event.next_attempt_at || "—"),
     ),
   );
-  layout("webhooks", el("h1", {}, "Недоставленные вебхуки"), table(["Платёж", "Событие", "Состояние", "Попыток", "Последний ответ", "Создано"], rows, "Все вебхуки доставлены."));
+  // Bulk recovery: every failed or exhausted event of one source since a time goes out again,
+  // each payment's in order (POST /admin/webhooks/recover).
+  const sourceList = sources.status === 200 ? sources.body.data : [];
+  const source = el("select", { name: "source_id", id: "recover-source", required: true }, sourceList.map((s) => el("option", { value: s.id }, `#${s.id} ${s.name}`)));
+  const since = el("input", { type: "date", name: "since", id: "recover-since", required: true });
+  const recover = el(
+    "form",
+    {
+      class: "filters recover",
+      onsubmit: (event) => {
+        event.preventDefault();
+        const button = event.submitter || recover.querySelector("button");
+        busy(button, async () => {
+          const chosen = sourceList.find((s) => String(s.id) === source.value);
+          if (!chosen || !since.value) return;
+          if (!confirm(`Отправить заново все недоставленные вебхуки источника «${chosen.name}» с ${since.value}?`)) return;
+          const done = await api("POST", "/admin/webhooks/recover", { source_id: chosen.id, since: `${since.value} 00:00:00` });
+          if (done.status !== 200) return notice.replaceChildren(errorLine(done));
+          await webhooksPage(params);
+          document.getElementById("notice").replaceChildren(el("p", { class: "ok", role: "status" }, `Запланировано к отправке: ${done.body.data.recovered}`));
+        });
+      },
+    },
+    el("label", {}, "Источник ", source),
+    el("label", {}, "с ", since),
+    el("button", { type: "submit", id: "recover" }, "Отправить заново"),
+  );
+  layout(
+    "webhooks",
+    el("h1", {}, "Недоставленные вебхуки"),
+    notice,
+    el("h2", {}, "После сбоя у получателя"),
+    el("p", { class: "muted" }, "Вебхуки с ошибкой и исчерпанные уходят снова, по порядку внутри каждого платежа."),
+    recover,
+    el("h2", {}, "События"),
+    el("p", {}, filter),
+    table(["Платёж", "Источник", "Событие", "Состояние", "Попыток", "Последний ответ", "Создано", "Следующая попытка"], rows, "Все вебхуки доставлены."),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sources: the merchants' systems, their tokens and webhook encoding
+
+const ENCODINGS = { php: "PHP (json_encode)", js: "JavaScript (JSON.stringify)" };
+
+async function sourcesPage() {
+  const answer = await api("GET", "/admin/sources");
+  if (answer.status !== 200) return layout("sources", el("h1", {}, "Источники"), errorLine(answer));
+  const notice = el("div", { id: "notice" });
+  const rows = answer.body.data.map((source) =>
+    el(
+      "tr",
+      { "data-source": source.id },
+      el("td", {}, `#${source.id}`),
+      el("td", {}, source.name),
+      el(
+        "td",
+        {},
+        el(
+          "select",
+          {
+            class: "encoding",
+            disabled: !source.active,
+            onchange: async (event) => {
+              const changed = await api("PATCH", `/admin/sources/${source.id}`, { webhook_json: event.target.value });
+              if (changed.status !== 200) return notice.replaceChildren(errorLine(changed));
+              notice.replaceChildren(el("p", { class: "ok", role: "status" }, `«${source.name}»: вебхуки в кодировке ${ENCODINGS[changed.body.data.webhook_json]}.`));
+            },
+          },
+          Object.entries(ENCODINGS).map(([value, name]) => el("option", { value, selected: source.webhook_json === value }, name)),
+        ),
+      ),
+      el("td", {}, source.active ? el("span", { class: "badge ok" }, "действует") : el("span", { class: "badge" }, "отозван")),
+      el("td", { class: "nowrap" }, source.created_at),
+      el(
+        "td",
+        { class: "actions" },
+        source.active
+          ? el(
+              "button",
+              {
+                class: "revoke",
+                onclick: (click) => busy(click.currentTarget, async () => {
+                  if (!confirm(`Отозвать источник «${source.name}»? Его токены перестанут работать сразу.`)) return;
+                  const changed = await api("PATCH", `/admin/sources/${source.id}`, { active: false });
+                  if (changed.status !== 200) return notice.replaceChildren(errorLine(changed));
+                  await sourcesPage();
+                  document.getElementById("notice").replaceChildren(el("p", { class: "ok", role: "status" }, `Источник «${source.name}» отозван.`));
+                }),
+              },
+              "Отозвать",
+            )
+          : null,
+      ),
+    ),
+  );
+  const name = el("input", { type: "text", name: "name", id: "source-name", required: true, maxlength: 255, placeholder: "Название: CRM турагентства" });
+  const encoding = el("select", { name: "webhook_json", id: "source-encoding" }, Object.entries(ENCODINGS).map(([value, label]) => el("option", { value }, label)));
+  const create = el(
+    "form",
+    {
+      class: "filters",
+      onsubmit: (event) => {
+        event.preventDefault();
+        busy(create.querySelector("button"), async () => {
+          const created = await api("POST", "/admin/sources", { name: name.value.trim(), webhook_json: encoding.value });
+          if (created.status !== 201) return notice.replaceChildren(errorLine(created));
+          const { source, api_token } = created.body.data;
+          await sourcesPage();
+          // The token exists in clear only in this answer: shown once, never stored.
+          document.getElementById("notice").replaceChildren(
+            el(
+              "div",
+              { class: "token-once", role: "status" },
+              el("p", {}, el("strong", {}, `Источник «${source.name}» создан. Токен API — скопируйте его сейчас: он больше не будет показан.`)),
+              el("code", { id: "new-token" }, api_token),
+            ),
+          );
+        });
+      },
+    },
+    name,
+    encoding,
+    el("button", { type: "submit", id: "create-source" }, "Создать источник"),
+  );
+  layout("sources", el("h1", {}, "Источники"), notice, el("h2", {}, "Новый источник"), create, el("h2", {}, "Все"), table(["", "Название", "Кодировка вебхуков", "Состояние", "Создан", ""], rows, "Источников нет."));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payment methods: commissions and which are offered
+
+/** A percent as typed: 0 to 100 with at most two decimals (`14`, `14,5`); `null` if not one. */
+function parsePercent(text) {
+  const value = text.trim().replace(",", ".");
+  if (!/^\d{1,3}(\.\d{1,2})?$/.test(value) || Number(value) > 100) return null;
+  return value;
+}
+
+async function methodsPage() {
+  const answer = await api("GET", "/admin/payment-methods");
+  if (answer.status !== 200) return layout("methods", el("h1", {}, "Способы оплаты"), errorLine(answer));
+  const notice = el("div", { id: "notice" });
+  const rows = answer.body.data.map(({ method, is_active }) => {
+    const percentInput = (name, value, enabled) =>
+      enabled ? el("input", { type: "text", inputmode: "decimal", name, value, size: 6, "aria-label": name }) : el("span", { class: "muted" }, "—");
+    const base = percentInput("commission_percent", method.commission_percent, true);
+    const credit = percentInput("credit_commission_percent", method.credit_commission_percent, method.has_credit);
+    const installment = percentInput("installment_commission_percent", method.installment_commission_percent, method.has_installment);
+    const added = el("input", { type: "checkbox", name: "add_commission_to_amount", checked: method.add_commission_to_amount });
+    const active = el("input", { type: "checkbox", name: "is_active", checked: is_active });
+    const save = el(
+      "button",
+      {
+        class: "save",
+        onclick: (click) => busy(click.currentTarget, async () => {
+          const changes = { add_commission_to_amount: added.checked, is_active: active.checked };
+          let total = 0;
+          for (const input of [base, credit, installment]) {
+            if (input.tagName !== "INPUT") continue;
+            const percent = parsePercent(input.value);
+            if (percent === null) {
+              input.focus();
+              return notice.replaceChildren(el("p", { class: "error", role: "alert" }, `${method.name}: процент — число от 0 до 100, не больше двух знаков после запятой.`));
+            }
+            changes[input.name] = percent;
+            total += Number(percent);
+          }
+          if (total > 100) return notice.replaceChildren(el("p", { class: "error", role: "alert" }, `${method.name}: итоговая комиссия ${total} % больше 100 %.`));
+          const changed = await api("PATCH", `/admin/payment-methods/${method.id}`, changes);
+          if (changed.status !== 200) return notice.replaceChildren(errorLine(changed));
+          await methodsPage();
+          document.getElementById("notice").replaceChildren(el("p", { class: "ok", role: "status" }, `${method.name}: сохранено. Начатые операции сохраняют прежний процент.`));
+        }),
+      },
+      "Сохранить",
+    );
+    return el(
+      "tr",
+      { "data-method": method.id },
+      el("td", {}, method.icon_emoji, " ", method.name, el("br"), el("span", { class: "muted" }, method.code)),
+      el("td", {}, base),
+      el("td", {}, credit),
+      el("td", {}, installment),
+      el("td", {}, added),
+      el("td", {}, active),
+      el("td", { class: "actions" }, save),
+    );
+  });
+  layout(
+    "methods",
+    el("h1", {}, "Способы оплаты"),
+    el("p", { class: "muted" }, "Комиссия в процентах: базовая, плюс за кредит и рассрочку, где они есть; вместе не больше 100 %."),
+    notice,
+    table(["Способ", "Базовая %", "Кредит %", "Рассрочка %", "К сумме клиента", "Предлагается", ""], rows, "Способов нет."),
+  );
 }
 
 window.addEventListener("hashchange", () => route());

@@ -61,6 +61,57 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// A webhook receiver that is down (503) until `POST /up`, then accepts: a merchant's outage.
+struct OutageReceiver {
+    url: String,
+    up_url: String,
+    received: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl OutageReceiver {
+    async fn start() -> OutageReceiver {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let up = Arc::new(AtomicBool::new(false));
+        let received = Arc::new(AtomicUsize::new(0));
+        let (up_for_hook, counted) = (up.clone(), received.clone());
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(move || {
+                    let (up, counted) = (up_for_hook.clone(), counted.clone());
+                    async move {
+                        if up.load(Ordering::SeqCst) {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            axum::http::StatusCode::OK
+                        } else {
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/up",
+                axum::routing::post(move || {
+                    up.store(true, Ordering::SeqCst);
+                    async { "up" }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        OutageReceiver {
+            url: format!("{origin}/hook"),
+            up_url: origin,
+            received,
+        }
+    }
+
+    fn received(&self) -> usize {
+        self.received.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// A payment started on the demo's terminal and acted on by the simulated customer.
 async fn started(demo: &RunningDemo, body: Value, customer: Value) -> String {
     let (status, created) = call(demo, reqwest::Method::POST, "/payment/init", Some(body), false).await;
@@ -92,8 +143,11 @@ async fn the_operators_console_in_headless_chromium() {
     // Two terminals: the `unknown` operation below holds one (as a real terminal would, until it
     // ends), the refund needs the other, which took that payment (the pool takes the least
     // recently used).
+    // A failed webhook is retried an hour later: within the test only the operator's bulk
+    // recovery sends it again.
     let demo = RunningDemo::start(2, |config| {
         config.unknown_review_after_secs = 1;
+        config.webhook_backoff_secs = vec![3600];
     })
     .await
     .unwrap();
@@ -166,6 +220,26 @@ async fn the_operators_console_in_headless_chromium() {
     .await;
     assert_eq!(status, 201, "{added}");
 
+    // 5. A paid payment whose receiver is down: its webhook failed, waiting for a retry.
+    let receiver = OutageReceiver::start().await;
+    let outage = started(
+        &demo,
+        json!({"amount": 12000, "webhook_url": receiver.url.clone(), "webhook_secret": "outage-secret"}),
+        json!({"product": "Gold"}),
+    )
+    .await;
+    eventually("the outage payment's webhook failed", || async {
+        let (_, events) = get(&demo, &format!("/admin/payments/{outage}/webhooks"), true).await;
+        let events = events["data"].as_array()?.clone();
+        events
+            .iter()
+            .any(|event| event["state"] == json!("failed"))
+            .then_some(())
+    })
+    .await;
+    let (_, sources) = get(&demo, "/admin/sources", true).await;
+    let source_id = sources["data"][0]["id"].to_string();
+
     let (passed, report, errors) = run_browser_script(
         "console.mjs",
         vec![
@@ -178,11 +252,15 @@ async fn the_operators_console_in_headless_chromium() {
             ("BYFLY_PENDING_ID", pending.clone()),
             ("BYFLY_SIM_URL", simulator.base_url()),
             ("BYFLY_SIM_TERMINAL", added["data"]["id"].to_string()),
+            ("BYFLY_REVIEW_TX", unsure.clone()),
+            ("BYFLY_OUTAGE_ID", outage.clone()),
+            ("BYFLY_RECEIVER", receiver.up_url.clone()),
+            ("BYFLY_SOURCE_ID", source_id),
         ],
     )
     .await;
     assert!(passed, "{report}\n{errors}");
-    assert!(report.contains("9 passed, 0 failed"), "{report}");
+    assert!(report.contains("14 passed, 0 failed"), "{report}");
     // What the browser did is what the server now holds.
     let (_, events) = get(&demo, &format!("/admin/payments/{paid}/webhooks"), true).await;
     assert_eq!(
@@ -204,5 +282,31 @@ async fn the_operators_console_in_headless_chromium() {
     assert_eq!(cancelled["data"]["status"], json!("cancelled"));
     let (_, terminal) = get(&demo, &format!("/admin/terminals/{}", added["data"]["id"]), true).await;
     assert_eq!(terminal["data"]["registered"], json!(true), "{terminal}");
+    // The decision is recorded under the operator who logged in, with the note.
+    let (_, decided) = get(&demo, &format!("/admin/payments/{unsure}"), true).await;
+    let decision = &decided["data"]["operations"][0]["decision"];
+    assert_eq!(decision["outcome"], json!("not_paid"), "{decided}");
+    assert!(
+        decision["decided_by"]
+            .as_str()
+            .unwrap()
+            .starts_with("Дана Касымова (сессия #"),
+        "{decision}"
+    );
+    assert_eq!(
+        decision["note"],
+        json!("Сверено с историей терминала: операции нет")
+    );
+    // The recovered webhooks reach the receiver, now up: every event of that payment delivered.
+    eventually("the recovered webhooks are delivered", || async {
+        let (_, events) = get(&demo, &format!("/admin/payments/{outage}/webhooks"), true).await;
+        events["data"]
+            .as_array()?
+            .iter()
+            .all(|event| event["state"] == json!("delivered"))
+            .then_some(())
+    })
+    .await;
+    assert!(receiver.received() >= 1);
     println!("{report}");
 }

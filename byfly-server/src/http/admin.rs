@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
     AddTerminalRequest, AdminMethodView, CreateSourceRequest, CreatedSource, Envelope, RegistrationView,
-    SourceView, TerminalView, UpdateMethodRequest, UpdateSourceRequest, UpdateTerminalRequest,
+    SourceView, TerminalHoldView, TerminalView, UpdateMethodRequest, UpdateSourceRequest,
+    UpdateTerminalRequest,
 };
 use byfly_core::{ApiToken, ErrorCode};
 
@@ -20,14 +21,19 @@ use super::extract::{JsonBody, RowId, bearer_matches};
 use super::state::AppState;
 use crate::random::OsRandom;
 use crate::store::{
-    NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalRecord, TerminalTls,
+    NewTerminal, RegistrationStart, RegistrationState, SourceRecord, TerminalHold, TerminalRecord,
+    TerminalTls,
 };
 use crate::store::{SourceId, TerminalId};
 
 /// Proof that the request carries the admin token, or comes from a live console session (with its
 /// CSRF token, for a change).
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Who, for the record of what they decide: a console session's operator (with the session
+    /// and its address), or the admin token itself, which names nobody.
+    pub actor: String,
+}
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = HttpError;
@@ -38,7 +44,9 @@ impl FromRequestParts<AppState> for Admin {
             return Err(HttpError::code(ErrorCode::InvalidAdminToken));
         };
         if bearer_matches(expected, &parts.headers) {
-            return Ok(Admin);
+            return Ok(Admin {
+                actor: "admin token".to_owned(),
+            });
         }
         // The console's session cookie; a change through it must carry its CSRF token.
         match super::console::live_session(parts, state).await? {
@@ -53,7 +61,11 @@ impl FromRequestParts<AppState> for Admin {
                         "console change"
                     );
                 }
-                Ok(Admin)
+                let operator = session.operator.as_deref().unwrap_or("без имени");
+                let client = session.client.as_deref().unwrap_or("-");
+                Ok(Admin {
+                    actor: format!("{operator} (сессия #{}, {client})", session.id),
+                })
             }
             Some(_) => Err(HttpError::code(ErrorCode::InvalidCsrfToken)),
             None => Err(HttpError::code(ErrorCode::InvalidAdminToken)),
@@ -75,8 +87,26 @@ fn source_view(source: SourceRecord, state: &AppState) -> SourceView {
     }
 }
 
-fn terminal_view(terminal: TerminalRecord, state: &AppState) -> TerminalView {
+/// One terminal as the admin API shows it, with the operation holding it (read for it alone).
+async fn one_terminal_view(terminal: TerminalRecord, state: &AppState) -> Result<TerminalView, HttpError> {
+    let holds = state.store.terminal_holds().await?;
+    Ok(terminal_view(terminal, &holds, state))
+}
+
+/// A terminal as the admin API shows it; `holds`: the operations holding terminals.
+fn terminal_view(terminal: TerminalRecord, holds: &[TerminalHold], state: &AppState) -> TerminalView {
     let offset = state.settings.offset;
+    let busy_with = holds
+        .iter()
+        .find(|hold| hold.terminal_id == terminal.id)
+        .map(|hold| TerminalHoldView {
+            operation_id: hold.operation_id.get(),
+            transaction_id: hold.transaction_id.clone(),
+            kind: if hold.refund { "refund" } else { "payment" }.to_owned(),
+            state: hold.state.as_str().to_owned(),
+            started_at: offset.format(hold.started_at),
+            needs_review: hold.needs_review,
+        });
     let needs_registration = terminal.needs_registration();
     let (tls, tls_server_name) = match terminal.terminal.tls {
         TerminalTls::Verify { server_name } => ("verify", server_name),
@@ -115,6 +145,7 @@ fn terminal_view(terminal: TerminalRecord, state: &AppState) -> TerminalView {
                 finished_at: registration.finished_at.map(|at| offset.format(at)),
             }
         }),
+        busy_with,
     }
 }
 
@@ -212,13 +243,14 @@ pub async fn terminals(
     _: Admin,
     State(state): State<AppState>,
 ) -> Result<Json<Envelope<Vec<TerminalView>>>, HttpError> {
+    let holds = state.store.terminal_holds().await?;
     Ok(Json(Envelope::data(
         state
             .store
             .terminals()
             .await?
             .into_iter()
-            .map(|terminal| terminal_view(terminal, &state))
+            .map(|terminal| terminal_view(terminal, &holds, &state))
             .collect(),
     )))
 }
@@ -269,7 +301,7 @@ pub async fn add_terminal(
         .ok_or_else(|| invalid("Терминал с таким именем уже есть"))?;
     Ok((
         StatusCode::CREATED,
-        Json(Envelope::data(terminal_view(added, &state))),
+        Json(Envelope::data(one_terminal_view(added, &state).await?)),
     )
         .into_response())
 }
@@ -349,7 +381,7 @@ pub async fn update_terminal(
         state.store.set_terminal_enabled(id, enabled).await?;
     }
     let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
-    Ok(Json(Envelope::data(terminal_view(terminal, &state))))
+    Ok(Json(Envelope::data(one_terminal_view(terminal, &state).await?)))
 }
 
 error_set!(TerminalErrors: [ADMIN, ROW]);
@@ -367,7 +399,7 @@ pub async fn terminal(
     RowId(id): RowId<TerminalId>,
 ) -> Result<Json<Envelope<TerminalView>>, HttpError> {
     let terminal = state.store.terminal(id).await?.ok_or_else(not_found)?;
-    Ok(Json(Envelope::data(terminal_view(terminal, &state))))
+    Ok(Json(Envelope::data(one_terminal_view(terminal, &state).await?)))
 }
 
 error_set!(MethodsErrors: [ADMIN]);
@@ -483,7 +515,7 @@ pub async fn register_terminal(
     };
     Ok((
         StatusCode::ACCEPTED,
-        Json(Envelope::data(terminal_view(terminal, &state))),
+        Json(Envelope::data(one_terminal_view(terminal, &state).await?)),
     )
         .into_response())
 }

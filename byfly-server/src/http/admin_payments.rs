@@ -6,7 +6,7 @@ use axum::extract::State;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
     AdminPaymentView, CancelResponse, Envelope, OperationView, PaymentList, PaymentListQuery, RefundRequest,
-    RefundView,
+    RefundView, ReviewDecisionView, TerminalAnswerView,
 };
 use byfly_core::{ErrorCode, TransactionId};
 
@@ -15,15 +15,58 @@ use super::errors::HttpError;
 use super::extract::{JsonBodyOr, PaymentPath, datetime, invalid_query};
 use super::openapi::errors::error_set;
 use super::state::AppState;
-use crate::store::{OperationRecord, PaymentFilter, SourceId};
+use crate::store::{
+    OperationRecord, PaymentFilter, PaymentId, ReviewDecisionRecord, SourceId, TerminalAnswerRecord,
+};
 
-/// An operation as the admin API shows it.
+/// What the terminals answered and the operators decided about one payment's operations: the
+/// part of an operation's page that is not in its row.
+pub(super) struct OperationHistory {
+    answers: Vec<TerminalAnswerRecord>,
+    decisions: Vec<ReviewDecisionRecord>,
+}
+
+impl OperationHistory {
+    /// The history of `payment_id`'s operations.
+    pub(super) async fn of(state: &AppState, payment_id: PaymentId) -> Result<Self, HttpError> {
+        Ok(Self {
+            answers: state.store.terminal_answers(payment_id).await?,
+            decisions: state.store.review_decisions(payment_id).await?,
+        })
+    }
+}
+
+/// An operation as the admin API shows it, with its history.
 pub(super) fn operation_view(
     op: &OperationRecord,
     transaction_id: &TransactionId,
+    history: &OperationHistory,
     state: &AppState,
 ) -> OperationView {
     let offset = state.settings.offset;
+    let answers = history
+        .answers
+        .iter()
+        .filter(|answer| answer.operation_id == op.id)
+        .map(|answer| TerminalAnswerView {
+            first_at: offset.format(answer.first_at),
+            last_at: offset.format(answer.last_at),
+            times: answer.times,
+            answer: answer.answer.clone(),
+        })
+        .collect();
+    let decision = history
+        .decisions
+        .iter()
+        .find(|decided| decided.operation_id == op.id)
+        .map(|decided| ReviewDecisionView {
+            outcome: decided.decision.outcome.clone(),
+            amount: decided.decision.amount_minor.map(byfly_core::Money::from_minor),
+            transaction_id: decided.decision.terminal_transaction_id.clone(),
+            decided_by: decided.decision.decided_by.clone(),
+            decided_at: offset.format(decided.decided_at),
+            note: decided.decision.note.clone(),
+        });
     OperationView {
         id: op.id.get(),
         transaction_id: transaction_id.clone(),
@@ -43,6 +86,8 @@ pub(super) fn operation_view(
         needs_review: op.needs_review,
         review_reason: op.review_reason.clone(),
         holds_terminal: op.holds_terminal,
+        answers,
+        decision,
     }
 }
 
@@ -61,12 +106,13 @@ pub async fn payment(
     PaymentPath(record): PaymentPath,
 ) -> Result<Json<Envelope<AdminPaymentView>>, HttpError> {
     let operations = state.store.operations(record.id).await?;
+    let history = OperationHistory::of(&state, record.id).await?;
     let view = AdminPaymentView {
         payment: super::payments::view(&record, &state).await?,
         source_id: record.source_id.get(),
         operations: operations
             .iter()
-            .map(|op| operation_view(op, &record.transaction_id, &state))
+            .map(|op| operation_view(op, &record.transaction_id, &history, &state))
             .collect(),
         customer: super::payments::customer_of(&record),
         metadata: record

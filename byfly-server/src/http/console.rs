@@ -9,8 +9,9 @@
 //!
 //! Sessions live in the database (every process of a deployment knows them), end after
 //! `admin_session_idle_secs` without a request, after `admin_session_max_secs` however busy, or at
-//! logout. Login attempts are limited per client address ([`LOGINS_PER_MINUTE`]) and each refusal
-//! is logged at warn, with the address and never the token.
+//! logout. Failed logins are limited per client address ([`LOGINS_PER_MINUTE`]; then every login
+//! from it is refused for the rest of the minute) and each refusal is logged at warn, with the
+//! address and never the token.
 
 use axum::Json;
 use axum::extract::State;
@@ -100,6 +101,29 @@ pub async fn style() -> Response {
 pub struct LoginRequest {
     /// The server's `admin_token`.
     pub token: String,
+    /// Who logs in (up to 100 characters, no control characters): the name this session's review
+    /// decisions are recorded under. The admin token is shared, so this is the only way a
+    /// decision says which person made it; the console asks for it.
+    #[serde(default)]
+    #[schema(max_length = 100)]
+    pub operator: Option<String>,
+}
+
+/// The longest operator name a login takes.
+pub const OPERATOR_NAME_MAX_CHARS: usize = 100;
+
+/// The login's operator name, trimmed; `None` when absent or blank.
+fn operator_name(given: Option<&str>) -> Result<Option<String>, HttpError> {
+    let Some(name) = given.map(str::trim).filter(|name| !name.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > OPERATOR_NAME_MAX_CHARS || name.chars().any(char::is_control) {
+        return Err(HttpError::from(byfly_core::error::ApiError::with_message(
+            ErrorCode::ValidationError,
+            "operator: до 100 символов, без управляющих",
+        )));
+    }
+    Ok(Some(name.to_owned()))
 }
 
 /// A session as the console sees it.
@@ -111,6 +135,8 @@ pub struct SessionView {
     pub expires_at: String,
     /// Seconds without a request after which it ends.
     pub idle_secs: i64,
+    /// The name given at login.
+    pub operator: Option<String>,
 }
 
 /// The CSRF token of the session whose cookie holds `session_token`: derived from it, so it
@@ -204,12 +230,12 @@ pub fn csrf_allows(parts: &Parts, session_token: &str) -> bool {
         .is_some_and(|presented| TokenHash::of(&csrf_token_of(session_token)).matches(presented))
 }
 
-error_set!(LoginErrors: [BODY] InvalidAdminToken, RateLimited);
+error_set!(LoginErrors: [BODY] InvalidAdminToken, RateLimited, ValidationError);
 
 /// `POST /api/admin/session`: log in with the admin token.
 #[utoipa::path(
     post, path = "/admin/session", tag = "console", operation_id = "consoleLogin", summary = "Log in to the console",
-    description = "Exchanges the admin token for a session cookie (HttpOnly, SameSite=Strict) and answers the session's CSRF token. 10 attempts per minute per client address.",
+    description = "Exchanges the admin token for a session cookie (HttpOnly, SameSite=Strict) and answers the session's CSRF token. After 10 failed attempts within a minute from one client address, every login from it is refused (429) until the oldest is a minute old.",
     request_body = LoginRequest,
     responses((status = 200, description = "Logged in; the cookie is set", body = Envelope<SessionView>), LoginErrors)
 )]
@@ -236,9 +262,11 @@ pub async fn login(
         .as_ref()
         .is_some_and(|expected| TokenHash::of(expected.expose()).matches(request.token.trim()));
     let Some(issued_for) = admin_token_fingerprint(&state).filter(|_| accepted) else {
+        state.login_limiter.failed(client);
         tracing::warn!(client = %address, "console login refused: wrong admin token");
         return Err(HttpError::code(ErrorCode::InvalidAdminToken));
     };
+    let operator = operator_name(request.operator.as_deref())?;
     let mut bytes = [0u8; 32];
     rand::fill(&mut bytes);
     let session_token = hex::encode(bytes);
@@ -252,13 +280,15 @@ pub async fn login(
             now,
             now + limits.max_secs,
             client.map(|ip| ip.to_string()).as_deref(),
+            operator.as_deref(),
         )
         .await?;
-    tracing::info!(client = %address, session = session.id, "console login");
+    tracing::info!(client = %address, session = session.id, operator = operator.as_deref().unwrap_or("-"), "console login");
     let view = SessionView {
         csrf_token: csrf_token_of(&session_token),
         expires_at: state.settings.offset.format(session.expires_at),
         idle_secs: limits.idle_secs,
+        operator: session.operator,
     };
     let mut response = Json(Envelope::data(view)).into_response();
     response.headers_mut().insert(
@@ -286,6 +316,7 @@ pub async fn session(
         csrf_token: csrf_token_of(&token),
         expires_at: state.settings.offset.format(found.expires_at),
         idle_secs: state.settings.console.idle_secs,
+        operator: found.operator,
     })))
 }
 

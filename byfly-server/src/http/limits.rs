@@ -104,11 +104,17 @@ fn check_keyed<K: std::hash::Hash + Eq + Clone>(
         .map_err(|not_until| not_until.wait_time_from(clock.now()))
 }
 
-/// Login attempts of the operator's console, per client address and process: a guessed admin
-/// token costs a minute per few tries.
+/// Failed logins of the operator's console, per client address and process: a guessed admin
+/// token costs a minute per few tries, while operators logging in rightly (a desk's several
+/// people behind one address at the start of a shift) are never held up by each other.
+///
+/// Written here rather than with `governor` (used for `/kaspi`): a login must be refused *before*
+/// its token is compared once the failures are used up, but only a failure may use one up, and a
+/// GCRA limiter cannot be asked without being charged. A sliding window of the last minute's
+/// failure times per address does both in a few lines.
 pub struct LoginLimiter {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    clock: DefaultClock,
+    failures:
+        std::sync::Mutex<std::collections::HashMap<IpAddr, std::collections::VecDeque<std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for LoginLimiter {
@@ -117,24 +123,71 @@ impl std::fmt::Debug for LoginLimiter {
     }
 }
 
-/// Console login attempts allowed per client address and minute.
+/// Failed console logins allowed per client address and minute; then every login from that
+/// address is refused until the oldest failure is a minute old.
 pub const LOGINS_PER_MINUTE: u32 = 10;
 
+/// The window the failures are counted in.
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
 impl LoginLimiter {
-    /// [`LOGINS_PER_MINUTE`] attempts per minute for each address.
+    /// No failures yet.
     pub fn new() -> LoginLimiter {
         LoginLimiter {
-            per_ip: RateLimiter::dashmap(Quota::per_minute(
-                NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
-            )),
-            clock: DefaultClock::default(),
+            failures: std::sync::Mutex::default(),
         }
     }
 
-    /// Counts an attempt of `client` (one without an address shares the quota of "unknown").
+    fn key(client: Option<IpAddr>) -> IpAddr {
+        // One without an address shares the quota of "unknown".
+        client.unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    }
+
+    /// Whether `client` may try now: `Err(wait)` once it failed [`LOGINS_PER_MINUTE`] times
+    /// within the last minute. Charges nothing.
     pub fn check(&self, client: Option<IpAddr>) -> Result<(), Duration> {
-        let key = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        check_keyed(&self.per_ip, &key, &self.clock)
+        let now = std::time::Instant::now();
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = Self::key(client);
+        let Some(times) = failures.get_mut(&key) else {
+            return Ok(());
+        };
+        while times
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= LOGIN_WINDOW)
+        {
+            times.pop_front();
+        }
+        match times.front() {
+            None => {
+                failures.remove(&key);
+                Ok(())
+            }
+            Some(oldest) if times.len() >= LOGINS_PER_MINUTE as usize => {
+                Err(LOGIN_WINDOW.saturating_sub(now.duration_since(*oldest)))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Counts a failed login of `client`.
+    pub fn failed(&self, client: Option<IpAddr>) {
+        let now = std::time::Instant::now();
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if failures.len() >= RETAIN_AFTER_KEYS {
+            failures.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|at| now.duration_since(*at) < LOGIN_WINDOW)
+            });
+        }
+        failures.entry(Self::key(client)).or_default().push_back(now);
     }
 }
 

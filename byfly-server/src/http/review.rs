@@ -9,11 +9,14 @@ use byfly_core::error::ApiError;
 use byfly_core::wire::{Envelope, OperationView, ResolveOperationRequest};
 
 use super::admin::{Admin, not_found};
-use super::admin_payments::operation_view;
+use super::admin_payments::{OperationHistory, operation_view};
 use super::errors::HttpError;
 use super::extract::{JsonBody, RowId};
 use super::state::AppState;
-use crate::store::{FinalAnswer, OpState, OperationId};
+use crate::store::{FinalAnswer, OpState, OperationId, ReviewDecision};
+
+/// The longest note a decision takes, in characters.
+pub const NOTE_MAX_CHARS: usize = 1000;
 
 error_set!(ReviewErrors: [ADMIN]);
 
@@ -33,7 +36,8 @@ pub async fn review(
     let mut views = Vec::new();
     for op in state.store.operations_needing_review().await? {
         if let Some(payment) = state.store.payment_by_row_id(op.payment_id).await? {
-            views.push(operation_view(&op, &payment.transaction_id, &state));
+            let history = OperationHistory::of(&state, payment.id).await?;
+            views.push(operation_view(&op, &payment.transaction_id, &history, &state));
         }
     }
     Ok(Json(Envelope::data(views)))
@@ -54,7 +58,7 @@ error_set!(ResolveErrors: [ADMIN, ROW, BODY] ValidationError, InvalidStatus);
     responses((status = 200, description = "The operation", body = Envelope<OperationView>), ResolveErrors)
 )]
 pub async fn resolve_operation(
-    _: Admin,
+    admin: Admin,
     State(state): State<AppState>,
     RowId(id): RowId<OperationId>,
     JsonBody(request): JsonBody<ResolveOperationRequest>,
@@ -82,6 +86,22 @@ pub async fn resolve_operation(
         ("not_paid", _, _) => FinalAnswer::Failed,
         _ => return Err(invalid("outcome: paid или not_paid")),
     };
+    let note = request
+        .note
+        .as_deref()
+        .map(str::trim)
+        .filter(|note| !note.is_empty());
+    if note.is_some_and(|note| note.chars().count() > NOTE_MAX_CHARS) {
+        return Err(invalid("note: до 1000 символов"));
+    }
+    let paid = matches!(answer, FinalAnswer::Succeeded { .. });
+    let decision = ReviewDecision {
+        outcome: request.outcome.clone(),
+        amount_minor: request.amount.filter(|_| paid).map(|amount| amount.to_minor()),
+        terminal_transaction_id: request.transaction_id.clone().filter(|_| paid),
+        decided_by: admin.actor.clone(),
+        note: note.map(str::to_owned),
+    };
     let not_waiting = || {
         HttpError::from(ApiError::with_message(
             ErrorCode::InvalidStatus,
@@ -97,7 +117,7 @@ pub async fn resolve_operation(
                 "Операция без ответа терминала: деньги по ней зачислить нельзя, верните их через терминал",
             )));
         }
-        if !state.store.acknowledge_review(id).await? {
+        if !state.store.acknowledge_review(id, &decision, state.now()).await? {
             return Err(not_waiting());
         }
     } else {
@@ -109,25 +129,30 @@ pub async fn resolve_operation(
             "outcome": request.outcome,
             "amount": request.amount,
             "transaction_id": request.transaction_id,
-            "note": request.note,
+            "note": decision.note,
+            "decided_by": decision.decided_by,
         })
         .to_string();
-        let settled = crate::services::poll::settle_final(&state, id, &answer, &raw, state.now()).await?;
+        let settled =
+            crate::services::poll::settle_final(&state, id, &answer, &raw, Some(&decision), state.now())
+                .await?;
         // Settled meanwhile by the terminal's own answer: that one stands.
         if settled.is_none() {
             return Err(not_waiting());
         }
     }
-    tracing::warn!(operation = %id, outcome = %request.outcome, "operation resolved by an operator");
+    tracing::warn!(operation = %id, outcome = %request.outcome, by = %admin.actor, "operation resolved by an operator");
     let resolved = state.store.operation(id).await?.ok_or_else(not_found)?;
     let payment = state
         .store
         .payment_by_row_id(resolved.payment_id)
         .await?
         .ok_or_else(not_found)?;
+    let history = OperationHistory::of(&state, payment.id).await?;
     Ok(Json(Envelope::data(operation_view(
         &resolved,
         &payment.transaction_id,
+        &history,
         &state,
     ))))
 }

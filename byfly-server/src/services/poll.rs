@@ -8,16 +8,18 @@ use super::settle::on_final_answer;
 use crate::app::App;
 use crate::random::event_id;
 use crate::store::UnixSeconds;
-use crate::store::{FinalAnswer, OperationRecord, PollNote, SettlementPlan, StoreError};
+use crate::store::{FinalAnswer, OperationRecord, PollNote, ReviewDecision, SettlementPlan, StoreError};
 use crate::store::{OperationId, PaymentId};
 
 /// Settles an operation with its final answer: byfly-core's decision from a snapshot the store
-/// reads in the transaction that writes it. `None` when it was already settled.
+/// reads in the transaction that writes it. `None` when it was already settled. `decision`: the
+/// operator's, when the answer is theirs rather than the terminal's.
 pub(crate) async fn settle_final(
     app: &App,
     operation_id: OperationId,
     answer: &FinalAnswer,
     raw: &str,
+    decision: Option<&ReviewDecision>,
     now: UnixSeconds,
 ) -> Result<Option<SettlementPlan>, StoreError> {
     app.store
@@ -25,6 +27,7 @@ pub(crate) async fn settle_final(
             operation_id,
             answer,
             raw,
+            decision,
             now,
             &event_id(),
             &on_final_answer(operation_id, answer),
@@ -63,7 +66,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
             // Never shown to a customer (no QR read, no `wait` seen): nobody could have paid it.
             // Never for a refund: read as "not refunded" when it was, it could be refunded twice.
             let raw = serde_json::json!({ "error": "process not found", "text": text }).to_string();
-            settle_final(app, op.id, &FinalAnswer::Failed, &raw, t).await?;
+            settle_final(app, op.id, &FinalAnswer::Failed, &raw, None, t).await?;
             return Ok(());
         }
         Err(TerminalError::ProcessNotFound(text)) => {
@@ -82,6 +85,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
                 unknown_since: op.unknown_since,
                 shown: true,
                 review: Some(FORGOTTEN_REVIEW.to_owned()),
+                answered_at: t,
             };
             app.store.record_poll(op.id, &note).await?;
             return Ok(());
@@ -94,6 +98,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
                 unknown_since: None,
                 shown: true,
                 review: None,
+                answered_at: t,
             };
             app.store.record_poll(op.id, &note).await?;
             return Ok(());
@@ -109,6 +114,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
                 unknown_since: op.unknown_since,
                 shown: false,
                 review: None,
+                answered_at: t,
             };
             app.store.record_poll(op.id, &note).await?;
             return Ok(());
@@ -128,10 +134,10 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
                 transaction_id: answer.transaction_id.clone(),
                 cheque_method: answer.cheque.method.clone(),
             };
-            settle_final(app, op.id, &paid, &raw, t).await?;
+            settle_final(app, op.id, &paid, &raw, None, t).await?;
         }
         ProcessStatus::Fail => {
-            settle_final(app, op.id, &FinalAnswer::Failed, &raw, t).await?;
+            settle_final(app, op.id, &FinalAnswer::Failed, &raw, None, t).await?;
         }
         ProcessStatus::Wait => {
             let note = PollNote {
@@ -140,6 +146,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
                 unknown_since: None,
                 shown: true,
                 review: None,
+                answered_at: t,
             };
             app.store.record_poll(op.id, &note).await?;
         }
@@ -152,6 +159,7 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
                 unknown_since: Some(since),
                 shown: true,
                 review,
+                answered_at: t,
             };
             app.store.record_poll(op.id, &note).await?;
         }

@@ -10,6 +10,9 @@ use super::records::*;
 use byfly_core::PaymentStatus;
 use byfly_core::ids::EventId;
 
+/// How many logged terminal answers a payment's page shows at most.
+pub const ANSWERS_PER_PAYMENT: u32 = 200;
+
 /// Operations on terminals: claiming a terminal, following the process, settling its final answer, review.
 #[async_trait]
 pub trait Operations: Send + Sync {
@@ -103,16 +106,20 @@ pub trait Operations: Send + Sync {
 
     /// Records a non-final answer: the raw JSON, when to ask again, since when it is `unknown`,
     /// whether it showed the operation to a customer, and why it needs review.
+    /// Also logs the answer ([`TerminalAnswerRecord`]).
     async fn record_poll(&self, operation_id: OperationId, note: &PollNote) -> Result<(), StoreError>;
 
     /// Records a final answer, in one transaction: the operation, the freed terminal, and what
     /// `decide` (made from a snapshot read in that transaction) says of the payment's status and
-    /// webhook event. `None` when the operation was already settled.
+    /// webhook event; and either the terminal's answer in the log or, when an operator gave the
+    /// answer, their `decision`. `None` when the operation was already settled.
+    #[allow(clippy::too_many_arguments)]
     async fn settle(
         &self,
         operation_id: OperationId,
         answer: &FinalAnswer,
         raw_answer: &str,
+        decision: Option<&ReviewDecision>,
         now: UnixSeconds,
         event_id: &EventId,
         decide: Decide<'_>,
@@ -126,6 +133,22 @@ pub trait Operations: Send + Sync {
     async fn operation(&self, id: OperationId) -> Result<Option<OperationRecord>, StoreError>;
 
     /// An operator looked at an operation under review that no longer holds a terminal and found
-    /// nothing to settle: it leaves the review queue. Returns whether it was waiting.
-    async fn acknowledge_review(&self, id: OperationId) -> Result<bool, StoreError>;
+    /// nothing to settle: it leaves the review queue, with the `decision` recorded. Returns
+    /// whether it was waiting.
+    async fn acknowledge_review(
+        &self,
+        id: OperationId,
+        decision: &ReviewDecision,
+        now: UnixSeconds,
+    ) -> Result<bool, StoreError>;
+
+    /// What the terminals answered about a payment's operations, oldest first (at most
+    /// [`ANSWERS_PER_PAYMENT`], the newest kept).
+    async fn terminal_answers(&self, payment_id: PaymentId) -> Result<Vec<TerminalAnswerRecord>, StoreError>;
+
+    /// Every operation holding a terminal.
+    async fn terminal_holds(&self) -> Result<Vec<TerminalHold>, StoreError>;
+
+    /// The operators' decisions about a payment's operations.
+    async fn review_decisions(&self, payment_id: PaymentId) -> Result<Vec<ReviewDecisionRecord>, StoreError>;
 }

@@ -271,6 +271,73 @@ pub struct PollNote {
     pub shown: bool,
     /// Why it now needs an operator (`None`: no review, or no change to it).
     pub review: Option<String>,
+    /// When the terminal answered (or failed to), for the answers' log.
+    pub answered_at: UnixSeconds,
+}
+
+/// One distinct answer a terminal gave about an operation (see migration 0013), kept for the
+/// operator who must tell what happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalAnswerRecord {
+    /// The operation asked about.
+    pub operation_id: OperationId,
+    /// When this answer first came.
+    pub first_at: UnixSeconds,
+    /// When it came last (the same answer, asked again).
+    pub last_at: UnixSeconds,
+    /// How many times in a row it came.
+    pub times: i64,
+    /// As received: the terminal's JSON, or a description of why there was none.
+    pub answer: String,
+}
+
+/// The longest answer kept in the log, in bytes: a terminal's status answer is a few hundred;
+/// anything longer is cut (on a character boundary) rather than filling the database.
+pub const TERMINAL_ANSWER_MAX_BYTES: usize = 8 * 1024;
+
+/// An operator's decision about an operation waiting for review, as the review route makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewDecision {
+    /// `paid` or `not_paid`.
+    pub outcome: String,
+    /// What the customer paid (paid only), in tiyn.
+    pub amount_minor: Option<i64>,
+    /// The terminal's `transactionId` the operator found (paid only).
+    pub terminal_transaction_id: Option<String>,
+    /// Who decided (see `http::admin::Admin::actor`).
+    pub decided_by: String,
+    /// Why, in the operator's words.
+    pub note: Option<String>,
+}
+
+/// A recorded decision: what was decided, about which operation, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewDecisionRecord {
+    /// The operation decided about.
+    pub operation_id: OperationId,
+    /// The decision.
+    pub decision: ReviewDecision,
+    /// When it was applied.
+    pub decided_at: UnixSeconds,
+}
+
+/// An operation holding its terminal, as the terminals' page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalHold {
+    /// The terminal held.
+    pub terminal_id: TerminalId,
+    /// The operation holding it.
+    pub operation_id: OperationId,
+    /// Its payment's transaction id.
+    pub transaction_id: TransactionId,
+    /// A refund's operation.
+    pub refund: bool,
+    /// `starting` or `in_flight`.
+    pub state: OpState,
+    /// Since when.
+    pub started_at: UnixSeconds,
+    /// Waits for an operator.
+    pub needs_review: bool,
 }
 
 /// A terminal of the pool.

@@ -19,6 +19,8 @@ pub struct AdminSessionRecord {
     pub expires_at: UnixSeconds,
     /// The address it was opened from.
     pub client: Option<String>,
+    /// The name the operator gave at login: what their review decisions are recorded under.
+    pub operator: Option<String>,
 }
 
 /// A session's `last_seen_at` is written only when the stored one is older than this (or a
@@ -38,6 +40,7 @@ pub trait AdminSessions: Send + Sync {
         now: UnixSeconds,
         expires_at: UnixSeconds,
         client: Option<&str>,
+        operator: Option<&str>,
     ) -> Result<AdminSessionRecord, StoreError>;
 
     /// The live session of `token_hash`: opened for the admin token `issued_for` fingerprints, not

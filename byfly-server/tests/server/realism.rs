@@ -252,6 +252,15 @@ async fn a_terminal_that_forgot_an_operation_a_customer_saw_holds_it_for_review(
         .await;
         assert!(op["review_reason"].as_str().unwrap().starts_with("101"), "{op}");
         assert_eq!(op["holds_terminal"], json!(true));
+        // What the terminal said is in front of the operator: the `101`.
+        let answers = op["answers"].as_array().unwrap();
+        assert!(
+            answers.last().unwrap()["answer"]
+                .as_str()
+                .unwrap()
+                .contains("process not found"),
+            "{op}"
+        );
         assert_eq!(
             app.status(&id).await["status"],
             json!("processing"),
@@ -267,10 +276,20 @@ async fn a_terminal_that_forgot_an_operation_a_customer_saw_holds_it_for_review(
             json!({"outcome": "not_paid", "note": "нет в истории терминала"})
         };
         let path = format!("/operations/{}/resolve", op["id"]);
-        let (code, body) = admin(&app, Method::POST, &path, Some(decision)).await;
+        let (code, body) = admin(&app, Method::POST, &path, Some(decision.clone())).await;
         assert_eq!(code, 200, "{body}");
         assert_eq!(body["data"]["holds_terminal"], json!(false));
         assert_eq!(app.status(&id).await["status"], json!(expected));
+        // Recorded: what, by whom (the bearer token names nobody), when, and why.
+        let recorded = &body["data"]["decision"];
+        assert_eq!(recorded["outcome"], json!(outcome), "{body}");
+        assert_eq!(recorded["decided_by"], json!("admin token"));
+        assert_eq!(recorded["note"], decision["note"]);
+        assert!(recorded["decided_at"].as_str().unwrap().len() == 19, "{recorded}");
+        if outcome == "paid" {
+            assert_eq!(recorded["amount"], json!(50000));
+            assert_eq!(recorded["transaction_id"], json!("1234567890"));
+        }
         let (code, again) = admin(&app, Method::POST, &path, Some(json!({"outcome": "not_paid"}))).await;
         assert_eq!(
             (code, &again["code"]),
@@ -390,6 +409,15 @@ async fn refunds_wait_for_their_own_confirmation_qr_and_card_refunds_show_none()
     let confirmation = waiting["data"]["qr_code"].as_str().unwrap();
     assert_ne!(confirmation, payment_qr);
     assert_eq!(simulator.state()["current"]["qr"], json!(confirmation));
+    // The console sees the terminal busy with the refund.
+    let (code, terminal) = admin(&app, Method::GET, "/terminals/1", None).await;
+    assert_eq!(code, 200, "{terminal}");
+    assert_eq!(
+        terminal["data"]["busy_with"]["kind"],
+        json!("refund"),
+        "{terminal}"
+    );
+    assert_eq!(terminal["data"]["busy_with"]["transaction_id"], json!(id));
     simulator.pay(PayRequest::default()).unwrap();
     app.wait_status(&id, "refunded").await;
 
@@ -521,4 +549,59 @@ async fn an_unreadable_answer_that_had_not_started_anything_is_proved_so_by_aski
     assert_eq!(first.counters().calls["payment"], 2);
     assert_eq!(first.state()["current"]["qr"], body["data"]["qr_code"]);
     assert!(!second.counters().calls.contains_key("payment"));
+}
+
+#[tokio::test]
+async fn a_terminals_answers_are_logged_each_once_with_how_often_it_repeated() {
+    let app = app(1).await;
+    let id = app.init(9_000).await;
+    let (code, started) = app.kaspi(&id, "kaspi_gold").await;
+    assert_eq!(code, 200, "{started}");
+    // Nobody has paid yet: the terminal answers `wait` to every poll, one row counting them.
+    let answers = eventually("a repeated answer is counted", || async {
+        let (_, payment) = admin(&app, Method::GET, &format!("/payments/{id}"), None).await;
+        let answers = payment["data"]["operations"][0]["answers"].as_array()?.clone();
+        answers
+            .iter()
+            .any(|answer| answer["times"].as_i64() >= Some(2))
+            .then_some(answers)
+    })
+    .await;
+    for pair in answers.windows(2) {
+        assert_ne!(
+            pair[0]["answer"], pair[1]["answer"],
+            "one row per change: {answers:?}"
+        );
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|answer| answer["answer"].as_str().unwrap().contains("wait")),
+        "{answers:?}"
+    );
+    // The terminal is busy with it, and the console says with what.
+    let (_, terminals) = admin(&app, Method::GET, "/terminals", None).await;
+    let busy = &terminals["data"][0]["busy_with"];
+    assert_eq!(busy["transaction_id"], json!(id), "{terminals}");
+    assert_eq!(busy["kind"], json!("payment"));
+    assert_eq!(busy["needs_review"], json!(false));
+
+    app.simulator_with(started["data"]["qr_code"].as_str().unwrap())
+        .pay(pay("Gold", None))
+        .unwrap();
+    app.wait_status(&id, "paid").await;
+    let (_, payment) = admin(&app, Method::GET, &format!("/payments/{id}"), None).await;
+    let answers = payment["data"]["operations"][0]["answers"].as_array().unwrap();
+    assert!(
+        answers.last().unwrap()["answer"]
+            .as_str()
+            .unwrap()
+            .contains("success"),
+        "the final answer closes the log: {answers:?}"
+    );
+    let (_, terminals) = admin(&app, Method::GET, "/terminals", None).await;
+    assert!(
+        terminals["data"][0].get("busy_with").is_none(),
+        "free again: {terminals}"
+    );
 }

@@ -17,6 +17,7 @@ fn session_row(row: &AnyRow) -> Result<AdminSessionRecord, StoreError> {
         last_seen_at: row.try_get("last_seen_at")?,
         expires_at: row.try_get("expires_at")?,
         client: row.try_get("client")?,
+        operator: row.try_get("operator")?,
     })
 }
 
@@ -29,6 +30,7 @@ impl AdminSessions for SqlStore {
         now: UnixSeconds,
         expires_at: UnixSeconds,
         client: Option<&str>,
+        operator: Option<&str>,
     ) -> Result<AdminSessionRecord, StoreError> {
         self.q("DELETE FROM admin_sessions WHERE expires_at <= ?")
             .bind(now)
@@ -36,8 +38,8 @@ impl AdminSessions for SqlStore {
             .await?;
         let row = self
             .q(
-                "INSERT INTO admin_sessions (token_hash, issued_for, created_at, last_seen_at, expires_at, client) \
-                VALUES (?, ?, ?, ?, ?, ?) RETURNING id, created_at, last_seen_at, expires_at, client",
+                "INSERT INTO admin_sessions (token_hash, issued_for, created_at, last_seen_at, expires_at, client, operator) \
+                VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id, created_at, last_seen_at, expires_at, client, operator",
             )
             .bind(token_hash.as_str())
             .bind(issued_for)
@@ -45,6 +47,7 @@ impl AdminSessions for SqlStore {
             .bind(now)
             .bind(expires_at)
             .bind(client)
+            .bind(operator)
             .fetch_one(&self.pool)
             .await?;
         session_row(&row)
@@ -59,7 +62,7 @@ impl AdminSessions for SqlStore {
     ) -> Result<Option<AdminSessionRecord>, StoreError> {
         let row = self
             .q(
-                "SELECT id, created_at, last_seen_at, expires_at, client FROM admin_sessions \
+                "SELECT id, created_at, last_seen_at, expires_at, client, operator FROM admin_sessions \
                 WHERE token_hash = ? AND issued_for = ? AND expires_at > ? AND last_seen_at > ?",
             )
             .bind(token_hash.as_str())
