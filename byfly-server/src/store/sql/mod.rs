@@ -59,6 +59,7 @@ const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
 mod database;
 mod dialect;
 mod group_commit;
+mod history;
 mod idempotency;
 mod ledger;
 mod locks;
