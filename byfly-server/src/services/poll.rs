@@ -90,10 +90,13 @@ pub async fn poll(app: &App, op: &OperationRecord) -> Result<(), StoreError> {
             app.store.record_poll(op.id, &note).await?;
             return Ok(());
         }
-        Err(TerminalError::CannotActualize(_)) => {
-            // No longer unknown: ask with status next time.
+        Err(TerminalError::CannotActualize(text)) => {
+            // No longer unknown: ask with status next time. Said in the answers' log as it came,
+            // so an operator reading it sees why the next answers are `status` ones.
             let note = PollNote {
-                raw_answer: "{}".to_owned(),
+                raw_answer:
+                    serde_json::json!({ "error": "actualize refused: no longer unknown", "text": text })
+                        .to_string(),
                 next_poll_at: t + app.timing.poll_interval,
                 unknown_since: None,
                 shown: true,

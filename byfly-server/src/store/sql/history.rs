@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{SqlStore, flag, readable};
+use super::{SqlStore, corrupt, flag, readable};
 use crate::store::error::StoreError;
 use crate::store::ids::*;
 use crate::store::records::*;
@@ -18,7 +18,7 @@ impl SqlStore {
         answer: &str,
         at: UnixSeconds,
     ) -> Result<(), StoreError> {
-        let answer = cut_to(answer, TERMINAL_ANSWER_MAX_BYTES);
+        let answer = &answer[..answer.floor_char_boundary(TERMINAL_ANSWER_MAX_BYTES)];
         let repeated = self
             .q(
                 "UPDATE terminal_answers SET last_at = ?, times = times + 1 WHERE id = \
@@ -103,10 +103,9 @@ impl SqlStore {
                 Ok(TerminalHold {
                     terminal_id: row.try_get("terminal_id")?,
                     operation_id: row.try_get("id")?,
-                    transaction_id: byfly_core::TransactionId::parse(&transaction_id)
-                        .map_err(|err| StoreError::Corrupt(err.to_string()))?,
+                    transaction_id: byfly_core::TransactionId::parse(&transaction_id).map_err(corrupt)?,
                     refund: row.try_get::<Option<String>, _>("refund_id")?.is_some(),
-                    state: OpState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("operation state {state}")))?,
+                    state: OpState::parse(&state).ok_or_else(|| corrupt(format!("operation state {state:?}")))?,
                     started_at: row.try_get("started_at")?,
                     needs_review: flag(row, "needs_review")?,
                 })
@@ -142,16 +141,4 @@ impl SqlStore {
             })
         }))
     }
-}
-
-/// `text` cut to at most `max` bytes, on a character boundary.
-fn cut_to(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
