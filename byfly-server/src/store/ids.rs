@@ -1,6 +1,6 @@
 //! Ids of stored rows, and business time, as types of their own: a terminal's id cannot be passed
 //! where an operation's is expected, nor a duration where a moment is. Each is stored as the
-//! integer it wraps (binds and reads go through sqlx as that integer) and shown as it.
+//! integer it wraps (binds and reads go through sqlx, or rusqlite, as that integer) and shown as it.
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
@@ -54,6 +54,12 @@ macro_rules! stored_integer {
         impl<'r> Decode<'r, Any> for $name {
             fn decode(value: <Any as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
                 <i64 as Decode<'r, Any>>::decode(value).map($name)
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                i64::column_result(value).map($name)
             }
         }
     };

@@ -12,6 +12,10 @@
 //!   so every read-then-write (claim a free terminal, settle an operation and append its event,
 //!   claim due outbox rows) is atomic across processes without one lock for all of them.
 //!
+//! Two reads on SQLite — a payment by its transaction id, alone or with its operations, which
+//! every `/status` and `/payment/{id}` make — run on the calling thread through rusqlite
+//! ([`sqlite_reads`]), with the same SQL and the same row decoding ([`rows::StoredRow`]).
+//!
 //! The SQL is written once in the dialect both accept (`ON CONFLICT`, `RETURNING`, `COALESCE`,
 //! `CASE`, flags as 0/1 integers, money as integer tiyn) with `?` placeholders, which
 //! [`Dialect::sql`] turns into `$1, $2, …` for PostgreSQL. Each backend has its own migrations.
@@ -29,6 +33,7 @@ use crate::store::records::TerminalTls;
 pub use dialect::Dialect;
 use group_commit::{BatchedWrite, GroupCommit};
 use read_cache::ReadCache;
+use sqlite_reads::SqliteReads;
 
 /// How token expiry times are stored (the terminal's local time, as it gave them).
 const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -71,6 +76,7 @@ mod refunds;
 mod rows;
 mod sessions;
 mod sources;
+mod sqlite_reads;
 mod terminals;
 
 /// A SQLite or PostgreSQL database.
@@ -82,6 +88,9 @@ pub struct SqlStore {
     group: Option<GroupCommit>,
     /// Active sources by token hash, and the payment methods.
     cache: Arc<ReadCache>,
+    /// SQLite's hot reads on the calling thread (`None` on PostgreSQL and for a database that is
+    /// no file).
+    sqlite_reads: Option<Arc<SqliteReads>>,
 }
 
 /// A write transaction: on SQLite a member of a batch, on PostgreSQL a transaction of its own.
@@ -137,8 +146,8 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// A 0/1 integer column as a flag.
-fn flag(row: &AnyRow, column: &str) -> Result<bool, StoreError> {
-    Ok(row.try_get::<i64, _>(column)? != 0)
+fn flag(row: &impl rows::StoredRow, column: &str) -> Result<bool, StoreError> {
+    Ok(row.value::<i64>(column)? != 0)
 }
 
 impl SqlStore {
@@ -187,16 +196,36 @@ impl SqlStore {
                     .await?
             }
         };
-        let group = match dialect {
-            Dialect::Sqlite => Some(GroupCommit::start(&pool).await?),
-            Dialect::Postgres => None,
+        let (group, sqlite_reads) = match dialect {
+            Dialect::Sqlite => (
+                Some(GroupCommit::start(&pool).await?),
+                Self::sqlite_file(&pool)
+                    .await?
+                    .map(|path| SqliteReads::open(&path).map(Arc::new))
+                    .transpose()?,
+            ),
+            Dialect::Postgres => (None, None),
         };
         Ok(SqlStore {
             pool,
             dialect,
             group,
             cache: Arc::new(ReadCache::new(read_cache::CACHE_RECHECK)),
+            sqlite_reads,
         })
+    }
+
+    /// The file of SQLite's main database, as SQLite itself resolved the URL (`None` for one in
+    /// memory).
+    async fn sqlite_file(pool: &AnyPool) -> Result<Option<std::path::PathBuf>, StoreError> {
+        let row = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_optional(pool)
+            .await?;
+        let file: Option<String> = match row {
+            Some(row) => row.try_get("file")?,
+            None => None,
+        };
+        Ok(file.filter(|file| !file.is_empty()).map(std::path::PathBuf::from))
     }
 
     /// Which backend this is.

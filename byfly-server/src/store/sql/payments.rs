@@ -1,12 +1,12 @@
 //! [`Payments`] on SQLite and PostgreSQL.
 
 use async_trait::async_trait;
-use sqlx::Row;
 
 use crate::store::payments::{PaymentFilter, Payments};
 use byfly_core::ids::EventId;
 use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
 
+use super::rows::StoredRow;
 use super::{Dialect, SqlStore};
 use crate::store::decisions::*;
 use crate::store::error::StoreError;
@@ -32,6 +32,42 @@ macro_rules! listed_where {
             ") AND id < ? ORDER BY id DESC LIMIT ?"
         )
     };
+}
+
+/// A payment (its columns prefixed `p_`) with its operations (theirs as they are), oldest first:
+/// one row per operation, or one row of NULL operation columns for a payment without any.
+const PAYMENT_AND_OPERATIONS: &str = "SELECT p.id AS p_id, p.transaction_id AS p_transaction_id, \
+     p.source_id AS p_source_id, p.status AS p_status, p.original_amount_minor AS p_original_amount_minor, \
+     p.refunded_amount_minor AS p_refunded_amount_minor, p.currency AS p_currency, \
+     p.description AS p_description, p.customer_name AS p_customer_name, \
+     p.customer_phone AS p_customer_phone, p.customer_email AS p_customer_email, \
+     p.payment_method_id AS p_payment_method_id, p.webhook_url AS p_webhook_url, \
+     p.webhook_secret AS p_webhook_secret, p.metadata AS p_metadata, p.created_at AS p_created_at, \
+     p.expires_at AS p_expires_at, p.paid_at AS p_paid_at, o.* \
+     FROM payments p LEFT JOIN operations o ON o.payment_id = p.id \
+     WHERE p.transaction_id = ? ORDER BY o.id";
+
+/// The rows of [`PAYMENT_AND_OPERATIONS`] gathered, whichever driver read them.
+#[derive(Default)]
+struct Joined {
+    payment: Option<PaymentRecord>,
+    operations: Vec<OperationRecord>,
+}
+
+impl Joined {
+    fn add(&mut self, row: &impl StoredRow) -> Result<(), StoreError> {
+        if self.payment.is_none() {
+            self.payment = Some(SqlStore::joined_payment_row(row)?);
+        }
+        if row.value::<Option<i64>>("id")?.is_some() {
+            self.operations.push(SqlStore::operation(row)?);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Option<(PaymentRecord, Vec<OperationRecord>)> {
+        Some((self.payment?, self.operations))
+    }
 }
 
 #[async_trait]
@@ -91,8 +127,16 @@ impl Payments for SqlStore {
     }
 
     async fn payment(&self, id: &TransactionId) -> Result<Option<PaymentRecord>, StoreError> {
+        const BY_TRANSACTION_ID: &str = select_payments!("transaction_id = ?");
+        if let Some(reads) = &self.sqlite_reads {
+            return reads.read(|connection| {
+                let mut statement = connection.prepare_cached(BY_TRANSACTION_ID)?;
+                let mut rows = statement.query([id.as_str()])?;
+                rows.next()?.map(Self::payment_row).transpose()
+            });
+        }
         let row = self
-            .q(select_payments!("transaction_id = ?"))
+            .q(BY_TRANSACTION_ID)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -129,34 +173,27 @@ impl Payments for SqlStore {
         &self,
         id: &TransactionId,
     ) -> Result<Option<(PaymentRecord, Vec<OperationRecord>)>, StoreError> {
+        if let Some(reads) = &self.sqlite_reads {
+            return reads.read(|connection| {
+                let mut statement = connection.prepare_cached(PAYMENT_AND_OPERATIONS)?;
+                let mut rows = statement.query([id.as_str()])?;
+                let mut joined = Joined::default();
+                while let Some(row) = rows.next()? {
+                    joined.add(row)?;
+                }
+                Ok(joined.finish())
+            });
+        }
         let rows = self
-            .q(
-                "SELECT p.id AS p_id, p.transaction_id AS p_transaction_id, p.source_id AS p_source_id, \
-                 p.status AS p_status, p.original_amount_minor AS p_original_amount_minor, \
-                 p.refunded_amount_minor AS p_refunded_amount_minor, p.currency AS p_currency, \
-                 p.description AS p_description, p.customer_name AS p_customer_name, \
-                 p.customer_phone AS p_customer_phone, p.customer_email AS p_customer_email, \
-                 p.payment_method_id AS p_payment_method_id, p.webhook_url AS p_webhook_url, \
-                 p.webhook_secret AS p_webhook_secret, p.metadata AS p_metadata, p.created_at AS p_created_at, \
-                 p.expires_at AS p_expires_at, p.paid_at AS p_paid_at, o.* \
-                 FROM payments p LEFT JOIN operations o ON o.payment_id = p.id \
-                 WHERE p.transaction_id = ? ORDER BY o.id",
-            )
+            .q(PAYMENT_AND_OPERATIONS)
             .bind(id.as_str())
             .fetch_all(&self.pool)
             .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let payment = Self::joined_payment_row(first)?;
-        // A payment without operations is one row whose operation columns are NULL.
-        let mut operations = Vec::with_capacity(rows.len());
+        let mut joined = Joined::default();
         for row in &rows {
-            if row.try_get::<Option<i64>, _>("id")?.is_some() {
-                operations.push(Self::operation(row)?);
-            }
+            joined.add(row)?;
         }
-        Ok(Some((payment, operations)))
+        Ok(joined.finish())
     }
 
     async fn payment_by_row_id(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {

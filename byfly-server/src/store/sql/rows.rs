@@ -9,14 +9,42 @@ use byfly_core::{
     WebhookEvent,
 };
 use byfly_terminal::Tokens;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row};
 
 use super::{SqlStore, TOKEN_TIME_FORMAT, corrupt, flag};
 use crate::store::error::StoreError;
 use crate::store::ids::UnixSeconds;
 use crate::store::outbox::{DueEvent, StoredEvent};
 use crate::store::records::*;
+
+/// A value either driver reads from a column: integers (and the ids and times wrapping them) and
+/// text, each possibly NULL.
+pub(super) trait StoredValue:
+    for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + rusqlite::types::FromSql
+{
+}
+
+impl<T> StoredValue for T where T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any> + rusqlite::types::FromSql {}
+
+/// A row as sqlx or rusqlite hands it over (see [`super::sqlite_reads`]), so that a record read by
+/// either driver is decoded by the one function below.
+pub(super) trait StoredRow {
+    /// The value of the named column.
+    fn value<T: StoredValue>(&self, column: &str) -> Result<T, StoreError>;
+}
+
+impl StoredRow for AnyRow {
+    fn value<T: StoredValue>(&self, column: &str) -> Result<T, StoreError> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+impl StoredRow for rusqlite::Row<'_> {
+    fn value<T: StoredValue>(&self, column: &str) -> Result<T, StoreError> {
+        Ok(self.get(column)?)
+    }
+}
 
 impl SqlStore {
     pub(super) fn refund_request_row(row: &AnyRow) -> Result<RefundRequestRecord, StoreError> {
@@ -30,8 +58,8 @@ impl SqlStore {
         })
     }
 
-    pub(super) fn percent(row: &AnyRow, column: &str) -> Result<Percent, StoreError> {
-        let text: String = row.try_get(column)?;
+    pub(super) fn percent(row: &impl StoredRow, column: &str) -> Result<Percent, StoreError> {
+        let text: String = row.value(column)?;
         Percent::parse(&text).map_err(|err| corrupt(format!("{column}: {err}")))
     }
 
@@ -81,17 +109,17 @@ impl SqlStore {
         })
     }
 
-    pub(super) fn payment_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
+    pub(super) fn payment_row(row: &impl StoredRow) -> Result<PaymentRecord, StoreError> {
         Self::payment_columns(row, false)
     }
 
     /// A payment from a row of [`SqlStore::payment_and_operations`]' join, whose payment columns
     /// are prefixed `p_` (the operation's keep their names).
-    pub(super) fn joined_payment_row(row: &AnyRow) -> Result<PaymentRecord, StoreError> {
+    pub(super) fn joined_payment_row(row: &impl StoredRow) -> Result<PaymentRecord, StoreError> {
         Self::payment_columns(row, true)
     }
 
-    fn payment_columns(row: &AnyRow, prefixed: bool) -> Result<PaymentRecord, StoreError> {
+    fn payment_columns(row: &impl StoredRow, prefixed: bool) -> Result<PaymentRecord, StoreError> {
         macro_rules! column {
             ($name:literal) => {
                 if prefixed {
@@ -101,29 +129,29 @@ impl SqlStore {
                 }
             };
         }
-        let transaction_id: String = row.try_get(column!("transaction_id"))?;
-        let status: String = row.try_get(column!("status"))?;
+        let transaction_id: String = row.value(column!("transaction_id"))?;
+        let status: String = row.value(column!("status"))?;
         Ok(PaymentRecord {
-            id: row.try_get(column!("id"))?,
+            id: row.value(column!("id"))?,
             transaction_id: TransactionId::parse(&transaction_id).map_err(corrupt)?,
-            source_id: row.try_get(column!("source_id"))?,
+            source_id: row.value(column!("source_id"))?,
             status: PaymentStatus::parse(&status).ok_or_else(|| corrupt(format!("status {status:?}")))?,
-            original_amount: Money::from_minor(row.try_get(column!("original_amount_minor"))?),
-            refunded_amount: Money::from_minor(row.try_get(column!("refunded_amount_minor"))?),
-            currency: row.try_get(column!("currency"))?,
-            description: row.try_get(column!("description"))?,
-            customer_name: row.try_get(column!("customer_name"))?,
-            customer_phone: row.try_get(column!("customer_phone"))?,
-            customer_email: row.try_get(column!("customer_email"))?,
-            payment_method_id: row.try_get(column!("payment_method_id"))?,
-            webhook_url: row.try_get(column!("webhook_url"))?,
+            original_amount: Money::from_minor(row.value(column!("original_amount_minor"))?),
+            refunded_amount: Money::from_minor(row.value(column!("refunded_amount_minor"))?),
+            currency: row.value(column!("currency"))?,
+            description: row.value(column!("description"))?,
+            customer_name: row.value(column!("customer_name"))?,
+            customer_phone: row.value(column!("customer_phone"))?,
+            customer_email: row.value(column!("customer_email"))?,
+            payment_method_id: row.value(column!("payment_method_id"))?,
+            webhook_url: row.value(column!("webhook_url"))?,
             webhook_secret: row
-                .try_get::<Option<String>, _>(column!("webhook_secret"))?
+                .value::<Option<String>>(column!("webhook_secret"))?
                 .map(Secret::new),
-            metadata: row.try_get(column!("metadata"))?,
-            created_at: row.try_get(column!("created_at"))?,
-            expires_at: row.try_get(column!("expires_at"))?,
-            paid_at: row.try_get(column!("paid_at"))?,
+            metadata: row.value(column!("metadata"))?,
+            created_at: row.value(column!("created_at"))?,
+            expires_at: row.value(column!("expires_at"))?,
+            paid_at: row.value(column!("paid_at"))?,
         })
     }
 
@@ -184,49 +212,48 @@ impl SqlStore {
         }))
     }
 
-    pub(super) fn operation(row: &AnyRow) -> Result<OperationRecord, StoreError> {
-        let money =
-            |column: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(row.try_get(column)?)) };
+    pub(super) fn operation(row: &impl StoredRow) -> Result<OperationRecord, StoreError> {
+        let money = |column: &str| -> Result<Money, StoreError> { Ok(Money::from_minor(row.value(column)?)) };
         let optional_money = |column: &str| -> Result<Option<Money>, StoreError> {
-            Ok(row.try_get::<Option<i64>, _>(column)?.map(Money::from_minor))
+            Ok(row.value::<Option<i64>>(column)?.map(Money::from_minor))
         };
-        let state: String = row.try_get("state")?;
-        let previous: String = row.try_get("previous_status")?;
+        let state: String = row.value("state")?;
+        let previous: String = row.value("previous_status")?;
         Ok(OperationRecord {
-            id: row.try_get("id")?,
-            payment_id: row.try_get("payment_id")?,
-            terminal_id: row.try_get("terminal_id")?,
+            id: row.value("id")?,
+            payment_id: row.value("payment_id")?,
+            terminal_id: row.value("terminal_id")?,
             quote: OperationQuote {
-                method: MethodCode::new(row.try_get::<String, _>("method_code")?),
+                method: MethodCode::new(row.value::<String>("method_code")?),
                 percent: Self::percent(row, "percent")?,
                 base: money("base_minor")?,
                 commission: money("commission_minor")?,
                 charge: money("charge_minor")?,
             },
-            terminal_amount: row.try_get("terminal_amount")?,
+            terminal_amount: row.value("terminal_amount")?,
             state: OpState::parse(&state).ok_or_else(|| corrupt(format!("operation state {state:?}")))?,
             is_current: flag(row, "is_current")?,
             holds_terminal: flag(row, "holds_terminal")?,
             previous_status: PaymentStatus::parse(&previous)
                 .ok_or_else(|| corrupt(format!("status {previous:?}")))?,
-            process_id: row.try_get("process_id")?,
-            qr_code: row.try_get("qr_code")?,
-            payment_url: row.try_get("payment_url")?,
+            process_id: row.value("process_id")?,
+            qr_code: row.value("qr_code")?,
+            payment_url: row.value("payment_url")?,
             credited: optional_money("credited_minor")?,
             gross: optional_money("gross_minor")?,
             product_method: row
-                .try_get::<Option<String>, _>("product_method")?
+                .value::<Option<String>>("product_method")?
                 .map(MethodCode::new),
-            started_at: row.try_get("started_at")?,
-            deadline_at: row.try_get("deadline_at")?,
-            next_poll_at: row.try_get("next_poll_at")?,
-            unknown_since: row.try_get("unknown_since")?,
-            refund_id: row.try_get("refund_id")?,
-            refund_of: row.try_get("refund_of_operation_id")?,
-            terminal_transaction_id: row.try_get("terminal_transaction_id")?,
-            cheque_method: row.try_get("cheque_method")?,
+            started_at: row.value("started_at")?,
+            deadline_at: row.value("deadline_at")?,
+            next_poll_at: row.value("next_poll_at")?,
+            unknown_since: row.value("unknown_since")?,
+            refund_id: row.value("refund_id")?,
+            refund_of: row.value("refund_of_operation_id")?,
+            terminal_transaction_id: row.value("terminal_transaction_id")?,
+            cheque_method: row.value("cheque_method")?,
             needs_review: flag(row, "needs_review")?,
-            review_reason: row.try_get("review_reason")?,
+            review_reason: row.value("review_reason")?,
             shown: flag(row, "shown")?,
             start_uncertain: flag(row, "start_uncertain")?,
         })
