@@ -6,7 +6,8 @@
 #   bash bench/load.sh [seconds per run, default 10] [connections, default 32]
 # Needs wrk (installed from Debian when missing) and, for the PostgreSQL rows, a PostgreSQL server
 # at BYFLY_BENCH_DATABASE_URL's host (default postgres://postgres@127.0.0.1:5432, database
-# byfly_bench, recreated).
+# byfly_bench, recreated). BYFLY_BENCH_SQLITE_ONLY=1 leaves the PostgreSQL rows out (a quick
+# look while changing something).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${1:-10}"
@@ -87,7 +88,9 @@ for request in "${REQUESTS[@]}"; do
 done
 
 PG_BASE="${BYFLY_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
-if psql "$PG_BASE/postgres" -qAtc "SELECT 1" >/dev/null 2>&1; then
+if [ "${BYFLY_BENCH_SQLITE_ONLY:-0}" = 1 ]; then
+  echo "(BYFLY_BENCH_SQLITE_ONLY=1: the PostgreSQL rows are left out)" >&2
+elif psql "$PG_BASE/postgres" -qAtc "SELECT 1" >/dev/null 2>&1; then
   psql "$PG_BASE/postgres" -qc "DROP DATABASE IF EXISTS byfly_bench WITH (FORCE)" >/dev/null 2>&1
   psql "$PG_BASE/postgres" -qc "CREATE DATABASE byfly_bench" >/dev/null
   export BYFLY_DATABASE_URL="$PG_BASE/byfly_bench"

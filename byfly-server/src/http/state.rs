@@ -9,8 +9,10 @@ use crate::app::App;
 /// The router's state.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The services' state (handlers reach its fields directly through `Deref`).
-    pub app: App,
+    /// The services' state (handlers reach its fields directly through `Deref`). Behind one
+    /// `Arc`: every request's extractors clone the state, and one count is cheaper than one per
+    /// field.
+    pub app: Arc<App>,
     /// Rate limits of `/kaspi`.
     pub kaspi_limiter: Arc<KaspiLimiter>,
     /// Rate limit of the console's login.
@@ -22,7 +24,7 @@ impl AppState {
     pub fn new(app: App) -> AppState {
         let kaspi_limiter = Arc::new(KaspiLimiter::new(app.settings.kaspi_rate));
         AppState {
-            app,
+            app: Arc::new(app),
             kaspi_limiter,
             login_limiter: Arc::new(LoginLimiter::new()),
         }
