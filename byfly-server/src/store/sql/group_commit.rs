@@ -27,11 +27,19 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
+use futures_util::StreamExt;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Either, Executor};
 use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, watch};
 
 use crate::store::error::StoreError;
+
+/// `statement` as a transaction of its own, for [`GroupCommit::run_as_batch`].
+pub(super) fn whole_batch(statement: &str) -> String {
+    format!("BEGIN IMMEDIATE; {statement}; COMMIT")
+}
 
 /// What a batch's members learn: committed, or why not.
 type BatchOutcome = Option<Result<(), Arc<str>>>;
@@ -113,6 +121,65 @@ impl GroupCommit {
         // The savepoint is open already (see `Batch::open`): nothing to send.
         write.stage = Stage::InSavepoint;
         Ok(write)
+    }
+
+    /// Runs `statement` (text and values) as a batch of its own when none is open: `BEGIN
+    /// IMMEDIATE`, the statement and `COMMIT` go to the database in one round trip, and its rows
+    /// come back once committed — for a write of many requests' rows at once (`payment_inserts`),
+    /// where a member's handoffs would cost more than the statement. `None` when a batch is open
+    /// (the caller joins it as a member instead); an error when the statement was refused or the
+    /// commit failed, and then nothing of it was kept.
+    ///
+    /// `batch` is the statement written by [`whole_batch`], with its values bound.
+    pub(super) async fn run_as_batch(
+        &self,
+        batch: Query<'_, Any, AnyArguments>,
+    ) -> Option<Result<Vec<AnyRow>, StoreError>> {
+        let mut guard = self.inner.batch.clone().lock_owned().await;
+        if let Err(err) = guard.clean_up(&self.inner).await {
+            return Some(Err(err));
+        }
+        if guard.open.is_some() {
+            return None;
+        }
+        // Dropped half-way (the runtime shutting down), the next holder rolls back whatever is
+        // open, as for a batch whose BEGIN may not have run.
+        guard.open = Some(watch::channel(None).0);
+        guard.begun = false;
+        let ran = {
+            let mut results = guard.conn.fetch_many(batch);
+            let mut rows = Vec::new();
+            let mut ended = 0;
+            let mut failed = None;
+            while let Some(result) = results.next().await {
+                match result {
+                    Ok(Either::Right(row)) => rows.push(row),
+                    Ok(Either::Left(_)) => ended += 1,
+                    Err(err) => {
+                        failed = Some(err);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                Some(err) => Err(err),
+                // BEGIN, the statement, COMMIT.
+                None if ended == 3 => Ok(rows),
+                None => Err(sqlx::Error::Protocol("the batch ended before its COMMIT".into())),
+            }
+        };
+        guard.open = None;
+        match ran {
+            Ok(rows) => {
+                self.inner.commits.fetch_add(1, Ordering::SeqCst);
+                Some(Ok(rows))
+            }
+            Err(err) => {
+                // Fails harmlessly when the transaction never began or already ended.
+                guard.conn.execute("ROLLBACK").await.ok();
+                Some(Err(err.into()))
+            }
+        }
     }
 
     /// How many batches have committed.

@@ -32,6 +32,7 @@ use crate::store::records::TerminalTls;
 
 pub use dialect::Dialect;
 use group_commit::{BatchedWrite, GroupCommit};
+use payment_inserts::PaymentInserts;
 use read_cache::ReadCache;
 use sqlite_reads::SqliteReads;
 
@@ -70,6 +71,7 @@ mod ledger;
 mod locks;
 mod operations;
 mod outbox;
+mod payment_inserts;
 mod payments;
 mod read_cache;
 mod refunds;
@@ -88,6 +90,8 @@ pub struct SqlStore {
     group: Option<GroupCommit>,
     /// Active sources by token hash, and the payment methods.
     cache: Arc<ReadCache>,
+    /// SQLite's new payments, inserted many to a statement (`None` on PostgreSQL).
+    payment_inserts: Option<Arc<PaymentInserts>>,
     /// SQLite's hot reads on the calling thread (`None` on PostgreSQL and for a database that is
     /// no file).
     sqlite_reads: Option<Arc<SqliteReads>>,
@@ -206,11 +210,13 @@ impl SqlStore {
             ),
             Dialect::Postgres => (None, None),
         };
+        let payment_inserts = group.clone().map(PaymentInserts::start);
         Ok(SqlStore {
             pool,
             dialect,
             group,
             cache: Arc::new(ReadCache::new(read_cache::CACHE_RECHECK)),
+            payment_inserts,
             sqlite_reads,
         })
     }

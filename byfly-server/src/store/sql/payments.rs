@@ -6,6 +6,7 @@ use crate::store::payments::{PaymentFilter, Payments};
 use byfly_core::ids::EventId;
 use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
 
+use super::payment_inserts::{INSERT_PAYMENT, bind_new_payment};
 use super::rows::StoredRow;
 use super::{Dialect, SqlStore};
 use crate::store::decisions::*;
@@ -90,31 +91,15 @@ impl Payments for SqlStore {
         row: &NewPaymentRow,
         completion: Option<&IdempotencyCompletion>,
     ) -> Result<Inserted, StoreError> {
+        if completion.is_none()
+            && let Some(inserts) = &self.payment_inserts
+        {
+            return inserts.insert(row).await;
+        }
         let mut tx = self.begin_write().await?;
-        let payment = &row.payment;
-        let inserted = self.q(
-            "INSERT INTO payments (transaction_id, source_id, status, original_amount_minor, currency, description, \
-             customer_name, customer_phone, customer_email, payment_method_id, webhook_url, webhook_secret, metadata, \
-             created_at, expires_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (transaction_id) DO NOTHING",
-        )
-        .bind(row.transaction_id.as_str())
-        .bind(row.source_id)
-        .bind(payment.amount.to_minor())
-        .bind(&payment.currency)
-        .bind(&payment.description)
-        .bind(&payment.customer_name)
-        .bind(&payment.customer_phone)
-        .bind(&payment.customer_email)
-        .bind(payment.payment_method_id)
-        .bind(payment.webhook_url.as_ref().map(|url| url.as_str()))
-        .bind(payment.webhook_secret.as_ref().map(|secret| secret.expose().as_str()))
-        .bind(&payment.metadata)
-        .bind(row.created_at)
-        .bind(row.expires_at)
-        .bind(row.created_at)
-        .execute(&mut *tx)
-        .await?;
+        let inserted = bind_new_payment(self.q(INSERT_PAYMENT), row)
+            .execute(&mut *tx)
+            .await?;
         if inserted.rows_affected() == 0 {
             tx.rollback().await?;
             return Ok(Inserted::IdCollision);
