@@ -128,7 +128,8 @@ impl GroupCommit {
     /// come back once committed — for a write of many requests' rows at once (`payment_inserts`),
     /// where a member's handoffs would cost more than the statement. `None` when a batch is open
     /// (the caller joins it as a member instead); an error when the statement was refused or the
-    /// commit failed, and then nothing of it was kept.
+    /// commit failed, and then nothing of it was kept — except [`StoreError::Corrupt`]: committed,
+    /// but its rows did not read back.
     ///
     /// `batch` is the statement written by [`whole_batch`], with its values bound.
     pub(super) async fn run_as_batch(
@@ -142,44 +143,46 @@ impl GroupCommit {
         if guard.open.is_some() {
             return None;
         }
-        // Dropped half-way (the runtime shutting down), the next holder rolls back whatever is
-        // open, as for a batch whose BEGIN may not have run.
+        // Dropped half-way (only the runtime shutting down drops its caller), the next holder
+        // rolls back whatever is still open, as for a batch whose BEGIN may not have run; sqlx's
+        // thread may have run the COMMIT by then, and the rows are kept.
         guard.open = Some(watch::channel(None).0);
         guard.begun = false;
-        let ran = {
+        // Read to the end even after an error: whether the COMMIT ran decides what was kept.
+        let mut rows = Vec::new();
+        let mut ended = 0;
+        let mut failed = None;
+        {
             let mut results = guard.conn.fetch_many(batch);
-            let mut rows = Vec::new();
-            let mut ended = 0;
-            let mut failed = None;
             while let Some(result) = results.next().await {
                 match result {
                     Ok(Either::Right(row)) => rows.push(row),
                     Ok(Either::Left(_)) => ended += 1,
                     Err(err) => {
-                        failed = Some(err);
-                        break;
+                        failed.get_or_insert(err);
                     }
                 }
             }
-            match failed {
-                Some(err) => Err(err),
-                // BEGIN, the statement, COMMIT.
-                None if ended == 3 => Ok(rows),
-                None => Err(sqlx::Error::Protocol("the batch ended before its COMMIT".into())),
-            }
-        };
-        guard.open = None;
-        match ran {
-            Ok(rows) => {
-                self.inner.commits.fetch_add(1, Ordering::SeqCst);
-                Some(Ok(rows))
-            }
-            Err(err) => {
-                // Fails harmlessly when the transaction never began or already ended.
-                guard.conn.execute("ROLLBACK").await.ok();
-                Some(Err(err.into()))
-            }
         }
+        guard.open = None;
+        // BEGIN, the statement, COMMIT.
+        if ended == 3 {
+            self.inner.commits.fetch_add(1, Ordering::SeqCst);
+            return Some(match failed {
+                None => Ok(rows),
+                Some(err) => Err(StoreError::Corrupt(format!(
+                    "committed, but its answer did not read: {err}"
+                ))),
+            });
+        }
+        // The BEGIN ran (the lock was had): the transaction is open and is rolled back.
+        if ended > 0 {
+            guard.roll_back().await;
+        }
+        Some(Err(match failed {
+            Some(err) => err.into(),
+            None => StoreError::NotCommitted("the batch ended before its COMMIT".into()),
+        }))
     }
 
     /// How many batches have committed.
@@ -265,6 +268,11 @@ impl Batch {
         if let Some(open) = self.open.take() {
             open.send_replace(Some(Err(Arc::from(why))));
         }
+        self.roll_back().await;
+    }
+
+    /// Rolls the open transaction back; a connection that cannot is replaced.
+    async fn roll_back(&mut self) {
         if self.conn.execute("ROLLBACK").await.is_err() {
             match self.pool.acquire().await {
                 Ok(fresh) => {

@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
 
+use futures_util::FutureExt;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe, Row};
@@ -161,7 +162,12 @@ async fn insert_rounds(inserts: Weak<PaymentInserts>, wake: Arc<Notify>, group: 
             wake.notified().await;
             continue;
         }
-        insert_round(&group, round).await;
+        // A bug panicking in a round fails that round's requests (their answers are dropped with
+        // it), not every request after it.
+        let round = std::panic::AssertUnwindSafe(insert_round(&group, round));
+        if round.catch_unwind().await.is_err() {
+            tracing::error!("a round of new payments panicked: its requests are answered with an error");
+        }
     }
 }
 
@@ -197,34 +203,58 @@ async fn inserted(group: &GroupCommit, rows: &[Waiting]) -> Vec<Result<Inserted,
     let batch = bind_rows(sqlx::query(AssertSqlSafe(whole_batch(&sql))), rows);
     let refused = match group.run_as_batch(batch).await {
         Some(Ok(inserted)) => return answers(rows, &inserted),
-        Some(Err(err)) => Some(err),
-        None => None,
-    };
-    let not_committed = |why: &dyn std::fmt::Display| {
-        rows.iter()
-            .map(|_| Err(StoreError::NotCommitted(why.to_string())))
-            .collect()
+        // Committed, but the inserted ids did not read back (no known cause: they are TEXT):
+        // the rows are stored, and no request is told otherwise.
+        Some(Err(err @ StoreError::Corrupt(_))) => {
+            return rows
+                .iter()
+                .map(|_| Err(StoreError::Corrupt(err.to_string())))
+                .collect();
+        }
+        // Refused as a whole: the rows go in one at a time, so only the refused one fails.
+        Some(Err(err)) if is_refusal(&err) => true,
+        // The lock not had, the disk full, the connection gone: nothing was kept.
+        Some(Err(err)) => return not_committed(rows, &err),
+        // Another write is under way: join its batch.
+        None => false,
     };
     let mut write = match group.begin().await {
         Ok(write) => write,
-        Err(err) => return not_committed(&err),
+        Err(err) => return not_committed(rows, &err),
     };
-    let answers = match refused {
-        None => match bind_rows(sqlx::query(AssertSqlSafe(sql)), rows)
+    let answers = if refused {
+        one_by_one(&mut write, rows).await
+    } else {
+        match bind_rows(sqlx::query(AssertSqlSafe(sql)), rows)
             .fetch_all(&mut *write)
             .await
+            .map_err(StoreError::from)
         {
             Ok(inserted) => answers(rows, &inserted),
-            Err(_) => one_by_one(&mut write, rows).await,
-        },
-        // A refused row fails the whole statement, which SQLite undoes alone; one at a time,
-        // the others go in.
-        Some(_) => one_by_one(&mut write, rows).await,
+            Err(err) if is_refusal(&err) => one_by_one(&mut write, rows).await,
+            // What SQLite may answer by rolling the whole transaction back (a full disk, an I/O
+            // error): dropped, the write is cleaned up with its batch; nothing is claimed kept.
+            Err(err) => return not_committed(rows, &err),
+        }
     };
     match write.commit().await {
         Ok(()) => answers,
-        Err(err) => not_committed(&err),
+        Err(err) => not_committed(rows, &err),
     }
+}
+
+/// Every row told that nothing of it was kept.
+fn not_committed(rows: &[Waiting], why: &dyn std::fmt::Display) -> Vec<Result<Inserted, StoreError>> {
+    rows.iter()
+        .map(|_| Err(StoreError::NotCommitted(why.to_string())))
+        .collect()
+}
+
+/// A row the schema refuses (a unique, foreign-key, not-null or check constraint): SQLite undoes
+/// that statement alone, and the transaction goes on.
+fn is_refusal(err: &StoreError) -> bool {
+    use sqlx::error::ErrorKind;
+    matches!(err, StoreError::Database(sqlx::Error::Database(db)) if !matches!(db.kind(), ErrorKind::Other))
 }
 
 /// `query` with every row's values, in order.
@@ -262,13 +292,21 @@ fn answers(rows: &[Waiting], inserted: &[AnyRow]) -> Vec<Result<Inserted, StoreE
     }
 }
 
+/// Each row on its own after a refused statement: a refusal fails its row and the next goes on;
+/// anything else (which may have rolled the whole transaction back) fails every row left.
 async fn one_by_one(
     connection: &mut sqlx::AnyConnection,
     rows: &[Waiting],
 ) -> Vec<Result<Inserted, StoreError>> {
     let mut answers = Vec::with_capacity(rows.len());
-    for waiting in rows {
-        answers.push(insert_alone(connection, &waiting.row).await);
+    for (n, waiting) in rows.iter().enumerate() {
+        match insert_alone(connection, &waiting.row).await {
+            Err(err) if !is_refusal(&err) => {
+                answers.extend(not_committed(&rows[n..], &err));
+                break;
+            }
+            answer => answers.push(answer),
+        }
     }
     answers
 }
