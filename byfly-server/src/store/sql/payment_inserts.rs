@@ -1,12 +1,15 @@
 //! New payments on SQLite — every `init` without an `Idempotency-Key`, the busiest write — inserted
-//! many to a statement: requests queue their rows, one task takes all that are waiting, inserts
-//! them with one `INSERT … VALUES (…), (…), …` in a member of the group commit, and answers each
-//! once that batch committed.
+//! many to a statement: requests queue their rows, one task takes all that are waiting and inserts
+//! them with one `INSERT … VALUES (…), (…), …`, and answers each once that insert committed. When
+//! no other write is under way the round is a transaction of its own — `BEGIN IMMEDIATE`, the
+//! insert and `COMMIT` in one round trip ([`GroupCommit::run_as_batch`]); otherwise it joins the
+//! open batch of the group commit as one member.
 //!
 //! Why: a member of the group commit is a chain of handoffs (the batch's lock to its task, its
-//! statement to sqlx's SQLite thread, the answer back), and members take turns, so thirty-two
-//! inits waited for thirty-two such chains and one fsync — the server sat half idle in those
-//! waits (BENCHMARKS.md). Here a batch of inits costs one chain.
+//! statement to sqlx's SQLite thread, the answer back, the committer's turn), and members take
+//! turns, so thirty-two inits waited for thirty-two such chains and one fsync — the server sat
+//! half idle in those waits (BENCHMARKS.md). Joining a batch as one member was not enough (still
+//! five handoffs a round); a round alone is one.
 //!
 //! What each request is told is what it would have been told alone: `Inserted::Yes` only once the
 //! row is on disk, `IdCollision` when its transaction id is taken (also by an earlier row of the
@@ -171,7 +174,7 @@ async fn insert_rounds(inserts: Weak<PaymentInserts>, wake: Arc<Notify>, group: 
     }
 }
 
-/// One round: its rows in one member of a batch, each request answered after the batch.
+/// One round: its rows inserted together (see [`inserted`]), each request answered after.
 async fn insert_round(group: &GroupCommit, round: Vec<Waiting>) {
     let mut ids = HashSet::new();
     let mut rows = Vec::with_capacity(round.len());

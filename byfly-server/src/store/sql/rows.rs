@@ -113,8 +113,8 @@ impl SqlStore {
         Self::payment_columns(row, false)
     }
 
-    /// A payment from a row of [`SqlStore::payment_and_operations`]' join, whose payment columns
-    /// are prefixed `p_` (the operation's keep their names).
+    /// A payment from a row of `payment_and_operations`' join (`payments.rs`), whose payment
+    /// columns are prefixed `p_` (the operation's keep their names).
     pub(super) fn joined_payment_row(row: &impl StoredRow) -> Result<PaymentRecord, StoreError> {
         Self::payment_columns(row, true)
     }
