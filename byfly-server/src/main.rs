@@ -9,6 +9,12 @@ use byfly_server::random::OsRandom;
 use byfly_server::store::{Backup, NewTerminal, TerminalTls};
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: a request allocates and frees a few hundred small blocks
+/// on whichever runtime thread runs it, where glibc's arenas and free-list merging were a tenth
+/// of the server's time under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "byfly-server",
@@ -110,18 +116,29 @@ enum SourceCommand {
 }
 
 /// The process's log on stderr; colours only on a terminal, never escape codes into a file or a
-/// journal.
-fn init_logging(format: LogFormat) {
+/// journal. Lines are written by a thread of their own through a buffer that is flushed whenever
+/// no more lines are waiting: one line at a time when the server is quiet, many to a write under
+/// load (a write to stderr each was a twentieth of a `/status`; BENCHMARKS.md). Nothing is
+/// dropped: a request waits when 128 000 lines are waiting. The guard returned flushes what is
+/// left as `main` returns; a process killed outright loses the lines of its last moment, never a
+/// stored write.
+#[must_use = "the log's last lines are written when the guard is dropped"]
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("BYFLY_LOG").unwrap_or_else(|_| "info".into());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 async fn shutdown_signal() {
@@ -179,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
         return demo::run(config, data_dir, bind, token, admin_token).await;
     }
     let settings: Settings = config.validate().context("configuration")?;
-    init_logging(settings.log_format);
+    let _log = init_logging(settings.log_format);
     let store = byfly_server::open_store(&settings).await.context("database")?;
     match cli.command {
         Command::Migrate => {
@@ -282,7 +299,7 @@ mod demo {
         token: Option<String>,
         admin_token: Option<String>,
     ) -> anyhow::Result<()> {
-        super::init_logging(config.log_format);
+        let _log = super::init_logging(config.log_format);
         let public_base_url = config
             .public_base_url
             .clone()

@@ -36,11 +36,6 @@ use tokio::sync::{Mutex, OwnedMutexGuard, mpsc, watch};
 
 use crate::store::error::StoreError;
 
-/// `statement` as a transaction of its own, for [`GroupCommit::run_as_batch`].
-pub(super) fn whole_batch(statement: &str) -> String {
-    format!("BEGIN IMMEDIATE; {statement}; COMMIT")
-}
-
 /// What a batch's members learn: committed, or why not.
 type BatchOutcome = Option<Result<(), Arc<str>>>;
 
@@ -123,18 +118,22 @@ impl GroupCommit {
         Ok(write)
     }
 
-    /// Runs `statement` (text and values) as a batch of its own when none is open: `BEGIN
-    /// IMMEDIATE`, the statement and `COMMIT` go to the database in one round trip, and its rows
-    /// come back once committed — for a write of many requests' rows at once (`payment_inserts`),
-    /// where a member's handoffs would cost more than the statement. `None` when a batch is open
-    /// (the caller joins it as a member instead); an error when the statement was refused or the
-    /// commit failed, and then nothing of it was kept — except [`StoreError::Corrupt`]: committed,
-    /// but its rows did not read back.
+    /// Runs `statement` (one statement, its values bound) as a transaction of its own when no
+    /// batch is open: in autocommit mode, where SQLite takes the write lock as the statement
+    /// starts and commits (one fsync) as it ends, one round trip, and its rows come back once
+    /// committed — for a write of many requests' rows at once (`payment_inserts`), where a
+    /// member's handoffs would cost more than the statement. `None` when a batch is open (the
+    /// caller joins it as a member instead); an error when the statement was refused or did not
+    /// commit, and then SQLite kept nothing of it.
     ///
-    /// `batch` is the statement written by [`whole_batch`], with its values bound.
-    pub(super) async fn run_as_batch(
+    /// Why not `BEGIN IMMEDIATE`, the statement, `COMMIT`: inside an explicit transaction SQLite
+    /// keeps a statement journal for a statement of many rows that may fail half-way (a copy of
+    /// every page it changes, so that the transaction can go on without it); alone, the
+    /// statement is the transaction and needs none. That journal was a sixth of the writer
+    /// thread's work (BENCHMARKS.md).
+    pub(super) async fn run_alone(
         &self,
-        batch: Query<'_, Any, AnyArguments>,
+        statement: Query<'_, Any, AnyArguments>,
     ) -> Option<Result<Vec<AnyRow>, StoreError>> {
         let mut guard = self.inner.batch.clone().lock_owned().await;
         if let Err(err) = guard.clean_up(&self.inner).await {
@@ -143,46 +142,35 @@ impl GroupCommit {
         if guard.open.is_some() {
             return None;
         }
-        // Dropped half-way (only the runtime shutting down drops its caller), the next holder
-        // rolls back whatever is still open, as for a batch whose BEGIN may not have run; sqlx's
-        // thread may have run the COMMIT by then, and the rows are kept.
-        guard.open = Some(watch::channel(None).0);
-        guard.begun = false;
-        // Read to the end even after an error: whether the COMMIT ran decides what was kept.
+        // Read to the end even after an error: the statement commits only as it ends. Dropped
+        // half-way (only the runtime shutting down drops its caller), sqlx's thread still runs
+        // the statement to its end, and it commits or not on its own.
         let mut rows = Vec::new();
-        let mut ended = 0;
+        let mut ended = false;
         let mut failed = None;
         {
-            let mut results = guard.conn.fetch_many(batch);
+            let mut results = guard.conn.fetch_many(statement);
             while let Some(result) = results.next().await {
                 match result {
                     Ok(Either::Right(row)) => rows.push(row),
-                    Ok(Either::Left(_)) => ended += 1,
+                    Ok(Either::Left(_)) => ended = true,
                     Err(err) => {
                         failed.get_or_insert(err);
                     }
                 }
             }
         }
-        guard.open = None;
-        // BEGIN, the statement, COMMIT.
-        if ended == 3 {
-            self.inner.commits.fetch_add(1, Ordering::SeqCst);
-            return Some(match failed {
-                None => Ok(rows),
-                Some(err) => Err(StoreError::Corrupt(format!(
-                    "committed, but its answer did not read: {err}"
-                ))),
-            });
-        }
-        // The BEGIN ran (the lock was had): the transaction is open and is rolled back.
-        if ended > 0 {
-            guard.roll_back().await;
-        }
-        Some(Err(match failed {
-            Some(err) => err.into(),
-            None => StoreError::NotCommitted("the batch ended before its COMMIT".into()),
-        }))
+        Some(match (failed, ended) {
+            (None, true) => {
+                self.inner.commits.fetch_add(1, Ordering::SeqCst);
+                Ok(rows)
+            }
+            // A failed autocommit statement is rolled back by SQLite: no transaction is left open.
+            (Some(err), _) => Err(err.into()),
+            (None, false) => Err(StoreError::NotCommitted(
+                "the statement ended without its result".into(),
+            )),
+        })
     }
 
     /// How many batches have committed.

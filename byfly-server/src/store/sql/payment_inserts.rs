@@ -1,9 +1,9 @@
 //! New payments on SQLite — every `init` without an `Idempotency-Key`, the busiest write — inserted
 //! many to a statement: requests queue their rows, one task takes all that are waiting and inserts
 //! them with one `INSERT … VALUES (…), (…), …`, and answers each once that insert committed. When
-//! no other write is under way the round is a transaction of its own — `BEGIN IMMEDIATE`, the
-//! insert and `COMMIT` in one round trip ([`GroupCommit::run_as_batch`]); otherwise it joins the
-//! open batch of the group commit as one member.
+//! no other write is under way the round is a transaction of its own — the insert alone, in
+//! autocommit mode, one round trip ([`GroupCommit::run_alone`]); otherwise it joins the open batch
+//! of the group commit as one member.
 //!
 //! Why: a member of the group commit is a chain of handoffs (the batch's lock to its task, its
 //! statement to sqlx's SQLite thread, the answer back, the committer's turn), and members take
@@ -27,7 +27,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe, Row};
 use tokio::sync::{Notify, oneshot};
 
-use super::group_commit::{GroupCommit, whole_batch};
+use super::group_commit::GroupCommit;
 use crate::store::Inserted;
 use crate::store::error::StoreError;
 use crate::store::records::NewPaymentRow;
@@ -198,22 +198,14 @@ async fn insert_round(group: &GroupCommit, round: Vec<Waiting>) {
     }
 }
 
-/// What each of `rows` is told. Alone — no batch open — the round is a batch of its own: one
-/// statement between `BEGIN` and `COMMIT`, one round trip. Otherwise, or when that statement is
+/// What each of `rows` is told. Alone — no batch open — the round is a transaction of its own:
+/// one statement in autocommit mode, one round trip. Otherwise, or when that statement is
 /// refused, the rows join the open batch as one member, row by row after a refusal.
 async fn inserted(group: &GroupCommit, rows: &[Waiting]) -> Vec<Result<Inserted, StoreError>> {
     let sql = insert_together(rows.len());
-    let batch = bind_rows(sqlx::query(AssertSqlSafe(whole_batch(&sql))), rows);
-    let refused = match group.run_as_batch(batch).await {
+    let alone = bind_rows(sqlx::query(AssertSqlSafe(sql.clone())), rows);
+    let refused = match group.run_alone(alone).await {
         Some(Ok(inserted)) => return answers(rows, &inserted),
-        // Committed, but the inserted ids did not read back (no known cause: they are TEXT):
-        // the rows are stored, and no request is told otherwise.
-        Some(Err(err @ StoreError::Corrupt(_))) => {
-            return rows
-                .iter()
-                .map(|_| Err(StoreError::Corrupt(err.to_string())))
-                .collect();
-        }
         // Refused as a whole: the rows go in one at a time, so only the refused one fails.
         Some(Err(err)) if is_refusal(&err) => true,
         // The lock not had, the disk full, the connection gone: nothing was kept.

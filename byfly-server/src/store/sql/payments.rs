@@ -7,7 +7,7 @@ use byfly_core::ids::EventId;
 use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
 
 use super::payment_inserts::{INSERT_PAYMENT, bind_new_payment};
-use super::rows::StoredRow;
+use super::rows::{SqliteRow, StoredRow};
 use super::{Dialect, SqlStore};
 use crate::store::decisions::*;
 use crate::store::error::StoreError;
@@ -117,7 +117,9 @@ impl Payments for SqlStore {
             return reads.read(|connection| {
                 let mut statement = connection.prepare_cached(BY_TRANSACTION_ID)?;
                 let mut rows = statement.query([id.as_str()])?;
-                rows.next()?.map(Self::payment_row).transpose()
+                rows.next()?
+                    .map(|row| Self::payment_row(&SqliteRow::new(row)))
+                    .transpose()
             });
         }
         let row = self
@@ -164,7 +166,7 @@ impl Payments for SqlStore {
                 let mut rows = statement.query([id.as_str()])?;
                 let mut joined = Joined::default();
                 while let Some(row) = rows.next()? {
-                    joined.add(row)?;
+                    joined.add(&SqliteRow::new(row))?;
                 }
                 Ok(joined.finish())
             });
