@@ -342,16 +342,3 @@ pub async fn logout(State(state): State<AppState>, parts: Parts) -> Result<Respo
     );
     Ok(response)
 }
-
-/// `Cache-Control: no-store` on every admin answer: they carry customers' data, which no browser
-/// or proxy cache should keep.
-pub async fn no_store_for_admin(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let admin = request.uri().path().starts_with("/api/admin");
-    let mut response = next.run(request).await;
-    if admin {
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
-}

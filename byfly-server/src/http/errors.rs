@@ -1,10 +1,8 @@
 //! One error type for every failure, answered as `{"success": false, "message", "error_code", "code"}`.
-//! An internal failure's cause rides on the response (never in its body) to [`log_failures`],
+//! An internal failure's cause rides on the response (never in its body) to `guard.rs`,
 //! which logs it once, inside the request's span — so with its request id, method and path.
 
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use byfly_core::ErrorCode;
 use byfly_core::error::ApiError;
@@ -21,7 +19,7 @@ pub struct HttpError {
     cause: Option<String>,
 }
 
-/// The cause of an internal failure, carried on its response to [`log_failures`].
+/// The cause of an internal failure, carried on its response to `guard.rs`.
 #[derive(Debug, Clone)]
 struct InternalCause(String);
 
@@ -107,13 +105,13 @@ impl IntoResponse for HttpError {
     }
 }
 
-/// Middleware: logs the cause of every internal failure once, in the request's span.
-pub async fn log_failures(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
-        tracing::error!(%cause, status = response.status().as_u16(), "internal error");
-    }
+/// The cause of the internal failure `response` answers, for the log (`guard.rs` logs it once,
+/// in the request's span).
+pub fn internal_cause(response: &Response) -> Option<&str> {
     response
+        .extensions()
+        .get::<InternalCause>()
+        .map(|InternalCause(cause)| cause.as_str())
 }
 
 /// Any path outside the API.
@@ -126,8 +124,8 @@ pub async fn method_not_allowed() -> HttpError {
     HttpError::code(ErrorCode::MethodNotAllowed)
 }
 
-/// A handler panicked: the client gets the envelope; the panic is logged by [`log_failures`]
-/// (the panic layer sits inside it).
+/// A handler panicked: the client gets the envelope; the panic is logged by `guard.rs`
+/// (the panic layer sits inside its middleware).
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let detail = panic
         .downcast_ref::<String>()

@@ -1,19 +1,16 @@
-//! `GET /metrics` (Prometheus) and the layer that counts every request for it.
+//! `GET /metrics` (Prometheus); `guard.rs` counts every request for it.
 
 use super::openapi::errors::error_set;
-use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use byfly_core::ErrorCode;
 
 use super::errors::HttpError;
 use super::extract::bearer_matches;
 use super::state::AppState;
-use crate::metrics::{CONTENT_TYPE, Metrics, UNMATCHED_ROUTE};
+use crate::metrics::CONTENT_TYPE;
 
 error_set!(MetricsErrors: []InvalidMetricsToken);
 
@@ -38,20 +35,4 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
         state.metrics.render(&figures, now),
     )
         .into_response())
-}
-
-/// Counts the request by its matched route (never the raw path: ids would grow the label set
-/// without bound), method and status, and times it to its answer's headers.
-pub async fn count_request(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    metrics.observe_request(
-        route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str),
-        &method,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }

@@ -1,5 +1,5 @@
 //! The HTTP layer: the router of `spec/API.md` (`router.rs`), its state (`state.rs`), the error
-//! envelope for every failure, logged once by a middleware (`errors.rs`), our extractors
+//! envelope for every failure (`errors.rs`), the layers every request passes (`guard.rs`), our extractors
 //! (`extract.rs`), `/kaspi`'s rate limits (`limits.rs`), the accept loop with its limits
 //! (`serve.rs`), `/metrics` (`metrics.rs`), the OpenAPI document (`openapi.rs`), and
 //! the handlers of each area: payments, health, the payment page, admin, the outbox's admin, review, and
@@ -12,6 +12,7 @@ mod console;
 pub mod dev;
 mod errors;
 mod extract;
+mod guard;
 mod health;
 mod keys;
 mod limits;

@@ -5,7 +5,7 @@
 //! open file), and a deadline on the graceful shutdown (requests in flight get
 //! [`ServeLimits::shutdown_grace`] to finish; what is still open then is closed).
 //!
-//! `axum::serve` has none of the three; the request timeout is a layer of the router.
+//! `axum::serve` has none of the three; the request timeout is a layer of the router (`guard.rs`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -98,20 +98,5 @@ pub async fn serve(
             "shutdown grace over: closing the connections still open"
         );
         connections.shutdown().await;
-    }
-}
-
-/// The router's layer that answers `503 request_timeout` when a handler takes longer than
-/// `limit`. Dropping the handler is safe: what must outlive a request (a terminal operation, a
-/// refund) runs in a task of its own and carries on.
-pub async fn request_timeout(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => super::errors::HttpError::code(byfly_core::ErrorCode::RequestTimeout).into_response(),
     }
 }
