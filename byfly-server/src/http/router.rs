@@ -16,8 +16,7 @@ use super::{admin, admin_payments, console, health, keys, metrics, openapi, outb
 /// envelope of `spec/API.md` §1.
 pub fn router(state: AppState) -> Router {
     let (site, document) = documented_routes(&state).split_for_parts();
-    let site = site
-        .layer(axum::Extension(openapi::finish(document)));
+    let site = site.layer(axum::Extension(openapi::finish(document)));
     served(site, state)
 }
 

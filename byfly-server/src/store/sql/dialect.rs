@@ -63,7 +63,7 @@ fn has_row_lock(sql: &str) -> bool {
 }
 
 /// `sql` with every `FOR [NO KEY] UPDATE [OF …] [SKIP LOCKED]` clause left out.
-fn without_row_locks(sql: &str) -> String {
+pub(super) fn without_row_locks(sql: &str) -> String {
     let mut kept = String::with_capacity(sql.len());
     let mut rest = sql;
     while let Some(start) = ROW_LOCKS.iter().filter_map(|lock| rest.find(lock)).min() {

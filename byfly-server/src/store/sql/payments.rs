@@ -71,6 +71,13 @@ impl Joined {
     }
 }
 
+/// The expiry sweep's candidates: payments of an expirable status past `expires_at` (read by the
+/// index of migration 0014) whose operations hold no terminal.
+const EXPIRY_CANDIDATES: &str = "SELECT p.id FROM payments p WHERE p.expires_at <= ? \
+     AND p.status IN (?, ?, ?, ?, ?, ?, ?, ?) \
+     AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.payment_id = p.id AND o.holds_terminal = 1) \
+     ORDER BY p.expires_at LIMIT ? FOR NO KEY UPDATE OF p SKIP LOCKED";
+
 #[async_trait]
 impl Payments for SqlStore {
     async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError> {
@@ -226,12 +233,7 @@ impl Payments for SqlStore {
         // One slot per status (PaymentStatus::ALL has 8): the expirable ones bound, the rest NULL,
         // which `IN` never matches.
         let expirable = PaymentStatus::expirable();
-        let mut query = self.scalar(
-            "SELECT p.id FROM payments p WHERE p.expires_at <= ? \
-             AND p.status IN (?, ?, ?, ?, ?, ?, ?, ?) \
-             AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.payment_id = p.id AND o.holds_terminal = 1) \
-             ORDER BY p.expires_at LIMIT ? FOR NO KEY UPDATE OF p SKIP LOCKED",
-        );
+        let mut query = self.scalar(EXPIRY_CANDIDATES);
         query = query.bind(now);
         let slots: [PaymentStatus; 8] = PaymentStatus::ALL;
         for status in slots {
@@ -334,4 +336,41 @@ fn escape_like(text: &str) -> String {
         escaped.push(c);
     }
     escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dialect::without_row_locks;
+    use super::super::{SqlStore, temp_sqlite_url};
+    use super::EXPIRY_CANDIDATES;
+    use crate::store::Database;
+
+    /// The sweep runs inside a write transaction, on SQLite the only writer's: a scan of every
+    /// payment there would stall all writes, longer as the table grows.
+    #[tokio::test]
+    async fn the_expiry_sweep_finds_its_candidates_by_index_not_by_scanning_payments() {
+        let store = SqlStore::open(&temp_sqlite_url("expiry-plan")).await.unwrap();
+        store.migrate().await.unwrap();
+        let plan = store
+            .sqlite_reads
+            .as_ref()
+            .expect("a SQLite file gets its readers")
+            .read(|connection| {
+                let mut statement = connection.prepare(&format!(
+                    "EXPLAIN QUERY PLAN {}",
+                    without_row_locks(EXPIRY_CANDIDATES)
+                ))?;
+                let unbound = std::iter::repeat_n(rusqlite::types::Null, statement.parameter_count());
+                let details = statement
+                    .query_map(rusqlite::params_from_iter(unbound), |row| row.get::<_, String>(3))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(details)
+            })
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("payments_by_status_expiry")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|step| step.starts_with("SCAN p")), "{plan:?}");
+    }
 }
