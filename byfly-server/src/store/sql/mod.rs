@@ -91,7 +91,7 @@ mod terminals;
 /// transaction ids' spread over the whole index — about 1.7 pages a payment, so at 1000 pages the
 /// writer checkpointed over ten times a second under steady `init`, and those stalls were the
 /// p99. Ten times the pages means a tenth of the checkpoints, each copying the hot pages once for
-/// many commits (BENCHMARKS.md: `init` p99 16.6 → 13.7 ms, throughput 7.9k → 10.5k req/s). The WAL
+/// many commits (BENCHMARKS.md: `init`s over 10 ms in the server 3.7–4.1 % → 0.7–1.0 %). The WAL
 /// file then stays under about 40 MB; SQLite reuses it from its start after each checkpoint.
 ///
 /// Not measured better: checkpoints on a thread of their own beside the writer. Their fsync
