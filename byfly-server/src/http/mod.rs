@@ -14,6 +14,7 @@ mod errors;
 mod extract;
 mod guard;
 mod health;
+mod init;
 mod keys;
 mod limits;
 mod metrics;

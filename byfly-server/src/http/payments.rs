@@ -9,34 +9,23 @@ use axum::response::{IntoResponse, Response};
 use byfly_core::Figures;
 use byfly_core::error::ApiError;
 use byfly_core::wire::{
-    CancelResponse, CustomerView, Envelope, InitPaymentInput, InitPaymentRequest, InitPaymentResponse,
-    KaspiRequest, KaspiResponse, PaymentList, PaymentListQuery, PaymentStatusView, PaymentSummary,
-    PaymentView, RefundRequest, RefundView, WebhookUrl,
+    CancelResponse, CustomerView, Envelope, KaspiRequest, KaspiResponse, PaymentList, PaymentListQuery,
+    PaymentStatusView, PaymentSummary, PaymentView, RefundRequest, RefundView,
 };
-use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus, TransactionId};
-use sha2::{Digest, Sha256};
+use byfly_core::{ErrorCode, PaymentMethod, PaymentStatus};
 
 use super::errors::HttpError;
-use super::errors::json_response;
 use super::extract::{
     JsonBodyOr, JsonBytes, OwnPayment, PathSegments, Source, find_payment, find_payment_and_operations,
     invalid_query, parse_json_or_default,
 };
 use super::limits::Peer;
 use super::state::AppState;
-use crate::random::OsRandom;
 use crate::services::settle::ledger_of;
 use crate::services::{cancel, kaspi, poll, process, refund};
-use crate::store::{
-    IdempotencyCompletion, IdempotencyStart, Inserted, NewPaymentRow, PaymentRecord, StoredResponse,
-};
+use crate::store::PaymentRecord;
 use crate::store::{OpState, OperationRecord};
-use crate::store::{PaymentFilter, PaymentId, SourceId};
-
-/// How long an `Idempotency-Key` claim may stay in flight before another request takes it over.
-const IDEMPOTENCY_STALE_SECS: i64 = 60;
-/// Longest `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+use crate::store::{PaymentFilter, PaymentId};
 
 /// The methods offered to customers, of the stored `(method, is_active)` pairs.
 pub(super) fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> {
@@ -45,154 +34,6 @@ pub(super) fn active(methods: Vec<(PaymentMethod, bool)>) -> Vec<PaymentMethod> 
         .filter(|(_, is_active)| *is_active)
         .map(|(method, _)| method)
         .collect()
-}
-
-/// Refuses webhook hosts that resolve to internal addresses unless configured otherwise. A host
-/// that does not resolve now is accepted: DNS may be down for a moment, and delivery checks again.
-async fn check_webhook_host(url: &WebhookUrl, state: &AppState) -> Result<(), HttpError> {
-    if !state.settings.allow_private_webhook_hosts
-        && crate::outbox::resolves_to_internal(url, state.settings.delivery.dns_timeout).await
-    {
-        return Err(HttpError::code(ErrorCode::WebhookHostNotAllowed));
-    }
-    Ok(())
-}
-
-/// The `201` answer of init, encoded once so a replay is byte-identical.
-fn created_body(record: &NewPaymentRow, state: &AppState) -> String {
-    let data = InitPaymentResponse {
-        transaction_id: record.transaction_id.clone(),
-        amount: record.payment.amount,
-        currency: record.payment.currency.clone(),
-        status: PaymentStatus::Pending,
-        expires_at: state.settings.offset.format(record.expires_at),
-        payment_page_url: state
-            .settings
-            .public_base_url
-            .as_ref()
-            .map(|base| format!("{base}/pay/{}", record.transaction_id)),
-    };
-    serde_json::to_string(&Envelope::with_message("Платеж создан", data)).unwrap_or_default()
-}
-
-fn error_body(error: &ApiError) -> StoredResponse {
-    StoredResponse {
-        status: error.code.http_status(),
-        body: serde_json::to_string(&error.envelope()).unwrap_or_default(),
-    }
-}
-
-/// Validates and stores a new payment.
-async fn create(state: &AppState, source_id: SourceId, body: &[u8]) -> Result<NewPaymentRow, HttpError> {
-    let methods = active(state.store.payment_methods().await?);
-    let payment = InitPaymentInput::from_json(body)?.validate(&state.settings.limits, &methods)?;
-    if let Some(url) = &payment.webhook_url {
-        check_webhook_host(url, state).await?;
-    }
-    let created_at = state.now();
-    let ttl = i64::try_from(state.settings.payment_ttl.as_secs()).unwrap_or(i64::MAX);
-    Ok(NewPaymentRow {
-        transaction_id: TransactionId::generate(&mut OsRandom),
-        source_id,
-        payment,
-        created_at,
-        expires_at: created_at + ttl,
-    })
-}
-
-error_set!(InitErrors: [TOKEN, BODY] InvalidAmount, AmountTooLarge, InvalidCurrency, InvalidPaymentMethod, InvalidWebhookUrl, WebhookHostNotAllowed, FieldTooLong, InvalidMetadata, ValidationError, InvalidIdempotencyKey, IdempotencyConflict, IdempotencyInFlight);
-
-/// `POST /api/payment/init`.
-#[utoipa::path(
-    post, path = "/payment/init", tag = "payments", operation_id = "initPayment", summary = "Create a payment",
-    description = "The guide's «Создание платежа». With an `Idempotency-Key`, a repeated request answers the first one's answer byte for byte (the same body) or 409 (another body).",
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, description = "Makes a retried request safe: the same key and body create one payment")),
-    request_body(content = InitPaymentRequest, example = json!({
-        "amount": 50000, "currency": "KZT", "description": "Оплата тура в Дубай #12345",
-        "customer_name": "Иванов Иван Иванович", "customer_phone": "+77001234567",
-        "customer_email": "ivan@example.com", "payment_method_id": 1,
-        "webhook_url": "https://your-system.com/webhooks/payment", "webhook_secret": "your_secret_key_for_hmac",
-        "metadata": {"order_id": "12345", "tour_name": "Дубай 7 дней", "customer_id": "CU-456"}
-    })),
-    security(("api_token" = [])),
-    responses((status = 201, description = "Платеж создан", body = Envelope<InitPaymentResponse>, example = json!({
-        "success": true, "message": "Платеж создан",
-        "data": {"transaction_id": "A3F5D9E2B1C8", "amount": 50000, "currency": "KZT", "status": "pending", "expires_at": "2026-01-13 15:30:00"}
-    })), InitErrors)
-)]
-pub async fn init(
-    State(state): State<AppState>,
-    Source(source): Source,
-    headers: HeaderMap,
-    JsonBytes(body): JsonBytes,
-) -> Result<Response, HttpError> {
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value.to_str().map(str::trim).unwrap_or("");
-            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-                return Err(HttpError::code(ErrorCode::InvalidIdempotencyKey));
-            }
-            Some(key.to_owned())
-        }
-    };
-    if let Some(key) = &key {
-        let request_hash = hex::encode(Sha256::digest(&body));
-        match state
-            .store
-            .begin_idempotent(source.id, key, &request_hash, state.now(), IDEMPOTENCY_STALE_SECS)
-            .await?
-        {
-            IdempotencyStart::Fresh => {}
-            IdempotencyStart::Replay(stored) => return Ok(json_response(stored.status, stored.body)),
-            IdempotencyStart::Conflict => return Err(HttpError::code(ErrorCode::IdempotencyConflict)),
-            IdempotencyStart::InFlight => return Err(HttpError::code(ErrorCode::IdempotencyInFlight)),
-        }
-    }
-    let completion = |response: StoredResponse| {
-        key.as_ref().map(|key| IdempotencyCompletion {
-            source_id: source.id,
-            key: key.clone(),
-            response,
-        })
-    };
-    let mut row = match create(&state, source.id, &body).await {
-        Ok(row) => row,
-        Err(failure) => {
-            // A refused request is answered the same way when repeated; a failure of ours is not
-            // remembered, so a retry can succeed.
-            if let Some(key) = &key {
-                if failure.error().code.http_status() < 500 {
-                    if let Some(done) = completion(error_body(failure.error())) {
-                        state.store.complete_idempotent(done).await?;
-                    }
-                } else if let Err(err) = state.store.release_idempotent(source.id, key).await {
-                    // The answer is the original failure; the claim expires by itself.
-                    tracing::error!(%err, "could not release an idempotency claim");
-                }
-            }
-            return Err(failure);
-        }
-    };
-    // 48 random bits: a collision is rare, and a new id settles it.
-    for _ in 0..5 {
-        let body = created_body(&row, &state);
-        let done = completion(StoredResponse {
-            status: 201,
-            body: body.clone(),
-        });
-        match state.store.insert_payment(&row, done.as_ref()).await {
-            Ok(Inserted::Yes) => return Ok(json_response(201, body)),
-            Ok(Inserted::IdCollision) => row.transaction_id = TransactionId::generate(&mut OsRandom),
-            Err(err) => {
-                if let Some(key) = &key {
-                    state.store.release_idempotent(source.id, key).await.ok();
-                }
-                return Err(err.into());
-            }
-        }
-    }
-    Err(HttpError::internal("five transaction id collisions in a row"))
 }
 
 /// The payment as stored now (after a poll or a refund part changed it).

@@ -10,7 +10,9 @@ use utoipa_axum::routes;
 use super::dev;
 use super::guard::served;
 use super::state::AppState;
-use super::{admin, admin_payments, console, health, keys, metrics, openapi, outbox, page, payments, review};
+use super::{
+    admin, admin_payments, console, health, init, keys, metrics, openapi, outbox, page, payments, review,
+};
 
 /// The whole API. Every failure — unknown route, wrong method, bad body, panic — answers with the
 /// envelope of `spec/API.md` §1.
@@ -24,7 +26,7 @@ pub fn router(state: AppState) -> Router {
 /// path and method from there), so the OpenAPI document is this router's own.
 fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
     let api = OpenApiRouter::new()
-        .routes(routes!(payments::init))
+        .routes(routes!(init::init))
         .routes(routes!(payments::show))
         .routes(routes!(payments::status))
         .routes(routes!(payments::kaspi))

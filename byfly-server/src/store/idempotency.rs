@@ -7,24 +7,21 @@ use super::ids::UnixSeconds;
 use super::ids::*;
 use super::records::*;
 
-/// Requests guarded by an `Idempotency-Key`.
+/// Requests guarded by an `Idempotency-Key`. A request that creates a payment claims its key in
+/// the same transaction ([`super::Payments::insert_payment`]); these are the rest.
 #[async_trait]
 pub trait Idempotency: Send + Sync {
-    /// Starts a request guarded by an `Idempotency-Key`. An in-flight claim older than
-    /// `stale_after` seconds is taken over (its process died before completing it); records older
-    /// than 24 h are forgotten.
-    async fn begin_idempotent(
+    /// Claims the key of a request that changed nothing (refused by validation) with that
+    /// refusal as its answer: `false`, and nothing stored, while the key is live.
+    async fn claim_idempotent(&self, claim: &IdempotencyClaim) -> Result<bool, StoreError>;
+
+    /// What a live key holds, for a request whose claim was refused; [`IdempotencyStart::Fresh`]
+    /// when nothing live is there any more (claim again).
+    async fn idempotent_answer(
         &self,
         source_id: SourceId,
         key: &str,
         request_hash: &str,
         now: UnixSeconds,
-        stale_after: i64,
     ) -> Result<IdempotencyStart, StoreError>;
-
-    /// Stores the answer of a guarded request that changed nothing (a validation error).
-    async fn complete_idempotent(&self, completion: IdempotencyCompletion) -> Result<(), StoreError>;
-
-    /// Forgets an in-flight claim whose request failed for a reason a retry may not meet (5xx).
-    async fn release_idempotent(&self, source_id: SourceId, key: &str) -> Result<(), StoreError>;
 }

@@ -16,11 +16,13 @@ pub trait Payments: Send + Sync {
     /// Payment methods with their active flag, by id.
     async fn payment_methods(&self) -> Result<Vec<(PaymentMethod, bool)>, StoreError>;
 
-    /// Inserts a payment and, in the same transaction, completes its idempotency record.
+    /// Inserts a payment and, in the same transaction, claims its `Idempotency-Key` with the
+    /// answer to replay: neither is stored without the other ([`Inserted::KeyTaken`] when the
+    /// key is live, [`Inserted::IdCollision`] when the transaction id is taken).
     async fn insert_payment(
         &self,
         row: &NewPaymentRow,
-        completion: Option<&IdempotencyCompletion>,
+        claim: Option<&IdempotencyClaim>,
     ) -> Result<Inserted, StoreError>;
 
     /// A payment by its public id.

@@ -132,26 +132,35 @@ pub struct StoredResponse {
     pub body: String,
 }
 
-/// What a new request with an `Idempotency-Key` finds.
+/// What a live `Idempotency-Key` holds for a request that could not claim it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyStart {
-    /// First use (or an abandoned in-flight claim taken over): go on, then complete the key.
+    /// Nothing live: the record is gone or past its 24 h (or an abandoned claim): claim it again.
     Fresh,
     /// Done before with the same body: answer this again.
     Replay(StoredResponse),
     /// Used before with another body.
     Conflict,
-    /// The first request with this key is still running.
+    /// Claimed by a request still running: a claim without its answer, as servers built before
+    /// claims carried their answers stored one first (a process of such a build may share the
+    /// database during an upgrade). The repeat is told to come back.
     InFlight,
 }
 
-/// An idempotency claim to complete in the same transaction as the change it guards.
+/// An `Idempotency-Key` claimed together with the answer of the request it guards, in that
+/// request's own transaction: the key is never stored without its answer, so a repeat finds
+/// either nothing (and runs as the first) or the answer to replay. The claim is refused while the
+/// key is live: used within the last 24 h, or claimed without an answer less than a minute ago.
 #[derive(Debug, Clone)]
-pub struct IdempotencyCompletion {
+pub struct IdempotencyClaim {
     /// Owner.
     pub source_id: SourceId,
     /// The key.
     pub key: String,
+    /// SHA-256 of the request's body, hex: a repeat with another body is a conflict.
+    pub request_hash: String,
+    /// When the request came (Unix seconds): the 24 h count from here.
+    pub claimed_at: UnixSeconds,
     /// The answer to replay.
     pub response: StoredResponse,
 }
@@ -163,6 +172,8 @@ pub enum Inserted {
     Yes,
     /// The transaction id is taken; generate another.
     IdCollision,
+    /// Nothing stored: the `Idempotency-Key` is live; what it holds decides the answer.
+    KeyTaken,
 }
 
 /// How the server checks a terminal's certificate (`spec/KASPI_TERMINAL.md` §1).

@@ -17,6 +17,7 @@ mod backup;
 mod console;
 mod durability;
 mod health;
+mod idempotency;
 mod kaspi;
 mod keys;
 mod layout;

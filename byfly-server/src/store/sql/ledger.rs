@@ -209,21 +209,4 @@ impl SqlStore {
             .collect::<Result<Vec<_>, _>>()?;
         Ok((SqlStore::payment_row(&payment)?, operations))
     }
-
-    pub(super) async fn complete(
-        &self,
-        tx: &mut AnyConnection,
-        completion: &IdempotencyCompletion,
-    ) -> Result<(), StoreError> {
-        self.q(
-            "UPDATE idempotency_keys SET status_code = ?, response_body = ? WHERE source_id = ? AND key = ?",
-        )
-        .bind(i64::from(completion.response.status))
-        .bind(&completion.response.body)
-        .bind(completion.source_id)
-        .bind(&completion.key)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
-    }
 }

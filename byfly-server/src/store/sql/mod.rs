@@ -61,6 +61,9 @@ const POSTGRES_SESSION: &str = "SET lock_timeout = '10s'; SET statement_timeout 
 
 /// How long idempotency records are kept.
 const IDEMPOTENCY_TTL_SECS: i64 = 24 * 3600;
+/// How long a key claimed without its answer (by a server built before claims carried their
+/// answers) stays in flight before another request takes it over: its process died.
+const IDEMPOTENCY_STALE_SECS: i64 = 60;
 
 mod database;
 mod dialect;

@@ -1,9 +1,10 @@
-//! New payments on SQLite — every `init` without an `Idempotency-Key`, the busiest write — inserted
-//! many to a statement: requests queue their rows, one task takes all that are waiting and inserts
-//! them with one `INSERT … VALUES (…), (…), …`, and answers each once that insert committed. When
-//! no other write is under way the round is a transaction of its own — the insert alone, in
-//! autocommit mode, one round trip ([`GroupCommit::run_alone`]); otherwise it joins the open batch
-//! of the group commit as one member.
+//! New payments on SQLite — every `init`, the busiest write — inserted many to a statement:
+//! requests queue their rows, one task takes all that are waiting and inserts them with one
+//! `INSERT … VALUES (…), (…), …`, and answers each once that insert committed. When no other write
+//! is under way and no row carries an `Idempotency-Key`, the round is a transaction of its own —
+//! the insert alone, in autocommit mode, one round trip ([`GroupCommit::run_alone`]); otherwise
+//! it joins the open batch of the group commit as one member, and the round's keys are claimed
+//! (with the answers to replay) by one statement before its payments are inserted by another.
 //!
 //! Why: a member of the group commit is a chain of handoffs (the batch's lock to its task, its
 //! statement to sqlx's SQLite thread, the answer back, the committer's turn), and members take
@@ -12,9 +13,12 @@
 //! five handoffs a round); a round alone is one.
 //!
 //! What each request is told is what it would have been told alone: `Inserted::Yes` only once the
-//! row is on disk, `IdCollision` when its transaction id is taken (also by an earlier row of the
-//! same round), an error when its row was refused — a statement that fails is retried row by row,
-//! so one bad row fails only its own request — or when the batch did not commit. A request that
+//! row (and its key's claim) is on disk, `IdCollision` when its transaction id is taken (also by
+//! an earlier row of the same round; its key's claim is undone with it), `KeyTaken` when its key
+//! is live (also when an earlier row of the same round claims it: that row's request is told
+//! after the round, and finds what the round left), an error when its row was refused — a
+//! statement that fails is retried row by row, so one bad row fails only its own request — or
+//! when the batch did not commit. A request that
 //! gave up before its round began (its answer no longer awaited: a request timeout, a client gone)
 //! is left out, as its own transaction would never have begun.
 
@@ -28,9 +32,11 @@ use sqlx::{Any, AssertSqlSafe, Row};
 use tokio::sync::{Notify, oneshot};
 
 use super::group_commit::GroupCommit;
+use super::idempotency::{bind_claim, bind_claim_limits, claim_keys_into, claim_values, unless_live};
 use crate::store::Inserted;
 use crate::store::error::StoreError;
-use crate::store::records::NewPaymentRow;
+use crate::store::ids::SourceId;
+use crate::store::records::{IdempotencyClaim, NewPaymentRow};
 
 /// The start of a new payment's insert: its columns (a literal, for `concat!`).
 macro_rules! insert_payment_into {
@@ -94,6 +100,7 @@ pub(super) fn bind_new_payment<'q>(
 /// A row waiting for its round, and where its answer goes.
 struct Waiting {
     row: NewPaymentRow,
+    claim: Option<IdempotencyClaim>,
     answer: oneshot::Sender<Result<Inserted, StoreError>>,
 }
 
@@ -123,11 +130,17 @@ impl PaymentInserts {
         inserts
     }
 
-    /// Inserts `row` with the others waiting; answered once its batch committed.
-    pub(super) async fn insert(&self, row: &NewPaymentRow) -> Result<Inserted, StoreError> {
+    /// Inserts `row` (and claims its key) with the others waiting; answered once its batch
+    /// committed.
+    pub(super) async fn insert(
+        &self,
+        row: &NewPaymentRow,
+        claim: Option<&IdempotencyClaim>,
+    ) -> Result<Inserted, StoreError> {
         let (answer, answered) = oneshot::channel();
         self.waiting().push(Waiting {
             row: row.clone(),
+            claim: claim.cloned(),
             answer,
         });
         self.wake.notify_one();
@@ -177,70 +190,216 @@ async fn insert_rounds(inserts: Weak<PaymentInserts>, wake: Arc<Notify>, group: 
 /// One round: its rows inserted together (see [`inserted`]), each request answered after.
 async fn insert_round(group: &GroupCommit, round: Vec<Waiting>) {
     let mut ids = HashSet::new();
+    let mut keys = HashSet::new();
     let mut rows = Vec::with_capacity(round.len());
+    let mut same_key = Vec::new();
     for waiting in round {
         if waiting.answer.is_closed() {
             continue;
         }
-        if ids.insert(waiting.row.transaction_id.clone()) {
-            rows.push(waiting);
-        } else {
+        if !ids.insert(waiting.row.transaction_id.clone()) {
             // Taken by an earlier row of this round: the caller draws another id.
             waiting.answer.send(Ok(Inserted::IdCollision)).ok();
+        } else if let Some(claim) = &waiting.claim
+            && !keys.insert((claim.source_id, claim.key.clone()))
+        {
+            same_key.push(waiting);
+        } else {
+            rows.push(waiting);
         }
     }
-    if rows.is_empty() {
-        return;
+    if !rows.is_empty() {
+        let answers = inserted(group, &rows).await;
+        for (waiting, answer) in rows.into_iter().zip(answers) {
+            waiting.answer.send(answer).ok();
+        }
     }
-    let answers = inserted(group, &rows).await;
-    for (waiting, answer) in rows.into_iter().zip(answers) {
-        waiting.answer.send(answer).ok();
+    // Claimed (or found live) by an earlier row of this round, whose outcome is now settled: the
+    // caller reads what the key holds.
+    for waiting in same_key {
+        waiting.answer.send(Ok(Inserted::KeyTaken)).ok();
     }
 }
 
-/// What each of `rows` is told. Alone — no batch open — the round is a transaction of its own:
-/// one statement in autocommit mode, one round trip. Otherwise, or when that statement is
-/// refused, the rows join the open batch as one member, row by row after a refusal.
+/// What each of `rows` is told. Alone — no batch open, no key to claim — the round is a
+/// transaction of its own: one statement in autocommit mode, one round trip. Otherwise, or when
+/// that statement is refused, the rows join the open batch as one member ([`in_batch`]).
 async fn inserted(group: &GroupCommit, rows: &[Waiting]) -> Vec<Result<Inserted, StoreError>> {
-    let sql = insert_together(rows.len());
-    let alone = bind_rows(sqlx::query(AssertSqlSafe(sql.clone())), rows);
-    let refused = match group.run_alone(alone).await {
-        Some(Ok(inserted)) => return answers(rows, &inserted),
-        // Refused as a whole: the rows go in one at a time, so only the refused one fails.
-        Some(Err(err)) if is_refusal(&err) => true,
-        // The lock not had, the disk full, the connection gone: nothing was kept.
-        Some(Err(err)) => return not_committed(rows, &err),
-        // Another write is under way: join its batch.
-        None => false,
-    };
+    let mut refused = false;
+    if rows.iter().all(|waiting| waiting.claim.is_none()) {
+        let sql = insert_together(rows.len());
+        match group
+            .run_alone(bind_rows(sqlx::query(AssertSqlSafe(sql)), rows))
+            .await
+        {
+            Some(Ok(inserted)) => return answers(rows.iter(), &inserted),
+            // Refused as a whole: the rows go in one at a time, so only the refused one fails.
+            Some(Err(err)) if is_refusal(&err) => refused = true,
+            // The lock not had, the disk full, the connection gone: nothing was kept.
+            Some(Err(err)) => return not_committed(rows.len(), &err),
+            // Another write is under way: join its batch.
+            None => {}
+        }
+    }
     let mut write = match group.begin().await {
         Ok(write) => write,
-        Err(err) => return not_committed(rows, &err),
+        Err(err) => return not_committed(rows.len(), &err),
     };
-    let answers = if refused {
-        one_by_one(&mut write, rows).await
-    } else {
-        match bind_rows(sqlx::query(AssertSqlSafe(sql)), rows)
-            .fetch_all(&mut *write)
-            .await
-            .map_err(StoreError::from)
-        {
-            Ok(inserted) => answers(rows, &inserted),
-            Err(err) if is_refusal(&err) => one_by_one(&mut write, rows).await,
-            // What SQLite may answer by rolling the whole transaction back (a full disk, an I/O
-            // error): dropped, the write is cleaned up with its batch; nothing is claimed kept.
-            Err(err) => return not_committed(rows, &err),
-        }
-    };
-    match write.commit().await {
-        Ok(()) => answers,
-        Err(err) => not_committed(rows, &err),
+    match in_batch(&mut write, rows, refused).await {
+        // What SQLite may answer by rolling the whole transaction back (a full disk, an I/O
+        // error): dropped, the write is cleaned up with its batch; nothing is claimed kept.
+        Err(err) => not_committed(rows.len(), &err),
+        Ok(answers) => match write.commit().await {
+            Ok(()) => answers,
+            Err(err) => not_committed(rows.len(), &err),
+        },
     }
 }
 
-/// Every row told that nothing of it was kept.
-fn not_committed(rows: &[Waiting], why: &dyn std::fmt::Display) -> Vec<Result<Inserted, StoreError>> {
-    rows.iter()
+/// `rows` in an open batch: their keys claimed first (a row whose key is live is left out), then
+/// the payments of the rest in one statement (row by row when `refused` already, or when that
+/// statement is refused), then the claims of rows not stored undone. `Err`: the batch may have
+/// lost this member's work; nothing of it is kept.
+async fn in_batch(
+    connection: &mut sqlx::AnyConnection,
+    rows: &[Waiting],
+    refused: bool,
+) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
+    let mut told: Vec<Option<Result<Inserted, StoreError>>> = rows.iter().map(|_| None).collect();
+    let claimed = claim_keys(connection, rows, &mut told).await?;
+    let stored: Vec<&Waiting> = rows
+        .iter()
+        .zip(&told)
+        .filter(|(_, answer)| answer.is_none())
+        .map(|(waiting, _)| waiting)
+        .collect();
+    let mut inserted = Vec::new();
+    if !stored.is_empty() {
+        let together = if refused {
+            None
+        } else {
+            match bind_rows(
+                sqlx::query(AssertSqlSafe(insert_together(stored.len()))),
+                stored.iter().copied(),
+            )
+            .fetch_all(&mut *connection)
+            .await
+            .map_err(StoreError::from)
+            {
+                Ok(returned) => Some(answers(stored.iter().copied(), &returned)),
+                Err(err) if is_refusal(&err) => None,
+                Err(err) => return Err(err),
+            }
+        };
+        inserted = match together {
+            Some(inserted) => inserted,
+            None => one_by_one(connection, &stored).await?,
+        };
+    }
+    let mut inserted = inserted.into_iter();
+    for (waiting, answer) in rows.iter().zip(&mut told) {
+        if answer.is_none() {
+            *answer = inserted.next();
+        }
+        let kept = matches!(answer, Some(Ok(Inserted::Yes)));
+        if let Some(claim) = &waiting.claim
+            && !kept
+            && claimed.contains(&(claim.source_id, claim.key.as_str()))
+        {
+            // Its answer named a payment that is not stored.
+            sqlx::query("DELETE FROM idempotency_keys WHERE source_id = ? AND key = ?")
+                .bind(claim.source_id)
+                .bind(claim.key.as_str())
+                .execute(&mut *connection)
+                .await?;
+        }
+    }
+    Ok(told
+        .into_iter()
+        .map(|answer| answer.unwrap_or_else(|| Err(StoreError::NotCommitted("no answer".into()))))
+        .collect())
+}
+
+/// Claims the keys of `rows` with their answers in one statement (one at a time if it is
+/// refused): the keys claimed; a row whose key is live is answered `KeyTaken` in `answers`, one
+/// whose claim was refused with that refusal.
+async fn claim_keys<'r>(
+    connection: &mut sqlx::AnyConnection,
+    rows: &'r [Waiting],
+    answers: &mut [Option<Result<Inserted, StoreError>>],
+) -> Result<HashSet<(SourceId, &'r str)>, StoreError> {
+    let claims: Vec<&IdempotencyClaim> = rows.iter().filter_map(|waiting| waiting.claim.as_ref()).collect();
+    let mut claimed = HashSet::new();
+    if claims.is_empty() {
+        return Ok(claimed);
+    }
+    let mut returned = Vec::new();
+    match claim_query(&claims)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(StoreError::from)
+    {
+        Ok(together) => returned = together,
+        // Refused as a whole: each claim on its own, so only the refused one fails its row.
+        Err(err) if is_refusal(&err) => {
+            for (waiting, answer) in rows.iter().zip(answers.iter_mut()) {
+                let Some(claim) = &waiting.claim else { continue };
+                match claim_query(&[claim])
+                    .fetch_all(&mut *connection)
+                    .await
+                    .map_err(StoreError::from)
+                {
+                    Ok(alone) => returned.extend(alone),
+                    Err(err) if is_refusal(&err) => *answer = Some(Err(err)),
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Err(err) => return Err(err),
+    }
+    let keys: HashSet<(SourceId, String)> = returned
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<SourceId, _>("source_id")?,
+                row.try_get::<String, _>("key")?,
+            ))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    for (waiting, answer) in rows.iter().zip(answers.iter_mut()) {
+        let Some(claim) = &waiting.claim else { continue };
+        if answer.is_some() {
+            continue;
+        }
+        if keys.contains(&(claim.source_id, claim.key.clone())) {
+            claimed.insert((claim.source_id, claim.key.as_str()));
+        } else {
+            *answer = Some(Ok(Inserted::KeyTaken));
+        }
+    }
+    Ok(claimed)
+}
+
+/// The statement claiming `claims` (only the count varies: one prepared statement per count).
+fn claim_query<'q>(claims: &[&'q IdempotencyClaim]) -> Query<'q, Any, AnyArguments> {
+    let mut sql = String::from(claim_keys_into!());
+    for n in 0..claims.len() {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(claim_values!());
+    }
+    sql.push_str(unless_live!());
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for claim in claims {
+        query = bind_claim(query, claim);
+    }
+    bind_claim_limits(query)
+}
+
+/// Each of `count` rows told that nothing of it was kept.
+fn not_committed(count: usize, why: &dyn std::fmt::Display) -> Vec<Result<Inserted, StoreError>> {
+    (0..count)
         .map(|_| Err(StoreError::NotCommitted(why.to_string())))
         .collect()
 }
@@ -255,7 +414,7 @@ fn is_refusal(err: &StoreError) -> bool {
 /// `query` with every row's values, in order.
 fn bind_rows<'q>(
     mut query: Query<'q, Any, AnyArguments>,
-    rows: &'q [Waiting],
+    rows: impl IntoIterator<Item = &'q Waiting>,
 ) -> Query<'q, Any, AnyArguments> {
     for waiting in rows {
         query = bind_new_payment(query, &waiting.row);
@@ -264,14 +423,16 @@ fn bind_rows<'q>(
 }
 
 /// Each row's answer from the transaction ids its statement returned.
-fn answers(rows: &[Waiting], inserted: &[AnyRow]) -> Vec<Result<Inserted, StoreError>> {
+fn answers<'r>(
+    rows: impl ExactSizeIterator<Item = &'r Waiting> + Clone,
+    inserted: &[AnyRow],
+) -> Vec<Result<Inserted, StoreError>> {
     let taken: Result<HashSet<String>, StoreError> = inserted
         .iter()
         .map(|row| Ok(row.try_get::<String, _>("transaction_id")?))
         .collect();
     match taken {
         Ok(taken) => rows
-            .iter()
             .map(|waiting| {
                 Ok(if taken.contains(waiting.row.transaction_id.as_str()) {
                     Inserted::Yes
@@ -280,30 +441,24 @@ fn answers(rows: &[Waiting], inserted: &[AnyRow]) -> Vec<Result<Inserted, StoreE
                 })
             })
             .collect(),
-        Err(err) => rows
-            .iter()
-            .map(|_| Err(StoreError::Corrupt(err.to_string())))
-            .collect(),
+        Err(err) => rows.map(|_| Err(StoreError::Corrupt(err.to_string()))).collect(),
     }
 }
 
 /// Each row on its own after a refused statement: a refusal fails its row and the next goes on;
-/// anything else (which may have rolled the whole transaction back) fails every row left.
+/// anything else (which may have rolled the whole transaction back) fails the member.
 async fn one_by_one(
     connection: &mut sqlx::AnyConnection,
-    rows: &[Waiting],
-) -> Vec<Result<Inserted, StoreError>> {
+    rows: &[&Waiting],
+) -> Result<Vec<Result<Inserted, StoreError>>, StoreError> {
     let mut answers = Vec::with_capacity(rows.len());
-    for (n, waiting) in rows.iter().enumerate() {
+    for waiting in rows {
         match insert_alone(connection, &waiting.row).await {
-            Err(err) if !is_refusal(&err) => {
-                answers.extend(not_committed(&rows[n..], &err));
-                break;
-            }
+            Err(err) if !is_refusal(&err) => return Err(err),
             answer => answers.push(answer),
         }
     }
-    answers
+    Ok(answers)
 }
 
 /// The statement inserting `count` rows, answering the transaction ids it inserted (only the
@@ -336,157 +491,4 @@ async fn insert_alone(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::SqlStore;
-    use crate::store::ids::{SourceId, UnixSeconds};
-    use crate::store::records::NewPaymentRow;
-    use crate::store::{Database, Inserted, Payments, Sources};
-    use byfly_core::ids::TokenHash;
-    use byfly_core::{BodyEncoding, Money, TransactionId};
-
-    async fn store(test: &str) -> (SqlStore, SourceId) {
-        let store = SqlStore::open(&super::super::temp_sqlite_url(test))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let source = store
-            .create_source(
-                "CRM",
-                &TokenHash::of("bf_inserts_token"),
-                BodyEncoding::Php,
-                UnixSeconds(0),
-            )
-            .await
-            .unwrap();
-        (store, source.id)
-    }
-
-    fn row(id: &str, source_id: SourceId, tenge: i64) -> NewPaymentRow {
-        NewPaymentRow {
-            transaction_id: TransactionId::parse(id).unwrap(),
-            source_id,
-            payment: byfly_core::wire::NewPayment {
-                amount: Money::from_tenge(tenge),
-                currency: "KZT".to_owned(),
-                description: Some(format!("payment {id}")),
-                customer_name: None,
-                customer_phone: None,
-                customer_email: None,
-                payment_method_id: None,
-                webhook_url: None,
-                webhook_secret: None,
-                metadata: None,
-            },
-            created_at: UnixSeconds(100),
-            expires_at: UnixSeconds(3700),
-        }
-    }
-
-    /// Inserts every row at once, each from a task of its own, as concurrent requests would.
-    async fn insert_together(store: &SqlStore, rows: Vec<NewPaymentRow>) -> Vec<Result<Inserted, String>> {
-        let tasks: Vec<_> = rows
-            .into_iter()
-            .map(|row| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    store
-                        .insert_payment(&row, None)
-                        .await
-                        .map_err(|err| err.to_string())
-                })
-            })
-            .collect();
-        let mut answers = Vec::new();
-        for task in tasks {
-            answers.push(task.await.unwrap());
-        }
-        answers
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_new_payments_are_each_stored_and_readable_once_answered() {
-        let (store, source) = store("inserts-concurrent").await;
-        let rows: Vec<_> = (0..150)
-            .map(|n| row(&format!("{n:012X}"), source, 1000 + n))
-            .collect();
-        let answers = insert_together(&store, rows.clone()).await;
-        assert!(
-            answers.iter().all(|answer| matches!(answer, Ok(Inserted::Yes))),
-            "{answers:?}"
-        );
-        for row in &rows {
-            let stored = store
-                .payment(&row.transaction_id)
-                .await
-                .unwrap()
-                .expect("answered Yes, so stored");
-            assert_eq!(stored.original_amount, row.payment.amount);
-            assert_eq!(stored.description, row.payment.description);
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_taken_id_collides_whether_stored_before_or_earlier_in_the_same_round() {
-        let (store, source) = store("inserts-collisions").await;
-        assert!(matches!(
-            store
-                .insert_payment(&row("00000000000A", source, 500), None)
-                .await,
-            Ok(Inserted::Yes)
-        ));
-        let answers = insert_together(
-            &store,
-            vec![
-                row("00000000000A", source, 600),
-                row("00000000000B", source, 700),
-                row("00000000000B", source, 800),
-                row("00000000000C", source, 900),
-            ],
-        )
-        .await;
-        assert!(matches!(answers[0], Ok(Inserted::IdCollision)), "{answers:?}");
-        let b: Vec<_> = answers[1..3]
-            .iter()
-            .filter(|answer| matches!(answer, Ok(Inserted::Yes)))
-            .collect();
-        assert_eq!(
-            b.len(),
-            1,
-            "one of the two B rows is stored, the other collides: {answers:?}"
-        );
-        assert!(
-            answers[1..3]
-                .iter()
-                .any(|answer| matches!(answer, Ok(Inserted::IdCollision)))
-        );
-        assert!(matches!(answers[3], Ok(Inserted::Yes)), "{answers:?}");
-        let first = store
-            .payment(&TransactionId::parse("00000000000A").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            first.original_amount,
-            Money::from_tenge(500),
-            "a collision changes nothing stored"
-        );
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_refused_row_fails_its_own_request_and_no_other() {
-        let (store, source) = store("inserts-refused").await;
-        let mut rows: Vec<_> = (0..20).map(|n| row(&format!("{n:012X}"), source, 1000)).collect();
-        // No such source: the foreign key refuses the row.
-        rows[7].source_id = SourceId(999);
-        let answers = insert_together(&store, rows.clone()).await;
-        for (n, answer) in answers.iter().enumerate() {
-            if n == 7 {
-                assert!(answer.is_err(), "the refused row: {answer:?}");
-                assert!(store.payment(&rows[n].transaction_id).await.unwrap().is_none());
-            } else {
-                assert!(matches!(answer, Ok(Inserted::Yes)), "row {n}: {answer:?}");
-                assert!(store.payment(&rows[n].transaction_id).await.unwrap().is_some());
-            }
-        }
-    }
-}
+mod tests;

@@ -96,23 +96,25 @@ impl Payments for SqlStore {
     async fn insert_payment(
         &self,
         row: &NewPaymentRow,
-        completion: Option<&IdempotencyCompletion>,
+        claim: Option<&IdempotencyClaim>,
     ) -> Result<Inserted, StoreError> {
-        if completion.is_none()
-            && let Some(inserts) = &self.payment_inserts
-        {
-            return inserts.insert(row).await;
+        if let Some(inserts) = &self.payment_inserts {
+            return inserts.insert(row, claim).await;
         }
         let mut tx = self.begin_write().await?;
+        if let Some(claim) = claim
+            && !self.claim_key(&mut tx, claim).await?
+        {
+            tx.rollback().await?;
+            return Ok(Inserted::KeyTaken);
+        }
         let inserted = bind_new_payment(self.q(INSERT_PAYMENT), row)
             .execute(&mut *tx)
             .await?;
         if inserted.rows_affected() == 0 {
+            // The key's claim goes with it: its answer named this transaction id.
             tx.rollback().await?;
             return Ok(Inserted::IdCollision);
-        }
-        if let Some(completion) = completion {
-            self.complete(&mut tx, completion).await?;
         }
         tx.commit().await?;
         Ok(Inserted::Yes)
