@@ -114,3 +114,118 @@ async fn a_claim_without_its_answer_is_in_flight_for_a_minute_then_taken_over() 
     assert_eq!(init_keyed(&app, "order-legacy", BODY).await, (201, created));
     assert_eq!(payments(&app).await, 1);
 }
+
+#[tokio::test]
+async fn a_payment_and_its_key_are_stored_together_or_not_at_all() {
+    use byfly_core::ids::TokenHash;
+    use byfly_core::{BodyEncoding, Money, TransactionId};
+    use byfly_server::store::{
+        IdempotencyClaim, IdempotencyStart, Inserted, NewPaymentRow, StoredResponse, UnixSeconds,
+    };
+
+    let (store, dir, _) = common::fresh_store("byfly-keys-together").await;
+    let source = store
+        .create_source(
+            "CRM",
+            &TokenHash::of("bf_keys_together"),
+            BodyEncoding::Php,
+            UnixSeconds(0),
+        )
+        .await
+        .unwrap()
+        .id;
+    let now = UnixSeconds(1_000_000);
+    let row = |id: &str| NewPaymentRow {
+        transaction_id: TransactionId::parse(id).unwrap(),
+        source_id: source,
+        payment: byfly_core::wire::NewPayment {
+            amount: Money::from_tenge(5000),
+            currency: "KZT".to_owned(),
+            description: None,
+            customer_name: None,
+            customer_phone: None,
+            customer_email: None,
+            payment_method_id: None,
+            webhook_url: None,
+            webhook_secret: None,
+            metadata: None,
+        },
+        created_at: now,
+        expires_at: now + 3600,
+    };
+    let claim = |key: &str, id: &str| IdempotencyClaim {
+        source_id: source,
+        key: key.to_owned(),
+        request_hash: "hash".to_owned(),
+        claimed_at: now,
+        response: StoredResponse {
+            status: 201,
+            body: format!("created {id}"),
+        },
+    };
+    let held = |key: &'static str| {
+        let store = store.clone();
+        async move { store.idempotent_answer(source, key, "hash", now).await.unwrap() }
+    };
+
+    let first = row("0000000000A1");
+    assert_eq!(
+        store
+            .insert_payment(&first, Some(&claim("k1", "A1")))
+            .await
+            .unwrap(),
+        Inserted::Yes
+    );
+    assert_eq!(
+        held("k1").await,
+        IdempotencyStart::Replay(StoredResponse {
+            status: 201,
+            body: "created A1".to_owned()
+        })
+    );
+    // The key is live: nothing is stored for the second request.
+    let second = row("0000000000B2");
+    assert_eq!(
+        store
+            .insert_payment(&second, Some(&claim("k1", "B2")))
+            .await
+            .unwrap(),
+        Inserted::KeyTaken
+    );
+    assert!(store.payment(&second.transaction_id).await.unwrap().is_none());
+    // The transaction id is taken: the key's claim is not kept (its answer named that id).
+    assert_eq!(
+        store
+            .insert_payment(&first, Some(&claim("k2", "A1")))
+            .await
+            .unwrap(),
+        Inserted::IdCollision
+    );
+    assert_eq!(held("k2").await, IdempotencyStart::Fresh);
+    assert_eq!(
+        store.insert_payment(&first, None).await.unwrap(),
+        Inserted::IdCollision
+    );
+    assert_eq!(
+        store
+            .payment(&first.transaction_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .original_amount,
+        Money::from_tenge(5000)
+    );
+    // The request's retry, with a new transaction id, claims the key.
+    let third = row("0000000000C3");
+    assert_eq!(
+        store
+            .insert_payment(&third, Some(&claim("k2", "C3")))
+            .await
+            .unwrap(),
+        Inserted::Yes
+    );
+    assert!(matches!(held("k2").await, IdempotencyStart::Replay(_)));
+    drop(store);
+    common::drop_database(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -38,12 +38,20 @@ use crate::store::error::StoreError;
 use crate::store::ids::SourceId;
 use crate::store::records::{IdempotencyClaim, NewPaymentRow};
 
-/// The start of a new payment's insert: its columns (a literal, for `concat!`).
-macro_rules! insert_payment_into {
+/// A new payment's insert up to its values: the columns (a literal, for `concat!`).
+macro_rules! insert_payment_columns {
     () => {
         "INSERT INTO payments (transaction_id, source_id, status, original_amount_minor, currency, \
          description, customer_name, customer_phone, customer_email, payment_method_id, webhook_url, \
-         webhook_secret, metadata, created_at, expires_at, updated_at) VALUES "
+         webhook_secret, metadata, created_at, expires_at, updated_at) "
+    };
+}
+pub(super) use insert_payment_columns;
+
+/// The start of a new payment's insert: its columns (a literal, for `concat!`).
+macro_rules! insert_payment_into {
+    () => {
+        concat!(insert_payment_columns!(), "VALUES ")
     };
 }
 
@@ -53,6 +61,7 @@ macro_rules! new_payment_values {
         "(?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     };
 }
+pub(super) use new_payment_values;
 
 /// A transaction id already taken leaves its row out.
 macro_rules! on_taken_id {

@@ -6,7 +6,8 @@ use crate::store::payments::{PaymentFilter, Payments};
 use byfly_core::ids::EventId;
 use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
 
-use super::payment_inserts::{INSERT_PAYMENT, bind_new_payment};
+use super::idempotency::{bind_claim, bind_claim_limits, claim_keys_into, claim_values, unless_live};
+use super::payment_inserts::{INSERT_PAYMENT, bind_new_payment, insert_payment_columns, new_payment_values};
 use super::rows::{SqliteRow, StoredRow};
 use super::{Dialect, SqlStore};
 use crate::store::decisions::*;
@@ -71,6 +72,21 @@ impl Joined {
     }
 }
 
+/// PostgreSQL's keyed init as one statement: the key claimed with its answer unless it is live,
+/// and the payment inserted only if it was. Without `ON CONFLICT` on the payment: a taken
+/// transaction id fails the statement, so the claim is not kept either.
+const CLAIM_THEN_INSERT: &str = concat!(
+    "WITH claimed AS (",
+    claim_keys_into!(),
+    claim_values!(),
+    unless_live!(),
+    ") ",
+    insert_payment_columns!(),
+    "SELECT * FROM (VALUES ",
+    new_payment_values!(),
+    ") AS new_payment WHERE EXISTS (SELECT 1 FROM claimed) RETURNING transaction_id"
+);
+
 /// The expiry sweep's candidates: payments of an expirable status past `expires_at` (read by the
 /// index of migration 0014) whose operations hold no terminal.
 const EXPIRY_CANDIDATES: &str = "SELECT p.id FROM payments p WHERE p.expires_at <= ? \
@@ -101,23 +117,33 @@ impl Payments for SqlStore {
         if let Some(inserts) = &self.payment_inserts {
             return inserts.insert(row, claim).await;
         }
-        let mut tx = self.begin_write().await?;
-        if let Some(claim) = claim
-            && !self.claim_key(&mut tx, claim).await?
-        {
-            tx.rollback().await?;
-            return Ok(Inserted::KeyTaken);
+        // PostgreSQL: one statement in autocommit mode, a transaction of its own — one round trip
+        // where `BEGIN`, the statements and `COMMIT` were three or four.
+        let Some(claim) = claim else {
+            let inserted = bind_new_payment(self.q(INSERT_PAYMENT), row)
+                .execute(&self.pool)
+                .await?;
+            return Ok(if inserted.rows_affected() == 0 {
+                Inserted::IdCollision
+            } else {
+                Inserted::Yes
+            });
+        };
+        let statement = bind_new_payment(
+            bind_claim_limits(bind_claim(self.q(CLAIM_THEN_INSERT), claim)),
+            row,
+        );
+        match statement.fetch_optional(&self.pool).await {
+            Ok(Some(_)) => Ok(Inserted::Yes),
+            Ok(None) => Ok(Inserted::KeyTaken),
+            // The transaction id is taken: the statement failed as a whole, the claim with it.
+            Err(sqlx::Error::Database(db))
+                if matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation) =>
+            {
+                Ok(Inserted::IdCollision)
+            }
+            Err(err) => Err(err.into()),
         }
-        let inserted = bind_new_payment(self.q(INSERT_PAYMENT), row)
-            .execute(&mut *tx)
-            .await?;
-        if inserted.rows_affected() == 0 {
-            // The key's claim goes with it: its answer named this transaction id.
-            tx.rollback().await?;
-            return Ok(Inserted::IdCollision);
-        }
-        tx.commit().await?;
-        Ok(Inserted::Yes)
     }
 
     async fn payment(&self, id: &TransactionId) -> Result<Option<PaymentRecord>, StoreError> {
