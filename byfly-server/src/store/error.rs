@@ -22,6 +22,10 @@ pub enum StoreError {
     /// A stored value no longer parses (a bug or a hand edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A read made for several requests at once failed (see `sql::status_reads`): the
+    /// database's error, as text, for each of them.
+    #[error("shared read: {0}")]
+    SharedRead(String),
 }
 
 impl StoreError {

@@ -28,6 +28,7 @@ mod model;
 mod multiprocess;
 mod outbox;
 mod page;
+mod reads;
 mod realism;
 mod refunds;
 mod row_locks;

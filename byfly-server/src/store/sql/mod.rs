@@ -35,6 +35,7 @@ use group_commit::{BatchedWrite, GroupCommit};
 use payment_inserts::PaymentInserts;
 use read_cache::ReadCache;
 use sqlite_reads::SqliteReads;
+use status_reads::StatusReads;
 
 /// How token expiry times are stored (the terminal's local time, as it gave them).
 const TOKEN_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -82,6 +83,7 @@ mod rows;
 mod sessions;
 mod sources;
 mod sqlite_reads;
+mod status_reads;
 mod terminals;
 
 /// Every SQLite connection's settings. `wal_autocheckpoint`: the pages the WAL grows by before
@@ -117,6 +119,8 @@ pub struct SqlStore {
     /// SQLite's hot reads on the calling thread (`None` on PostgreSQL and for a database that is
     /// no file).
     sqlite_reads: Option<Arc<SqliteReads>>,
+    /// PostgreSQL's status reads, gathered many to a query (`None` on SQLite).
+    status_reads: Option<Arc<StatusReads>>,
 }
 
 /// A write transaction: on SQLite a member of a batch, on PostgreSQL a transaction of its own.
@@ -228,6 +232,7 @@ impl SqlStore {
             Dialect::Postgres => (None, None),
         };
         let payment_inserts = group.clone().map(PaymentInserts::start);
+        let status_reads = (dialect == Dialect::Postgres).then(|| StatusReads::start(pool.clone()));
         Ok(SqlStore {
             pool,
             dialect,
@@ -235,6 +240,7 @@ impl SqlStore {
             cache: Arc::new(ReadCache::new(read_cache::CACHE_RECHECK)),
             payment_inserts,
             sqlite_reads,
+            status_reads,
         })
     }
 

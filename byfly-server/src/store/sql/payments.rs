@@ -36,28 +36,39 @@ macro_rules! listed_where {
     };
 }
 
-/// A payment (its columns prefixed `p_`) with its operations (theirs as they are), oldest first:
-/// one row per operation, or one row of NULL operation columns for a payment without any.
-const PAYMENT_AND_OPERATIONS: &str = "SELECT p.id AS p_id, p.transaction_id AS p_transaction_id, \
-     p.source_id AS p_source_id, p.status AS p_status, p.original_amount_minor AS p_original_amount_minor, \
-     p.refunded_amount_minor AS p_refunded_amount_minor, p.currency AS p_currency, \
-     p.description AS p_description, p.customer_name AS p_customer_name, \
-     p.customer_phone AS p_customer_phone, p.customer_email AS p_customer_email, \
-     p.payment_method_id AS p_payment_method_id, p.webhook_url AS p_webhook_url, \
-     p.webhook_secret AS p_webhook_secret, p.metadata AS p_metadata, p.created_at AS p_created_at, \
-     p.expires_at AS p_expires_at, p.paid_at AS p_paid_at, o.* \
-     FROM payments p LEFT JOIN operations o ON o.payment_id = p.id \
-     WHERE p.transaction_id = ? ORDER BY o.id";
+/// A payment (its columns prefixed `p_`) with its operations (theirs as they are), up to the
+/// condition: one row per operation, or one row of NULL operation columns for a payment without
+/// any (a literal, for `concat!`).
+macro_rules! payment_and_operations {
+    () => {
+        "SELECT p.id AS p_id, p.transaction_id AS p_transaction_id, \
+         p.source_id AS p_source_id, p.status AS p_status, p.original_amount_minor AS p_original_amount_minor, \
+         p.refunded_amount_minor AS p_refunded_amount_minor, p.currency AS p_currency, \
+         p.description AS p_description, p.customer_name AS p_customer_name, \
+         p.customer_phone AS p_customer_phone, p.customer_email AS p_customer_email, \
+         p.payment_method_id AS p_payment_method_id, p.webhook_url AS p_webhook_url, \
+         p.webhook_secret AS p_webhook_secret, p.metadata AS p_metadata, p.created_at AS p_created_at, \
+         p.expires_at AS p_expires_at, p.paid_at AS p_paid_at, o.* \
+         FROM payments p LEFT JOIN operations o ON o.payment_id = p.id "
+    };
+}
+pub(super) use payment_and_operations;
+
+/// One payment with its operations, oldest first.
+const PAYMENT_AND_OPERATIONS: &str = concat!(
+    payment_and_operations!(),
+    "WHERE p.transaction_id = ? ORDER BY o.id"
+);
 
 /// The rows of [`PAYMENT_AND_OPERATIONS`] gathered, whichever driver read them.
-#[derive(Default)]
-struct Joined {
+#[derive(Default, Clone)]
+pub(super) struct Joined {
     payment: Option<PaymentRecord>,
     operations: Vec<OperationRecord>,
 }
 
 impl Joined {
-    fn add(&mut self, row: &impl StoredRow) -> Result<(), StoreError> {
+    pub(super) fn add(&mut self, row: &impl StoredRow) -> Result<(), StoreError> {
         if self.payment.is_none() {
             self.payment = Some(SqlStore::joined_payment_row(row)?);
         }
@@ -67,7 +78,7 @@ impl Joined {
         Ok(())
     }
 
-    fn finish(self) -> Option<(PaymentRecord, Vec<OperationRecord>)> {
+    pub(super) fn finish(self) -> Option<(PaymentRecord, Vec<OperationRecord>)> {
         Some((self.payment?, self.operations))
     }
 }
@@ -205,6 +216,9 @@ impl Payments for SqlStore {
                 }
                 Ok(joined.finish())
             });
+        }
+        if let Some(reads) = &self.status_reads {
+            return reads.read(id).await;
         }
         let rows = self
             .q(PAYMENT_AND_OPERATIONS)

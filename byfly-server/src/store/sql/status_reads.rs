@@ -1,0 +1,185 @@
+//! PostgreSQL's status reads — a payment with its operations, behind every `GET /status`, the
+//! route a payment page polls — gathered many to a query: requests queue the transaction ids
+//! they read, a few reader tasks each take what is waiting and read it with one
+//! `… WHERE p.transaction_id IN (…)`, and hand each request its own rows.
+//!
+//! Why: on PostgreSQL each statement is a round trip to a backend process, which the kernel must
+//! wake, and on a loaded machine those wake-ups, not the read, were most of a status read's cost
+//! (a third of the server's samples in the scheduler; BENCHMARKS.md). Thirty-two polls in one
+//! query wake one backend once. A read sees what a read of its own would have seen: every
+//! request's read starts after the request asked (it waits for a round that begins after its
+//! id was queued), and so after every write acknowledged before it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use byfly_core::TransactionId;
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+use tokio::sync::{Notify, oneshot};
+
+use super::payments::{Joined, payment_and_operations};
+use crate::store::error::StoreError;
+use crate::store::records::{OperationRecord, PaymentRecord};
+
+/// Payments per query at most.
+const READS_PER_QUERY: usize = 32;
+
+/// Reader tasks: rounds under way at once (a slow round holds up only the reads in it).
+const READERS: usize = 4;
+
+/// What a status read is told.
+type Answer = Result<Option<(PaymentRecord, Vec<OperationRecord>)>, StoreError>;
+
+/// A read waiting for its round, and where its answer goes.
+struct Waiting {
+    id: TransactionId,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// The queue of one PostgreSQL store's status reads (shared by its clones).
+pub(super) struct StatusReads {
+    queue: Mutex<Vec<Waiting>>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for StatusReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusReads")
+            .field("waiting", &self.waiting().len())
+            .finish()
+    }
+}
+
+impl StatusReads {
+    /// The queue, and the tasks that read what it holds from `pool`.
+    pub(super) fn start(pool: AnyPool) -> Arc<StatusReads> {
+        let wake = Arc::new(Notify::new());
+        let reads = Arc::new(StatusReads {
+            queue: Mutex::new(Vec::new()),
+            wake: wake.clone(),
+        });
+        for _ in 0..READERS {
+            tokio::spawn(read_rounds(Arc::downgrade(&reads), wake.clone(), pool.clone()));
+        }
+        reads
+    }
+
+    /// The payment `id` with its operations (oldest first), read with the others waiting.
+    pub(super) async fn read(&self, id: &TransactionId) -> Answer {
+        let (answer, answered) = oneshot::channel();
+        self.waiting().push(Waiting {
+            id: id.clone(),
+            answer,
+        });
+        self.wake.notify_one();
+        answered
+            .await
+            .unwrap_or_else(|_| Err(StoreError::SharedRead("the status readers are gone".into())))
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for StatusReads {
+    fn drop(&mut self) {
+        // The tasks find the queue gone and end.
+        self.wake.notify_waiters();
+    }
+}
+
+/// Takes what is waiting, round after round, until the store is gone.
+async fn read_rounds(reads: Weak<StatusReads>, wake: Arc<Notify>, pool: AnyPool) {
+    loop {
+        let round: Vec<Waiting> = {
+            let Some(reads) = reads.upgrade() else { return };
+            let mut queue = reads.waiting();
+            let take = queue.len().min(READS_PER_QUERY);
+            let round = queue.drain(..take).collect();
+            if !queue.is_empty() {
+                // More than one round's worth: another reader takes the rest.
+                wake.notify_one();
+            }
+            round
+        };
+        if round.is_empty() {
+            wake.notified().await;
+            continue;
+        }
+        read_round(&pool, round).await;
+    }
+}
+
+/// One round: its payments read by one query, each request handed its own.
+async fn read_round(pool: &AnyPool, round: Vec<Waiting>) {
+    let round: Vec<Waiting> = round
+        .into_iter()
+        .filter(|waiting| !waiting.answer.is_closed())
+        .collect();
+    let mut ids: Vec<&str> = round.iter().map(|waiting| waiting.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return;
+    }
+    let mut query = sqlx::query(AssertSqlSafe(read_together(ids.len())));
+    for id in &ids {
+        query = query.bind(*id);
+    }
+    let rows = match query.fetch_all(pool).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            let why = err.to_string();
+            for waiting in round {
+                waiting.answer.send(Err(StoreError::SharedRead(why.clone()))).ok();
+            }
+            return;
+        }
+    };
+    // Each payment's rows, or why they did not decode (that payment's readers alone fail).
+    let mut found: HashMap<String, Result<Joined, String>> = HashMap::new();
+    for row in &rows {
+        let id: String = match row.try_get("p_transaction_id") {
+            Ok(id) => id,
+            Err(err) => {
+                let why = err.to_string();
+                for waiting in round {
+                    waiting.answer.send(Err(StoreError::Corrupt(why.clone()))).ok();
+                }
+                return;
+            }
+        };
+        let joined = found.entry(id).or_insert_with(|| Ok(Joined::default()));
+        if let Ok(payment) = joined
+            && let Err(err) = payment.add(row)
+        {
+            *joined = Err(err.to_string());
+        }
+    }
+    for waiting in round {
+        let answer = match found.get(waiting.id.as_str()) {
+            None => Ok(None),
+            Some(Ok(joined)) => Ok(joined.clone().finish()),
+            Some(Err(why)) => Err(StoreError::Corrupt(why.clone())),
+        };
+        waiting.answer.send(answer).ok();
+    }
+}
+
+/// The query reading `count` payments with their operations, each payment's oldest first (only
+/// the count varies: one prepared statement per count, kept by sqlx).
+fn read_together(count: usize) -> String {
+    let mut sql = String::from(concat!(payment_and_operations!(), "WHERE p.transaction_id IN ("));
+    for n in 1..=count {
+        if n > 1 {
+            sql.push_str(", ");
+        }
+        sql.push('$');
+        sql.push_str(&n.to_string());
+    }
+    sql.push_str(") ORDER BY p.id, o.id");
+    sql
+}
