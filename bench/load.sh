@@ -46,9 +46,9 @@ run_wrk() {
     /Non-2xx/ { failed = $NF }
     END {
       # A row of refusals would measure the wrong thing: say so where the table is printed.
-      if (failed > 0) printf "%s: %d answers were not 2xx\n", url, failed > "/dev/stderr"
+      if (failed > 0) printf "%s: %d answers were not 2xx\n", run, failed > "/dev/stderr"
       printf "%.0f %.2f %.2f\n", rps, p50, p99
-    }' url="$url"
+    }' run="$url ${script##*/} $script_arg"
 }
 
 # wrk scripts: init without and with a fresh Idempotency-Key per request.
@@ -58,15 +58,33 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-API-Token"] = "$TOKEN"
 wrk.body = '{"amount": 50000, "description": "load"}'
 LUA
+# Each wrk thread (and each wrk process) draws its own key prefix from /dev/urandom: Lua's
+# math.random starts from the same seed in every thread, so keys made from it repeat across
+# threads — replays, not new payments.
+cat > "$WORK/thread_nonce.lua" <<'LUA'
+local function thread_nonce()
+  local urandom = assert(io.open("/dev/urandom", "rb"))
+  local bytes = urandom:read(6)
+  urandom:close()
+  local nonce = 0
+  for i = 1, #bytes do nonce = nonce * 256 + bytes:byte(i) end
+  return nonce
+end
+LUA
 cat > "$WORK/init_key.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-API-Token"] = "$TOKEN"
 wrk.body = '{"amount": 50000, "description": "load"}'
+$(cat "$WORK/thread_nonce.lua")
+local prefix
 local n = 0
+function init(args)
+  prefix = string.format("%.0f", thread_nonce())
+end
 request = function()
   n = n + 1
-  wrk.headers["Idempotency-Key"] = string.format("bench-%d-%d-%d", os.time(), math.random(1e9), n)
+  wrk.headers["Idempotency-Key"] = string.format("bench-%s-%d", prefix, n)
   return wrk.format()
 end
 LUA
@@ -75,12 +93,13 @@ LUA
 # payment; one id for every request would read one row over and over, and on PostgreSQL, whose
 # concurrent reads share queries, one row for 32 requests). The ids are read from the file the
 # script names; the argument is the path after the id ("/status", or none).
-cat > "$WORK/reads.lua" <<'LUA'
+cat "$WORK/thread_nonce.lua" - > "$WORK/reads.lua" <<'LUA'
 local ids = {}
 local suffix = ""
 function init(args)
   for line in io.lines("IDS_FILE") do ids[#ids + 1] = line end
   suffix = args[1] or ""
+  math.randomseed(thread_nonce() % 2147483647)
 end
 function request()
   return wrk.format("GET", "/api/payment/" .. ids[math.random(#ids)] .. suffix)

@@ -229,3 +229,46 @@ async fn a_payment_and_its_key_are_stored_together_or_not_at_all() {
     common::drop_database(&dir);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A write is acknowledged only once it committed: here PostgreSQL refuses the commit itself (a
+/// deferred constraint trigger, which runs as the transaction ends, after the statement returned
+/// its row). The request is answered with an error, and nothing of it — payment or key — is kept:
+/// the same request succeeds once the database accepts it. (A driver call that answers at the
+/// first returned row would have said 201 for a payment that never existed.)
+#[tokio::test]
+async fn an_init_whose_commit_fails_is_not_acknowledged() {
+    if !common::on_postgres() {
+        return;
+    }
+    let app = common::spawn_app(0).await;
+    app.execute_sql(
+        "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.original_amount_minor = 424200 THEN RAISE EXCEPTION 'refused at commit'; END IF; \
+         RETURN NULL; END $$",
+    )
+    .await;
+    app.execute_sql(
+        "CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON payments \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit()",
+    )
+    .await;
+    const BODY: &str = r#"{"amount": 4242}"#;
+    let (status, body) = init_keyed(&app, "order-refused-at-commit", BODY).await;
+    assert_eq!(status, 500, "{body}");
+    let plain = app
+        .http
+        .post(format!("{}/payment/init", app.base))
+        .header("X-API-Token", &app.token)
+        .header("Content-Type", "application/json")
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status().as_u16(), 500);
+    assert_eq!(payments(&app).await, 0, "nothing acknowledged, nothing stored");
+
+    app.execute_sql("DROP TRIGGER refuse_at_commit ON payments").await;
+    let (status, body) = init_keyed(&app, "order-refused-at-commit", BODY).await;
+    assert_eq!(status, 201, "the key was not kept either: {body}");
+    assert_eq!(payments(&app).await, 1);
+}

@@ -171,6 +171,34 @@ impl std::ops::DerefMut for WriteTx {
     }
 }
 
+/// A write run on the pool — a transaction of its own, in autocommit mode — whose answer is what
+/// it returns, read to the end of its exchange with the database: the statement commits only as
+/// it ends. sqlx's `Any` driver answers `fetch_optional` and `fetch_one` at the first row, which
+/// PostgreSQL sends before its commit (and the WAL's flush) is done, so an answer built on that
+/// row could acknowledge a write that a crash then loses, or that another connection does not
+/// see yet. Inside a transaction `fetch_optional` is fine: its `COMMIT` is awaited.
+trait FetchWritten {
+    /// The row the write returned, if any, once it committed.
+    fn fetch_written(
+        self,
+        pool: &AnyPool,
+    ) -> impl Future<Output = Result<Option<AnyRow>, sqlx::Error>> + Send;
+
+    /// [`FetchWritten::fetch_written`] for a write that always returns its row.
+    fn fetch_written_one(self, pool: &AnyPool) -> impl Future<Output = Result<AnyRow, sqlx::Error>> + Send
+    where
+        Self: Sized + Send,
+    {
+        async move { self.fetch_written(pool).await?.ok_or(sqlx::Error::RowNotFound) }
+    }
+}
+
+impl FetchWritten for Query<'_, Any, AnyArguments> {
+    async fn fetch_written(self, pool: &AnyPool) -> Result<Option<AnyRow>, sqlx::Error> {
+        Ok(self.fetch_all(pool).await?.into_iter().next())
+    }
+}
+
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }

@@ -6,6 +6,7 @@ use crate::store::payments::{PaymentFilter, Payments};
 use byfly_core::ids::EventId;
 use byfly_core::{PaymentMethod, PaymentStatus, TransactionId};
 
+use super::FetchWritten;
 use super::idempotency::{bind_claim, bind_claim_limits, claim_keys_into, claim_values, unless_live};
 use super::payment_inserts::{INSERT_PAYMENT, bind_new_payment, insert_payment_columns, new_payment_values};
 use super::rows::{SqliteRow, StoredRow};
@@ -144,7 +145,7 @@ impl Payments for SqlStore {
             bind_claim_limits(bind_claim(self.q(CLAIM_THEN_INSERT), claim)),
             row,
         );
-        match statement.fetch_optional(&self.pool).await {
+        match statement.fetch_written(&self.pool).await {
             Ok(Some(_)) => Ok(Inserted::Yes),
             Ok(None) => Ok(Inserted::KeyTaken),
             // The transaction id is taken: the statement failed as a whole, the claim with it.
@@ -195,7 +196,7 @@ impl Payments for SqlStore {
         .bind(patch.add_commission_to_amount.map(i64::from))
         .bind(patch.is_active.map(i64::from))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_written(&self.pool)
         .await?;
         // At once in this process; the others notice through `cache_generation`.
         self.cache.clear();

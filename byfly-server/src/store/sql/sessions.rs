@@ -5,6 +5,7 @@ use byfly_core::ids::TokenHash;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::FetchWritten;
 use super::SqlStore;
 use crate::store::error::StoreError;
 use crate::store::ids::UnixSeconds;
@@ -48,7 +49,7 @@ impl AdminSessions for SqlStore {
             .bind(expires_at)
             .bind(client)
             .bind(operator)
-            .fetch_one(&self.pool)
+            .fetch_written_one(&self.pool)
             .await?;
         session_row(&row)
     }

@@ -6,6 +6,7 @@ use crate::store::sources::Sources;
 use byfly_core::BodyEncoding;
 use byfly_core::ids::TokenHash;
 
+use super::FetchWritten;
 use super::SqlStore;
 use super::read_cache::KeyUse;
 use crate::store::KEY_USE_RESOLUTION;
@@ -138,7 +139,7 @@ impl Sources for SqlStore {
             .bind(key.hint)
             .bind(now)
             .bind(key.expires_at)
-            .fetch_one(&self.pool)
+            .fetch_written_one(&self.pool)
             .await?;
         self.cache.clear();
         Self::api_key_row(&row)
@@ -159,7 +160,7 @@ impl Sources for SqlStore {
             .bind(now)
             .bind(key_id)
             .bind(source_id)
-            .fetch_optional(&self.pool)
+            .fetch_written(&self.pool)
             .await?;
         // At once in this process; the others notice through `cache_generation`.
         self.cache.clear();
@@ -206,7 +207,7 @@ impl Sources for SqlStore {
         .bind(webhook_json.map(BodyEncoding::as_str))
         .bind(active.map(i64::from))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_written(&self.pool)
         .await?;
         // At once in this process; the others notice through `cache_generation`.
         self.cache.clear();

@@ -95,20 +95,31 @@ impl Drop for StatusReads {
 async fn read_rounds(reads: Weak<StatusReads>, wake: Arc<Notify>, pool: AnyPool) {
     loop {
         let round: Vec<Waiting> = {
+            // Registered before the queue is looked at, so that the store's drop
+            // (`notify_waiters`, which keeps no permit) between the look and the wait still ends
+            // this task; dropped before the round is read, which passes a wake-up it took on to
+            // an idle reader.
+            let woken = wake.notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
             let Some(reads) = reads.upgrade() else { return };
-            let mut queue = reads.waiting();
-            let take = queue.len().min(READS_PER_QUERY);
-            let round = queue.drain(..take).collect();
-            if !queue.is_empty() {
-                // More than one round's worth: another reader takes the rest.
-                wake.notify_one();
+            let round: Vec<Waiting> = {
+                let mut queue = reads.waiting();
+                let take = queue.len().min(READS_PER_QUERY);
+                let round = queue.drain(..take).collect();
+                if !queue.is_empty() {
+                    // More than one round's worth: another reader takes the rest.
+                    wake.notify_one();
+                }
+                round
+            };
+            drop(reads);
+            if round.is_empty() {
+                woken.await;
+                continue;
             }
             round
         };
-        if round.is_empty() {
-            wake.notified().await;
-            continue;
-        }
         read_round(&pool, round).await;
     }
 }

@@ -8,6 +8,7 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, Row};
 
+use super::FetchWritten;
 use super::{SqlStore, TOKEN_TIME_FORMAT, corrupt, tls_columns};
 use crate::store::error::StoreError;
 use crate::store::ids::UnixSeconds;
@@ -33,7 +34,7 @@ impl Terminals for SqlStore {
             .bind(mode)
             .bind(server_name)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_written(&self.pool)
             .await?;
         row.as_ref().map(Self::terminal).transpose()
     }
@@ -57,7 +58,7 @@ impl Terminals for SqlStore {
         .bind(mode)
         .bind(server_name)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_written_one(&self.pool)
         .await?;
         Self::terminal(&row)
     }
@@ -82,7 +83,7 @@ impl Terminals for SqlStore {
             .bind(mode)
             .bind(server_name)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_written(&self.pool)
             .await?;
         row.as_ref().map(Self::terminal).transpose()
     }
@@ -96,7 +97,7 @@ impl Terminals for SqlStore {
             .q("UPDATE terminals SET enabled = ? WHERE id = ? RETURNING *")
             .bind(i64::from(enabled))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_written(&self.pool)
             .await?;
         row.as_ref().map(Self::terminal).transpose()
     }
@@ -193,7 +194,7 @@ impl Terminals for SqlStore {
             .bind(now)
             .bind(id)
             .bind(stale_before)
-            .fetch_optional(&self.pool)
+            .fetch_written(&self.pool)
             .await?;
         if let Some(row) = row {
             return Ok(RegistrationStart::Started(Box::new(Self::terminal(&row)?)));
