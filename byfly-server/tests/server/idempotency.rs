@@ -119,9 +119,7 @@ async fn a_claim_without_its_answer_is_in_flight_for_a_minute_then_taken_over() 
 async fn a_payment_and_its_key_are_stored_together_or_not_at_all() {
     use byfly_core::ids::TokenHash;
     use byfly_core::{BodyEncoding, Money, TransactionId};
-    use byfly_server::store::{
-        IdempotencyClaim, IdempotencyStart, Inserted, NewPaymentRow, StoredResponse, UnixSeconds,
-    };
+    use byfly_server::store::{IdempotencyClaim, IdempotencyStart, Inserted, StoredResponse, UnixSeconds};
 
     let (store, dir, _) = common::fresh_store("byfly-keys-together").await;
     let source = store
@@ -135,24 +133,7 @@ async fn a_payment_and_its_key_are_stored_together_or_not_at_all() {
         .unwrap()
         .id;
     let now = UnixSeconds(1_000_000);
-    let row = |id: &str| NewPaymentRow {
-        transaction_id: TransactionId::parse(id).unwrap(),
-        source_id: source,
-        payment: byfly_core::wire::NewPayment {
-            amount: Money::from_tenge(5000),
-            currency: "KZT".to_owned(),
-            description: None,
-            customer_name: None,
-            customer_phone: None,
-            customer_email: None,
-            payment_method_id: None,
-            webhook_url: None,
-            webhook_secret: None,
-            metadata: None,
-        },
-        created_at: now,
-        expires_at: now + 3600,
-    };
+    let row = |id: &str| common::new_payment_row(TransactionId::parse(id).unwrap(), source, 5000, now);
     let claim = |key: &str, id: &str| IdempotencyClaim {
         source_id: source,
         key: key.to_owned(),

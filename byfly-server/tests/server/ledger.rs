@@ -214,24 +214,7 @@ async fn a_stored_row_that_cannot_be_read_never_fails_a_batch() {
             .unwrap();
         store.record_health(added.id, true, None, None).await.unwrap();
         let id = byfly_core::TransactionId::generate(&mut byfly_server::random::OsRandom);
-        let row = byfly_server::store::NewPaymentRow {
-            transaction_id: id.clone(),
-            source_id: source.id,
-            payment: byfly_core::wire::NewPayment {
-                amount: byfly_core::Money::from_tenge(1_000),
-                currency: "KZT".to_owned(),
-                description: None,
-                customer_name: None,
-                customer_phone: None,
-                customer_email: None,
-                payment_method_id: None,
-                webhook_url: None,
-                webhook_secret: None,
-                metadata: None,
-            },
-            created_at: now,
-            expires_at: now + 3600,
-        };
+        let row = common::new_payment_row(id.clone(), source.id, 1_000, now);
         store.insert_payment(&row, None).await.unwrap();
         let payment = store.payment(&id).await.unwrap().unwrap();
         operations.push(common::start_by_hand(&store, &payment, &format!("10000000{n}")).await);

@@ -520,6 +520,34 @@ impl App {
     }
 }
 
+/// A new payment of `tenge` with nothing optional given, created at `now` and due in an hour: the
+/// row `init` stores, for a test that stores it by hand.
+pub fn new_payment_row(
+    transaction_id: TransactionId,
+    source_id: byfly_server::store::SourceId,
+    tenge: i64,
+    now: UnixSeconds,
+) -> byfly_server::store::NewPaymentRow {
+    byfly_server::store::NewPaymentRow {
+        transaction_id,
+        source_id,
+        payment: byfly_core::wire::NewPayment {
+            amount: byfly_core::Money::from_tenge(tenge),
+            currency: "KZT".to_owned(),
+            description: None,
+            customer_name: None,
+            customer_phone: None,
+            customer_email: None,
+            payment_method_id: None,
+            webhook_url: None,
+            webhook_secret: None,
+            metadata: None,
+        },
+        created_at: now,
+        expires_at: now + 3600,
+    }
+}
+
 /// A store on a fresh database of its own, with no server: the store, its folder (the caller
 /// removes it) and its URL.
 pub async fn fresh_store(prefix: &str) -> (Arc<dyn Store>, std::path::PathBuf, String) {
