@@ -28,7 +28,7 @@ mod terminals;
 pub use database::{Backup, Database, Figures, TerminalFigures};
 pub use decisions::{Decide, FinalAnswer, Reported, SettlementPlan, Snapshot};
 pub use error::StoreError;
-pub use idempotency::Idempotency;
+pub use idempotency::{Idempotency, IdempotencyClaim, IdempotencyStart, StoredResponse};
 pub use ids::{ApiKeyId, OperationId, PaymentId, SourceId, TerminalId, UnixSeconds};
 pub use operations::Operations;
 pub use outbox::*;

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::decisions::*;
 use super::error::StoreError;
+use super::idempotency::IdempotencyClaim;
 use super::ids::UnixSeconds;
 use super::ids::*;
 use super::records::*;

@@ -123,48 +123,6 @@ pub struct NewPaymentRow {
     pub expires_at: UnixSeconds,
 }
 
-/// The answer stored for an `Idempotency-Key`, replayed to repeats.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredResponse {
-    /// HTTP status.
-    pub status: u16,
-    /// Body bytes (JSON text).
-    pub body: String,
-}
-
-/// What a live `Idempotency-Key` holds for a request that could not claim it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdempotencyStart {
-    /// Nothing live: the record is gone or past its 24 h (or an abandoned claim): claim it again.
-    Fresh,
-    /// Done before with the same body: answer this again.
-    Replay(StoredResponse),
-    /// Used before with another body.
-    Conflict,
-    /// Claimed by a request still running: a claim without its answer, as servers built before
-    /// claims carried their answers stored one first (a process of such a build may share the
-    /// database during an upgrade). The repeat is told to come back.
-    InFlight,
-}
-
-/// An `Idempotency-Key` claimed together with the answer of the request it guards, in that
-/// request's own transaction: the key is never stored without its answer, so a repeat finds
-/// either nothing (and runs as the first) or the answer to replay. The claim is refused while the
-/// key is live: used within the last 24 h, or claimed without an answer less than a minute ago.
-#[derive(Debug, Clone)]
-pub struct IdempotencyClaim {
-    /// Owner.
-    pub source_id: SourceId,
-    /// The key.
-    pub key: String,
-    /// SHA-256 of the request's body, hex: a repeat with another body is a conflict.
-    pub request_hash: String,
-    /// When the request came (Unix seconds): the 24 h count from here.
-    pub claimed_at: UnixSeconds,
-    /// The answer to replay.
-    pub response: StoredResponse,
-}
-
 /// Outcome of an insert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {

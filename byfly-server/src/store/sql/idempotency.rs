@@ -5,13 +5,12 @@ use sqlx::any::AnyArguments;
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, Row};
 
-use crate::store::idempotency::Idempotency;
+use crate::store::idempotency::{Idempotency, IdempotencyClaim, IdempotencyStart, StoredResponse};
 
 use super::{IDEMPOTENCY_STALE_SECS, IDEMPOTENCY_TTL_SECS, SqlStore, corrupt};
 use crate::store::error::StoreError;
 use crate::store::ids::UnixSeconds;
 use crate::store::ids::*;
-use crate::store::records::*;
 
 /// The start of a claim of keys with their answers (a literal, for `concat!`).
 macro_rules! claim_keys_into {

@@ -260,7 +260,7 @@ impl SqlStore {
             Dialect::Postgres => (None, None),
         };
         let payment_inserts = group.clone().map(PaymentInserts::start);
-        let status_reads = (dialect == Dialect::Postgres).then(|| StatusReads::start(pool.clone()));
+        let status_reads = (dialect == Dialect::Postgres).then(|| Self::start_status_reads(&pool));
         Ok(SqlStore {
             pool,
             dialect,

@@ -33,10 +33,11 @@ use tokio::sync::{Notify, oneshot};
 
 use super::group_commit::GroupCommit;
 use super::idempotency::{bind_claim, bind_claim_limits, claim_keys_into, claim_values, unless_live};
+use crate::store::IdempotencyClaim;
 use crate::store::Inserted;
 use crate::store::error::StoreError;
 use crate::store::ids::SourceId;
-use crate::store::records::{IdempotencyClaim, NewPaymentRow};
+use crate::store::records::NewPaymentRow;
 
 /// A new payment's insert up to its values: the columns (a literal, for `concat!`).
 macro_rules! insert_payment_columns {

@@ -1,6 +1,10 @@
 //! [`Payments`] on SQLite and PostgreSQL.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 
 use crate::store::payments::{PaymentFilter, Payments};
 use byfly_core::ids::EventId;
@@ -10,7 +14,9 @@ use super::FetchWritten;
 use super::idempotency::{bind_claim, bind_claim_limits, claim_keys_into, claim_values, unless_live};
 use super::payment_inserts::{INSERT_PAYMENT, bind_new_payment, insert_payment_columns, new_payment_values};
 use super::rows::{SqliteRow, StoredRow};
+use super::status_reads::{Found, StatusReads};
 use super::{Dialect, SqlStore};
+use crate::store::IdempotencyClaim;
 use crate::store::decisions::*;
 use crate::store::error::StoreError;
 use crate::store::ids::UnixSeconds;
@@ -53,7 +59,6 @@ macro_rules! payment_and_operations {
          FROM payments p LEFT JOIN operations o ON o.payment_id = p.id "
     };
 }
-pub(super) use payment_and_operations;
 
 /// One payment with its operations, oldest first.
 const PAYMENT_AND_OPERATIONS: &str = concat!(
@@ -62,14 +67,14 @@ const PAYMENT_AND_OPERATIONS: &str = concat!(
 );
 
 /// The rows of [`PAYMENT_AND_OPERATIONS`] gathered, whichever driver read them.
-#[derive(Default, Clone)]
-pub(super) struct Joined {
+#[derive(Default)]
+struct Joined {
     payment: Option<PaymentRecord>,
     operations: Vec<OperationRecord>,
 }
 
 impl Joined {
-    pub(super) fn add(&mut self, row: &impl StoredRow) -> Result<(), StoreError> {
+    fn add(&mut self, row: &impl StoredRow) -> Result<(), StoreError> {
         if self.payment.is_none() {
             self.payment = Some(SqlStore::joined_payment_row(row)?);
         }
@@ -79,9 +84,54 @@ impl Joined {
         Ok(())
     }
 
-    pub(super) fn finish(self) -> Option<(PaymentRecord, Vec<OperationRecord>)> {
+    fn finish(self) -> Option<(PaymentRecord, Vec<OperationRecord>)> {
         Some((self.payment?, self.operations))
     }
+}
+
+impl SqlStore {
+    /// PostgreSQL's status reads, gathered many to a query ([`StatusReads`]).
+    pub(super) fn start_status_reads(pool: &AnyPool) -> Arc<StatusReads> {
+        StatusReads::start(pool.clone(), |pool, ids| Box::pin(payments_together(pool, ids)))
+    }
+}
+
+/// The payments of `ids` (distinct transaction ids) with their operations, in one query: the
+/// query of a round of [`StatusReads`].
+async fn payments_together(pool: AnyPool, ids: Vec<String>) -> Result<Found, StoreError> {
+    let mut sql = String::from(concat!(payment_and_operations!(), "WHERE p.transaction_id IN ("));
+    for n in 1..=ids.len() {
+        if n > 1 {
+            sql.push_str(", ");
+        }
+        sql.push('$');
+        sql.push_str(&n.to_string());
+    }
+    // Each payment's operations oldest first (only the count varies: one prepared statement per
+    // count, kept by sqlx).
+    sql.push_str(") ORDER BY p.id, o.id");
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for id in &ids {
+        query = query.bind(id.as_str());
+    }
+    let rows = query.fetch_all(&pool).await?;
+    let mut joined: HashMap<String, Result<Joined, String>> = HashMap::new();
+    for row in &rows {
+        let id: String = row.try_get("p_transaction_id")?;
+        let payment = joined.entry(id).or_insert_with(|| Ok(Joined::default()));
+        if let Ok(gathered) = payment
+            && let Err(err) = gathered.add(row)
+        {
+            *payment = Err(err.to_string());
+        }
+    }
+    Ok(joined
+        .into_iter()
+        .filter_map(|(id, payment)| match payment {
+            Ok(gathered) => gathered.finish().map(|payment| (id, Ok(payment))),
+            Err(why) => Some((id, Err(why))),
+        })
+        .collect())
 }
 
 /// PostgreSQL's keyed init as one statement: the key claimed with its answer unless it is live,

@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use byfly_core::TransactionId;
-use sqlx::{AnyPool, AssertSqlSafe, Row};
+use futures_util::future::BoxFuture;
+use sqlx::AnyPool;
 use tokio::sync::{Notify, oneshot};
 
-use super::payments::{Joined, payment_and_operations};
 use crate::store::error::StoreError;
 use crate::store::records::{OperationRecord, PaymentRecord};
 
@@ -29,6 +29,14 @@ const READERS: usize = 4;
 
 /// What a status read is told.
 type Answer = Result<Option<(PaymentRecord, Vec<OperationRecord>)>, StoreError>;
+
+/// What one query found, by transaction id: each payment with its operations, or why its rows did
+/// not decode (that payment's readers alone fail).
+pub(super) type Found = HashMap<String, Result<(PaymentRecord, Vec<OperationRecord>), String>>;
+
+/// The query of a round: the payments of these transaction ids (distinct), read from the pool.
+/// The SQL is the store's (`payments.rs`); this module only gathers and hands out.
+pub(super) type ReadTogether = fn(AnyPool, Vec<String>) -> BoxFuture<'static, Result<Found, StoreError>>;
 
 /// A read waiting for its round, and where its answer goes.
 struct Waiting {
@@ -51,15 +59,20 @@ impl std::fmt::Debug for StatusReads {
 }
 
 impl StatusReads {
-    /// The queue, and the tasks that read what it holds from `pool`.
-    pub(super) fn start(pool: AnyPool) -> Arc<StatusReads> {
+    /// The queue, and the tasks that read what it holds from `pool` with `read`.
+    pub(super) fn start(pool: AnyPool, read: ReadTogether) -> Arc<StatusReads> {
         let wake = Arc::new(Notify::new());
         let reads = Arc::new(StatusReads {
             queue: Mutex::new(Vec::new()),
             wake: wake.clone(),
         });
         for _ in 0..READERS {
-            tokio::spawn(read_rounds(Arc::downgrade(&reads), wake.clone(), pool.clone()));
+            tokio::spawn(read_rounds(
+                Arc::downgrade(&reads),
+                wake.clone(),
+                pool.clone(),
+                read,
+            ));
         }
         reads
     }
@@ -92,7 +105,7 @@ impl Drop for StatusReads {
 }
 
 /// Takes what is waiting, round after round, until the store is gone.
-async fn read_rounds(reads: Weak<StatusReads>, wake: Arc<Notify>, pool: AnyPool) {
+async fn read_rounds(reads: Weak<StatusReads>, wake: Arc<Notify>, pool: AnyPool, read: ReadTogether) {
     loop {
         let round: Vec<Waiting> = {
             // Registered before the queue is looked at, so that the store's drop
@@ -120,28 +133,27 @@ async fn read_rounds(reads: Weak<StatusReads>, wake: Arc<Notify>, pool: AnyPool)
             }
             round
         };
-        read_round(&pool, round).await;
+        read_round(&pool, read, round).await;
     }
 }
 
 /// One round: its payments read by one query, each request handed its own.
-async fn read_round(pool: &AnyPool, round: Vec<Waiting>) {
+async fn read_round(pool: &AnyPool, read: ReadTogether, round: Vec<Waiting>) {
     let round: Vec<Waiting> = round
         .into_iter()
         .filter(|waiting| !waiting.answer.is_closed())
         .collect();
-    let mut ids: Vec<&str> = round.iter().map(|waiting| waiting.id.as_str()).collect();
+    let mut ids: Vec<String> = round
+        .iter()
+        .map(|waiting| waiting.id.as_str().to_owned())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
         return;
     }
-    let mut query = sqlx::query(AssertSqlSafe(read_together(ids.len())));
-    for id in &ids {
-        query = query.bind(*id);
-    }
-    let rows = match query.fetch_all(pool).await {
-        Ok(rows) => rows,
+    let found = match read(pool.clone(), ids).await {
+        Ok(found) => found,
         Err(err) => {
             let why = err.to_string();
             for waiting in round {
@@ -150,47 +162,12 @@ async fn read_round(pool: &AnyPool, round: Vec<Waiting>) {
             return;
         }
     };
-    // Each payment's rows, or why they did not decode (that payment's readers alone fail).
-    let mut found: HashMap<String, Result<Joined, String>> = HashMap::new();
-    for row in &rows {
-        let id: String = match row.try_get("p_transaction_id") {
-            Ok(id) => id,
-            Err(err) => {
-                let why = err.to_string();
-                for waiting in round {
-                    waiting.answer.send(Err(StoreError::Corrupt(why.clone()))).ok();
-                }
-                return;
-            }
-        };
-        let joined = found.entry(id).or_insert_with(|| Ok(Joined::default()));
-        if let Ok(payment) = joined
-            && let Err(err) = payment.add(row)
-        {
-            *joined = Err(err.to_string());
-        }
-    }
     for waiting in round {
         let answer = match found.get(waiting.id.as_str()) {
             None => Ok(None),
-            Some(Ok(joined)) => Ok(joined.clone().finish()),
+            Some(Ok(payment)) => Ok(Some(payment.clone())),
             Some(Err(why)) => Err(StoreError::Corrupt(why.clone())),
         };
         waiting.answer.send(answer).ok();
     }
-}
-
-/// The query reading `count` payments with their operations, each payment's oldest first (only
-/// the count varies: one prepared statement per count, kept by sqlx).
-fn read_together(count: usize) -> String {
-    let mut sql = String::from(concat!(payment_and_operations!(), "WHERE p.transaction_id IN ("));
-    for n in 1..=count {
-        if n > 1 {
-            sql.push_str(", ");
-        }
-        sql.push('$');
-        sql.push_str(&n.to_string());
-    }
-    sql.push_str(") ORDER BY p.id, o.id");
-    sql
 }

@@ -3,8 +3,9 @@
 
 use super::super::SqlStore;
 use crate::store::ids::{SourceId, UnixSeconds};
-use crate::store::records::{IdempotencyClaim, IdempotencyStart, NewPaymentRow, StoredResponse};
+use crate::store::records::NewPaymentRow;
 use crate::store::{Database, Idempotency, Inserted, Payments, Sources};
+use crate::store::{IdempotencyClaim, IdempotencyStart, StoredResponse};
 use byfly_core::ids::TokenHash;
 use byfly_core::{BodyEncoding, Money, TransactionId};
 
