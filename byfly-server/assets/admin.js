@@ -748,7 +748,13 @@ async function webhooksPage(params) {
     recover,
     el("h2", {}, "События"),
     el("p", {}, filter),
-    table(["Платёж", "Источник", "Событие", "Состояние", "Попыток", "Последний ответ", "Создано", "Следующая попытка"], rows, "Все вебхуки доставлены."),
+    // `data-state`: which events this list shows, so that a reader (a test) knows the filter's
+    // list has replaced the one before it.
+    el(
+      "section",
+      { id: "events", "data-state": state },
+      table(["Платёж", "Источник", "Событие", "Состояние", "Попыток", "Последний ответ", "Создано", "Следующая попытка"], rows, "Все вебхуки доставлены."),
+    ),
   );
 }
 
