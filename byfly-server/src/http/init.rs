@@ -113,59 +113,112 @@ pub async fn init(
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, HttpError> {
-    let key = idempotency_key(&headers)?;
-    let request_hash = hex::encode(Sha256::digest(&body));
-    let claim = |response: StoredResponse| {
-        key.as_ref().map(|key| IdempotencyClaim {
-            source_id: source.id,
-            key: key.clone(),
-            request_hash: request_hash.clone(),
+    let key = idempotency_key(&headers)?.map(|key| Key {
+        source_id: source.id,
+        request_hash: hex::encode(Sha256::digest(&body)),
+        key,
+    });
+    // Validated once: a retry below draws a new transaction id, it does not validate again.
+    match create(&state, source.id, &body).await {
+        Ok(row) => store_created(&state, row, key.as_ref()).await,
+        Err(failure) => remember_refusal(&state, failure, key.as_ref()).await,
+    }
+}
+
+/// The request's key, whose body hashed to `request_hash`.
+struct Key {
+    source_id: SourceId,
+    key: String,
+    request_hash: String,
+}
+
+impl Key {
+    /// The key claimed with `response`, now.
+    fn claim(&self, state: &AppState, response: StoredResponse) -> IdempotencyClaim {
+        IdempotencyClaim {
+            source_id: self.source_id,
+            key: self.key.clone(),
+            request_hash: self.request_hash.clone(),
             claimed_at: state.now(),
             response,
-        })
-    };
+        }
+    }
+
+    /// The answer the key holds while it is live (a replay, or a 409); `None` when it no longer
+    /// is (claim it again).
+    async fn held_answer(&self, state: &AppState) -> Result<Option<Response>, HttpError> {
+        let held = state
+            .store
+            .idempotent_answer(self.source_id, &self.key, &self.request_hash, state.now())
+            .await?;
+        match held {
+            IdempotencyStart::Fresh => Ok(None),
+            IdempotencyStart::Replay(stored) => Ok(Some(json_response(stored.status, stored.body))),
+            IdempotencyStart::Conflict => Err(HttpError::code(ErrorCode::IdempotencyConflict)),
+            IdempotencyStart::InFlight => Err(HttpError::code(ErrorCode::IdempotencyInFlight)),
+        }
+    }
+}
+
+/// Stores the validated payment `row` (and claims `key` with its `201`), answering `201`; or
+/// answers what the live key holds.
+async fn store_created(
+    state: &AppState,
+    mut row: NewPaymentRow,
+    key: Option<&Key>,
+) -> Result<Response, HttpError> {
     for _ in 0..ATTEMPTS {
-        match create(&state, source.id, &body).await {
-            Ok(row) => {
-                let body = created_body(&row, &state);
-                let claim = claim(StoredResponse {
+        let body = created_body(&row, state);
+        let claim = key.map(|key| {
+            key.claim(
+                state,
+                StoredResponse {
                     status: 201,
                     body: body.clone(),
-                });
-                match state.store.insert_payment(&row, claim.as_ref()).await? {
-                    Inserted::Yes => return Ok(json_response(201, body)),
-                    Inserted::IdCollision => continue,
-                    Inserted::KeyTaken => {}
+                },
+            )
+        });
+        match state.store.insert_payment(&row, claim.as_ref()).await? {
+            Inserted::Yes => return Ok(json_response(201, body)),
+            Inserted::IdCollision => row.transaction_id = TransactionId::generate(&mut OsRandom),
+            Inserted::KeyTaken => {
+                let Some(key) = key else {
+                    return Err(HttpError::internal("a key taken by a request without one"));
+                };
+                if let Some(answer) = key.held_answer(state).await? {
+                    return Ok(answer);
                 }
             }
-            // A refused request is answered the same way when repeated; a failure of ours (5xx)
-            // is not remembered, so a retry can succeed.
-            Err(failure) => match claim(error_body(failure.error())) {
-                Some(claim) if failure.error().code.http_status() < 500 => {
-                    if state.store.claim_idempotent(&claim).await? {
-                        return Err(failure);
-                    }
-                }
-                _ => return Err(failure),
-            },
-        }
-        // The key is live: what it holds is the answer.
-        let Some(key) = &key else {
-            return Err(HttpError::internal("a key taken by a request without one"));
-        };
-        match state
-            .store
-            .idempotent_answer(source.id, key, &request_hash, state.now())
-            .await?
-        {
-            IdempotencyStart::Fresh => {}
-            IdempotencyStart::Replay(stored) => return Ok(json_response(stored.status, stored.body)),
-            IdempotencyStart::Conflict => return Err(HttpError::code(ErrorCode::IdempotencyConflict)),
-            IdempotencyStart::InFlight => return Err(HttpError::code(ErrorCode::IdempotencyInFlight)),
         }
     }
     Err(HttpError::internal(
         "init could not store its payment in five attempts (transaction ids taken, or its key changing)",
+    ))
+}
+
+/// A refused request (4xx) is answered the same way when repeated: its key is claimed with the
+/// refusal, or the live key's answer is given. A failure of ours (5xx) is not remembered, so a
+/// retry can succeed.
+async fn remember_refusal(
+    state: &AppState,
+    failure: HttpError,
+    key: Option<&Key>,
+) -> Result<Response, HttpError> {
+    let Some(key) = key else { return Err(failure) };
+    if failure.error().code.http_status() >= 500 {
+        return Err(failure);
+    }
+    let claim = key.claim(state, error_body(failure.error()));
+    for _ in 0..ATTEMPTS {
+        if state.store.claim_idempotent(&claim).await? {
+            return Err(failure);
+        }
+        if let Some(answer) = key.held_answer(state).await? {
+            return Ok(answer);
+        }
+    }
+    Err(HttpError::internal(
+        "init could not claim its key in five attempts (its key changing)",
     ))
 }
 
